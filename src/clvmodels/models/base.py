@@ -1,0 +1,496 @@
+"""The model contract shared by every clvmodels model.
+
+Every model fits on a summary frame (see :func:`clvmodels.rfm_summary`), predicts on
+a summary frame and hands out parameter draws, so that CLV, segmentation and
+reports treat maximum-likelihood and Bayesian models alike.
+
+Two bases live here:
+
+* :class:`BaseModel` — what every model offers: the fitted check, ``param_draws``,
+  ``summary``, ``save`` and the registry behind :func:`load`.
+* :class:`MaximumLikelihoodModel` — a declarative fitter in the spirit of lifelines:
+  a subclass names its parameters and writes one pure weighted negative
+  log-likelihood with gradient on the log-parameter scale; the base derives the
+  optimisation, the covariance, standard errors, AIC/BIC, the summary, the
+  sampling-distribution draws and JSON persistence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+from threadpoolctl import ThreadpoolController
+
+__all__ = [
+    "BaseModel",
+    "ConvergenceError",
+    "MaximumLikelihoodModel",
+    "NotFittedError",
+    "load",
+]
+
+FORMAT_VERSION = 1
+
+# Every concrete model class registers itself here so that `load` can rebuild it
+# from the name stored in the file, without pickle.
+_REGISTRY: dict[str, type[BaseModel]] = {}
+
+# Multi-threaded BLAS makes L-BFGS-B's tiny vector updates an order of magnitude slower
+# (thread hand-offs dominate); the optimiser runs with BLAS pinned to one thread.
+_THREADPOOLS: ThreadpoolController | None = None
+
+
+def _single_threaded_blas() -> Any:
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        _THREADPOOLS = ThreadpoolController()
+    return _THREADPOOLS.limit(limits=1, user_api="blas")
+
+
+class NotFittedError(RuntimeError):
+    """Raised when a method that needs fitted parameters is called before ``fit``."""
+
+
+class ConvergenceError(RuntimeError):
+    """Raised when the likelihood could not be maximised."""
+
+
+class BaseModel:
+    """Shared behaviour of all clvmodels models.
+
+    Subclasses set ``param_names`` and implement ``fit``, ``param_draws``,
+    ``summary`` and ``save``; they are registered by class name for :func:`load`.
+    """
+
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.param_names:
+            _REGISTRY[cls.__name__] = cls
+
+    # -- fitted-state helpers ---------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "params_", None) is not None
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call `fit(data)` first "
+                "(or load a saved model with `clvmodels.load(path)`)."
+            )
+
+    def __repr__(self) -> str:
+        if self.is_fitted:
+            inner = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+            return f"<{type(self).__name__} fitted: {inner}>"
+        return f"<{type(self).__name__} (not fitted)>"
+
+    # -- parameters aligned with customers ------------------------------------------
+    def _params_for(
+        self, data: pd.DataFrame | None, draws: pd.DataFrame | None = None
+    ) -> dict[str, np.ndarray]:
+        """Parameters ready to broadcast against the rows of ``data``.
+
+        Point estimates come back as 0-d arrays; with ``draws`` (a frame returned by
+        ``param_draws``) each parameter is an ``(n_draws, 1)`` array, so that a pure
+        prediction function evaluated on customer arrays of shape ``(n_customers,)``
+        returns ``(n_draws, n_customers)``. Grouped (hierarchical) models override this
+        to return per-customer parameters, ``(n_customers,)`` or
+        ``(n_draws, n_customers)``.
+        """
+        self._check_fitted()
+        if draws is None:
+            return {k: np.asarray(float(self.params_[k])) for k in self.param_names}
+        return {k: draws[k].to_numpy(dtype=float)[:, None] for k in self.param_names}
+
+    # -- contract -----------------------------------------------------------------
+    def param_draws(self, n: int, random_state: Any = None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def summary(self, level: float = 0.95) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        raise NotImplementedError
+
+
+def load(path: str | Path) -> BaseModel:
+    """Load a model written by ``model.save(path)``.
+
+    JSON files hold maximum-likelihood models; NetCDF files hold Bayesian models
+    (their posterior and configuration). Nothing is ever unpickled.
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, load, load_cdnow, rfm_summary
+    >>> model = BetaGeo().fit(rfm_summary(load_cdnow(), "customer_id", "date"))  # doctest: +SKIP
+    >>> model.save("bgnbd.json")  # doctest: +SKIP
+    >>> load("bgnbd.json").params_  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No saved model at {path}")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head.lstrip()[:1] == b"{":
+        payload = json.loads(path.read_text())
+        name = payload.get("model")
+        cls = _REGISTRY.get(name)
+        if cls is None:
+            raise ValueError(f"{path} names an unknown model {name!r}")
+        return cls._from_payload(payload)
+    if head.startswith(b"\x89HDF") or head.startswith(b"CDF"):
+        import arviz as az
+
+        idata = az.from_netcdf(path)
+        name = idata.attrs.get("clvmodels_model") if hasattr(idata, "attrs") else None
+        if name is None and "posterior" in idata.groups():
+            name = idata.posterior.attrs.get("clvmodels_model")
+        cls = _REGISTRY.get(name)
+        if cls is None:
+            raise ValueError(f"{path} is NetCDF but names no known clvmodels model")
+        return cls._from_idata(idata)
+    raise ValueError(f"{path} is neither a clvmodels JSON nor a NetCDF model file")
+
+
+def _normal_quantile(level: float) -> float:
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    return float(stats.norm.ppf(0.5 + level / 2))
+
+
+def _numerical_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Central differences of an analytic gradient; symmetrised."""
+    k = x.size
+    hess = np.empty((k, k))
+    for j in range(k):
+        h = 1e-5 * max(1.0, abs(x[j]))
+        step = np.zeros(k)
+        step[j] = h
+        hess[:, j] = (grad(x + step) - grad(x - step)) / (2 * h)
+    return (hess + hess.T) / 2
+
+
+class MaximumLikelihoodModel(BaseModel):
+    """Declarative maximum-likelihood fitter.
+
+    A subclass provides
+
+    * ``param_names``: the parameter names, all strictly positive;
+    * ``_arrays(data)``: the validated summary frame as a dict of NumPy arrays;
+    * ``_neg_loglik_grad(log_params, arrays, weights)``: the weighted negative
+      log-likelihood and its gradient with respect to the log-parameters;
+    * ``_initial_log_params(arrays, weights)``: a list of starting points.
+
+    Optimisation runs on log-parameters, which removes the positivity bounds and
+    makes the asymptotic normal approximation (and therefore ``param_draws``)
+    respect the parameter space.
+    """
+
+    def __init__(self, penalizer: float = 0.0) -> None:
+        # Ridge penalty per customer on the log-parameters (0 = plain MLE).
+        self.penalizer = penalizer
+
+    # -- subclass hooks -------------------------------------------------------------
+    def _arrays(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _neg_loglik_grad(
+        log_params: np.ndarray, arrays: Mapping[str, np.ndarray], weights: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        raise NotImplementedError
+
+    def _initial_log_params(
+        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
+    ) -> list[np.ndarray]:
+        return [self._log_reference(arrays, weights)]
+
+    def _log_reference(
+        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
+    ) -> np.ndarray:
+        """Natural centre of the log-parameters: 0, or the log data scale for scale
+        parameters. Estimates more than ``DRIFT_LIMIT`` away count as degenerate."""
+        return np.zeros(len(self.param_names))
+
+    # exp(12) ~ 1.6e5: a shape parameter beyond this (or a scale parameter this far
+    # from the data's own scale) means the likelihood is still rising towards the edge
+    # of the parameter space, i.e. the data do not identify the model.
+    DRIFT_LIMIT: ClassVar[float] = 12.0
+
+    # -- fitting ------------------------------------------------------------------
+    def _optimise(
+        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
+    ) -> optimize.OptimizeResult:
+        total = float(weights.sum())
+        penalizer = float(self.penalizer)
+
+        # Scale by the number of customers so that tolerances mean the same thing for
+        # a thousand customers and for ten million.
+        reference = self._log_reference(arrays, weights)
+
+        def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = self._neg_loglik_grad(z, arrays, weights)
+            if penalizer:
+                # Ridge on the log-parameters around their natural centre: it keeps
+                # estimates away from both 0 and infinity on degenerate data.
+                dev = z - reference
+                value = value + penalizer * total * float(np.sum(dev**2))
+                grad = grad + penalizer * total * 2 * dev
+            if not np.isfinite(value):
+                return np.inf, np.zeros_like(z)
+            return value / total, grad / total
+
+        best: optimize.OptimizeResult | None = None
+        messages = []
+        for start in self._initial_log_params(arrays, weights):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = optimize.minimize(
+                    objective,
+                    np.asarray(start, dtype=float),
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=[(c - 30.0, c + 30.0) for c in reference],
+                    options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
+                )
+            messages.append(str(res.message))
+            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
+                best = res
+            grad_norm = float(np.max(np.abs(res.jac))) if np.all(np.isfinite(res.jac)) else 1.0
+            if res.success and grad_norm < 1e-5:
+                break
+        if best is None or not np.isfinite(best.fun):
+            raise ConvergenceError(
+                f"{type(self).__name__} could not evaluate a finite likelihood from any "
+                f"starting point (optimiser said: {'; '.join(messages)}). Check that the "
+                "summary is in consistent time units and that frequency, recency and T "
+                "are valid; a small `penalizer` (e.g. 1e-3) can help on degenerate data."
+            )
+        best.total_weight = total
+        best.objective = objective
+        return best
+
+    def _finish_fit(
+        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray, n_obs: int
+    ) -> None:
+        with _single_threaded_blas():
+            res = self._optimise(arrays, weights)
+        z = np.asarray(res.x, dtype=float)
+        grad_norm = float(np.max(np.abs(res.jac)))
+        drift = np.abs(z - self._log_reference(arrays, weights))
+        if np.any(drift > self.DRIFT_LIMIT):
+            runaway = {
+                name: float(np.exp(v))
+                for name, v, d in zip(self.param_names, z, drift, strict=True)
+                if d > self.DRIFT_LIMIT
+            }
+            raise ConvergenceError(
+                f"{type(self).__name__} did not converge to a finite optimum: the likelihood "
+                f"keeps improving towards the edge of the parameter space ({runaway}), so "
+                "the data do not identify every parameter (e.g. nobody repeats, or nobody "
+                "shows signs of dropping out). What to try: (1) check that recency <= T and "
+                "that times are in one unit; (2) use more customers or a longer observation "
+                "period; (3) pass a small `penalizer` (e.g. 1e-3) to regularise the fit."
+            )
+        if grad_norm > 1e-3:
+            raise ConvergenceError(
+                f"{type(self).__name__} did not converge: optimiser said {res.message!r}, "
+                f"largest gradient {grad_norm:.2g}, log-parameters "
+                f"{dict(zip(self.param_names, np.round(z, 3), strict=True))}. What to try: "
+                "(1) check that recency <= T and that times are in one unit; "
+                "(2) look for a handful of customers with implausible frequency; "
+                "(3) pass a small `penalizer` (e.g. 1e-3) to regularise a flat likelihood."
+            )
+        self.params_ = pd.Series(np.exp(z), index=list(self.param_names), name="estimate")
+        self._log_params = z
+        self.log_likelihood_ = float(-res.fun * res.total_weight) if not self.penalizer else float(
+            -self._neg_loglik_grad(z, arrays, weights)[0]
+        )
+        k = len(self.param_names)
+        self.n_obs_ = int(n_obs)
+        self.aic_ = 2 * k - 2 * self.log_likelihood_
+        self.bic_ = k * math.log(max(n_obs, 1)) - 2 * self.log_likelihood_
+        self.n_iterations_ = int(res.nit)
+        with _single_threaded_blas():
+            self.covariance_log_ = self._log_covariance(arrays, weights, z)
+
+    def _log_covariance(
+        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray, z: np.ndarray
+    ) -> pd.DataFrame:
+        # With a penalizer the curvature of the penalised objective is the honest one:
+        # the estimate is then a posterior mode under a log-normal prior.
+        ridge = 2.0 * float(self.penalizer) * float(weights.sum())
+        reference = self._log_reference(arrays, weights)
+
+        def grad(x: np.ndarray) -> np.ndarray:
+            return self._neg_loglik_grad(x, arrays, weights)[1] + ridge * (x - reference)
+
+        names = list(self.param_names)
+        hess = _numerical_hessian(grad, z)
+        self.hessian_warning_ = None
+        try:
+            cov = np.linalg.inv(hess)
+            eig = np.linalg.eigvalsh(hess)
+            if not np.all(np.isfinite(cov)) or eig.min() <= 0:
+                raise np.linalg.LinAlgError("Hessian is not positive definite")
+        except np.linalg.LinAlgError as err:
+            self.hessian_warning_ = (
+                f"standard errors unavailable: the observed information matrix is singular "
+                f"or not positive definite ({err}); the optimum is flat in some direction, "
+                "typically because the data cannot identify every parameter."
+            )
+            warnings.warn(self.hessian_warning_, RuntimeWarning, stacklevel=3)
+            cov = np.full((len(names), len(names)), np.nan)
+        return pd.DataFrame(cov, index=names, columns=names)
+
+    # -- contract -----------------------------------------------------------------
+    @property
+    def standard_errors_(self) -> pd.Series:
+        """Delta-method standard errors on the natural parameter scale."""
+        self._check_fitted()
+        se_log = np.sqrt(np.diag(self.covariance_log_.to_numpy()))
+        return pd.Series(self.params_.to_numpy() * se_log, index=self.params_.index, name="se")
+
+    def summary(self, level: float = 0.95) -> pd.DataFrame:
+        """Estimates, standard errors and ``level`` confidence intervals.
+
+        Intervals are symmetric on the log scale (so they never leave the positive
+        half-line) and mapped back: ``exp(log(theta) +- z * se_log)``.
+        """
+        self._check_fitted()
+        z = _normal_quantile(level)
+        se_log = np.sqrt(np.diag(self.covariance_log_.to_numpy()))
+        est = self.params_.to_numpy()
+        pct = f"{100 * level:g}%"
+        table = pd.DataFrame(
+            {
+                "estimate": est,
+                "se": est * se_log,
+                f"lower {pct}": est * np.exp(-z * se_log),
+                f"upper {pct}": est * np.exp(z * se_log),
+            },
+            index=self.params_.index,
+        )
+        table.attrs.update(
+            {
+                "log_likelihood": self.log_likelihood_,
+                "aic": self.aic_,
+                "bic": self.bic_,
+                "n_obs": self.n_obs_,
+                "note": self.hessian_warning_ or "",
+            }
+        )
+        return table
+
+    def param_draws(self, n: int, random_state: Any = None) -> pd.DataFrame:
+        """Draws from the estimator's asymptotic sampling distribution.
+
+        The MLE of the log-parameters is approximately normal with the inverse
+        observed information as covariance; draws are taken there and exponentiated.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        random_state : int, numpy Generator or None
+            Seed for reproducible draws.
+        """
+        self._check_fitted()
+        if int(n) < 1:
+            raise ValueError(f"n must be a positive integer, got {n}")
+        cov = self.covariance_log_.to_numpy()
+        if not np.all(np.isfinite(cov)):
+            raise ValueError(
+                f"{type(self).__name__} has no finite covariance, so no parameter draws: "
+                f"{self.hessian_warning_}"
+            )
+        rng = np.random.default_rng(random_state)
+        z = rng.multivariate_normal(self._log_params, cov, size=int(n), method="eigh")
+        return pd.DataFrame(np.exp(z), columns=list(self.param_names))
+
+    # -- persistence ----------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {"penalizer": self.penalizer}
+
+    def _fitted_extra(self) -> dict[str, Any]:
+        return {}
+
+    def save(self, path: str | Path) -> Path:
+        """Write parameters, covariance and settings as JSON (never the data)."""
+        self._check_fitted()
+        path = Path(path)
+        payload = {
+            "model": type(self).__name__,
+            "format_version": FORMAT_VERSION,
+            "settings": self._settings(),
+            "params": self.params_.to_dict(),
+            "covariance_log": self.covariance_log_.to_numpy().tolist(),
+            "log_likelihood": self.log_likelihood_,
+            "n_obs": self.n_obs_,
+            "time_unit": getattr(self, "time_unit_", None),
+            "extra": self._fitted_extra(),
+        }
+        text = json.dumps(payload, indent=2, allow_nan=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def _from_payload(cls, payload: Mapping[str, Any]) -> MaximumLikelihoodModel:
+        model = cls(**payload.get("settings", {}))
+        model._set_fitted(
+            params=payload["params"],
+            covariance_log=np.asarray(payload["covariance_log"], dtype=float),
+            log_likelihood=payload.get("log_likelihood", float("nan")),
+            n_obs=payload.get("n_obs", 0),
+            time_unit=payload.get("time_unit"),
+        )
+        model._restore_extra(payload.get("extra", {}))
+        return model
+
+    def _restore_extra(self, extra: Mapping[str, Any]) -> None:
+        return None
+
+    def _set_fitted(
+        self,
+        params: Mapping[str, float],
+        covariance_log: np.ndarray | None = None,
+        log_likelihood: float = float("nan"),
+        n_obs: int = 0,
+        time_unit: str | None = None,
+    ) -> None:
+        """Install fitted state directly (loading, migration from lifetimes)."""
+        names = list(self.param_names)
+        missing = [k for k in names if k not in params]
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs parameters {names}; missing {missing}")
+        values = np.array([float(params[k]) for k in names])
+        if np.any(~np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError(f"parameters must be finite and positive, got {dict(params)}")
+        self.params_ = pd.Series(values, index=names, name="estimate")
+        self._log_params = np.log(values)
+        cov = (
+            np.full((len(names), len(names)), np.nan)
+            if covariance_log is None
+            else np.asarray(covariance_log, dtype=float)
+        )
+        self.covariance_log_ = pd.DataFrame(cov, index=names, columns=names)
+        self.log_likelihood_ = float(log_likelihood)
+        self.n_obs_ = int(n_obs)
+        k = len(names)
+        self.aic_ = 2 * k - 2 * self.log_likelihood_
+        self.bic_ = k * math.log(max(self.n_obs_, 1)) - 2 * self.log_likelihood_
+        self.time_unit_ = time_unit
+        self.hessian_warning_ = None if np.all(np.isfinite(cov)) else "no covariance available"

@@ -1,0 +1,525 @@
+"""BG/NBD: the beta-geometric / negative binomial distribution model.
+
+Fader, P. S., Hardie, B. G. S. and Lee, K. L. (2005), "'Counting Your Customers' the
+Easy Way: An Alternative to the Pareto/NBD Model", *Marketing Science* 24(2), 275-284
+(FHL 2005 below). While alive, a customer buys at a Poisson rate ``lambda ~
+Gamma(r, alpha)``; after each purchase the customer drops out with probability ``p ~
+Beta(a, b)``.
+
+The pure functions below take broadcastable NumPy arrays and work in log space;
+:class:`BetaGeo` is a thin maximum-likelihood shell around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1
+
+from clvmodels.data import compress, validate_summary
+from clvmodels.models.base import MaximumLikelihoodModel
+
+__all__ = [
+    "BetaGeo",
+    "BetaGeoPredictions",
+    "bgnbd_expected_purchases",
+    "bgnbd_expected_purchases_new_customer",
+    "bgnbd_log_likelihood",
+    "bgnbd_neg_loglik_grad",
+    "bgnbd_probability_alive",
+    "bgnbd_probability_of_purchases",
+]
+
+_SUMMARY_COLUMNS = ("frequency", "recency", "T")
+
+
+# --------------------------------------------------------------------------------------
+# Pure functions
+# --------------------------------------------------------------------------------------
+def _log_dropout_odds(r, alpha, a, b, x, t_x, T):
+    """log of a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x); -inf where x == 0.
+
+    This is the log odds of having dropped out after the last purchase, the term
+    that FHL 2005 eq. (6) and (10) share.
+    """
+    repeat = x > 0
+    b_x1 = np.where(repeat, b + x - 1, 1.0)
+    odds = (
+        np.log(a)
+        - np.log(b_x1)
+        + (r + x) * (np.log(alpha + T) - np.log(alpha + np.where(repeat, t_x, T)))
+    )
+    return np.where(repeat, odds, -np.inf)
+
+
+def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T):
+    """Per-customer BG/NBD log-likelihood, FHL 2005 eq. (6), in log space.
+
+    ``L = A1 * A2 * (A3 + [x > 0] A4)`` with
+    ``A1 = Gamma(r+x) alpha^r / Gamma(r)``, ``A2 = B(a, b+x) / B(a, b)``,
+    ``A3 = (alpha+T)^-(r+x)`` and ``A4 = a / (b+x-1) (alpha+t_x)^-(r+x)``.
+
+    Parameters
+    ----------
+    r, alpha, a, b : float or array
+        Model parameters, broadcastable against the customer arrays.
+    frequency, recency, T : array
+        Repeat purchases ``x``, time of last purchase ``t_x`` and age ``T``.
+
+    Returns
+    -------
+    numpy.ndarray
+        log L for each customer; finite for any valid input.
+
+    Examples
+    --------
+    >>> float(bgnbd_log_likelihood(0.2426, 4.4136, 0.7929, 2.4259, 2, 30.43, 38.86))
+    -9.44...
+    """
+    x = np.asarray(frequency, dtype=float)
+    t_x = np.asarray(recency, dtype=float)
+    T = np.asarray(T, dtype=float)
+    log_a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    log_a2 = betaln(a, b + x) - betaln(a, b)
+    log_a3 = -(r + x) * np.log(alpha + T)
+    log_a4 = log_a3 + _log_dropout_odds(r, alpha, a, b, x, t_x, T)
+    return log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
+
+
+def bgnbd_neg_loglik_grad(
+    log_params: np.ndarray,
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """Weighted negative log-likelihood and its analytic gradient in log-parameters.
+
+    With ``w3`` and ``w4`` the shares of the ``A3`` and ``A4`` terms in their sum
+    (a softmax, so no exponent is ever taken of a large number), every partial
+    derivative is a weighted mix of closed-form digamma and log terms.
+    """
+    r, alpha, a, b = np.exp(log_params)
+    x, t_x = frequency, recency
+    repeat = x > 0
+    b_x1 = np.where(repeat, b + x - 1, 1.0)
+    log_alpha_T = np.log(alpha + T)
+    log_alpha_tx = np.log(alpha + np.where(repeat, t_x, T))
+
+    log_a3 = -(r + x) * log_alpha_T
+    log_a4 = np.where(repeat, np.log(a) - np.log(b_x1) - (r + x) * log_alpha_tx, -np.inf)
+    log_sum = np.logaddexp(log_a3, log_a4)
+    ll = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b) + log_sum
+    w4 = np.exp(log_a4 - log_sum)
+    w3 = 1.0 - w4
+
+    psi_ab = digamma(a + b)
+    psi_abx = digamma(a + b + x)
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * log_alpha_T - w4 * log_alpha_tx
+    d_alpha = r / alpha - (r + x) * (
+        w3 / (alpha + T) + w4 / (alpha + np.where(repeat, t_x, T))
+    )
+    d_a = psi_ab - psi_abx + w4 / a
+    d_b = psi_ab + digamma(b + x) - digamma(b) - psi_abx - w4 / b_x1
+
+    value = -float(np.dot(weights, ll))
+    grad = -np.array(
+        [
+            r * np.dot(weights, d_r),
+            alpha * np.dot(weights, d_alpha),
+            a * np.dot(weights, d_a),
+            b * np.dot(weights, d_b),
+        ]
+    )
+    return value, grad
+
+
+def bgnbd_probability_alive(r, alpha, a, b, frequency, recency, T):
+    """P(alive | x, t_x, T), FHL 2005 eq. (10 denominator); 1 for x == 0.
+
+    Computed as a logistic function of the log dropout odds, so it never overflows.
+    """
+    x = np.asarray(frequency, dtype=float)
+    odds = _log_dropout_odds(r, alpha, a, b, x, np.asarray(recency, float), np.asarray(T, float))
+    return expit(-odds)
+
+
+def _purchases_while_alive_quadrature(t, s, h, a, b_x):
+    """``E_p[(1 - (1 + p t / h)^-s) / p]`` for ``p ~ Beta(a, b_x)``, by Gauss-Jacobi.
+
+    For an active customer with posterior ``lambda ~ Gamma(s, h)`` and
+    ``p ~ Beta(a, b_x)``, the expected purchases in ``t`` are
+    ``E[(1 - exp(-lambda p t)) / p]``; integrating ``lambda`` out leaves this smooth
+    one-dimensional integral. One rule per entry, doubled until two successive rules
+    agree: slow, but valid for every parameter value, so it is the fallback where the
+    hypergeometric forms overflow.
+    """
+    from scipy.special import betaincinv, roots_jacobi, roots_legendre
+
+    def integrand(p, ti, si, hi):
+        return -np.expm1(-si * np.log1p(p * ti / hi)) / p
+
+    out = np.empty(np.shape(t))
+    flat = [np.ravel(v) for v in (t, s, h, a, b_x)]
+    for i, (ti, si, hi, ai, bi) in enumerate(zip(*flat, strict=True)):
+        value = previous = np.nan
+        with np.errstate(all="ignore"):
+            for nodes in (64, 128, 256, 512):
+                # Weight (1-y)^(b_x-1) (1+y)^(a-1) on [-1, 1] is Beta(a, b_x), p = (1+y)/2.
+                y, w = roots_jacobi(nodes, bi - 1.0, ai - 1.0)
+                value = np.dot(w, integrand((1.0 + y) / 2.0, ti, si, hi)) / w.sum()
+                if not np.isfinite(value) or abs(value - previous) <= 1e-10 * abs(value):
+                    break
+                previous = value
+        if not np.isfinite(value):
+            # Very large b_x defeats the Jacobi rule; integrate over the Beta quantile
+            # instead, E[g(p)] = int_0^1 g(F^-1(u)) du, with Gauss-Legendre nodes in u.
+            u, w = roots_legendre(1024)
+            p = betaincinv(ai, bi, (u + 1.0) / 2.0)
+            value = np.dot(w, integrand(p, ti, si, hi)) / 2.0
+        out.flat[i] = value
+    return out
+
+
+def _purchases_while_alive(t, s, h, a, b_x):
+    """Expected purchases in the next ``t`` of a customer known to be alive.
+
+    FHL 2005 eq. (10) numerator, ``c/(a-1) * (1 - (h/(h+t))^s 2F1(s, b_x; c; t/(h+t)))``
+    with ``c = a + b_x - 1``. Where ``t <= h`` Pfaff's transformation
+    ``2F1(s, b'; c; z) = (1-z)^-s 2F1(s, c-b'; c; z/(z-1))`` gives the single term
+    ``2F1(s, a-1; c; -t/h)`` on ``[-1, 0]``, where scipy's series is most accurate;
+    beyond, the original argument in ``[1/2, 1)`` is used, combined in log space.
+    Entries where either form overflows (extreme ``s`` and ``t/h``) or ``a`` is at 1
+    are recomputed by quadrature.
+    """
+    t, s, h, a, b_x = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t, s, h, a, b_x)))
+    c = a + b_x - 1.0
+    near = t <= h
+    far = ~near
+    value = np.empty(t.shape)
+    with np.errstate(all="ignore"):
+        value[near] = 1.0 - hyp2f1(s[near], a[near] - 1.0, c[near], -t[near] / h[near])
+        log_tail = s[far] * (np.log(h[far]) - np.log(h[far] + t[far])) + np.log(
+            hyp2f1(s[far], b_x[far], c[far], t[far] / (h[far] + t[far]))
+        )
+        value[far] = -np.expm1(log_tail)
+        value *= c / (a - 1.0)
+    bad = (~np.isfinite(value) | (value < 0) | (np.abs(a - 1.0) < 1e-6)) & (t > 0)
+    value[t == 0] = 0.0
+    if np.any(bad):
+        value[bad] = _purchases_while_alive_quadrature(t[bad], s[bad], h[bad], a[bad], b_x[bad])
+    return value
+
+
+def bgnbd_expected_purchases(t, r, alpha, a, b, frequency, recency, T):
+    """E[Y(t) | x, t_x, T]: expected purchases in the next ``t`` periods, FHL 2005 eq. (10).
+
+    Examples
+    --------
+    >>> round(float(bgnbd_expected_purchases(39, 0.2426, 4.4136, 0.7929, 2.4259,
+    ...                                       2, 30.43, 38.86)), 3)
+    1.226
+    """
+    x = np.asarray(frequency, dtype=float)
+    T = np.asarray(T, dtype=float)
+    p_alive = bgnbd_probability_alive(r, alpha, a, b, x, recency, T)
+    return _purchases_while_alive(t, r + x, alpha + T, a, b + x) * p_alive
+
+
+def bgnbd_expected_purchases_new_customer(t, r, alpha, a, b):
+    """E[X(t)] for a customer just acquired, FHL 2005 eq. (9).
+
+    Examples
+    --------
+    >>> round(float(bgnbd_expected_purchases_new_customer(78, 0.2426, 4.4136, 0.7929,
+    ...                                                    2.4259)), 4)
+    1.8576
+    """
+    return _purchases_while_alive(t, r, alpha, a, b)
+
+
+def bgnbd_probability_of_purchases(n, t, r, alpha, a, b):
+    """P(X(t) = n) for a new customer, FHL 2005 eq. (8).
+
+    The finite sum of negative binomial probabilities in eq. (8) is the
+    negative binomial survival function, written as a regularised incomplete beta
+    function: ``1 - sum_{j<n} NB(j) = I_{t/(alpha+t)}(n, r)``.
+
+    Examples
+    --------
+    >>> round(float(bgnbd_probability_of_purchases(0, 39, 0.2426, 4.4136, 0.7929,
+    ...                                             2.4259)), 4)
+    0.5738
+    """
+    n = np.asarray(n, dtype=float)
+    t = np.asarray(t, dtype=float)
+    log_p = np.log(alpha) - np.log(alpha + t)
+    log_q = np.log(t) - np.log(alpha + t)
+    log_nb = gammaln(r + n) - gammaln(r) - gammaln(n + 1) + r * log_p + n * log_q
+    first = np.exp(betaln(a, b + n) - betaln(a, b) + log_nb)
+    positive = n > 0
+    n_safe = np.where(positive, n, 1.0)
+    second = np.exp(betaln(a + 1, b + n_safe - 1) - betaln(a, b)) * betainc(
+        n_safe, r, t / (alpha + t)
+    )
+    return first + np.where(positive, second, 0.0)
+
+
+# --------------------------------------------------------------------------------------
+# Shared prediction methods (BetaGeo and HierarchicalBetaGeo)
+# --------------------------------------------------------------------------------------
+def _summary_arrays(data: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {c: data[c].to_numpy(dtype=float) for c in _SUMMARY_COLUMNS}
+
+
+def _check_horizon(t: Any) -> np.ndarray:
+    t_arr = np.asarray(t, dtype=float)
+    if np.any(~np.isfinite(t_arr)) or np.any(t_arr < 0):
+        raise ValueError(f"t must be finite and non-negative, got {t!r}")
+    return t_arr
+
+
+class BetaGeoPredictions:
+    """BG/NBD predictions on top of ``self._params_for(data, draws)``.
+
+    Any model whose parameters are ``r, alpha, a, b`` (maximum likelihood or
+    Bayesian, pooled or grouped) gets the public prediction methods from here.
+    """
+
+    def expected_purchases(self, t: float, data: pd.DataFrame) -> pd.Series:
+        """Expected number of purchases in the next ``t`` time units, per customer.
+
+        Parameters
+        ----------
+        t : float
+            Forecast horizon in the summary's ``time_unit`` (weeks by default).
+        data : DataFrame
+            Summary frame with ``frequency``, ``recency`` and ``T``.
+
+        Examples
+        --------
+        >>> from clvmodels import BetaGeo, load_cdnow, rfm_summary
+        >>> summary = rfm_summary(load_cdnow(), "customer_id", "date",
+        ...                       observation_end="1997-09-30")
+        >>> model = BetaGeo().fit(summary)
+        >>> round(model.expected_purchases(t=39, data=summary).loc[1], 3)
+        1.226
+        """
+        t_arr = _check_horizon(t)
+        data = validate_summary(data, context="expected_purchases")
+        values = self._expected_purchases_given(t_arr, self._params_for(data), data)
+        return pd.Series(values, index=data.index, name="expected_purchases")
+
+    def probability_alive(self, data: pd.DataFrame) -> pd.Series:
+        """Probability that each customer is still active at the end of observation.
+
+        Examples
+        --------
+        >>> from clvmodels import BetaGeo, load_cdnow, rfm_summary
+        >>> summary = rfm_summary(load_cdnow(), "customer_id", "date",
+        ...                       observation_end="1997-09-30")
+        >>> BetaGeo().fit(summary).probability_alive(data=summary).between(0, 1).all()
+        True
+        """
+        data = validate_summary(data, context="probability_alive")
+        values = self._probability_alive_given(self._params_for(data), data)
+        return pd.Series(values, index=data.index, name="probability_alive")
+
+    def expected_purchases_new_customer(self, t: float | np.ndarray) -> float | np.ndarray:
+        """Expected purchases of a newly acquired customer within ``t`` time units.
+
+        Examples
+        --------
+        >>> from clvmodels import BetaGeo, load_cdnow, rfm_summary
+        >>> summary = rfm_summary(load_cdnow(), "customer_id", "date",
+        ...                       observation_end="1997-09-30")
+        >>> round(float(BetaGeo().fit(summary).expected_purchases_new_customer(t=78)), 3)
+        1.858
+        """
+        t_arr = _check_horizon(t)
+        values = bgnbd_expected_purchases_new_customer(t_arr, **self._population_params())
+        return float(values) if values.ndim == 0 else values
+
+    def probability_of_purchases(
+        self, n: int | np.ndarray, t: float | np.ndarray
+    ) -> float | np.ndarray:
+        """P(X(t) = n): probability that a new customer makes ``n`` purchases by ``t``.
+
+        Examples
+        --------
+        >>> from clvmodels import BetaGeo, load_cdnow, rfm_summary
+        >>> summary = rfm_summary(load_cdnow(), "customer_id", "date",
+        ...                       observation_end="1997-09-30")
+        >>> round(float(BetaGeo().fit(summary).probability_of_purchases(n=0, t=39)), 4)
+        0.5738
+        """
+        n_arr = np.asarray(n)
+        if np.any(n_arr < 0) or np.any(np.asarray(n_arr, float) % 1 != 0):
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        t_arr = _check_horizon(t)
+        values = bgnbd_probability_of_purchases(n_arr, t_arr, **self._population_params())
+        return float(values) if values.ndim == 0 else values
+
+    # Array-level hooks: CLV and scoring evaluate these under many parameter draws at
+    # once (params from ``self._params_for(data, draws)``), on validated frames.
+    @staticmethod
+    def _expected_purchases_given(
+        t: Any, params: Mapping[str, np.ndarray], data: pd.DataFrame
+    ) -> np.ndarray:
+        return bgnbd_expected_purchases(t, **params, **_bg_args(_summary_arrays(data)))
+
+    @staticmethod
+    def _probability_alive_given(
+        params: Mapping[str, np.ndarray], data: pd.DataFrame
+    ) -> np.ndarray:
+        return bgnbd_probability_alive(**params, **_bg_args(_summary_arrays(data)))
+
+    def _population_params(self) -> dict[str, np.ndarray]:
+        """Parameters that describe a new customer; grouped models override this."""
+        return self._params_for(None)
+
+
+def _bg_args(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"frequency": arrays["frequency"], "recency": arrays["recency"], "T": arrays["T"]}
+
+
+# --------------------------------------------------------------------------------------
+# Maximum-likelihood model
+# --------------------------------------------------------------------------------------
+class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
+    """BG/NBD transaction model fitted by maximum likelihood.
+
+    Parameters
+    ----------
+    penalizer : float, default 0
+        Optional ridge penalty (per customer) on the log-parameters around their
+        natural centre. Not needed on well-behaved data; a small value (1e-3)
+        regularises data that cannot identify every parameter.
+
+    Attributes
+    ----------
+    params_ : Series
+        Estimates of ``r, alpha, a, b``.
+    log_likelihood_, aic_, bic_ : float
+        Fit statistics on the customers the model was fitted on.
+    covariance_log_ : DataFrame
+        Asymptotic covariance of the log-parameters (inverse observed information).
+    time_unit_ : str or None
+        The time unit recorded on the summary frame (e.g. ``"W"``).
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, load_cdnow, rfm_summary
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date",
+    ...                       observation_end="1997-09-30")
+    >>> model = BetaGeo().fit(summary)
+    >>> model.params_.round(4).to_dict()
+    {'r': 0.2426, 'alpha': 4.4136, 'a': 0.7929, 'b': 2.4259}
+    >>> round(model.log_likelihood_, 2)
+    -9582.43
+    """
+
+    param_names = ("r", "alpha", "a", "b")
+
+    def fit(self, data: pd.DataFrame, weights: np.ndarray | pd.Series | None = None) -> BetaGeo:
+        """Fit by maximum likelihood.
+
+        Identical ``(frequency, recency, T)`` rows are collapsed into weighted rows
+        first, so the cost follows the number of distinct rows, not customers.
+
+        Parameters
+        ----------
+        data : DataFrame
+            Summary frame with ``frequency``, ``recency`` and ``T``.
+        weights : array-like, optional
+            Number of customers each row stands for (for pre-aggregated data).
+
+        Returns
+        -------
+        self
+        """
+        data = validate_summary(data, context="BetaGeo.fit")
+        if not (data["frequency"].to_numpy() > 0).any():
+            raise ValueError(
+                f"BetaGeo needs repeat purchases to learn from, but none of the {len(data)} "
+                "customers has frequency > 0 (check the observation period and `freq`)"
+            )
+        rows, w, n_obs = _weighted_rows(data, weights, _SUMMARY_COLUMNS)
+        self.time_unit_ = data.attrs.get("time_unit")
+        self._finish_fit(_summary_arrays(rows), w, n_obs)
+        return self
+
+    @staticmethod
+    def _neg_loglik_grad(log_params, arrays, weights):
+        return bgnbd_neg_loglik_grad(
+            log_params, arrays["frequency"], arrays["recency"], arrays["T"], weights
+        )
+
+    def _log_reference(self, arrays, weights):
+        scale = float(np.average(arrays["T"], weights=weights))
+        return np.log([1.0, scale, 1.0, 1.0])
+
+    def _initial_log_params(self, arrays, weights):
+        scale = float(np.average(arrays["T"], weights=weights))
+        starts = [
+            (1.0, scale, 1.0, 1.0),
+            (0.25, scale / 8, 0.8, 2.5),
+            (0.1, scale / 50, 0.5, 5.0),
+            (5.0, 10 * scale, 2.0, 0.5),
+        ]
+        return [np.log(s) for s in starts]
+
+    @classmethod
+    def from_lifetimes(cls, fitter: Any) -> BetaGeo:
+        """Build a fitted :class:`BetaGeo` from a fitted ``lifetimes.BetaGeoFitter``.
+
+        Parameters, log-likelihood and (where lifetimes kept its Hessian) the
+        covariance carry over, so ``param_draws`` and CLV intervals work at once.
+        lifetimes records no time unit: set ``model.time_unit_`` if CLV needs it.
+
+        Examples
+        --------
+        >>> from lifetimes import BetaGeoFitter  # doctest: +SKIP
+        >>> model = BetaGeo.from_lifetimes(BetaGeoFitter().fit(f, r, T))  # doctest: +SKIP
+        """
+        params = getattr(fitter, "params_", None)
+        if params is None:
+            raise ValueError("the lifetimes fitter is not fitted: call its fit() first")
+        params = {k: float(params[k]) for k in cls.param_names}
+        cov_log = None
+        hessian = getattr(fitter, "_hessian_", None)
+        fitted_data = getattr(fitter, "data", None)
+        n_obs = 0
+        if fitted_data is not None and "weights" in fitted_data:
+            n_obs = round(float(fitted_data["weights"].sum()))
+        if hessian is not None and n_obs > 0:
+            # lifetimes minimises the mean negative log-likelihood over log-parameters
+            cov_log = np.linalg.inv(np.asarray(hessian, dtype=float)) / n_obs
+        nll = getattr(fitter, "_negative_log_likelihood_", None)
+        log_lik = -float(nll) * n_obs if nll is not None and n_obs else float("nan")
+        model = cls(penalizer=float(getattr(fitter, "penalizer_coef", 0.0)))
+        model._set_fitted(params, covariance_log=cov_log, log_likelihood=log_lik, n_obs=n_obs)
+        return model
+
+
+def _weighted_rows(
+    data: pd.DataFrame, weights: Any, columns: tuple[str, ...]
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Distinct rows with their customer counts (or the user's weights, validated)."""
+    if weights is None:
+        rows, counts, _ = compress(data, columns=columns)
+        return rows, np.asarray(counts, dtype=float), len(data)
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (len(data),):
+        raise ValueError(f"weights must have one entry per row ({len(data)}), got shape {w.shape}")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        ids = list(data.index[bad][:5])
+        raise ValueError(
+            f"weights: {int(bad.sum())} rows are negative or not finite (first ids {ids})"
+        )
+    keep = w > 0
+    return data.loc[keep, list(columns)], w[keep], round(float(w.sum()))

@@ -1,0 +1,150 @@
+"""GammaGamma: published CDNOW estimates, lifetimes agreement, properties, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clvmodels import GammaGamma, load
+from clvmodels.data import DataValidationError
+from clvmodels.models.gamma_gamma import (
+    gamma_gamma_expected_spend,
+    gamma_gamma_log_likelihood,
+    gamma_gamma_neg_loglik_grad,
+)
+from clvmodels.simulate import simulate_customers
+
+
+@pytest.fixture(scope="module")
+def fitted(cdnow_summary):
+    return GammaGamma().fit(cdnow_summary)
+
+
+def test_parameters_match_published_cdnow_estimates(fitted):
+    # Fader, Hardie & Lee (2005, JMR) on the 946 CDNOW repeat buyers.
+    assert fitted.params_["p"] == pytest.approx(6.25, abs=0.01)
+    assert fitted.params_["q"] == pytest.approx(3.74, abs=0.01)
+    assert fitted.params_["gamma"] == pytest.approx(15.44, abs=0.01)
+    assert fitted.log_likelihood_ == pytest.approx(-4055.92, abs=0.01)
+    assert fitted.n_obs_ == 946
+    assert fitted.n_excluded_ == 2357 - 946
+
+
+def test_population_mean_spend(fitted, cdnow_summary):
+    spend = fitted.expected_spend(data=cdnow_summary)
+    p, q, gamma = fitted.params_
+    newcomers = cdnow_summary["frequency"] == 0
+    np.testing.assert_allclose(spend[newcomers], p * gamma / (q - 1), rtol=1e-12)
+    # FHL (2005, JMR) quote a mean of about $35 per transaction for the cohort.
+    assert p * gamma / (q - 1) == pytest.approx(35.2, abs=0.1)
+
+
+def test_agrees_with_lifetimes(cdnow_summary, fitted):
+    lifetimes = pytest.importorskip("lifetimes")
+    buyers = cdnow_summary[cdnow_summary["frequency"] > 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        oracle = lifetimes.GammaGammaFitter().fit(buyers["frequency"], buyers["monetary_value"])
+    for ours, theirs in (("p", "p"), ("q", "q"), ("gamma", "v")):
+        assert fitted.params_[ours] == pytest.approx(oracle.params_[theirs], rel=1e-3)
+    same = GammaGamma.from_lifetimes(oracle)
+    np.testing.assert_allclose(
+        same.expected_spend(data=cdnow_summary).to_numpy(),
+        oracle.conditional_expected_average_profit(
+            cdnow_summary["frequency"], cdnow_summary["monetary_value"]
+        ).to_numpy(),
+        rtol=1e-6,
+    )
+
+
+def test_gradient_matches_finite_differences(cdnow_summary):
+    buyers = cdnow_summary[cdnow_summary["frequency"] > 0]
+    x = buyers["frequency"].to_numpy(float)
+    m = buyers["monetary_value"].to_numpy(float)
+    w = np.ones_like(x)
+    z = np.log([4.0, 3.0, 20.0])
+    _, grad = gamma_gamma_neg_loglik_grad(z, x, m, w)
+    for j in range(3):
+        h = np.zeros(3)
+        h[j] = 1e-6
+        numeric = (
+            gamma_gamma_neg_loglik_grad(z + h, x, m, w)[0]
+            - gamma_gamma_neg_loglik_grad(z - h, x, m, w)[0]
+        ) / 2e-6
+        assert grad[j] == pytest.approx(numeric, rel=1e-5)
+
+
+def test_recovers_parameters_from_simulation():
+    true = {"p": 4.0, "q": 5.0, "gamma": 30.0}
+    data = simulate_customers(
+        30_000, {"r": 1.0, "alpha": 4.0, "a": 0.5, "b": 3.0}, true, T=52.0, random_state=4
+    )
+    table = GammaGamma().fit(data).summary(level=0.999)
+    for name, value in true.items():
+        assert table.loc[name, "lower 99.9%"] <= value <= table.loc[name, "upper 99.9%"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=10_000),
+    st.floats(min_value=1e-3, max_value=1e6),
+    st.tuples(
+        st.floats(min_value=1e-2, max_value=1e3),
+        st.floats(min_value=1.01, max_value=1e3),
+        st.floats(min_value=1e-2, max_value=1e4),
+    ),
+)
+def test_expected_spend_shrinks_between_population_and_observed(x, m, params):
+    p, q, gamma = params
+    assert np.isfinite(gamma_gamma_log_likelihood(p, q, gamma, x, m))
+    spend = gamma_gamma_expected_spend(p, q, gamma, x, m)
+    population = p * gamma / (q - 1)
+    low, high = sorted((population, m))
+    assert spend > 0
+    # A credibility-weighted mean of the population mean (weight q - 1) and the
+    # customer's own mean (weight p x).
+    assert low * (1 - 1e-9) <= spend <= high * (1 + 1e-9)
+
+
+def test_correlated_spend_warns_with_figure():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 30, 500)
+    data = pd.DataFrame(
+        {"frequency": x, "recency": 10.0, "T": 20.0,
+         "monetary_value": 5.0 * x + rng.gamma(2, 10, 500)}
+    )
+    with pytest.warns(UserWarning, match=r"correlation among repeat buyers is 0\.9\d"):
+        model = GammaGamma(penalizer=1e-3).fit(data)
+    assert model.frequency_spend_correlation_ > 0.9
+
+
+def test_needs_repeat_buyers():
+    data = pd.DataFrame({"frequency": [0, 0, 1], "recency": [0.0, 0.0, 1.0],
+                         "T": [5.0, 5.0, 5.0], "monetary_value": [0.0, 0.0, 3.0]})
+    with pytest.raises(ValueError, match="repeat purchases"):
+        GammaGamma().fit(data)
+
+
+def test_monetary_value_is_validated():
+    data = pd.DataFrame({"frequency": [2, 1], "recency": [3.0, 1.0], "T": [5.0, 5.0],
+                         "monetary_value": [-4.0, 3.0]})
+    with pytest.raises(DataValidationError, match="monetary_value"):
+        GammaGamma().fit(data)
+    with pytest.raises(DataValidationError, match="monetary_value"):
+        GammaGamma().fit(data.drop(columns="monetary_value"))
+
+
+def test_save_load_round_trip(fitted, cdnow_summary, tmp_path):
+    loaded = load(fitted.save(tmp_path / "gg.json"))
+    assert isinstance(loaded, GammaGamma)
+    assert loaded.n_excluded_ == fitted.n_excluded_
+    pd.testing.assert_series_equal(
+        loaded.expected_spend(data=cdnow_summary), fitted.expected_spend(data=cdnow_summary)
+    )
+    draws = loaded.param_draws(4_000, random_state=0)
+    assert (draws["q"] > 1).mean() > 0.99
