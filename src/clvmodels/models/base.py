@@ -205,9 +205,8 @@ class MaximumLikelihoodModel(BaseModel):
     def _arrays(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    @staticmethod
     def _neg_loglik_grad(
-        log_params: np.ndarray, arrays: Mapping[str, np.ndarray], weights: np.ndarray
+        self, log_params: np.ndarray, arrays: Mapping[str, np.ndarray], weights: np.ndarray
     ) -> tuple[float, np.ndarray]:
         raise NotImplementedError
 

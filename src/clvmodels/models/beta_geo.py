@@ -31,6 +31,7 @@ __all__ = [
     "bgnbd_neg_loglik_grad",
     "bgnbd_probability_alive",
     "bgnbd_probability_of_purchases",
+    "frequency_groups",
 ]
 
 _SUMMARY_COLUMNS = ("frequency", "recency", "T")
@@ -89,52 +90,80 @@ def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T):
     return log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
 
 
+def frequency_groups(frequency: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Distinct frequencies, each row's position among them, and their total weights.
+
+    Every gamma-function term of the likelihood depends on the frequency alone, and
+    customers hold few distinct frequencies: evaluating those terms once per distinct
+    value makes the gradient several times cheaper.
+    """
+    values, inverse = np.unique(frequency, return_inverse=True)
+    return values, inverse, np.bincount(inverse, weights=weights, minlength=len(values))
+
+
 def bgnbd_neg_loglik_grad(
     log_params: np.ndarray,
     frequency: np.ndarray,
     recency: np.ndarray,
     T: np.ndarray,
     weights: np.ndarray,
+    groups: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[float, np.ndarray]:
     """Weighted negative log-likelihood and its analytic gradient in log-parameters.
 
-    With ``w3`` and ``w4`` the shares of the ``A3`` and ``A4`` terms in their sum
-    (a softmax, so no exponent is ever taken of a large number), every partial
-    derivative is a weighted mix of closed-form digamma and log terms.
+    With ``w4`` the share of the ``A4`` term in ``A3 + A4`` (a softmax, so no
+    exponent is ever taken of a large number), every partial derivative is a mix of
+    closed-form digamma and log terms. ``groups`` is :func:`frequency_groups` of the
+    data, computed once per fit.
     """
     r, alpha, a, b = np.exp(log_params)
-    x, t_x = frequency, recency
+    xs, inverse, wx = frequency_groups(frequency, weights) if groups is None else groups
+    x = frequency
     repeat = x > 0
-    b_x1 = np.where(repeat, b + x - 1, 1.0)
+    # terms of the distinct frequencies
+    rep_s = xs > 0
+    inv_bx1_s = np.where(rep_s, 1.0 / np.where(rep_s, b + xs - 1, 1.0), 0.0)
+    psi_abx = digamma(a + b + xs)
+    ll_x = gammaln(r + xs) + betaln(a, b + xs)
+    d_r_x = digamma(r + xs)
+    d_b_x = digamma(b + xs) - psi_abx
+
+    # terms of the rows
     log_alpha_T = np.log(alpha + T)
-    log_alpha_tx = np.log(alpha + np.where(repeat, t_x, T))
+    t_end = np.where(repeat, recency, T)
+    log_alpha_tx = np.log(alpha + t_end)
+    rx = r + x
+    log_ratio = np.log(a) + np.log(inv_bx1_s[inverse], where=repeat, out=np.zeros_like(T)) + (
+        rx * (log_alpha_T - log_alpha_tx)
+    )
+    # log(A3 + A4) = log A3 + log(1 + exp(log_ratio)); w4 = A4 / (A3 + A4)
+    log_ratio = np.where(repeat, log_ratio, -np.inf)
+    log_sum = -rx * log_alpha_T + np.logaddexp(0.0, log_ratio)
+    w4 = np.exp(log_ratio - np.logaddexp(0.0, log_ratio))
+    ww4 = weights * w4
 
-    log_a3 = -(r + x) * log_alpha_T
-    log_a4 = np.where(repeat, np.log(a) - np.log(b_x1) - (r + x) * log_alpha_tx, -np.inf)
-    log_sum = np.logaddexp(log_a3, log_a4)
-    ll = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b) + log_sum
-    w4 = np.exp(log_a4 - log_sum)
-    w3 = 1.0 - w4
-
+    total = float(wx.sum())
+    value = float(np.dot(wx, ll_x)) + total * (
+        -gammaln(r) + r * np.log(alpha) - betaln(a, b)
+    ) + float(np.dot(weights, log_sum))
+    d_r = (
+        float(np.dot(wx, d_r_x))
+        + total * (np.log(alpha) - digamma(r))
+        - float(np.dot(weights, log_alpha_T))
+        + float(np.dot(ww4, log_alpha_T - log_alpha_tx))
+    )
+    d_alpha = total * r / alpha - float(
+        np.dot(weights * rx, (1.0 - w4) / (alpha + T) + w4 / (alpha + t_end))
+    )
     psi_ab = digamma(a + b)
-    psi_abx = digamma(a + b + x)
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * log_alpha_T - w4 * log_alpha_tx
-    d_alpha = r / alpha - (r + x) * (
-        w3 / (alpha + T) + w4 / (alpha + np.where(repeat, t_x, T))
+    d_a = total * psi_ab - float(np.dot(wx, psi_abx)) + float(ww4.sum()) / a
+    d_b = (
+        total * (psi_ab - digamma(b))
+        + float(np.dot(wx, d_b_x))
+        - float(np.dot(ww4, inv_bx1_s[inverse]))
     )
-    d_a = psi_ab - psi_abx + w4 / a
-    d_b = psi_ab + digamma(b + x) - digamma(b) - psi_abx - w4 / b_x1
-
-    value = -float(np.dot(weights, ll))
-    grad = -np.array(
-        [
-            r * np.dot(weights, d_r),
-            alpha * np.dot(weights, d_alpha),
-            a * np.dot(weights, d_a),
-            b * np.dot(weights, d_b),
-        ]
-    )
-    return value, grad
+    grad = -np.array([r * d_r, alpha * d_alpha, a * d_a, b * d_b])
+    return -value, grad
 
 
 def bgnbd_probability_alive(r, alpha, a, b, frequency, recency, T):
@@ -449,13 +478,17 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
             )
         rows, w, n_obs = _weighted_rows(data, weights, _SUMMARY_COLUMNS)
         self.time_unit_ = data.attrs.get("time_unit")
-        self._finish_fit(_summary_arrays(rows), w, n_obs)
+        arrays = _summary_arrays(rows)
+        arrays["_groups"] = frequency_groups(arrays["frequency"], w)
+        self._finish_fit(arrays, w, n_obs)
         return self
 
-    @staticmethod
-    def _neg_loglik_grad(log_params, arrays, weights):
+    def _neg_loglik_grad(self, log_params, arrays, weights):
+        groups = arrays.get("_groups")
+        if groups is None or len(groups[1]) != len(weights):
+            groups = frequency_groups(arrays["frequency"], weights)
         return bgnbd_neg_loglik_grad(
-            log_params, arrays["frequency"], arrays["recency"], arrays["T"], weights
+            log_params, arrays["frequency"], arrays["recency"], arrays["T"], weights, groups
         )
 
     def _log_reference(self, arrays, weights):
@@ -512,6 +545,13 @@ def _weighted_rows(
     if weights is None:
         rows, counts, _ = compress(data, columns=columns)
         return rows, np.asarray(counts, dtype=float), len(data)
+    w = _checked_weights(weights, data)
+    keep = w > 0
+    return data.loc[keep, list(columns)], w[keep], round(float(w.sum()))
+
+
+def _checked_weights(weights: Any, data: pd.DataFrame) -> np.ndarray:
+    """User weights as floats, one per row, finite and non-negative."""
     w = np.asarray(weights, dtype=float)
     if w.shape != (len(data),):
         raise ValueError(f"weights must have one entry per row ({len(data)}), got shape {w.shape}")
@@ -521,5 +561,4 @@ def _weighted_rows(
         raise ValueError(
             f"weights: {int(bad.sum())} rows are negative or not finite (first ids {ids})"
         )
-    keep = w > 0
-    return data.loc[keep, list(columns)], w[keep], round(float(w.sum()))
+    return w

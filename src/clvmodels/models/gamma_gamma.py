@@ -23,7 +23,7 @@ from scipy.special import digamma, gammaln
 
 from clvmodels.data import validate_summary
 from clvmodels.models.base import MaximumLikelihoodModel
-from clvmodels.models.beta_geo import _weighted_rows
+from clvmodels.models.beta_geo import _checked_weights
 
 __all__ = [
     "GammaGamma",
@@ -31,6 +31,7 @@ __all__ = [
     "gamma_gamma_expected_spend",
     "gamma_gamma_log_likelihood",
     "gamma_gamma_neg_loglik_grad",
+    "spend_statistics",
 ]
 
 _SPEND_COLUMNS = ("frequency", "monetary_value")
@@ -65,24 +66,72 @@ def gamma_gamma_log_likelihood(p, q, gamma, frequency, monetary_value):
     )
 
 
+def spend_statistics(
+    frequency: np.ndarray, monetary_value: np.ndarray, weights: np.ndarray
+) -> dict[str, Any]:
+    """Parameter-free pieces of the Gamma-Gamma likelihood, computed once per fit.
+
+    The gamma-function terms depend on the frequency alone (few distinct values) and
+    the ``log m`` and ``log x`` terms enter only through weighted sums.
+    """
+    x = np.asarray(frequency, dtype=float)
+    m = np.asarray(monetary_value, dtype=float)
+    values, inverse = np.unique(x, return_inverse=True)
+    return {
+        "x": x,
+        "mx": m * x,
+        "w": weights,
+        "wx": weights * x,
+        "n": float(weights.sum()),
+        "x_values": values,
+        "x_weights": np.bincount(inverse, weights=weights, minlength=len(values)),
+        "sum_wx_log_m": float(np.dot(weights * x, np.log(m))),
+        "sum_w_log_m": float(np.dot(weights, np.log(m))),
+        "sum_wx_log_x": float(np.dot(weights * x, np.log(x))),
+    }
+
+
 def gamma_gamma_neg_loglik_grad(
-    log_params: np.ndarray, frequency: np.ndarray, monetary_value: np.ndarray, weights: np.ndarray
+    log_params: np.ndarray,
+    frequency: np.ndarray,
+    monetary_value: np.ndarray,
+    weights: np.ndarray,
+    stats: dict[str, Any] | None = None,
 ) -> tuple[float, np.ndarray]:
-    """Weighted negative log-likelihood and its gradient in log-parameters."""
+    """Weighted negative log-likelihood and its gradient in log-parameters.
+
+    ``stats`` is :func:`spend_statistics` of the data, computed once per fit.
+    """
     p, q, gamma = np.exp(log_params)
-    x, m = frequency, monetary_value
-    px = p * x
-    log_g_mx = np.log(gamma + m * x)
-    ll = gamma_gamma_log_likelihood(p, q, gamma, x, m)
-    psi = digamma(px + q)
-    d_p = x * (psi - digamma(px) + np.log(m) + np.log(x) - log_g_mx)
-    d_q = psi - digamma(q) + np.log(gamma) - log_g_mx
-    d_gamma = q / gamma - (px + q) / (gamma + m * x)
-    value = -float(np.dot(weights, ll))
-    grad = -np.array(
-        [p * np.dot(weights, d_p), q * np.dot(weights, d_q), gamma * np.dot(weights, d_gamma)]
+    st = spend_statistics(frequency, monetary_value, weights) if stats is None else stats
+    n, xv, xw = st["n"], st["x_values"], st["x_weights"]
+    pxv = p * xv
+    log_g_mx = np.log(gamma + st["mx"])
+    inv_g_mx = 1.0 / (gamma + st["mx"])
+    psi_pxq = digamma(pxv + q)
+    value = (
+        float(np.dot(xw, gammaln(pxv + q) - gammaln(pxv)))
+        - n * gammaln(q)
+        + n * q * np.log(gamma)
+        + p * st["sum_wx_log_m"]
+        - st["sum_w_log_m"]
+        + p * st["sum_wx_log_x"]
+        - p * float(np.dot(st["wx"], log_g_mx))
+        - q * float(np.dot(st["w"], log_g_mx))
     )
-    return value, grad
+    d_p = (
+        float(np.dot(xw * xv, psi_pxq - digamma(pxv)))
+        + st["sum_wx_log_m"]
+        + st["sum_wx_log_x"]
+        - float(np.dot(st["wx"], log_g_mx))
+    )
+    d_q = float(np.dot(xw, psi_pxq)) - n * digamma(q) + n * np.log(gamma) - float(
+        np.dot(st["w"], log_g_mx)
+    )
+    d_gamma = n * q / gamma - p * float(np.dot(st["wx"], inv_g_mx)) - q * float(
+        np.dot(st["w"], inv_g_mx)
+    )
+    return -value, -np.array([p * d_p, q * d_q, gamma * d_gamma])
 
 
 def gamma_gamma_expected_spend(p, q, gamma, frequency, monetary_value):
@@ -206,16 +255,21 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
                 UserWarning,
                 stacklevel=2,
             )
-        rows, w, n_obs = _weighted_rows(buyers, weights, _SPEND_COLUMNS)
+        # Mean spend is continuous, so rows rarely repeat: no compression here.
+        w = np.ones(len(buyers)) if weights is None else _checked_weights(weights, buyers)
+        keep = w > 0
         self.time_unit_ = data.attrs.get("time_unit")
-        arrays = {c: rows[c].to_numpy(dtype=float) for c in _SPEND_COLUMNS}
-        self._finish_fit(arrays, w, n_obs)
+        arrays = {c: buyers[c].to_numpy(dtype=float)[keep] for c in _SPEND_COLUMNS}
+        arrays["_stats"] = spend_statistics(arrays["frequency"], arrays["monetary_value"], w[keep])
+        self._finish_fit(arrays, w[keep], round(float(w.sum())))
         return self
 
-    @staticmethod
-    def _neg_loglik_grad(log_params, arrays, weights):
+    def _neg_loglik_grad(self, log_params, arrays, weights):
+        stats = arrays.get("_stats")
+        if stats is None or len(stats["w"]) != len(weights):
+            stats = spend_statistics(arrays["frequency"], arrays["monetary_value"], weights)
         return gamma_gamma_neg_loglik_grad(
-            log_params, arrays["frequency"], arrays["monetary_value"], weights
+            log_params, arrays["frequency"], arrays["monetary_value"], weights, stats
         )
 
     def _log_reference(self, arrays, weights):
