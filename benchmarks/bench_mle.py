@@ -40,8 +40,9 @@ def simulated_summary(n_customers: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     T = rng.integers(27 * 7, 39 * 7 + 1, n_customers) / 7.0
     data = simulate_customers(n_customers, CDNOW_BGNBD, CDNOW_GG, T=T, random_state=rng)
-    # A daily log records purchase days, so recency is a whole number of days.
-    data["recency"] = np.floor(data["recency"] * 7.0) / 7.0
+    # A daily log records purchase days, so recency is a whole number of days (rounding
+    # keeps it unbiased).
+    data["recency"] = np.minimum(np.round(data["recency"] * 7.0) / 7.0, data["T"])
     data["monetary_value"] = data["monetary_value"].round(2).where(data["frequency"] > 0, 0.0)
     data.loc[(data["frequency"] > 0) & (data["monetary_value"] <= 0), "monetary_value"] = 0.01
     return data

@@ -378,3 +378,19 @@ def test_fit_validates_input():
         BetaGeo().fit(pd.DataFrame({"frequency": [1], "recency": [1.0], "T": [0.0]}))
     with pytest.raises(DataValidationError, match="frequency"):
         BetaGeo().fit(pd.DataFrame({"recency": [1.0], "T": [3.0]}))
+
+
+@pytest.mark.slow
+def test_converges_on_a_million_customers_without_tuning():
+    rng = np.random.default_rng(2)
+    n = 1_000_000
+    T = rng.integers(27 * 7, 39 * 7 + 1, n) / 7.0
+    true = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
+    data = simulate_bgnbd(n, **true, T=T, random_state=rng)
+    # a daily log records whole days; rounding keeps recency unbiased
+    data["recency"] = np.minimum(np.round(data["recency"] * 7.0) / 7.0, data["T"])
+    model = BetaGeo().fit(data)
+    table = model.summary(level=0.999)
+    for name, value in true.items():
+        assert table.loc[name, "lower 99.9%"] <= value <= table.loc[name, "upper 99.9%"]
+        assert model.params_[name] == pytest.approx(value, rel=0.1)
