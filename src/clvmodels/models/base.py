@@ -170,14 +170,20 @@ def _normal_quantile(level: float) -> float:
 
 
 def _numerical_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Central differences of an analytic gradient; symmetrised."""
+    """Forward differences of an analytic gradient, symmetrised.
+
+    The gradient is exact, so one extra evaluation per parameter gives the Hessian to
+    about 1e-5 relative: ample for standard errors, at half the cost of central
+    differences.
+    """
     k = x.size
+    g0 = grad(x)
     hess = np.empty((k, k))
     for j in range(k):
         h = 1e-5 * max(1.0, abs(x[j]))
         step = np.zeros(k)
         step[j] = h
-        hess[:, j] = (grad(x + step) - grad(x - step)) / (2 * h)
+        hess[:, j] = (grad(x + step) - g0) / h
     return (hess + hess.T) / 2
 
 
@@ -228,16 +234,20 @@ class MaximumLikelihoodModel(BaseModel):
     DRIFT_LIMIT: ClassVar[float] = 12.0
 
     # -- fitting ------------------------------------------------------------------
-    def _optimise(
+    # Above this many distinct rows a first pass on a random subset finds the
+    # neighbourhood of the optimum cheaply; the full data then only polish it.
+    WARM_START_ROWS: ClassVar[int] = 40_000
+
+    def _objective(
         self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
-    ) -> optimize.OptimizeResult:
+    ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+        """Penalised negative log-likelihood per customer, with its gradient."""
         total = float(weights.sum())
         penalizer = float(self.penalizer)
-
-        # Scale by the number of customers so that tolerances mean the same thing for
-        # a thousand customers and for ten million.
         reference = self._log_reference(arrays, weights)
 
+        # Scaled per customer so that tolerances mean the same thing for a thousand
+        # customers and for ten million.
         def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
             value, grad = self._neg_loglik_grad(z, arrays, weights)
             if penalizer:
@@ -250,9 +260,38 @@ class MaximumLikelihoodModel(BaseModel):
                 return np.inf, np.zeros_like(z)
             return value / total, grad / total
 
+        return objective
+
+    def _starts(
+        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
+    ) -> list[np.ndarray]:
+        starts = self._initial_log_params(arrays, weights)
+        n_rows = len(weights)
+        if n_rows <= self.WARM_START_ROWS:
+            return starts
+        # A uniform subset of the distinct rows, weights scaled up: an unbiased
+        # estimate of the full likelihood whose optimum lies close to the full one.
+        rng = np.random.default_rng(0)
+        keep = np.sort(rng.choice(n_rows, size=self.WARM_START_ROWS // 2, replace=False))
+        sub_arrays = {k: v[keep] for k, v in arrays.items() if not k.startswith("_")}
+        sub_weights = weights[keep] * (weights.sum() / weights[keep].sum())
+        try:
+            warm = self._minimise(sub_arrays, sub_weights, starts)
+        except ConvergenceError:
+            return starts
+        return [warm.x, *starts]
+
+    def _minimise(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        weights: np.ndarray,
+        starts: list[np.ndarray],
+    ) -> optimize.OptimizeResult:
+        objective = self._objective(arrays, weights)
+        reference = self._log_reference(arrays, weights)
         best: optimize.OptimizeResult | None = None
         messages = []
-        for start in self._initial_log_params(arrays, weights):
+        for start in starts:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = optimize.minimize(
@@ -276,9 +315,13 @@ class MaximumLikelihoodModel(BaseModel):
                 "summary is in consistent time units and that frequency, recency and T "
                 "are valid; a small `penalizer` (e.g. 1e-3) can help on degenerate data."
             )
-        best.total_weight = total
-        best.objective = objective
+        best.total_weight = float(weights.sum())
         return best
+
+    def _optimise(
+        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
+    ) -> optimize.OptimizeResult:
+        return self._minimise(arrays, weights, self._starts(arrays, weights))
 
     def _finish_fit(
         self, arrays: Mapping[str, np.ndarray], weights: np.ndarray, n_obs: int

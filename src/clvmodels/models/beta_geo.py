@@ -12,7 +12,7 @@ The pure functions below take broadcastable NumPy arrays and work in log space;
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -91,14 +91,30 @@ def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T):
 
 
 def frequency_groups(frequency: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Distinct frequencies, each row's position among them, and their total weights.
+    """Distinct frequencies, each row's position among them, their total weights, and
+    the positions of the repeat buyers.
 
     Every gamma-function term of the likelihood depends on the frequency alone, and
     customers hold few distinct frequencies: evaluating those terms once per distinct
-    value makes the gradient several times cheaper.
+    value, and the dropout term on repeat buyers only, makes the gradient several
+    times cheaper.
     """
     values, inverse = np.unique(frequency, return_inverse=True)
-    return values, inverse, np.bincount(inverse, weights=weights, minlength=len(values))
+    weights_x = np.bincount(inverse, weights=weights, minlength=len(values))
+    return values, inverse, weights_x, np.flatnonzero(frequency > 0)
+
+
+# exp(-40) ~ 4e-18: beyond this the terms below are negligible, and clipping keeps
+# exp() away from subnormal results, which are ~50x slower on x86.
+_EXP_CLIP = 40.0
+
+
+def _softplus_and_expit(rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log(1 + e^rho)`` and ``1 / (1 + e^-rho)``, stable and fast for any ``rho``."""
+    tail = np.exp(-np.minimum(np.abs(rho), _EXP_CLIP))
+    softplus = np.maximum(rho, 0.0) + np.log1p(tail)
+    share = np.where(rho >= 0, 1.0, tail) / (1.0 + tail)
+    return softplus, share
 
 
 def bgnbd_neg_loglik_grad(
@@ -111,57 +127,47 @@ def bgnbd_neg_loglik_grad(
 ) -> tuple[float, np.ndarray]:
     """Weighted negative log-likelihood and its analytic gradient in log-parameters.
 
-    With ``w4`` the share of the ``A4`` term in ``A3 + A4`` (a softmax, so no
-    exponent is ever taken of a large number), every partial derivative is a mix of
-    closed-form digamma and log terms. ``groups`` is :func:`frequency_groups` of the
-    data, computed once per fit.
+    ``log(A3 + A4) = log A3 + log(1 + exp(rho))`` with ``rho`` the log dropout odds;
+    ``w4 = expit(rho)`` is the share of ``A4``, so no exponent of a large number is
+    ever taken, and every partial derivative is a mix of closed-form digamma and log
+    terms. ``groups`` is :func:`frequency_groups` of the data, computed once per fit.
     """
     r, alpha, a, b = np.exp(log_params)
-    xs, inverse, wx = frequency_groups(frequency, weights) if groups is None else groups
-    x = frequency
-    repeat = x > 0
+    xs, inverse, wx, rep = frequency_groups(frequency, weights) if groups is None else groups
     # terms of the distinct frequencies
-    rep_s = xs > 0
-    inv_bx1_s = np.where(rep_s, 1.0 / np.where(rep_s, b + xs - 1, 1.0), 0.0)
     psi_abx = digamma(a + b + xs)
-    ll_x = gammaln(r + xs) + betaln(a, b + xs)
-    d_r_x = digamma(r + xs)
-    d_b_x = digamma(b + xs) - psi_abx
-
-    # terms of the rows
-    log_alpha_T = np.log(alpha + T)
-    t_end = np.where(repeat, recency, T)
-    log_alpha_tx = np.log(alpha + t_end)
-    rx = r + x
-    log_ratio = np.log(a) + np.log(inv_bx1_s[inverse], where=repeat, out=np.zeros_like(T)) + (
-        rx * (log_alpha_T - log_alpha_tx)
-    )
-    # log(A3 + A4) = log A3 + log(1 + exp(log_ratio)); w4 = A4 / (A3 + A4)
-    log_ratio = np.where(repeat, log_ratio, -np.inf)
-    log_sum = -rx * log_alpha_T + np.logaddexp(0.0, log_ratio)
-    w4 = np.exp(log_ratio - np.logaddexp(0.0, log_ratio))
-    ww4 = weights * w4
-
+    log_bx1_s = np.log(np.where(xs > 0, b + xs - 1, 1.0))
     total = float(wx.sum())
-    value = float(np.dot(wx, ll_x)) + total * (
-        -gammaln(r) + r * np.log(alpha) - betaln(a, b)
-    ) + float(np.dot(weights, log_sum))
-    d_r = (
-        float(np.dot(wx, d_r_x))
-        + total * (np.log(alpha) - digamma(r))
-        - float(np.dot(weights, log_alpha_T))
-        + float(np.dot(ww4, log_alpha_T - log_alpha_tx))
-    )
-    d_alpha = total * r / alpha - float(
-        np.dot(weights * rx, (1.0 - w4) / (alpha + T) + w4 / (alpha + t_end))
-    )
     psi_ab = digamma(a + b)
-    d_a = total * psi_ab - float(np.dot(wx, psi_abx)) + float(ww4.sum()) / a
-    d_b = (
-        total * (psi_ab - digamma(b))
-        + float(np.dot(wx, d_b_x))
-        - float(np.dot(ww4, inv_bx1_s[inverse]))
+    value = (
+        float(np.dot(wx, gammaln(r + xs) + betaln(a, b + xs)))
+        + total * (r * np.log(alpha) - gammaln(r) - betaln(a, b))
     )
+    d_r = float(np.dot(wx, digamma(r + xs))) + total * (np.log(alpha) - digamma(r))
+    d_a = total * psi_ab - float(np.dot(wx, psi_abx))
+    d_b = total * (psi_ab - digamma(b)) + float(np.dot(wx, digamma(b + xs) - psi_abx))
+
+    # A3 for every row
+    rx = r + frequency
+    log_alpha_T = np.log(alpha + T)
+    w_rx = weights * rx
+    value -= float(np.dot(w_rx, log_alpha_T))
+    d_r -= float(np.dot(weights, log_alpha_T))
+    inv_alpha_T = 1.0 / (alpha + T)
+    d_alpha = total * r / alpha - float(np.dot(w_rx, inv_alpha_T))
+
+    # the dropout term, repeat buyers only (A4 = 0 otherwise)
+    w_rep = weights[rep]
+    log_gap = log_alpha_T[rep] - np.log(alpha + recency[rep])
+    rho = np.log(a) - log_bx1_s[inverse[rep]] + rx[rep] * log_gap
+    softplus, w4 = _softplus_and_expit(rho)
+    ww4 = w_rep * w4
+    value += float(np.dot(w_rep, softplus))
+    d_r += float(np.dot(ww4, log_gap))
+    d_alpha -= float(np.dot(ww4 * rx[rep], 1.0 / (alpha + recency[rep]) - inv_alpha_T[rep]))
+    d_a += float(ww4.sum()) / a
+    d_b -= float(np.dot(ww4, np.exp(-log_bx1_s[inverse[rep]])))
+
     grad = -np.array([r * d_r, alpha * d_alpha, a * d_a, b * d_b])
     return -value, grad
 
@@ -339,7 +345,9 @@ class BetaGeoPredictions:
         """
         t_arr = _check_horizon(t)
         data = validate_summary(data, context="expected_purchases")
-        values = self._expected_purchases_given(t_arr, self._params_for(data), data)
+        values = self._on_distinct_rows(
+            data, lambda params, rows: self._expected_purchases_given(t_arr, params, rows)
+        )
         return pd.Series(values, index=data.index, name="expected_purchases")
 
     def probability_alive(self, data: pd.DataFrame) -> pd.Series:
@@ -354,7 +362,7 @@ class BetaGeoPredictions:
         True
         """
         data = validate_summary(data, context="probability_alive")
-        values = self._probability_alive_given(self._params_for(data), data)
+        values = self._on_distinct_rows(data, self._probability_alive_given)
         return pd.Series(values, index=data.index, name="probability_alive")
 
     def expected_purchases_new_customer(self, t: float | np.ndarray) -> float | np.ndarray:
@@ -391,6 +399,19 @@ class BetaGeoPredictions:
         t_arr = _check_horizon(t)
         values = bgnbd_probability_of_purchases(n_arr, t_arr, **self._population_params())
         return float(values) if values.ndim == 0 else values
+
+    # Large frames repeat the same (frequency, recency, T) many times over: with shared
+    # parameters, predict each distinct row once.
+    _DISTINCT_ROWS_FROM = 20_000
+
+    def _on_distinct_rows(
+        self, data: pd.DataFrame, func: Callable[[dict[str, np.ndarray], pd.DataFrame], Any]
+    ) -> np.ndarray:
+        params = self._params_for(data)
+        if len(data) >= self._DISTINCT_ROWS_FROM and all(np.ndim(v) == 0 for v in params.values()):
+            rows, _, inverse = compress(data, columns=_SUMMARY_COLUMNS)
+            return np.asarray(func(params, rows))[inverse]
+        return np.asarray(func(params, data))
 
     # Array-level hooks: CLV and scoring evaluate these under many parameter draws at
     # once (params from ``self._params_for(data, draws)``), on validated frames.
