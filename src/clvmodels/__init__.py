@@ -12,6 +12,7 @@ Examples
 {'r': 0.243, 'alpha': 4.414, 'a': 0.793, 'b': 2.426}
 """
 
+from clvmodels.clv import CLVForecast, customer_lifetime_value
 from clvmodels.data import (
     DataValidationError,
     calibration_holdout_split,
@@ -20,22 +21,31 @@ from clvmodels.data import (
     validate_summary,
 )
 from clvmodels.datasets import load_cdnow
+from clvmodels.evaluation import compare
 from clvmodels.models.base import ConvergenceError, NotFittedError, load
 from clvmodels.models.beta_geo import BetaGeo
 from clvmodels.models.gamma_gamma import GammaGamma
+from clvmodels.report import build_report
+from clvmodels.segmentation import rfm_segments, segment
 from clvmodels.simulate import simulate_bgnbd, simulate_customers
 
 __all__ = [
     "BetaGeo",
+    "CLVForecast",
     "ConvergenceError",
     "DataValidationError",
     "GammaGamma",
     "NotFittedError",
+    "build_report",
     "calibration_holdout_split",
+    "compare",
     "compress",
+    "customer_lifetime_value",
     "load",
     "load_cdnow",
+    "rfm_segments",
     "rfm_summary",
+    "segment",
     "simulate_bgnbd",
     "simulate_customers",
     "validate_summary",

@@ -1,0 +1,266 @@
+"""Discounted CLV with intervals at scale: time and peak memory, and pymc-marketing beside it.
+
+For each number of customers, a summary is simulated from the CDNOW BG/NBD and
+Gamma-Gamma estimates, acquired over 12 weeks and observed for 66-78 weeks at daily
+resolution (whole days for recency and T, spends in cents), which is what a real daily
+transaction log gives. Then, each in a fresh process so that its memory is its own:
+
+* ``customer_lifetime_value`` (12 months, 1% a month, 90% intervals, ``--draws``
+  parameter draws), time and peak resident memory above the process's baseline
+  (sampled every 20 ms from /proc);
+* ``segment`` on that forecast;
+* optionally (``--predictive``) the same forecast with predictive intervals;
+* pymc-marketing's ``expected_customer_lifetime_value`` with a posterior of the same
+  number of draws (our parameter draws, stored as a one-chain posterior), followed by
+  the per-customer 90% quantiles so that both produce the same output. It holds the
+  full draws x customers array of every intermediate, so it is run only up to
+  ``--pmm-max`` customers, and under an address-space limit (``--pmm-limit-gb``) so a
+  size that does not fit fails instead of swapping.
+
+The point CLVs of both libraries are compared (same parameters, 30-day months) at the
+smallest size.
+
+Usage::
+
+    python benchmarks/bench_clv.py                           # 10k, 100k, 1M x 1000 draws
+    python benchmarks/bench_clv.py --sizes 100000 --predictive
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CDNOW_BGNBD_DAYS = {"r": 0.2426, "alpha": 4.4136 * 7, "a": 0.7929, "b": 2.4259}
+CDNOW_GG = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+
+
+def simulated_summary(n_customers: int, seed: int = 0) -> pd.DataFrame:
+    """Daily-resolution summary (time unit: days) of simulated customers."""
+    from clvmodels.simulate import simulate_customers
+
+    rng = np.random.default_rng(seed)
+    T = rng.integers(66 * 7, 78 * 7 + 1, n_customers).astype(float)
+    data = simulate_customers(
+        n_customers, CDNOW_BGNBD_DAYS, CDNOW_GG, T=T, random_state=rng, time_unit="D"
+    )
+    data["recency"] = np.minimum(np.round(data["recency"]), data["T"])
+    repeat = data["frequency"] > 0
+    data["monetary_value"] = np.where(repeat, np.maximum(data["monetary_value"].round(2), 0.01), 0)
+    return data
+
+
+# --------------------------------------------------------------------------------------
+# Memory: resident set size sampled in a thread while the measured call runs
+# --------------------------------------------------------------------------------------
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+class PeakMemory:
+    """Peak resident memory above the level at entry, sampled every 20 ms."""
+
+    def __enter__(self) -> PeakMemory:
+        self.baseline = _rss_bytes()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def extra_gb(self) -> float:
+        return (self.peak - self.baseline) / 1e9
+
+
+def _fitted_models(data: pd.DataFrame) -> tuple[Any, Any]:
+    from clvmodels import BetaGeo, GammaGamma
+
+    return BetaGeo().fit(data), GammaGamma().fit(data)
+
+
+# --------------------------------------------------------------------------------------
+# Workers (each in its own process)
+# --------------------------------------------------------------------------------------
+def _ours(n: int, draws: int, predictive: bool, queue: mp.Queue) -> None:
+    from clvmodels.clv import customer_lifetime_value
+    from clvmodels.segmentation import segment
+
+    data = simulated_summary(n)
+    bg, gg = _fitted_models(data)
+    out: dict[str, Any] = {"customers": n, "draws": draws}
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        fc = customer_lifetime_value(bg, gg, data, n_draws=draws, random_state=1, progressbar=False)
+        out["clv_s"] = time.perf_counter() - start
+    out["clv_peak_gb"] = mem.extra_gb
+    out["distinct_rows"] = fc.settings["n_distinct_customers"]
+    out["total_clv"] = fc.total().to_dict()
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        seg = segment(fc, progressbar=False)
+        out["segment_s"] = time.perf_counter() - start
+    out["segment_peak_gb"] = mem.extra_gb
+    out["segment_boundaries"] = seg.settings["boundaries"]
+    if predictive:
+        with PeakMemory() as mem:
+            start = time.perf_counter()
+            customer_lifetime_value(
+                bg, gg, data, n_draws=draws, predictive=True, random_state=1, progressbar=False
+            )
+            out["predictive_s"] = time.perf_counter() - start
+        out["predictive_peak_gb"] = mem.extra_gb
+    queue.put(out)
+
+
+def _pymc_marketing(n: int, draws: int, limit_gb: float, queue: mp.Queue) -> None:
+    import arviz as az
+    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+
+    data = simulated_summary(n)
+    bg, gg = _fitted_models(data)
+    bg_draws = bg.param_draws(draws, random_state=1)
+    gg_draws = gg.param_draws(draws, random_state=2)
+    frame = data.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]]
+    bgm = BetaGeoModel(data=frame.drop(columns="monetary_value"))
+    bgm.build_model()
+    bgm.fit_result = az.from_dict(
+        posterior={k: bg_draws[k].to_numpy()[None] for k in "r alpha a b".split()}
+    )
+    ggm = GammaGammaModel(data=frame[frame["frequency"] > 0])
+    ggm.build_model()
+    ggm.fit_result = az.from_dict(
+        posterior={
+            "p": gg_draws["p"].to_numpy()[None],
+            "q": gg_draws["q"].to_numpy()[None],
+            "v": gg_draws["gamma"].to_numpy()[None],
+        }
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as fh:
+        virtual = int(fh.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (virtual + int(limit_gb * 1e9), hard))
+    out: dict[str, Any] = {"customers": n, "draws": draws}
+    try:
+        with PeakMemory() as mem, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = time.perf_counter()
+            clv = ggm.expected_customer_lifetime_value(
+                bgm, frame.copy(), future_t=12, discount_rate=0.01, time_unit="D"
+            )
+            clv.quantile([0.05, 0.95], dim=("chain", "draw"))
+            out["pmm_s"] = time.perf_counter() - start
+        out["pmm_peak_gb"] = mem.extra_gb
+    except MemoryError as err:
+        out["pmm_error"] = f"MemoryError within {limit_gb} GB ({err})"
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    queue.put(out)
+
+
+def _agreement(queue: mp.Queue) -> None:
+    """Point CLV of both libraries with the same parameters and 30-day months."""
+    import arviz as az
+    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+
+    from clvmodels.clv import customer_lifetime_value
+
+    data = simulated_summary(5000, seed=3)
+    bg, gg = _fitted_models(data)
+    ours = customer_lifetime_value(bg, gg, data, period="30D", n_draws=2, random_state=0)
+    frame = data.reset_index()[["customer_id", "frequency", "recency", "T", "monetary_value"]]
+    bgm = BetaGeoModel(data=frame.drop(columns="monetary_value"))
+    bgm.build_model()
+    bgm.fit_result = az.from_dict(
+        posterior={k: np.array([[bg.params_[k]]]) for k in "r alpha a b".split()}
+    )
+    ggm = GammaGammaModel(data=frame[frame["frequency"] > 0])
+    ggm.build_model()
+    ggm.fit_result = az.from_dict(
+        posterior={
+            "p": np.array([[gg.params_["p"]]]),
+            "q": np.array([[gg.params_["q"]]]),
+            "v": np.array([[gg.params_["gamma"]]]),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ggm.expected_customer_lifetime_value(
+            bgm, frame.copy(), future_t=12, discount_rate=0.01, time_unit="D"
+        )
+    theirs = np.asarray(theirs).reshape(-1)
+    rel = np.abs(theirs - ours.table["clv"].to_numpy()) / ours.table["clv"].to_numpy()
+    queue.put({"max_relative_difference": float(rel.max()), "customers": len(data)})
+
+
+def _in_process(target: Any, *args: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        return {"error": f"worker exited with code {proc.exitcode}"}
+    return queue.get(timeout=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--predictive", action="store_true")
+    parser.add_argument("--pmm-max", type=int, default=100_000)
+    parser.add_argument("--pmm-limit-gb", type=float, default=3.0)
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/output/bench_clv.json"))
+    args = parser.parse_args()
+
+    try:
+        import pymc_marketing  # noqa: F401
+
+        have_pmm = True
+    except ImportError:
+        have_pmm = False
+
+    results: dict[str, Any] = {"clvmodels": [], "pymc_marketing": []}
+    for n in args.sizes:
+        row = _in_process(_ours, n, args.draws, args.predictive)
+        results["clvmodels"].append(row)
+        print(json.dumps(row, default=float))
+    if have_pmm:
+        results["agreement"] = _in_process(_agreement)
+        print("point CLV vs pymc-marketing:", results["agreement"])
+        for n in [s for s in args.sizes if s <= args.pmm_max]:
+            row = _in_process(_pymc_marketing, n, args.draws, args.pmm_limit_gb)
+            results["pymc_marketing"].append(row)
+            print(json.dumps(row, default=float))
+            if "pmm_s" not in row:
+                break
+    else:
+        print("pymc-marketing is not installed (pip install '.[bench]'): comparison skipped")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, default=float))
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,606 @@
+"""Value tiers with membership probabilities, a value-by-activity grid, RFM scores.
+
+A tier is only useful to a marketer if it is known which customers sit firmly in it.
+:func:`segment` places every customer in a CLV tier by the point estimate **and** says
+how sure that is: under each parameter draw of the forecast the tier boundaries are
+recomputed from that draw's CLVs and the customer is placed again; its
+``tier_probability`` is the share of draws that agree with the point tier.
+
+Tier boundaries by rank share: with ``N`` customers and a cumulative share ``S`` (e.g.
+0.1 for the top 10%), a customer is above the cut when fewer than ``S * N`` customers
+have a strictly higher CLV; equal CLVs always share a tier, so a tier can hold a few
+more customers than its share when ties straddle a boundary.
+
+Per-draw boundaries come from a full sort per draw when the distinct customers times
+draws fit in ``exact_limit`` values. Beyond that, a first pass fills per-draw
+histograms with log-spaced bins 0.15% wide around the point boundaries, which locate
+each draw's boundary to one bin; a second pass places the customers, and the few
+customer-draw cells inside a boundary's bin are kept aside and settled once the bin is
+complete. Both routes give the same tiers; memory stays bounded at any number of
+customers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvmodels.clv import CLVForecast, _interval_probs, _progress
+from clvmodels.data import validate_summary
+
+__all__ = [
+    "DEFAULT_ACTIVITY_BANDS",
+    "DEFAULT_TIERS",
+    "Segmentation",
+    "rfm_segments",
+    "segment",
+]
+
+#: Default CLV tiers by rank share, most valuable first.
+DEFAULT_TIERS: tuple[tuple[str, float], ...] = (
+    ("top value", 0.10),
+    ("high value", 0.20),
+    ("middle value", 0.30),
+    ("low value", 0.40),
+)
+#: Default activity bands: lower bounds of P(alive), most active first: "active" from
+#: 0.7, "at risk" from 0.3, "lapsed" below 0.3 (the last band takes everything below the
+#: band above it).
+DEFAULT_ACTIVITY_BANDS: tuple[tuple[str, float], ...] = (
+    ("active", 0.7),
+    ("at risk", 0.3),
+    ("lapsed", 0.0),
+)
+
+# Per-draw boundaries are computed exactly up to this many draw-values (80 MB a copy).
+EXACT_LIMIT = 10_000_000
+# Histogram bins: 0.15% wide in value, spanning a factor 16 below the lowest and above
+# the highest point boundary (draws move boundaries by far less).
+_BIN_WIDTH = 0.0015
+_SPAN = 16.0
+_MAX_BINS = 20_000
+
+
+# --------------------------------------------------------------------------------------
+# Pure helpers
+# --------------------------------------------------------------------------------------
+def _pairs(spec: Any, what: str) -> tuple[list[str], np.ndarray]:
+    """Names and numbers of a tier / band specification (mapping or (name, value) pairs)."""
+    items = list(spec.items()) if isinstance(spec, Mapping) else list(spec)
+    if len(items) < 2:
+        raise ValueError(f"{what} needs at least two (name, value) entries, got {spec!r}")
+    try:
+        names = [str(name) for name, _ in items]
+        values = np.array([float(v) for _, v in items])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be (name, number) pairs, got {spec!r}") from err
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} names must be distinct, got {names}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{what} values must be finite, got {values.tolist()}")
+    return names, values
+
+
+def _check_shares(shares: np.ndarray) -> np.ndarray:
+    if np.any(shares <= 0) or not math.isclose(float(shares.sum()), 1.0, abs_tol=1e-9):
+        raise ValueError(
+            f"tier shares must be positive and sum to 1, got {shares.tolist()} "
+            f"(sum {shares.sum():.6g})"
+        )
+    return np.cumsum(shares)[:-1]
+
+
+def _check_bounds(bounds: np.ndarray, what: str) -> np.ndarray:
+    upper = bounds[:-1]
+    if np.any(np.diff(upper) >= 0):
+        raise ValueError(
+            f"{what} lower bounds must decrease from the first entry to the last, got "
+            f"{bounds.tolist()}"
+        )
+    return upper
+
+
+def band_index(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Index of the first band whose lower bound ``values`` reach (bounds decreasing).
+
+    ``bounds`` has one entry fewer than there are bands: the last band takes the rest.
+    Works along the last axis of ``bounds`` against ``values`` broadcast to match.
+
+    Examples
+    --------
+    >>> band_index(np.array([5.0, 2.0, 0.5, 2.0]), np.array([4.0, 2.0])).tolist()
+    [0, 1, 2, 1]
+    """
+    values = np.asarray(values, dtype=float)
+    out = np.zeros(values.shape, dtype=np.int8)
+    for k in range(bounds.shape[-1]):
+        out += values < bounds[..., k]
+    return out
+
+
+def rank_share_tiers(values: np.ndarray, weights: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Tier of each value when tiers hold the top ``cuts`` cumulative shares.
+
+    A value is in the first tier whose cumulative share exceeds the weight share of
+    strictly larger values; equal values share a tier.
+
+    Examples
+    --------
+    >>> rank_share_tiers(np.arange(10.0), np.ones(10), np.array([0.1, 0.3, 0.6])).tolist()
+    [3, 3, 3, 3, 2, 2, 2, 1, 1, 0]
+    """
+    values = np.asarray(values, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    order = np.argsort(values)
+    sorted_values = values[order]
+    cum = np.concatenate([[0.0], np.cumsum(weights[order])])
+    total = cum[-1]
+    above = total - cum[np.searchsorted(sorted_values, values, side="right")]
+    tiers = np.zeros(values.shape, dtype=np.int8)
+    for cut in cuts:
+        # Same rounding as the per-draw boundaries: in the tier when fewer than
+        # ceil(S * N) customers are strictly above.
+        tiers += above >= math.ceil(cut * total - 1e-9)
+    return tiers
+
+
+def _exact_boundaries(values: np.ndarray, weights: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Per-draw boundaries (n_draws, n_cuts): the value of the ceil(S * N)-th unit of
+    weight from the top, so that ``value >= boundary`` reproduces
+    :func:`rank_share_tiers` within each draw."""
+    order = np.argsort(-values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    cum = np.cumsum(weights[order], axis=1)
+    targets = _unit_targets(cuts, float(weights.sum()))
+    out = np.empty((values.shape[0], cuts.size))
+    for k, target in enumerate(targets):
+        pos = np.argmax(cum >= target - 1e-9, axis=1)
+        out[:, k] = ordered[np.arange(values.shape[0]), pos]
+    return out
+
+
+@dataclass(frozen=True)
+class _LogGrid:
+    """Uniform bins in log value over ``[low, high)``, plus one bin below, one above.
+
+    Bin 0 holds values below ``low`` (and zeros), bin ``k`` (1..n) the values in
+    ``[low e^{(k-1) step}, low e^{k step})`` and bin ``n + 1`` the values from ``high`` up.
+    """
+
+    log_low: float
+    step: float
+    n: int
+
+    @classmethod
+    def around(cls, point_bounds: np.ndarray) -> _LogGrid:
+        positive = point_bounds[point_bounds > 0]
+        if positive.size == 0:
+            positive = np.array([1e-9, 1.0])
+        low, high = float(positive.min()) / _SPAN, float(positive.max()) * _SPAN
+        n = min(math.ceil(math.log(high / low) / _BIN_WIDTH), _MAX_BINS)
+        return cls(math.log(low), math.log(high / low) / n, n)
+
+    def bins(self, values: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            position = np.floor((np.log(values) - self.log_low) / self.step) + 1
+        position[np.isnan(position)] = 0.0  # NaN CLVs (never expected) count as lowest
+        return np.clip(position, 0, self.n + 1, out=position).astype(np.int64)
+
+
+def _unit_targets(cuts: np.ndarray, total: float) -> np.ndarray:
+    """Rank (in units of weight, from the top) of the customer at each boundary."""
+    return np.maximum(np.ceil(cuts * total - 1e-9), 1.0)
+
+
+def _histogram_targets(hist: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per draw and cut: the bin holding the target unit, and the weight above that bin."""
+    from_top = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # weight in bins >= k
+    padded = np.concatenate([from_top, np.zeros((hist.shape[0], 1))], axis=1)
+    rows = np.arange(hist.shape[0])[:, None]
+    # from_top never increases, so the bins reaching a target form a prefix.
+    k = np.stack([np.count_nonzero(from_top >= t, axis=1) - 1 for t in targets], axis=1)
+    return k, padded[rows, k + 1]
+
+
+class _PendingCells:
+    """Draw-customer cells that share the boundary's bin, settled once all are seen.
+
+    In pass 2 a cell is provisionally placed above a cut when its bin is the cut's
+    bin. Afterwards each draw's exact boundary is the value of the target unit among
+    those cells (sorted, their weights added to the weight above the bin), and cells
+    below it move one tier down.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, draw, row, cut, value, weight, tier) -> None:
+        if draw.size:
+            self.parts.append((draw, row, np.full(draw.size, cut), value, weight, tier))
+
+    def settle(
+        self,
+        above: np.ndarray,
+        targets: np.ndarray,
+        point_tier: np.ndarray,
+        same: np.ndarray,
+        top: np.ndarray,
+    ) -> None:
+        if not self.parts:
+            return
+        draw, row, cut, value, weight, tier = (
+            np.concatenate(c) for c in zip(*self.parts, strict=True)
+        )
+        moves = np.zeros(draw.size, dtype=bool)
+        for c, target in enumerate(targets):
+            idx = np.flatnonzero(cut == c)
+            if idx.size == 0:
+                continue
+            idx = idx[np.lexsort((-value[idx], draw[idx]))]
+            d = draw[idx]
+            start = np.flatnonzero(np.diff(d, prepend=-1))
+            cum = np.cumsum(weight[idx])
+            before = (cum - weight[idx])[start]
+            within = cum - np.repeat(before, np.diff(np.append(start, d.size)))
+            reached = np.flatnonzero(above[d, c] + within >= target - 1e-9)
+            first = reached[np.unique(d[reached], return_index=True)[1]]
+            boundary = np.full(above.shape[0], -np.inf)
+            boundary[d[first]] = value[idx][first]
+            moves[idx] = value[idx] < boundary[d]
+        if not moves.any():
+            return
+        key = draw[moves] * same.size + row[moves]
+        keys, first, count = np.unique(key, return_index=True, return_counts=True)
+        r = keys % same.size
+        old = tier[moves][first]
+        new = old + count
+        np.add.at(same, r, (new == point_tier[r]).astype(float) - (old == point_tier[r]))
+        np.add.at(top, r, (new == 0).astype(float) - (old == 0))
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+@dataclass
+class Segmentation:
+    """Result of :func:`segment`.
+
+    Attributes
+    ----------
+    customers : DataFrame
+        Per customer (indexed like the forecast): ``clv``, ``probability_alive``,
+        ``tier`` (from the point CLV), ``tier_probability`` (share of draws placing the
+        customer in that same tier), ``top_tier_probability``, ``activity`` (P(alive)
+        band) and ``segment`` (plain name, e.g. "high value, at risk").
+    tiers : DataFrame
+        Per tier: ``customers``, ``share_of_customers``, ``clv_total`` with
+        ``clv_total_lower`` / ``clv_total_upper``, ``clv_mean`` with its interval,
+        ``share_of_value`` with its interval, ``mean_tier_probability`` and
+        ``boundary`` (lowest point CLV of the tier).
+    grid : DataFrame
+        One row per tier x activity cell: ``segment``, ``customers``, ``clv_total``,
+        ``share_of_value``, ``mean_probability_alive``.
+    settings : dict
+        Tiers, activity bands, interval level and how the boundaries were computed.
+    """
+
+    customers: pd.DataFrame
+    tiers: pd.DataFrame
+    grid: pd.DataFrame
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def pivot(self, values: str = "customers") -> pd.DataFrame:
+        """The value-by-activity grid as a table: tiers down, activity bands across.
+
+        Examples
+        --------
+        >>> seg.pivot("clv_total")  # doctest: +SKIP
+        """
+        if values not in self.grid.columns or values == "segment":
+            raise ValueError(f"values must be a numeric column of grid, got {values!r}")
+        return self.grid.pivot(index="tier", columns="activity", values=values)
+
+
+def segment(
+    forecast: CLVForecast,
+    tiers: Any = None,
+    *,
+    thresholds: Any = None,
+    activity_bands: Any = DEFAULT_ACTIVITY_BANDS,
+    interval: float | None = None,
+    exact_limit: int = EXACT_LIMIT,
+    progressbar: bool | None = None,
+) -> Segmentation:
+    """CLV tiers with membership probabilities, tier totals and a value-by-activity grid.
+
+    Parameters
+    ----------
+    forecast : CLVForecast
+        From :func:`clvmodels.customer_lifetime_value`.
+    tiers : sequence of (name, share) or mapping, optional
+        Tiers by CLV rank share, most valuable first; shares sum to 1. Default
+        :data:`DEFAULT_TIERS`: top 10% / next 20% / middle 30% / bottom 40%, named
+        "top value", "high value", "middle value", "low value".
+    thresholds : sequence of (name, lower_bound) or mapping, optional
+        Tiers by CLV value instead: a customer is in the first tier whose lower bound
+        its CLV reaches; the last tier takes the rest (its bound is not used, 0 is a
+        natural way to write it). The boundaries are then the same in every draw.
+    activity_bands : sequence of (name, lower_bound), default DEFAULT_ACTIVITY_BANDS
+        P(alive) bands, most active first: "active" >= 0.7, "at risk" >= 0.3,
+        "lapsed" below. Under BG/NBD a customer without repeat purchases has
+        P(alive) = 1 (no dropout can have happened yet), so one-time buyers count as
+        "active"; their low CLV places them in the low tiers.
+    interval : float, optional
+        Level of the tier-summary intervals; defaults to the forecast's.
+    exact_limit : int
+        Largest number of distinct customers x draws for which per-draw boundaries are
+        computed exactly (beyond it: fine histograms, see the module notes).
+    progressbar : bool, optional
+        Progress bar over the passes through the draws.
+
+    Returns
+    -------
+    Segmentation
+
+    Examples
+    --------
+    >>> from clvmodels import (BetaGeo, GammaGamma, customer_lifetime_value, load_cdnow,
+    ...                        rfm_summary)
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30")
+    >>> fc = customer_lifetime_value(BetaGeo().fit(summary), GammaGamma().fit(summary),
+    ...                              summary, n_draws=200, random_state=0)
+    >>> seg = segment(fc)
+    >>> seg.tiers.index.tolist()
+    ['top value', 'high value', 'middle value', 'low value']
+    >>> bool(seg.customers["tier_probability"].between(0, 1).all())
+    True
+    """
+    if not isinstance(forecast, CLVForecast):
+        raise TypeError(f"segment needs a CLVForecast, got {type(forecast).__name__}")
+    level = forecast.interval if interval is None else float(interval)
+    if not 0 < level < 1:
+        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval!r}")
+    if thresholds is not None:
+        if tiers is not None:
+            raise ValueError("give either tiers (rank shares) or thresholds (values), not both")
+        names, bounds = _pairs(thresholds, "thresholds")
+        bounds = _check_bounds(bounds, "thresholds")
+        cuts = None
+    else:
+        names, shares = _pairs(DEFAULT_TIERS if tiers is None else tiers, "tiers")
+        cuts = _check_shares(shares)
+    band_names, band_bounds = _pairs(activity_bands, "activity_bands")
+    band_bounds = _check_bounds(band_bounds, "activity_bands")
+
+    layout = forecast._layout
+    n_rows, n_draws = len(layout.rows), forecast.n_draws
+    table = forecast.table
+    row_clv = np.empty(n_rows)
+    row_clv[layout.row_of_customer] = table["clv"].to_numpy()
+    weights = layout.weights
+    n_tiers = len(names)
+
+    if cuts is not None:
+        point_tier = rank_share_tiers(row_clv, weights, cuts)
+    else:
+        point_tier = band_index(row_clv, bounds)
+    point_bounds = np.array(
+        [row_clv[point_tier <= k].min() for k in range(n_tiers - 1)] if cuts is not None else bounds
+    )
+
+    # Pass 1: per-draw tier totals (fixed point membership) and what the per-draw
+    # boundaries need: nothing (thresholds), all values (small), or histograms.
+    fixed = cuts is None
+    exact = not fixed and n_rows * n_draws <= exact_limit
+    cached = np.empty((n_draws, n_rows)) if exact else None
+    grid = _LogGrid.around(point_bounds) if not (fixed or exact) else None
+    hist = np.zeros((n_draws, grid.n + 2)) if grid is not None else None
+    tier_totals = np.zeros((n_draws, n_tiers))
+    same = np.zeros(n_rows)  # draws agreeing with the point tier
+    top = np.zeros(n_rows)  # draws in the top tier
+    one_hot = point_tier[:, None] == np.arange(n_tiers)
+
+    def assign(rows: slice, drawn_tier: np.ndarray) -> None:
+        same[rows] = np.count_nonzero(drawn_tier == point_tier[rows], axis=0)
+        top[rows] = np.count_nonzero(drawn_tier == 0, axis=0)
+
+    steps = layout.n_blocks * (2 if grid is not None else 1)
+    with _progress(steps, progressbar, "segments") as advance:
+        for rows, w, values in forecast._iter_row_draws():
+            tier_totals += values @ (w[:, None] * one_hot[rows])
+            if fixed:
+                assign(rows, band_index(values, bounds))
+            elif exact:
+                cached[:, rows] = values
+            else:
+                bins = grid.bins(values)
+                bins += hist.shape[1] * np.arange(n_draws)[:, None]
+                hist += np.bincount(
+                    bins.ravel(),
+                    weights=np.broadcast_to(w, values.shape).ravel(),
+                    minlength=hist.size,
+                ).reshape(hist.shape)
+            advance()
+        if exact:
+            boundaries = _exact_boundaries(cached, weights, cuts)
+            assign(slice(0, n_rows), band_index(cached, boundaries[:, None, :]))
+        elif not fixed:
+            # Pass 2: every draw's boundary is known to its bin; cells in that bin are
+            # settled exactly once all have been seen.
+            targets = _unit_targets(cuts, float(weights.sum()))
+            target_bin, above = _histogram_targets(hist, targets)
+            pending = _PendingCells()
+            for rows, w, values in forecast._iter_row_draws():
+                bins = grid.bins(values)
+                drawn_tier = np.zeros(bins.shape, dtype=np.int8)
+                cells = []
+                for c in range(cuts.size):
+                    edge = target_bin[:, c][:, None]
+                    drawn_tier += bins < edge
+                    cells.append(np.nonzero(bins == edge))
+                for c, (d, r) in enumerate(cells):
+                    pending.add(d, r + rows.start, c, values[d, r], w[r], drawn_tier[d, r])
+                assign(rows, drawn_tier)
+                advance()
+            pending.settle(above, targets, point_tier, same, top)
+    same /= n_draws
+    top /= n_draws
+
+    tier_cat = pd.Categorical.from_codes(point_tier, categories=names, ordered=True)
+    p_alive = table["probability_alive"].to_numpy()
+    activity = band_index(p_alive, band_bounds)
+    activity_cat = pd.Categorical.from_codes(activity, categories=band_names, ordered=True)
+    labels = [f"{t}, {a}" for t in names for a in band_names]
+    segment_codes = (
+        tier_cat.codes[layout.row_of_customer].astype(np.int64) * len(band_names) + activity
+    )
+    customers = pd.DataFrame(
+        {
+            "clv": table["clv"].to_numpy(),
+            "probability_alive": p_alive,
+            "tier": tier_cat[layout.row_of_customer],
+            "tier_probability": same[layout.row_of_customer],
+            "top_tier_probability": top[layout.row_of_customer],
+            "activity": activity_cat,
+            "segment": pd.Categorical.from_codes(segment_codes, categories=labels),
+        },
+        index=table.index,
+    )
+    summary = _tier_summary(
+        names, point_tier, row_clv, weights, same, tier_totals, level, point_bounds
+    )
+    grid = _grid(customers, names, band_names)
+    settings = {
+        "tiers": dict(zip(names, shares.tolist(), strict=True)) if cuts is not None else None,
+        "thresholds": dict(zip(names[:-1], bounds.tolist(), strict=True)) if cuts is None else None,
+        "activity_bands": dict(zip(band_names[:-1], band_bounds.tolist(), strict=True)),
+        "interval": level,
+        "boundaries": "fixed" if fixed else ("exact" if exact else "histogram"),
+        "n_draws": n_draws,
+    }
+    return Segmentation(customers=customers, tiers=summary, grid=grid, settings=settings)
+
+
+def _tier_summary(
+    names: list[str],
+    point_tier: np.ndarray,
+    row_clv: np.ndarray,
+    weights: np.ndarray,
+    same: np.ndarray,
+    tier_totals: np.ndarray,
+    level: float,
+    point_bounds: np.ndarray,
+) -> pd.DataFrame:
+    n_tiers = len(names)
+    counts = np.bincount(point_tier, weights=weights, minlength=n_tiers)
+    totals = np.bincount(point_tier, weights=weights * row_clv, minlength=n_tiers)
+    grand = totals.sum()
+    low_p, high_p = _interval_probs(level)
+    total_lo, total_hi = np.quantile(tier_totals, [low_p, high_p], axis=0)
+    shares = tier_totals / tier_totals.sum(axis=1, keepdims=True)
+    share_lo, share_hi = np.quantile(shares, [low_p, high_p], axis=0)
+    safe = np.where(counts > 0, counts, np.nan)
+    mean_prob = np.bincount(point_tier, weights=weights * same, minlength=n_tiers) / safe
+    lowest = np.full(n_tiers, np.nan)
+    for k in range(n_tiers):
+        if counts[k] > 0:
+            lowest[k] = row_clv[point_tier == k].min()
+    return pd.DataFrame(
+        {
+            "customers": counts.astype(np.int64),
+            "share_of_customers": counts / counts.sum(),
+            "clv_total": totals,
+            "clv_total_lower": total_lo,
+            "clv_total_upper": total_hi,
+            "clv_mean": totals / safe,
+            "clv_mean_lower": total_lo / safe,
+            "clv_mean_upper": total_hi / safe,
+            "share_of_value": totals / grand if grand > 0 else np.nan,
+            "share_of_value_lower": share_lo,
+            "share_of_value_upper": share_hi,
+            "mean_tier_probability": mean_prob,
+            "boundary": lowest,
+        },
+        index=pd.Index(names, name="tier"),
+    )
+
+
+def _grid(customers: pd.DataFrame, tiers: list[str], bands: list[str]) -> pd.DataFrame:
+    grouped = customers.groupby(["tier", "activity"], observed=False)
+    grid = pd.DataFrame(
+        {
+            "customers": grouped.size(),
+            "clv_total": grouped["clv"].sum(),
+            "mean_probability_alive": grouped["probability_alive"].mean(),
+        }
+    ).reset_index()
+    grand = customers["clv"].sum()
+    grid["share_of_value"] = grid["clv_total"] / grand if grand > 0 else np.nan
+    labels = [f"{t}, {a}" for t, a in zip(grid["tier"], grid["activity"], strict=True)]
+    grid.insert(2, "segment", labels)
+    grid["customers"] = grid["customers"].astype(np.int64)
+    return grid
+
+
+def rfm_segments(summary: Any, *, n_scores: int = 5) -> pd.DataFrame:
+    """Classic recency / frequency / monetary quintile scores (5 = best).
+
+    Recency is the time since the last purchase (``T - recency`` in summary terms:
+    smaller is better), frequency the number of repeat purchases, monetary the mean
+    repeat purchase value (0 for customers without repeat purchases). Each is scored
+    ``1 + floor(n_scores * (rank - 1) / N)`` with the lowest rank among ties, so that
+    tied customers share a score; where many customers tie (frequency 0 is common) the
+    scores are therefore not equally filled.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Summary frame with ``frequency``, ``recency``, ``T`` and ``monetary_value``.
+    n_scores : int, default 5
+        Number of score levels (5: quintiles).
+
+    Returns
+    -------
+    DataFrame
+        ``time_since_last_purchase``, ``recency_score``, ``frequency_score``,
+        ``monetary_score``, ``rfm_segment`` (e.g. "545") and ``rfm_score`` (the sum).
+
+    Examples
+    --------
+    >>> from clvmodels import load_cdnow, rfm_summary
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30")
+    >>> rfm = rfm_segments(summary)
+    >>> sorted(rfm["recency_score"].unique().tolist())
+    [1, 2, 3, 4, 5]
+    """
+    if isinstance(n_scores, bool) or int(n_scores) != n_scores or not 2 <= n_scores <= 9:
+        raise ValueError(f"n_scores must be an integer from 2 to 9, got {n_scores!r}")
+    frame = validate_summary(summary, require_monetary=True, context="rfm_segments")
+    since_last = (frame["T"] - frame["recency"]).to_numpy(dtype=float)
+    scores = {
+        "recency_score": _score(-since_last, n_scores),
+        "frequency_score": _score(frame["frequency"].to_numpy(dtype=float), n_scores),
+        "monetary_score": _score(
+            np.where(frame["frequency"] > 0, frame["monetary_value"], 0.0), n_scores
+        ),
+    }
+    out = pd.DataFrame({"time_since_last_purchase": since_last, **scores}, index=frame.index)
+    out["rfm_segment"] = (
+        out["recency_score"].astype(str)
+        + out["frequency_score"].astype(str)
+        + out["monetary_score"].astype(str)
+    )
+    out["rfm_score"] = out["recency_score"] + out["frequency_score"] + out["monetary_score"]
+    return out
+
+
+def _score(values: np.ndarray, n_scores: int) -> np.ndarray:
+    rank = pd.Series(values).rank(method="min").to_numpy()
+    return (1 + np.floor(n_scores * (rank - 1) / values.size)).astype(np.int64)
