@@ -113,8 +113,23 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_writes_table_and_models(tmp_path):
-    result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path), "--draws", "100"])
+def test_report_command_writes_html(transactions_csv, tmp_path):
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, [
+        "report", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
+        "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
+        "--output", str(out), "--draws", "50", "--mcmc-draws", "0", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") or html.lstrip().lower().startswith("<!doctype")
+    assert "data:image/png;base64" in html
+    assert "http://" not in html.replace("http://www.w3.org", "")
+
+
+def test_demo_writes_table_models_and_report(tmp_path):
+    result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path), "--draws", "100",
+                                 "--mcmc-draws", "0"])
     assert result.exit_code == 0, result.output
     assert "BetaGeo parameters" in result.output
     assert "Top 10 customers by CLV" in result.output
@@ -122,3 +137,4 @@ def test_demo_writes_table_and_models(tmp_path):
     assert len(table) == 2357
     assert {"clv", "clv_lower", "clv_upper", "tier"} <= set(table.columns)
     assert (tmp_path / "bgnbd.json").exists() and (tmp_path / "gamma_gamma.json").exists()
+    assert (tmp_path / "report.html").stat().st_size > 50_000
