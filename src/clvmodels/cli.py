@@ -8,9 +8,7 @@ code, and never leave a partial output file behind.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+
+from clvmodels._io import write_atomically
 
 app = typer.Typer(
     name="clvmodels",
@@ -74,20 +74,14 @@ def write_table_atomically(frame: pd.DataFrame, path: Path) -> Path:
     A reader never sees a half-written file, and a failure leaves nothing behind.
     """
     kind = _check_suffix(path, "output file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def write(tmp: Path) -> None:
         if kind == "parquet":
             frame.to_parquet(tmp)
         else:
             frame.to_csv(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomically(path, write)
 
 
 def run_forecast(

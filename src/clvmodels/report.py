@@ -26,7 +26,6 @@ import inspect
 import io
 import os
 import platform
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._io import write_atomically
 from clvmodels.progress import progress_bar
 
 __all__ = ["build_report", "default_models"]
@@ -601,17 +601,7 @@ def build_report(
 
 
 def _write_atomically(text: str, output: Path) -> Path:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        tmp.replace(output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return output
+    return write_atomically(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------------------
