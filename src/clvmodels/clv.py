@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels.data import TIME_UNIT_DAYS, DataValidationError, compress, validate_summary
+from clvmodels.progress import progress_bar
 
 __all__ = [
     "PERIOD_DAYS",
@@ -381,25 +381,13 @@ def _chunk_seed(random_state: Any) -> list[int]:
 
 @contextmanager
 def _progress(total: int, show: bool | None, description: str) -> Iterator[Callable[[], None]]:
-    """A rich progress bar over blocks; off when not asked for or not on a terminal."""
-    if show is None:
-        show = total > 1 and sys.stderr.isatty()
-    if not show:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    """Progress over blocks through :mod:`clvmodels.progress` (terminal, notebook or log).
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} blocks"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda: bar.advance(task)
+    ``show=None`` shows it when there is more than one block.
+    """
+    enabled = total > 1 if show is None else bool(show)
+    with progress_bar(total, description, enabled=enabled) as bar:
+        yield bar.advance
 
 
 # --------------------------------------------------------------------------------------
