@@ -50,7 +50,7 @@ def gamma_gamma_log_likelihood(p, q, gamma, frequency, monetary_value):
     Examples
     --------
     >>> round(float(gamma_gamma_log_likelihood(6.25, 3.74, 15.44, 2, 25.0)), 4)
-    -3.7...
+    -3.6344
     """
     x = np.asarray(frequency, dtype=float)
     m = np.asarray(monetary_value, dtype=float)
