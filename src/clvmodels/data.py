@@ -503,8 +503,10 @@ def rfm_summary(
 
     Parameters
     ----------
-    transactions : pandas or Polars DataFrame
-        One row per transaction.
+    transactions : pandas or Polars DataFrame, or path(s) to Parquet / CSV files
+        One row per transaction. A path, a glob, a folder or a list of files is
+        summarised out of core in DuckDB (see :mod:`clvmodels.outofcore`) with the
+        same result, without loading the transactions into memory.
     customer_col, date_col : str
         Columns holding the customer id and the transaction date. Dates may be
         datetime64 (time-zone aware ones are read in their own wall-clock time),
@@ -568,6 +570,13 @@ def rfm_summary(
     >>> summary.attrs["n_transactions_excluded_after_end"]
     1959
     """
+    from clvmodels.outofcore import is_file_source, rfm_summary_duckdb
+
+    if is_file_source(transactions):
+        return rfm_summary_duckdb(
+            transactions, customer_col, date_col, value_col, observation_end=observation_end,
+            freq=freq, time_unit=time_unit, group_col=group_col, date_format=date_format,
+        )
     context = "rfm_summary"
     _check_time_unit(time_unit)
     log = _prepare_log(
@@ -664,6 +673,14 @@ def calibration_holdout_split(
     >>> int(split["frequency"].sum()), int(split["frequency_holdout"].sum())
     (2457, 1882)
     """
+    from clvmodels.outofcore import calibration_holdout_split_duckdb, is_file_source
+
+    if is_file_source(transactions):
+        return calibration_holdout_split_duckdb(
+            transactions, customer_col, date_col, value_col, calibration_end=calibration_end,
+            observation_end=observation_end, freq=freq, time_unit=time_unit,
+            group_col=group_col, date_format=date_format,
+        )
     context = "calibration_holdout_split"
     _check_time_unit(time_unit)
     log = _prepare_log(

@@ -1,0 +1,320 @@
+"""Spark summaries, compression and scoring agree with the single-machine path.
+
+Spark runs in local mode (two cores) in one session shared by the module; the tests
+skip when pyspark or a Java runtime is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pyspark = pytest.importorskip("pyspark")
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("Spark needs a Java runtime", allow_module_level=True)
+
+from clvmodels.clv import customer_lifetime_value  # noqa: E402
+from clvmodels.data import (  # noqa: E402
+    DataValidationError,
+    calibration_holdout_split,
+    rfm_summary,
+)
+from clvmodels.data import compress as data_compress  # noqa: E402
+from clvmodels.models.beta_geo import BetaGeo  # noqa: E402
+from clvmodels.models.gamma_gamma import GammaGamma  # noqa: E402
+from clvmodels.segmentation import segment  # noqa: E402
+from clvmodels.spark import (  # noqa: E402
+    calibration_holdout_split_spark,
+    compress,
+    rfm_summary_spark,
+    score_spark,
+    spark_datetime_pattern,
+    summary_attrs,
+    to_pandas,
+)
+
+pytestmark = [
+    pytest.mark.spark,
+    # pyspark's own complaints about pandas 3, not ours.
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+FLOAT_RTOL = 1e-13
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    # Python workers must run this interpreter, where clvmodels is installed; a local
+    # SparkContext reads PYSPARK_PYTHON (default: whatever "python3" is on the PATH).
+    previous = os.environ.get("PYSPARK_PYTHON")
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("clvmodels-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "1g")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    if previous is None:
+        os.environ.pop("PYSPARK_PYTHON", None)
+    else:
+        os.environ["PYSPARK_PYTHON"] = previous
+
+
+def assert_same(expected: pd.DataFrame, actual: pd.DataFrame) -> None:
+    """Same index, columns, dtypes, attrs; sums of values up to their last bits."""
+    assert actual.attrs == expected.attrs
+    pd.testing.assert_index_equal(actual.index, expected.index, exact=True)
+    assert list(actual.columns) == list(expected.columns)
+    assert actual.dtypes.to_dict() == expected.dtypes.to_dict()
+    for col in expected.columns:
+        if col.startswith("monetary_value"):
+            np.testing.assert_allclose(actual[col], expected[col], rtol=FLOAT_RTOL, atol=0)
+        else:
+            pd.testing.assert_series_equal(actual[col], expected[col], check_exact=True)
+
+
+def synthetic_log(seed: int, n_customers: int) -> pd.DataFrame:
+    """Same-day repeats, times of day, returns and a region per customer."""
+    rng = np.random.default_rng(seed)
+    n_tx = rng.integers(1, 10, size=n_customers)
+    cust = np.repeat(np.arange(n_customers), n_tx)
+    first = rng.integers(0, 90, size=n_customers)
+    day = first[cust] + np.where(rng.random(cust.size) < 0.3, 0, rng.integers(0, 300, cust.size))
+    seconds = rng.integers(0, 86400, size=cust.size)
+    stamps = np.datetime64("2021-01-01", "s") + (day * 86400 + seconds).astype("timedelta64[s]")
+    values = np.round(rng.gamma(2.0, 15.0, size=cust.size), 2)
+    values[rng.random(cust.size) < 0.02] *= -1
+    regions = np.array(["north", "south"])[np.arange(n_customers) % 2][cust]
+    ids = np.array([f"k{i:04d}" for i in range(n_customers)])[cust]
+    return pd.DataFrame({"customer": ids, "ts": stamps, "value": values, "region": regions})
+
+
+@pytest.fixture(scope="module")
+def cdnow_spark(spark, cdnow_transactions):
+    return spark.createDataFrame(cdnow_transactions).cache()
+
+
+@pytest.fixture(scope="module")
+def log(spark):
+    frame = synthetic_log(11, 600)
+    return frame, spark.createDataFrame(frame).repartition(3).cache()
+
+
+# --------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"observation_end": "1997-09-30"},
+        {"freq": "W", "time_unit": "D"},
+        {"freq": "M", "time_unit": "W"},
+    ],
+    ids=["calibration", "weeks", "months"],
+)
+def test_cdnow_summary_matches_pandas(cdnow_transactions, cdnow_spark, options):
+    expected = rfm_summary(cdnow_transactions, "customer_id", "date", "amount", **options)
+    actual = to_pandas(rfm_summary_spark(cdnow_spark, "customer_id", "date", "amount", **options))
+    assert_same(expected, actual)
+
+
+def test_cdnow_published_calibration_data(cdnow_spark):
+    summary = rfm_summary_spark(
+        cdnow_spark, "customer_id", "date", "amount", observation_end="1997-09-30"
+    )
+    attrs = summary_attrs(summary)
+    assert attrs["n_customers"] == 2357
+    assert attrs["time_unit"] == "W"
+    totals = summary.agg({"frequency": "sum"}).collect()[0][0]
+    assert totals == 2457  # Fader, Hardie & Lee (2005)
+
+
+def test_cdnow_split_matches_pandas(cdnow_split, cdnow_spark):
+    actual = calibration_holdout_split_spark(
+        cdnow_spark,
+        "customer_id",
+        "date",
+        "amount",
+        calibration_end="1997-09-30",
+        observation_end="1998-06-30",
+    )
+    assert_same(cdnow_split, to_pandas(actual))
+
+
+def test_synthetic_log_with_groups_and_returns(log):
+    frame, sdf = log
+    options = {"observation_end": "2021-08-31", "group_col": "region"}
+    expected = rfm_summary(frame, "customer", "ts", "value", **options)
+    actual = to_pandas(rfm_summary_spark(sdf, "customer", "ts", "value", **options))
+    assert_same(expected, actual)
+    assert expected.attrs["n_negative_values"] > 0
+    assert expected.attrs["n_customers_first_purchase_after_end"] > 0
+
+
+def test_synthetic_split_default_end(log):
+    frame, sdf = log
+    options = {"calibration_end": "2021-04-15", "group_col": "region", "time_unit": "D"}
+    expected = calibration_holdout_split(frame, "customer", "ts", "value", **options)
+    actual = to_pandas(calibration_holdout_split_spark(sdf, "customer", "ts", "value", **options))
+    assert_same(expected, actual)
+    assert expected.attrs["n_customers_first_purchase_after_calibration"] > 0
+
+
+def test_string_dates_with_strftime_format(spark):
+    frame = pd.DataFrame(
+        {"id": [1, 1, 2, 1], "day": ["03/01/2020", "05/01/2020", "04/01/2020", "19/02/2020"]}
+    )
+    expected = rfm_summary(frame, "id", "day", date_format="%d/%m/%Y", observation_end="1/3/2020")
+    actual = rfm_summary_spark(
+        spark.createDataFrame(frame), "id", "day", date_format="%d/%m/%Y",
+        observation_end="1/3/2020",
+    )
+    assert_same(expected, to_pandas(actual))
+    assert spark_datetime_pattern("%Y%m%d at %H") == "yyyyMMdd' at 'HH"
+
+
+def test_string_dates_with_offsets_keep_the_time_as_written(spark):
+    # "00:10+02:00" is 10 past midnight on the 2nd, as pandas reads it.
+    frame = pd.DataFrame(
+        {
+            "id": [7, 7, 7, 8],
+            "at": [
+                "2021-03-01T23:30:00+02:00",
+                "2021-03-02 00:10:00+0200",
+                "2021-03-05T23:59:00+02:00",
+                "2021-03-09T08:00:00+02:00",
+            ],
+        }
+    )
+    expected = rfm_summary(frame, "id", "at")
+    actual = to_pandas(rfm_summary_spark(spark.createDataFrame(frame), "id", "at"))
+    assert_same(expected, actual)
+    assert actual.loc[7, "frequency"] == 2
+
+
+def test_bad_input_is_reported(spark):
+    frame = pd.DataFrame(
+        {
+            "id": [1, 1, 2, 3],
+            "day": ["2020-01-01", "not a date", "2020-01-02", "2020-01-03"],
+            "g": ["a", "b", "a", "a"],
+        }
+    )
+    sdf = spark.createDataFrame(frame)
+    with pytest.raises(DataValidationError, match=r"'day': 1 of 4 rows could not be parsed.*"):
+        rfm_summary_spark(sdf, "id", "day")
+    good = spark.createDataFrame(frame.assign(day="2020-01-01"))
+    with pytest.raises(DataValidationError, match=r"1 customers have several groups; first: \{1:"):
+        rfm_summary_spark(good, "id", "day", group_col="g")
+    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['amount'\]"):
+        rfm_summary_spark(good, "id", "day", "amount")
+    with pytest.raises(DataValidationError, match="no transaction falls on or before"):
+        rfm_summary_spark(good, "id", "day", observation_end="2019-01-01")
+
+
+# --------------------------------------------------------------------------------------
+# Fitting on compressed rows
+# --------------------------------------------------------------------------------------
+def test_compress_fits_like_the_full_summary(cdnow_summary, cdnow_spark):
+    summary = rfm_summary_spark(
+        cdnow_spark, "customer_id", "date", "amount", observation_end="1997-09-30"
+    )
+    rows = compress(summary)
+    assert int(rows["weight"].sum()) == 2357
+    # The distinct (frequency, recency, T) of the 2,357 customers, as on one machine.
+    assert len(rows) == len(data_compress(cdnow_summary)[0]) == 1016
+    assert rows.attrs["time_unit"] == "W"
+    model = BetaGeo().fit(rows, weights=rows["weight"])
+    reference = BetaGeo().fit(cdnow_summary)
+    np.testing.assert_allclose(model.params_, reference.params_, rtol=1e-6)
+    assert model.time_unit_ == "W"
+    spend_rows = compress(summary, columns=("frequency", "recency", "T", "monetary_value"))
+    spend = GammaGamma().fit(spend_rows, weights=spend_rows["weight"])
+    np.testing.assert_allclose(spend.params_, GammaGamma().fit(cdnow_summary).params_, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fitted(cdnow_summary):
+    return BetaGeo().fit(cdnow_summary), GammaGamma().fit(cdnow_summary)
+
+
+def test_scores_match_the_single_machine_forecast(spark, cdnow_summary, fitted):
+    bgnbd, spend = fitted
+    # The very summary the single-machine forecast scores, spread over three partitions
+    # (no metadata travels with it, so the time unit is stated).
+    summary = spark.createDataFrame(cdnow_summary.reset_index()).repartition(3)
+    settings = {"horizon": 6, "period": "M", "n_draws": 300, "random_state": 4}
+    scores = score_spark(bgnbd, spend, summary, batch_rows=500, time_unit="W", **settings)
+    actual = scores.toPandas().set_index("customer_id").sort_index()
+
+    forecast = customer_lifetime_value(bgnbd, spend, cdnow_summary, **settings)
+    expected = forecast.table
+    assert list(actual.columns) == [*expected.columns, "tier"]
+    # Same draws, same code, customer by customer: the same numbers to the last bit.
+    pd.testing.assert_frame_equal(actual[expected.columns], expected, check_exact=True)
+    # Tiers from global boundaries: the same as segment() on one machine.
+    seg = segment(forecast)
+    np.testing.assert_array_equal(actual["tier"].to_numpy(), seg.customers["tier"].astype(str))
+    counts = actual["tier"].value_counts()
+    assert counts["top value"] >= 0.1 * len(actual)  # ties can only add customers
+
+
+def test_scores_of_a_spark_summary(cdnow_summary, cdnow_spark, fitted):
+    bgnbd, spend = fitted
+    summary = rfm_summary_spark(
+        cdnow_spark, "customer_id", "date", "amount", observation_end="1997-09-30"
+    )
+    scores = score_spark(bgnbd, spend, summary, n_draws=100, random_state=2, tiers=False)
+    actual = scores.toPandas().set_index("customer_id").sort_index()
+    expected = customer_lifetime_value(
+        bgnbd, spend, cdnow_summary, n_draws=100, random_state=2
+    ).table
+    # The summaries agree up to the last bit of summed spends, and so do the scores.
+    pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=1e-12, atol=0)
+
+
+def test_value_thresholds_and_no_tiers(cdnow_summary, cdnow_spark, fitted):
+    bgnbd, spend = fitted
+    summary = rfm_summary_spark(
+        cdnow_spark, "customer_id", "date", "amount", observation_end="1997-09-30"
+    )
+    thresholds = {"gold": 100.0, "silver": 20.0, "bronze": 0.0}
+    scores = score_spark(
+        bgnbd, spend, summary, n_draws=50, random_state=1, thresholds=thresholds
+    ).toPandas()
+    clv = scores["clv"].to_numpy()
+    expected = np.where(clv >= 100, "gold", np.where(clv >= 20, "silver", "bronze"))
+    np.testing.assert_array_equal(scores["tier"].to_numpy(), expected)
+    plain = score_spark(bgnbd, spend, summary, n_draws=50, random_state=1, tiers=False)
+    assert "tier" not in plain.columns
+
+
+def test_scoring_checks_units_and_columns(cdnow_spark, fitted):
+    bgnbd, spend = fitted
+    daily = rfm_summary_spark(
+        cdnow_spark, "customer_id", "date", "amount", observation_end="1997-09-30", time_unit="D"
+    )
+    with pytest.raises(ValueError, match="fitted on a summary in 'W' but this summary is in 'D'"):
+        score_spark(bgnbd, spend, daily, n_draws=10, tiers=False)
+    no_value = rfm_summary_spark(cdnow_spark, "customer_id", "date", observation_end="1997-09-30")
+    with pytest.raises(DataValidationError, match="monetary_value"):
+        score_spark(bgnbd, spend, no_value, n_draws=10, tiers=False)
