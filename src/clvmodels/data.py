@@ -29,7 +29,7 @@ Conventions that a user might not guess:
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -771,7 +771,11 @@ def _ids_of(frame: pd.DataFrame) -> np.ndarray | pd.Index:
 
 
 def validate_summary(
-    data: Any, *, require_monetary: bool = False, context: str = ""
+    data: Any,
+    *,
+    require_monetary: bool = False,
+    context: str = "",
+    require_timing: bool = True,
 ) -> pd.DataFrame:
     """Check a customer summary before a model uses it.
 
@@ -821,7 +825,10 @@ def validate_summary(
     pre = _prefix(context)
     if len(frame) == 0:
         raise DataValidationError(f"{pre}the summary is empty (no customers)")
-    required = list(_SUMMARY_COLUMNS) + (["monetary_value"] if require_monetary else [])
+    # Spend models need only frequency and monetary value; timing columns are then
+    # checked only when present.
+    timing = [c for c in ("recency", "T") if require_timing or c in frame.columns]
+    required = ["frequency", *timing] + (["monetary_value"] if require_monetary else [])
     _check_columns(frame, required, context)
     ids = _ids_of(frame)
     n = len(frame)
@@ -847,21 +854,13 @@ def validate_summary(
             fail(col, bad, "are missing (NaN) or infinite")
         arrays[col] = values
 
-    x, t_x, T = arrays["frequency"], arrays["recency"], arrays["T"]
+    x = arrays["frequency"]
     if (bad := x < 0).any():
         fail("frequency", bad, "are negative")
     if (bad := np.abs(x - np.round(x)) > 1e-9).any():
         fail("frequency", bad, "are not whole numbers (frequency counts repeat purchases)")
-    if (bad := t_x < 0).any():
-        fail("recency", bad, "are negative")
-    if (bad := T < 0).any():
-        fail("T", bad, "are negative")
-    if (bad := (T == 0) & (x > 0)).any():
-        fail("T", bad, "are 0 for customers with repeat purchases")
-    if (bad := t_x > T * (1 + 1e-9)).any():
-        fail("recency", bad, "exceed T (recency must be <= T, in the same time unit)")
-    if (bad := (x == 0) & (t_x != 0)).any():
-        fail("recency", bad, "are non-zero although frequency is 0 (no repeat purchase)")
+    if len(timing) == 2:
+        _check_timing(x, arrays["recency"], arrays["T"], fail)
     if require_monetary:
         m = arrays["monetary_value"]
         if (bad := (x > 0) & (m <= 0)).any():
@@ -878,6 +877,22 @@ def validate_summary(
             f"first duplicated ids {_as_list(pd.unique(frame.index[dup]))}"
         )
     return frame
+
+
+def _check_timing(
+    x: np.ndarray, t_x: np.ndarray, T: np.ndarray, fail: Callable[..., None]
+) -> None:
+    """The recency and T rules of a summary (``fail`` raises with the details)."""
+    if (bad := t_x < 0).any():
+        fail("recency", bad, "are negative")
+    if (bad := T < 0).any():
+        fail("T", bad, "are negative")
+    if (bad := (T == 0) & (x > 0)).any():
+        fail("T", bad, "are 0 for customers with repeat purchases")
+    if (bad := t_x > T * (1 + 1e-9)).any():
+        fail("recency", bad, "exceed T (recency must be <= T, in the same time unit)")
+    if (bad := (x == 0) & (t_x != 0)).any():
+        fail("recency", bad, "are non-zero although frequency is 0 (no repeat purchase)")
 
 
 def compress(

@@ -148,3 +148,12 @@ def test_save_load_round_trip(fitted, cdnow_summary, tmp_path):
     )
     draws = loaded.param_draws(4_000, random_state=0)
     assert (draws["q"] > 1).mean() > 0.99
+
+
+def test_needs_only_frequency_and_monetary_value(cdnow_summary, fitted):
+    spend_only = cdnow_summary[["frequency", "monetary_value"]]
+    model = GammaGamma().fit(spend_only)
+    pd.testing.assert_series_equal(model.params_, fitted.params_)
+    pd.testing.assert_series_equal(
+        model.expected_spend(data=spend_only), fitted.expected_spend(data=cdnow_summary)
+    )

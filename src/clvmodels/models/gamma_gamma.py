@@ -168,7 +168,9 @@ class GammaGammaPredictions:
         >>> bool((spend > 0).all())
         True
         """
-        data = validate_summary(data, require_monetary=True, context="expected_spend")
+        data = validate_summary(
+            data, require_monetary=True, require_timing=False, context="expected_spend"
+        )
         params = self._params_for(data)
         if np.any(np.asarray(params["q"]) <= 1):
             raise ValueError(
@@ -235,7 +237,9 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
         -------
         self
         """
-        data = validate_summary(data, require_monetary=True, context="GammaGamma.fit")
+        data = validate_summary(
+            data, require_monetary=True, require_timing=False, context="GammaGamma.fit"
+        )
         repeat = data["frequency"].to_numpy() > 0
         self.n_excluded_ = int((~repeat).sum())
         if repeat.sum() < 2:
