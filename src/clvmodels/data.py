@@ -41,6 +41,7 @@ __all__ = [
     "DataValidationError",
     "calibration_holdout_split",
     "compress",
+    "compress_arrays",
     "rfm_summary",
     "validate_summary",
 ]
@@ -952,12 +953,43 @@ def compress(
             np.zeros(0, dtype=np.float64),
             np.zeros(0, dtype=np.intp),
         )
+    first, weights, inverse = compress_arrays([frame[col] for col in cols])
+    unique_rows = frame[cols].iloc[first].reset_index(drop=True)
+    return unique_rows, weights, inverse
+
+
+def compress_arrays(
+    columns: Sequence[np.ndarray | pd.Series],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The array-level core of :func:`compress`.
+
+    Parameters
+    ----------
+    columns : sequence of equally long arrays
+        The key columns.
+
+    Returns
+    -------
+    first : ndarray of intp
+        Position of the first row of each distinct key, in order of first appearance.
+    weights : ndarray of float64
+        Number of rows behind each distinct key.
+    inverse : ndarray of intp
+        For each row, the position of its distinct key.
+
+    Examples
+    --------
+    >>> first, weights, inverse = compress_arrays([np.array([1, 2, 1]), np.array([5, 5, 5])])
+    >>> first.tolist(), weights.tolist(), inverse.tolist()
+    ([0, 1], [2.0, 1.0], [0, 1, 0])
+    """
+    n = len(columns[0])
     # Hash-factorize each column (NaN is a value of its own), then fold the codes into
     # one integer key; hashing is linear where sorting whole rows would not be.
     key = np.zeros(n, dtype=np.int64)
     cardinality = 1
-    for col in cols:
-        codes, uniques = pd.factorize(frame[col], use_na_sentinel=False)
+    for column in columns:
+        codes, uniques = pd.factorize(column, use_na_sentinel=False)
         k = max(len(uniques), 1)
         if cardinality * k >= 2**62:
             key, seen = pd.factorize(key)
@@ -970,5 +1002,4 @@ def compress(
     # exactly where the running maximum of the codes grows.
     running = np.maximum.accumulate(inverse)
     first = np.flatnonzero(np.diff(running, prepend=-1) > 0)
-    unique_rows = frame[cols].iloc[first].reset_index(drop=True)
-    return unique_rows, weights, inverse.astype(np.intp)
+    return first, weights, inverse.astype(np.intp)

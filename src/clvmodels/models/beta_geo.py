@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1
 
-from clvmodels.data import compress, validate_summary
+from clvmodels.data import compress, compress_arrays, validate_summary
 from clvmodels.models.base import MaximumLikelihoodModel
 
 __all__ = [
@@ -496,9 +496,8 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
                 f"BetaGeo needs repeat purchases to learn from, but none of the {len(data)} "
                 "customers has frequency > 0 (check the observation period and `freq`)"
             )
-        rows, w, n_obs = _weighted_rows(data, weights, _SUMMARY_COLUMNS)
+        arrays, w, n_obs = _weighted_rows(data, weights, _SUMMARY_COLUMNS)
         self.time_unit_ = data.attrs.get("time_unit")
-        arrays = _summary_arrays(rows)
         arrays["_groups"] = frequency_groups(arrays["frequency"], w)
         self._finish_fit(arrays, w, n_obs)
         return self
@@ -560,14 +559,15 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
 
 def _weighted_rows(
     data: pd.DataFrame, weights: Any, columns: tuple[str, ...]
-) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """Distinct rows with their customer counts (or the user's weights, validated)."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """Distinct rows as arrays, with their customer counts (or the user's weights)."""
+    arrays = {c: data[c].to_numpy(dtype=float) for c in columns}
     if weights is None:
-        rows, counts, _ = compress(data, columns=columns)
-        return rows, np.asarray(counts, dtype=float), len(data)
+        first, counts, _ = compress_arrays(list(arrays.values()))
+        return {c: v[first] for c, v in arrays.items()}, counts, len(data)
     w = _checked_weights(weights, data)
     keep = w > 0
-    return data.loc[keep, list(columns)], w[keep], round(float(w.sum()))
+    return {c: v[keep] for c, v in arrays.items()}, w[keep], round(float(w.sum()))
 
 
 def _checked_weights(weights: Any, data: pd.DataFrame) -> np.ndarray:
