@@ -216,6 +216,12 @@ class MaximumLikelihoodModel(BaseModel):
     ) -> tuple[float, np.ndarray]:
         raise NotImplementedError
 
+    def _with_cache(
+        self, arrays: dict[str, Any], weights: np.ndarray
+    ) -> dict[str, Any]:
+        """Add parameter-free pieces of the likelihood (keys starting with ``_``)."""
+        return arrays
+
     def _initial_log_params(
         self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
     ) -> list[np.ndarray]:
@@ -273,8 +279,10 @@ class MaximumLikelihoodModel(BaseModel):
         # estimate of the full likelihood whose optimum lies close to the full one.
         rng = np.random.default_rng(0)
         keep = np.sort(rng.choice(n_rows, size=self.WARM_START_ROWS // 2, replace=False))
-        sub_arrays = {k: v[keep] for k, v in arrays.items() if not k.startswith("_")}
         sub_weights = weights[keep] * (weights.sum() / weights[keep].sum())
+        sub_arrays = self._with_cache(
+            {k: v[keep] for k, v in arrays.items() if not k.startswith("_")}, sub_weights
+        )
         try:
             warm = self._minimise(sub_arrays, sub_weights, starts)
         except ConvergenceError:

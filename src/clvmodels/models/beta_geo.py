@@ -498,16 +498,16 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
             )
         arrays, w, n_obs = _weighted_rows(data, weights, _SUMMARY_COLUMNS)
         self.time_unit_ = data.attrs.get("time_unit")
-        arrays["_groups"] = frequency_groups(arrays["frequency"], w)
-        self._finish_fit(arrays, w, n_obs)
+        self._finish_fit(self._with_cache(arrays, w), w, n_obs)
         return self
 
+    def _with_cache(self, arrays, weights):
+        return {**arrays, "_groups": frequency_groups(arrays["frequency"], weights)}
+
     def _neg_loglik_grad(self, log_params, arrays, weights):
-        groups = arrays.get("_groups")
-        if groups is None or len(groups[1]) != len(weights):
-            groups = frequency_groups(arrays["frequency"], weights)
         return bgnbd_neg_loglik_grad(
-            log_params, arrays["frequency"], arrays["recency"], arrays["T"], weights, groups
+            log_params, arrays["frequency"], arrays["recency"], arrays["T"], weights,
+            arrays.get("_groups"),
         )
 
     def _log_reference(self, arrays, weights):

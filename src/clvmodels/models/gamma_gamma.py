@@ -264,16 +264,17 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
         keep = w > 0
         self.time_unit_ = data.attrs.get("time_unit")
         arrays = {c: buyers[c].to_numpy(dtype=float)[keep] for c in _SPEND_COLUMNS}
-        arrays["_stats"] = spend_statistics(arrays["frequency"], arrays["monetary_value"], w[keep])
-        self._finish_fit(arrays, w[keep], round(float(w.sum())))
+        self._finish_fit(self._with_cache(arrays, w[keep]), w[keep], round(float(w.sum())))
         return self
 
+    def _with_cache(self, arrays, weights):
+        stats = spend_statistics(arrays["frequency"], arrays["monetary_value"], weights)
+        return {**arrays, "_stats": stats}
+
     def _neg_loglik_grad(self, log_params, arrays, weights):
-        stats = arrays.get("_stats")
-        if stats is None or len(stats["w"]) != len(weights):
-            stats = spend_statistics(arrays["frequency"], arrays["monetary_value"], weights)
         return gamma_gamma_neg_loglik_grad(
-            log_params, arrays["frequency"], arrays["monetary_value"], weights, stats
+            log_params, arrays["frequency"], arrays["monetary_value"], weights,
+            arrays.get("_stats"),
         )
 
     def _log_reference(self, arrays, weights):
