@@ -36,6 +36,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._periods import CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS
+from clvmodels._periods import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
+from clvmodels._periods import UNIT_HOURS as _UNIT_HOURS
+from clvmodels._periods import check_time_unit as _check_time_unit
+from clvmodels._periods import freq_base as _freq_base
+from clvmodels._periods import iso as _iso
+from clvmodels._periods import mean_or_zero as _mean_or_zero
+
 __all__ = [
     "TIME_UNIT_DAYS",
     "DataValidationError",
@@ -55,12 +63,6 @@ TIME_UNIT_DAYS: dict[str, float] = {
     "M": 365.25 / 12,
     "Y": 365.25,
 }
-# Exact lengths in hours, so that e.g. days -> weeks is a single correctly rounded division.
-_UNIT_HOURS = {"h": 1.0, "D": 24.0, "W": 168.0, "M": 730.5, "Y": 8766.0}
-# Periods of fixed length (hours) and calendar periods (months).
-_FIXED_PERIOD_HOURS = {"h": 1.0, "D": 24.0, "W": 168.0}
-_CALENDAR_PERIOD_MONTHS = {"M": 1, "Q": 3, "Y": 12}
-_WEEK_ANCHORS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 _SUMMARY_COLUMNS = ("frequency", "recency", "T")
 _SHOW = 5  # how many offending ids an error message names
 
@@ -111,28 +113,6 @@ def _check_columns(frame: pd.DataFrame, columns: Sequence[str], context: str) ->
         )
 
 
-def _freq_base(freq: str) -> str:
-    """Validate ``freq`` and return its base unit ("h", "D", "W", "M", "Q" or "Y")."""
-    if not isinstance(freq, str):
-        raise ValueError(f"freq must be a string, got {freq!r}")
-    if freq in ("h", "D", "W", "M", "Q", "Y"):
-        return freq
-    if freq.startswith("W-") and freq[2:] in _WEEK_ANCHORS:
-        return "W"
-    raise ValueError(
-        f"freq={freq!r} is not supported: use 'h', 'D', 'W' (or an anchored week such as "
-        "'W-MON'), 'M', 'Q' or 'Y'"
-    )
-
-
-def _check_time_unit(time_unit: str) -> None:
-    if time_unit not in _UNIT_HOURS:
-        raise ValueError(
-            f"time_unit={time_unit!r} is not supported: use one of {list(_UNIT_HOURS)} "
-            "(hours, days, weeks, months of 365.25/12 days, years of 365.25 days)"
-        )
-
-
 def _period_ordinals(dates: np.ndarray, freq: str) -> np.ndarray:
     """Integer index of the ``freq`` period holding each datetime64 value."""
     if freq == "D":
@@ -161,13 +141,6 @@ def _durations(start: np.ndarray, end: np.ndarray | int, freq: str, time_unit: s
     start_b, end_b = np.broadcast_arrays(np.asarray(start), np.asarray(end))
     hours = _period_start_hours(end_b.ravel(), freq) - _period_start_hours(start_b.ravel(), freq)
     return (hours / _UNIT_HOURS[time_unit]).reshape(start_b.shape)
-
-
-def _iso(ts: np.datetime64) -> str:
-    stamp = pd.Timestamp(ts)
-    if stamp == stamp.normalize():
-        return stamp.date().isoformat()
-    return stamp.isoformat()
 
 
 # --------------------------------------------------------------------------------------
@@ -447,12 +420,6 @@ def _customer_stats(
         last=pair_periods[ends],
         repeat_value=repeat_value,
     )
-
-
-def _mean_or_zero(total: np.ndarray, count: np.ndarray) -> np.ndarray:
-    out = np.zeros(total.shape, dtype=np.float64)
-    np.divide(total, count, out=out, where=count > 0)
-    return out
 
 
 def _summary_frame(

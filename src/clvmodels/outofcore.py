@@ -35,15 +35,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._periods import (
+    CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS,
+)
+from clvmodels._periods import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
+from clvmodels._periods import UNIT_HOURS as _UNIT_HOURS
+from clvmodels._periods import WEEK_ANCHORS as _WEEK_ANCHORS
+from clvmodels._periods import check_time_unit, freq_base, iso, mean_or_zero
 from clvmodels.data import DataValidationError
 
 __all__ = ["calibration_holdout_split_duckdb", "is_file_source", "rfm_summary_duckdb"]
 
 _SHOW = 5  # offending examples named in an error message
-_UNIT_HOURS = {"h": 1.0, "D": 24.0, "W": 168.0, "M": 730.5, "Y": 8766.0}
-_FIXED_PERIOD_HOURS = {"h": 1.0, "D": 24.0, "W": 168.0}
-_CALENDAR_PERIOD_MONTHS = {"M": 1, "Q": 3, "Y": 12}
-_WEEK_ANCHORS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _COMPRESSION_SUFFIXES = (".gz", ".zst")
@@ -54,28 +57,6 @@ _OFFSET_PATTERN = r"(\d{2}:\d{2}(:\d{2}(\.\d+)?)?)\s*(Z|[+-]\d{2}(:?\d{2})?)$"
 # --------------------------------------------------------------------------------------
 # Periods and durations: the conventions of clvmodels.data, as integer period ordinals
 # --------------------------------------------------------------------------------------
-def freq_base(freq: str) -> str:
-    """Validate ``freq`` and return its base unit ("h", "D", "W", "M", "Q" or "Y")."""
-    if not isinstance(freq, str):
-        raise ValueError(f"freq must be a string, got {freq!r}")
-    if freq in ("h", "D", "W", "M", "Q", "Y"):
-        return freq
-    if freq.startswith("W-") and freq[2:] in _WEEK_ANCHORS:
-        return "W"
-    raise ValueError(
-        f"freq={freq!r} is not supported: use 'h', 'D', 'W' (or an anchored week such as "
-        "'W-MON'), 'M', 'Q' or 'Y'"
-    )
-
-
-def check_time_unit(time_unit: str) -> None:
-    if time_unit not in _UNIT_HOURS:
-        raise ValueError(
-            f"time_unit={time_unit!r} is not supported: use one of {list(_UNIT_HOURS)} "
-            "(hours, days, weeks, months of 365.25/12 days, years of 365.25 days)"
-        )
-
-
 def week_offset(freq: str) -> int:
     """``c`` such that ``floor((epoch_day + c) / 7) + 1`` is pandas' weekly period ordinal.
 
@@ -118,13 +99,6 @@ def durations(start: np.ndarray, end: np.ndarray | int, freq: str, time_unit: st
     return (spans / _UNIT_HOURS[time_unit]).reshape(start_b.shape)
 
 
-def iso(moment: np.datetime64) -> str:
-    stamp = pd.Timestamp(moment)
-    if stamp == stamp.normalize():
-        return stamp.date().isoformat()
-    return stamp.isoformat()
-
-
 def cutoff(value: Any, name: str, date_format: str | None, freq: str) -> tuple[np.datetime64, int]:
     """A user-given cut-off date as datetime64[us] and as a ``freq`` period ordinal."""
     try:
@@ -145,12 +119,6 @@ def cutoff(value: Any, name: str, date_format: str | None, freq: str) -> tuple[n
         stamp = stamp.tz_localize(None)
     moment = np.datetime64(stamp.to_datetime64(), "us")
     return moment, period_ordinal(moment, freq)
-
-
-def mean_or_zero(total: np.ndarray, count: np.ndarray) -> np.ndarray:
-    out = np.zeros(total.shape, dtype=np.float64)
-    np.divide(total, count, out=out, where=count > 0)
-    return out
 
 
 # --------------------------------------------------------------------------------------
