@@ -80,14 +80,22 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _records(data: Any) -> list[dict[str, Any]]:
+    """Flat rows from a script's JSON: a list of records, or parts holding lists."""
+    import pandas as pd
+
     if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for key in ("rows", "results", "records"):
-            if isinstance(data.get(key), list):
-                return data[key]
-        return [data]
-    return []
+        rows = data
+    elif isinstance(data, dict):
+        rows = []
+        for key, value in data.items():
+            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+                rows += [{"part": key, **v} for v in value]
+        if not rows:
+            rows = [data]
+    else:
+        return []
+    flat = pd.json_normalize(rows, sep=".")
+    return flat.astype(object).where(flat.notna(), None).to_dict(orient="records")
 
 
 def write_report(results: list[dict[str, Any]], path: Path) -> None:
