@@ -258,9 +258,11 @@ def test_save_load_round_trip(pooled_bg, pooled_gg, cdnow_summary, tmp_path):
 
 
 def test_convergence_warning_names_parameters(cdnow_summary):
+    # cores=1: both chains in this process (the default forks one process per core).
     with pytest.warns(SamplingWarning, match=r"bulk ESS < 400 for .*\b(r|alpha|a|b)\b"):
         HierarchicalBetaGeo().fit(
-            cdnow_summary, draws=30, tune=30, chains=2, random_seed=1, progressbar=False
+            cdnow_summary, draws=30, tune=30, chains=2, random_seed=1, progressbar=False,
+            cores=1,
         )
 
 

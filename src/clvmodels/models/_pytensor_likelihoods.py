@@ -26,6 +26,7 @@ reference; the tests check that both agree.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +40,7 @@ from scipy import special
 __all__ = [
     "BetaGeoStatistics",
     "GammaGammaStatistics",
+    "as_data",
     "bgnbd_pointwise",
     "bgnbd_total_log_likelihood",
     "gamma_gamma_pointwise",
@@ -76,6 +78,9 @@ def _aggregate(
     return [np.asarray(k)[first] for k in keys], summed, codes.astype(np.int64)
 
 
+_DATA_IDS = itertools.count()
+
+
 def as_data(value: Any) -> pt.TensorVariable:
     """A data array as a shared variable with its static shape.
 
@@ -84,7 +89,11 @@ def as_data(value: Any) -> pt.TensorVariable:
     compiled code depends on shapes only and comes from PyTensor's cache.
     """
     value = np.asarray(value, dtype=float)
-    return pytensor.shared(value, shape=value.shape, borrow=True)
+    # Only length-1 axes are fixed (they must broadcast); any other static length
+    # would enter the cache key of the compiled code.
+    shape = tuple(1 if n == 1 else None for n in value.shape)
+    # nutpie's numba backend keys shared data by name, so every one gets its own.
+    return pytensor.shared(value, name=f"clvdata_{next(_DATA_IDS)}", shape=shape, borrow=True)
 
 
 def _shared_floats(stats: Any) -> Any:
