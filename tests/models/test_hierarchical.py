@@ -491,6 +491,28 @@ def test_cdnow_by_acquisition_month(cohort_summary, pooled_bg):
     assert params["alpha"].shape == (100, len(cohort_summary))
 
 
+@pytest.mark.slow
+def test_grouped_spend_model_by_acquisition_month(cohort_summary, pooled_gg):
+    model = _quiet_fit(
+        HierarchicalGammaGamma(group_col="cohort"), cohort_summary, random_seed=6
+    )
+    assert isinstance(model.params_, pd.DataFrame)
+    assert list(model.params_.columns) == ["p", "q", "gamma"]
+    table = model.summary()
+    # Spend per transaction looks alike across the three months.
+    for month in model.groups_:
+        for k in ("p", "q", "gamma"):
+            row = table.loc[(k, month)]
+            assert abs(row["estimate"] - pooled_gg.params_[k]) < 1.5 * row["sd"], (k, month)
+    spend = model.expected_spend(data=cohort_summary)
+    pooled_spend = pooled_gg.expected_spend(data=cohort_summary)
+    assert np.corrcoef(spend, pooled_spend)[0, 1] > 0.99
+    # Repeat buyers only in the log-likelihood; every month has parameters.
+    assert model.idata_.log_likelihood["spend"].sizes["customer"] == int(
+        (cohort_summary["frequency"] > 0).sum()
+    )
+
+
 # -- recovery, coverage and shrinkage on simulated groups -------------------------------
 SIZES = (40, 100, 300, 1000, 3000, 10_000, 20_000)
 POPULATION = np.log([0.3, 5.0, 0.8, 2.5])

@@ -152,6 +152,8 @@ def load(path: str | Path) -> BaseModel:
     if head.startswith(b"\x89HDF") or head.startswith(b"CDF"):
         import arviz as az
 
+        import clvmodels.models.hierarchical  # noqa: F401  (registers the Bayesian models)
+
         idata = az.from_netcdf(path)
         name = idata.attrs.get("clvmodels_model") if hasattr(idata, "attrs") else None
         if name is None and "posterior" in idata.groups():

@@ -151,13 +151,13 @@ DEFAULT_PRIOR_SIGMA = 2.0
 # (400 MB) it is left out unless asked for.
 LOG_LIKELIHOOD_LIMIT = 50_000_000
 RHAT_LIMIT = 1.01
+ESS_LIMIT = 400
 # centering="auto" samples a group's coordinate centred when its standard error is
 # below this fraction of (a low estimate of) the between-group spread.
 CENTRE_FRACTION = 0.5
 # Grouped posteriors have long, narrowing tails (weakly identified spreads), so NUTS
 # takes smaller steps there by default.
 GROUPED_TARGET_ACCEPT = 0.9
-ESS_LIMIT = 400
 
 # The coordinate maps run in the PyTensor graph and on NumPy posterior draws alike.
 _PYTENSOR_OPS = SimpleNamespace(exp=pt.exp, log_sigmoid=lambda v: -pt.softplus(-v))
@@ -214,7 +214,7 @@ class _BayesianModel(BaseModel):
         self.priors = priors
 
     # -- subclass hooks ---------------------------------------------------------------
-    def _prepare(self, data: pd.DataFrame) -> _Prepared:
+    def _prepare(self, data: pd.DataFrame, context: str) -> _Prepared:
         raise NotImplementedError
 
     def _default_prior_mu(self, prep: _Prepared) -> dict[str, float]:
@@ -469,9 +469,11 @@ class _BayesianModel(BaseModel):
             Show the sampler's progress.
         backend : {"auto", "c", "numba"}
             How nutpie evaluates the model: PyTensor's C backend through a Python
-            callback (compiles in about a second; chains share one thread) or
-            nutpie's Numba route (compiles in 5-30 s; chains run in parallel).
-            ``"auto"`` picks by the number of distinct rows.
+            callback (compiles in a second or two; on Linux the chains run in
+            processes forked after compilation, ``cores=1`` keeps them in this
+            process) or nutpie's Numba route (compiles in 5-30 s, runs faster per
+            evaluation). ``"auto"`` picks ``"c"`` up to 5,000 distinct likelihood
+            terms (rows after compression) and ``"numba"`` above.
         centering : {"auto", "noncentered", "centered"}
             Coordinates the sampler uses for group parameters (see the module
             notes); the posterior is the same.
@@ -480,7 +482,8 @@ class _BayesianModel(BaseModel):
             Default: when it takes at most 50 million values.
         **kwargs
             Passed to ``nutpie.sample``, ``pm.sample``, ``pm.fit`` or ``pm.find_MAP``
-            (e.g. ``target_accept``, 0.9 by default for grouped models).
+            (e.g. ``target_accept``, 0.9 by default for grouped models, or ``cores``,
+            by default one per chain up to the number of CPUs).
 
         Returns
         -------
@@ -491,8 +494,8 @@ class _BayesianModel(BaseModel):
                 f"centering must be 'auto', 'noncentered' or 'centered', got {centering!r}"
             )
         context = f"{type(self).__name__}.fit"
-        prep = self._prepare(validate_summary(data, require_monetary=self._needs_monetary,
-                                              context=context), context)
+        data = validate_summary(data, require_monetary=self._needs_monetary, context=context)
+        prep = self._prepare(data, context)
         priors = self._resolve_priors(prep)
         model, keep, forms = self._build_model(prep, priors, centering)
         if method == "nuts" and self.group_col is not None:
