@@ -15,6 +15,7 @@ from clvmodels.data import (
     DataValidationError,
     calibration_holdout_split,
     compress,
+    count_distinct,
     rfm_summary,
     validate_summary,
 )
@@ -479,6 +480,35 @@ def test_compress_many_columns_without_key_overflow():
     assert len(rows) == len(data.drop_duplicates())
     assert weights.sum() == len(data) and weights.max() == 2.0
     np.testing.assert_array_equal(rows.to_numpy()[inverse], data.to_numpy())
+
+
+@pytest.mark.parametrize("spread", [40, 1_000_000], ids=["dense-key", "hashed-key"])
+def test_count_distinct_agrees_with_drop_duplicates(spread):
+    rng = np.random.default_rng(2)
+    n = 30_000
+    columns = [
+        rng.integers(0, 30, n).astype(float),
+        rng.integers(0, spread, n) / 7.0,
+        rng.integers(0, 12, n),
+    ]
+    columns[1][:50] = -0.0  # must count as 0.0
+    columns[1][50:100] = 0.0
+    uniques, counts = count_distinct(columns)
+    expected = pd.DataFrame(dict(enumerate(columns))).value_counts()
+    got = pd.Series(counts, index=pd.MultiIndex.from_arrays(uniques)).sort_index()
+    assert counts.sum() == n
+    assert len(got) == len(expected)
+    np.testing.assert_array_equal(got.to_numpy(), expected.sort_index().to_numpy())
+    np.testing.assert_array_equal(got.index.to_frame().to_numpy(),
+                                  expected.sort_index().index.to_frame().to_numpy())
+
+
+def test_count_distinct_with_nan_and_empty_input():
+    uniques, counts = count_distinct([np.array([np.nan, 1.0, np.nan]), np.array([2, 2, 2])])
+    assert counts.tolist() in ([2.0, 1.0], [1.0, 2.0]) and counts.sum() == 3
+    assert np.isnan(uniques[0]).sum() == 1
+    uniques, counts = count_distinct([np.zeros(0), np.zeros(0)])
+    assert len(counts) == 0 and all(len(u) == 0 for u in uniques)
 
 
 # --------------------------------------------------------------------------------------

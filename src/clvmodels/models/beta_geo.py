@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1
 
-from clvmodels.data import compress, compress_arrays, validate_summary
+from clvmodels.data import compress, count_distinct, validate_summary
 from clvmodels.models.base import MaximumLikelihoodModel
 
 __all__ = [
@@ -563,8 +563,8 @@ def _weighted_rows(
     """Distinct rows as arrays, with their customer counts (or the user's weights)."""
     arrays = {c: data[c].to_numpy(dtype=float) for c in columns}
     if weights is None:
-        first, counts, _ = compress_arrays(list(arrays.values()))
-        return {c: v[first] for c, v in arrays.items()}, counts, len(data)
+        uniques, counts = count_distinct(list(arrays.values()))
+        return dict(zip(columns, uniques, strict=True)), counts, len(data)
     w = _checked_weights(weights, data)
     keep = w > 0
     return {c: v[keep] for c, v in arrays.items()}, w[keep], round(float(w.sum()))
