@@ -29,16 +29,39 @@ from clvmodels.report import build_report
 from clvmodels.segmentation import rfm_segments, segment
 from clvmodels.simulate import simulate_bgnbd, simulate_customers
 
+# The Bayesian models pull in PyMC (seconds to import), so they load on first use.
+_LAZY = {
+    "HierarchicalBetaGeo": "clvmodels.models.hierarchical",
+    "HierarchicalGammaGamma": "clvmodels.models.hierarchical",
+    "compare_loo": "clvmodels.models.hierarchical",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clvmodels' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
     "BetaGeo",
     "CLVForecast",
     "ConvergenceError",
     "DataValidationError",
     "GammaGamma",
+    "HierarchicalBetaGeo",
+    "HierarchicalGammaGamma",
     "NotFittedError",
     "build_report",
     "calibration_holdout_split",
     "compare",
+    "compare_loo",
     "compress",
     "customer_lifetime_value",
     "load",

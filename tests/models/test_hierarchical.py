@@ -11,11 +11,16 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
+import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.graph.traversal import ancestors
 
 from clvmodels import BetaGeo, compress, load
 from clvmodels.data import DataValidationError
+from clvmodels.models import hierarchical
+from clvmodels.models._fused_rows import RowTermsOp
 from clvmodels.models._pytensor_likelihoods import (
     BetaGeoStatistics,
     GammaGammaStatistics,
@@ -24,6 +29,7 @@ from clvmodels.models._pytensor_likelihoods import (
     gamma_gamma_pointwise,
     gamma_gamma_total_log_likelihood,
 )
+from clvmodels.models._sampling import _initial_point
 from clvmodels.models.base import NotFittedError
 from clvmodels.models.beta_geo import (
     bgnbd_expected_purchases,
@@ -98,8 +104,11 @@ def test_bgnbd_pytensor_total_and_pointwise_match_reference(cdnow_summary):
         frame["recency"],
         frame["T"],
     )
-    total = bgnbd_total_log_likelihood(*(pt.as_tensor(values[k]) for k in PARAMS), stats)
-    assert float(total.eval()) == pytest.approx(reference.sum(), rel=1e-12)
+    for fused in (True, False):
+        total = bgnbd_total_log_likelihood(
+            *(pt.as_tensor(values[k]) for k in PARAMS), stats, fused=fused
+        )
+        assert float(total.eval()) == pytest.approx(reference.sum(), rel=1e-12)
     # Pointwise over a batch of two draws, expanded back to customers.
     batch = [np.stack([values[k], 1.1 * values[k]]) for k in PARAMS]
     pointwise = bgnbd_pointwise(*batch, stats)
@@ -132,6 +141,30 @@ def test_bgnbd_pooled_graph_gives_published_likelihood_and_gradient(cdnow_summar
         weights,
     )
     np.testing.assert_allclose(grad.eval({log_params: at}), -analytic, rtol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA"])
+def test_fused_row_terms_match_the_plain_graph_in_value_and_gradient(cdnow_summary, mode):
+    _, rows, weights, _ = _grouped_rows(cdnow_summary)
+    stats = BetaGeoStatistics.from_rows(
+        rows["grp"], rows["frequency"], rows["recency"], rows["T"], weights, 3
+    )
+    log_params = pt.dmatrix("log_params")  # parameter x group
+    params = [pt.exp(log_params[i]) for i in range(4)]
+    at = np.log([[0.2, 0.3, 0.25], [4.0, 5.0, 3.0], [0.7, 0.9, 0.8], [2.0, 3.0, 2.5]])
+    results = []
+    for fused in (True, False):
+        total = bgnbd_total_log_likelihood(*params, stats, fused=fused)
+        fn = pytensor.function([log_params], [total, pt.grad(total, log_params)], mode=mode)
+        results.append(fn(at))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-9, atol=1e-9)
+    # Extreme but valid values stay finite: huge odds, tiny and huge alpha.
+    total = bgnbd_total_log_likelihood(*params, stats)
+    fn = pytensor.function([log_params], [total, pt.grad(total, log_params)], mode=mode)
+    for shift in (-25.0, 25.0):
+        value, grad = fn(at + np.array([[0.0], [shift], [shift], [-shift]]))
+        assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 
 def test_gamma_gamma_pytensor_total_and_pointwise_match_reference(cdnow_summary):
@@ -443,6 +476,69 @@ def test_bad_options_and_missing_numpyro(cdnow_summary):
     except ImportError:
         with pytest.raises(ImportError, match="pip install numpyro"):
             HierarchicalBetaGeo().fit(small, sampler="numpyro")
+
+
+class _Captured(Exception):
+    """Raised by the fake ``run_inference`` once it has recorded its arguments."""
+
+
+def _captured_inference(monkeypatch, model, data, **fit_kwargs):
+    """The model and keyword arguments ``fit`` hands to ``run_inference``."""
+    seen = {}
+
+    def fake(pymc_model, var_names, **kwargs):
+        seen.update(kwargs, model=pymc_model)
+        raise _Captured
+
+    monkeypatch.setattr(hierarchical, "run_inference", fake)
+    with pytest.raises(_Captured):
+        model.fit(data, progressbar=False, **fit_kwargs)
+    return seen
+
+
+def _has_fused_op(pymc_model):
+    graph = ancestors([pymc_model.logp()])
+    return any(
+        isinstance(v.owner.op, RowTermsOp) for v in graph if v.owner is not None
+    )
+
+
+def test_sampler_settings_follow_the_groups(monkeypatch, cdnow_summary, cohort_summary):
+    # Pooled: nutpie's defaults; the per-row terms run in the fused Op.
+    seen = _captured_inference(monkeypatch, HierarchicalBetaGeo(), cdnow_summary)
+    assert "target_accept" not in seen and _has_fused_op(seen["model"])
+    # Three cohorts barely identify their spread: the careful 0.9.
+    seen = _captured_inference(
+        monkeypatch, HierarchicalBetaGeo(group_col="cohort"), cohort_summary
+    )
+    assert seen["target_accept"] == 0.9
+    # Seven groups: nutpie's own default.
+    data, _ = _simulate_groups(seed=5)
+    seen = _captured_inference(monkeypatch, HierarchicalBetaGeo(group_col="segment"), data)
+    assert "target_accept" not in seen
+    # The user's choice wins; NumPyro gets the plain graph it can translate to JAX.
+    seen = _captured_inference(
+        monkeypatch, HierarchicalBetaGeo(), cdnow_summary, sampler="numpyro",
+        target_accept=0.95,
+    )
+    assert seen["target_accept"] == 0.95 and not _has_fused_op(seen["model"])
+
+
+def test_initial_point_without_compilation():
+    with pm.Model() as model:
+        pm.Flat("v", shape=3)
+        pm.HalfNormal("s", sigma=2.0)
+    point = _initial_point(model)
+    assert {k: v.shape for k, v in point.items()} == {"v": (3,), "s_log__": ()}
+    assert all(np.all(v == 0) for v in point.values())
+
+
+def test_diagnostics_leave_arviz_numba_setting_alone(pooled_bg):
+    from arviz.utils import Numba
+
+    before = Numba.numba_flag
+    pooled_bg.summary()
+    assert Numba.numba_flag == before
 
 
 def test_invalid_summary_is_rejected(cdnow_summary):

@@ -61,11 +61,26 @@ def _joined_inputs(
     return joined, replace, shapes, names
 
 
+def _initial_point(model: pm.Model) -> dict[str, np.ndarray]:
+    """Zero for every unconstrained value (Stan's convention), else PyMC's default.
+
+    PyMC's own initial point compiles a function (a third of a second); with static
+    shapes zeros need none. The chains jitter around it either way.
+    """
+    shapes = [value.type.shape for value in model.value_vars]
+    if all(n is not None for shape in shapes for n in shape):
+        return {
+            value.name: np.zeros(shape)
+            for value, shape in zip(model.value_vars, shapes, strict=True)
+        }
+    return model.initial_point()
+
+
 def _nutpie_c_model(model: pm.Model, var_names: Sequence[str], random_seed: int | None):
     """A nutpie model whose log density runs on PyTensor's C backend."""
     from nutpie.compiled_pyfunc import from_pyfunc
 
-    point = model.initial_point()
+    point = _initial_point(model)
     joined, replace, _, _ = _joined_inputs(model, point)
     logp = model.logp()
     grad = pt.concatenate([g.ravel() for g in pt.grad(logp, model.value_vars)])
@@ -78,6 +93,9 @@ def _nutpie_c_model(model: pm.Model, var_names: Sequence[str], random_seed: int 
 
     start = np.concatenate([np.ravel(point[v.name]) for v in model.value_vars])
     shapes = [tuple(int(s) for s in np.shape(v)) for v in expand_fn(start)]
+    # One evaluation here loads any JIT-compiled kernels of the graph once, before
+    # the chains fork, instead of once in every worker process.
+    logp_fn(start)
 
     def make_logp_fn():
         # A compiled function owns its buffers: one copy per chain thread.
