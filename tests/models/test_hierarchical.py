@@ -18,7 +18,7 @@ import pytest
 from pytensor.graph.traversal import ancestors
 
 from clvmodels import BetaGeo, compress, load
-from clvmodels.data import DataValidationError
+from clvmodels.data import DataValidationError, validate_summary
 from clvmodels.models import hierarchical
 from clvmodels.models._fused_rows import RowTermsOp
 from clvmodels.models._pytensor_likelihoods import (
@@ -165,6 +165,33 @@ def test_fused_row_terms_match_the_plain_graph_in_value_and_gradient(cdnow_summa
     for shift in (-25.0, 25.0):
         value, grad = fn(at + np.array([[0.0], [shift], [shift], [-shift]]))
         assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("cls", [HierarchicalBetaGeo, HierarchicalGammaGamma])
+def test_pooled_numpy_density_equals_the_pymc_model(cls, cdnow_summary):
+    model = cls()
+    data = validate_summary(cdnow_summary, require_monetary=model._needs_monetary)
+    prep = model._prepare(data, "test")
+    priors = model._resolve_priors(prep)
+    log_density, expand, start = model._pooled_density(prep, priors)
+    pymc_model, keep, _ = model._build_model(prep, priors, "auto")
+    logp = pymc_model.compile_logp()
+    dlogp = pymc_model.compile_dlogp()
+    deterministics = pymc_model.compile_fn(
+        pymc_model.replace_rvs_by_values([pymc_model[k] for k in keep]),
+        inputs=pymc_model.value_vars,
+    )
+    rng = np.random.default_rng(0)
+    for v in [start, *rng.normal(0.0, 2.0, size=(5, len(start)))]:
+        point = {"population_offset": v}
+        value, grad = log_density(v)
+        assert value == pytest.approx(float(logp(point)), rel=1e-10)
+        np.testing.assert_allclose(grad, dlogp(point), rtol=1e-7, atol=1e-6)
+        want = np.ravel(np.concatenate([np.ravel(d) for d in deterministics(point)]))
+        np.testing.assert_allclose(expand(v), want, rtol=1e-12)
+    # Far out in the tails the density is -inf or finite, never NaN.
+    value, grad = log_density(np.full(len(start), 1e3))
+    assert not np.isnan(value) and np.all(np.isfinite(grad))
 
 
 def test_gamma_gamma_pytensor_total_and_pointwise_match_reference(cdnow_summary):
@@ -483,14 +510,20 @@ class _Captured(Exception):
 
 
 def _captured_inference(monkeypatch, model, data, **fit_kwargs):
-    """The model and keyword arguments ``fit`` hands to ``run_inference``."""
+    """The route ``fit`` takes and the keyword arguments it hands on: the PyMC model
+    to ``run_inference``, or the NumPy density to ``sample_density``."""
     seen = {}
 
-    def fake(pymc_model, var_names, **kwargs):
-        seen.update(kwargs, model=pymc_model)
+    def fake_inference(pymc_model, var_names, **kwargs):
+        seen.update(kwargs, model=pymc_model, route="graph")
         raise _Captured
 
-    monkeypatch.setattr(hierarchical, "run_inference", fake)
+    def fake_density(make_logp, make_expand, start, var_names, **kwargs):
+        seen.update(kwargs, route="numpy")
+        raise _Captured
+
+    monkeypatch.setattr(hierarchical, "run_inference", fake_inference)
+    monkeypatch.setattr(hierarchical, "sample_density", fake_density)
     with pytest.raises(_Captured):
         model.fit(data, progressbar=False, **fit_kwargs)
     return seen
@@ -504,9 +537,14 @@ def _has_fused_op(pymc_model):
 
 
 def test_sampler_settings_follow_the_groups(monkeypatch, cdnow_summary, cohort_summary):
-    # Pooled: nutpie's defaults; the per-row terms run in the fused Op.
+    # Pooled: nutpie's defaults on the NumPy density; through the graph on request,
+    # with the per-row terms in the fused Op.
     seen = _captured_inference(monkeypatch, HierarchicalBetaGeo(), cdnow_summary)
-    assert "target_accept" not in seen and _has_fused_op(seen["model"])
+    assert seen["route"] == "numpy" and "target_accept" not in seen
+    seen = _captured_inference(monkeypatch, HierarchicalBetaGeo(), cdnow_summary, backend="c")
+    assert seen["route"] == "graph" and _has_fused_op(seen["model"])
+    with pytest.raises(ValueError, match="backend='numpy' samples pooled models"):
+        HierarchicalBetaGeo().fit(cdnow_summary, method="advi", backend="numpy")
     # Three cohorts barely identify their spread: the careful 0.9.
     seen = _captured_inference(
         monkeypatch, HierarchicalBetaGeo(group_col="cohort"), cohort_summary
@@ -676,7 +714,7 @@ def test_recovery_coverage_and_shrinkage():
 
 # -- other samplers and backends ------------------------------------------------------
 @pytest.mark.slow
-def test_pymc_sampler_and_numba_backend_agree_with_nutpie_c(pooled_bg, cdnow_summary):
+def test_other_samplers_and_backends_agree_with_the_default(pooled_bg, cdnow_summary):
     reference = pooled_bg.params_
     pymc = _quiet_fit(
         HierarchicalBetaGeo(), cdnow_summary, sampler="pymc", draws=300, tune=300, chains=2,
@@ -686,8 +724,13 @@ def test_pymc_sampler_and_numba_backend_agree_with_nutpie_c(pooled_bg, cdnow_sum
         HierarchicalBetaGeo(), cdnow_summary, draws=300, tune=300, chains=2, random_seed=4,
         backend="numba",
     )
+    c = _quiet_fit(
+        HierarchicalBetaGeo(), cdnow_summary, draws=300, tune=300, chains=2, random_seed=4,
+        backend="c",
+    )
     assert numba.idata_.posterior.attrs["nutpie_backend"] == "numba"
-    assert pooled_bg.idata_.posterior.attrs["nutpie_backend"] == "c"
+    assert c.idata_.posterior.attrs["nutpie_backend"] == "c"
+    assert pooled_bg.idata_.posterior.attrs["nutpie_backend"] == "numpy"
     sd = pooled_bg.summary()["sd"]
-    for other in (pymc, numba):
+    for other in (pymc, numba, c):
         assert (abs(other.params_ - reference) < 0.5 * sd).all(), other.params_

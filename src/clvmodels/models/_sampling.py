@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import arviz as az
@@ -29,7 +29,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 
-__all__ = ["run_inference"]
+__all__ = ["run_inference", "sample_density"]
 
 # Above this many per-row likelihood terms nutpie's Numba route is the faster one:
 # its compile time is repaid by cheaper, parallel gradient evaluations.
@@ -76,30 +76,30 @@ def _initial_point(model: pm.Model) -> dict[str, np.ndarray]:
     return model.initial_point()
 
 
-def _nutpie_c_model(model: pm.Model, var_names: Sequence[str], random_seed: int | None):
-    """A nutpie model whose log density runs on PyTensor's C backend."""
+def _pyfunc_model(
+    make_logp_fn: Callable[[], Callable[[np.ndarray], tuple[float, np.ndarray]]],
+    make_expand_fn: Callable[[], Callable[[np.ndarray], Sequence[Any]]],
+    start: np.ndarray,
+    var_names: Sequence[str],
+    dims: dict[str, tuple[str, ...]] | None = None,
+    coords: dict[str, list] | None = None,
+):
+    """A nutpie model from Python callables: a log density with its gradient, and
+    the map from a position to the stored variables (``var_names``, in order).
+
+    Each ``make_*`` is called once per chain, so a callable that owns buffers can
+    hand every chain its own copy.
+    """
     from nutpie.compiled_pyfunc import from_pyfunc
 
-    point = _initial_point(model)
-    joined, replace, _, _ = _joined_inputs(model, point)
-    logp = model.logp()
-    grad = pt.concatenate([g.ravel() for g in pt.grad(logp, model.value_vars)])
-    logp_j, grad_j = pytensor.clone_replace([logp, grad], replace=replace)
-    logp_fn = pytensor.function([joined], [logp_j, grad_j], trust_input=True)
+    probe = make_expand_fn()
+    shapes = [tuple(int(s) for s in np.shape(v)) for v in probe(start)]
+    # One evaluation here loads any JIT-compiled kernels once, before the chains
+    # fork, instead of once in every worker process.
+    make_logp_fn()(start)
 
-    outputs = [model[name] for name in var_names]
-    expanded = pytensor.clone_replace(model.replace_rvs_by_values(outputs), replace=replace)
-    expand_fn = pytensor.function([joined], expanded, trust_input=True)
-
-    start = np.concatenate([np.ravel(point[v.name]) for v in model.value_vars])
-    shapes = [tuple(int(s) for s in np.shape(v)) for v in expand_fn(start)]
-    # One evaluation here loads any JIT-compiled kernels of the graph once, before
-    # the chains fork, instead of once in every worker process.
-    logp_fn(start)
-
-    def make_logp_fn():
-        # A compiled function owns its buffers: one copy per chain thread.
-        fn = logp_fn.copy()
+    def logp_factory():
+        fn = make_logp_fn()
 
         def logp_and_grad(x):
             value, gradient = fn(x)
@@ -107,8 +107,8 @@ def _nutpie_c_model(model: pm.Model, var_names: Sequence[str], random_seed: int 
 
         return logp_and_grad
 
-    def make_expand_fn(seed1, seed2, chain):
-        fn = expand_fn.copy()
+    def expand_factory(seed1, seed2, chain):
+        fn = make_expand_fn()
 
         def expand(x):
             return {
@@ -123,19 +123,38 @@ def _nutpie_c_model(model: pm.Model, var_names: Sequence[str], random_seed: int 
         rng = np.random.default_rng(seed)
         return start + rng.uniform(-0.5, 0.5, size=start.size)
 
-    dims = {name: tuple(model.named_vars_to_dims.get(name, ())) for name in var_names}
-    coords = {k: list(v) for k, v in model.coords.items() if v is not None}
+    dims = {k: v for k, v in (dims or {}).items() if v}
     return from_pyfunc(
         start.size,
-        make_logp_fn,
-        make_expand_fn,
+        logp_factory,
+        expand_factory,
         [np.dtype("float64")] * len(var_names),
         shapes,
         list(var_names),
-        coords=coords,
-        dims={k: v for k, v in dims.items() if v},
+        coords=coords or {},
+        dims=dims,
         make_initial_point_fn=initial_point,
     )
+
+
+def _nutpie_c_model(model: pm.Model, var_names: Sequence[str]):
+    """A nutpie model whose log density runs on PyTensor's C backend."""
+    point = _initial_point(model)
+    joined, replace, _, _ = _joined_inputs(model, point)
+    logp = model.logp()
+    grad = pt.concatenate([g.ravel() for g in pt.grad(logp, model.value_vars)])
+    logp_j, grad_j = pytensor.clone_replace([logp, grad], replace=replace)
+    logp_fn = pytensor.function([joined], [logp_j, grad_j], trust_input=True)
+
+    outputs = [model[name] for name in var_names]
+    expanded = pytensor.clone_replace(model.replace_rvs_by_values(outputs), replace=replace)
+    expand_fn = pytensor.function([joined], expanded, trust_input=True)
+
+    start = np.concatenate([np.ravel(point[v.name]) for v in model.value_vars])
+    dims = {name: tuple(model.named_vars_to_dims.get(name, ())) for name in var_names}
+    coords = {k: list(v) for k, v in model.coords.items() if v is not None}
+    # A compiled function owns its buffers: one copy per chain thread.
+    return _pyfunc_model(logp_fn.copy, expand_fn.copy, start, var_names, dims, coords)
 
 
 # State shared with forked worker processes (set just before the fork).
@@ -175,14 +194,14 @@ def _concat_chains(parts: list[az.InferenceData]) -> az.InferenceData:
     return az.InferenceData(**groups)
 
 
-def _sample_c_in_processes(
+def _sample_in_processes(
     compiled: Any, chains: int, seed: int | None, progressbar: bool, cores: int, **kwargs: Any
 ) -> az.InferenceData:
-    """Run the chains of a C-backend model in ``cores`` forked processes.
+    """Run the chains of a Python-callable model in ``cores`` forked processes.
 
-    A PyTensor C function holds the interpreter lock, so threads cannot run chains
-    in parallel; processes forked after compilation inherit the compiled model for
-    free. Falls back to one process where fork is unavailable.
+    A log density evaluated from Python holds the interpreter lock, so threads
+    cannot run chains in parallel; processes forked after compilation inherit the
+    model for free. Falls back to one process where fork is unavailable.
     """
     import multiprocessing
     import sys
@@ -238,8 +257,8 @@ def _sample_nutpie(
         backend = "numba" if n_terms > AUTO_NUMBA_TERMS else "c"
     cores = int(kwargs.pop("cores", min(chains, os.cpu_count() or 1)))
     if backend == "c":
-        compiled = _nutpie_c_model(model, var_names, random_seed)
-        idata = _sample_c_in_processes(
+        compiled = _nutpie_c_model(model, var_names)
+        idata = _sample_in_processes(
             compiled, chains, random_seed, progressbar, cores, draws=draws, tune=tune, **kwargs
         )
     elif backend == "numba":
@@ -261,6 +280,40 @@ def _sample_nutpie(
     # nutpie's own route keeps every free variable; the callers want var_names only.
     idata.posterior = idata.posterior[list(var_names)]
     idata.posterior.attrs["nutpie_backend"] = backend
+    return idata
+
+
+def sample_density(
+    make_logp_fn: Callable[[], Callable[[np.ndarray], tuple[float, np.ndarray]]],
+    make_expand_fn: Callable[[], Callable[[np.ndarray], Sequence[Any]]],
+    start: np.ndarray,
+    var_names: Sequence[str],
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    random_seed: Any,
+    progressbar: bool,
+    dims: dict[str, tuple[str, ...]] | None = None,
+    coords: dict[str, list] | None = None,
+    **kwargs: Any,
+) -> az.InferenceData:
+    """NUTS (nutpie) on a log density given as Python callables, no graph compiled.
+
+    ``make_logp_fn()`` returns ``x -> (log density, gradient)`` and
+    ``make_expand_fn()`` returns ``x -> values of var_names``; see
+    :func:`run_inference` for the rest.
+    """
+    import os
+
+    cores = int(kwargs.pop("cores", min(chains, os.cpu_count() or 1)))
+    compiled = _pyfunc_model(make_logp_fn, make_expand_fn, start, var_names, dims, coords)
+    idata = _sample_in_processes(
+        compiled, chains, _seed(random_seed), progressbar, cores, draws=draws, tune=tune,
+        **kwargs,
+    )
+    idata.posterior = idata.posterior[list(var_names)]
+    idata.posterior.attrs["nutpie_backend"] = "numpy"
     return idata
 
 

@@ -75,7 +75,10 @@ Likelihood
 Written once in PyTensor (:mod:`clvmodels.models._pytensor_likelihoods`) over
 compressed rows: customers with identical group, frequency, recency and ``T`` (or
 spend) become one weighted row, and count-only terms are evaluated once per
-distinct purchase count. The pointwise log-likelihood stored in ``idata_`` is
+distinct purchase count. For the BG/NBD the per-row terms, nearly all of the cost,
+run as one fused Op with its analytic gradient (:mod:`clvmodels.models._fused_rows`);
+the plain-PyTensor terms remain the definition, tested equal, and are what NumPyro
+translates to JAX. The pointwise log-likelihood stored in ``idata_`` is
 expanded back to one value per customer, so ``az.loo(model.idata_)`` is exactly
 the uncompressed computation.
 
@@ -114,7 +117,7 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -136,7 +139,7 @@ from clvmodels.models._pytensor_likelihoods import (
     gamma_gamma_pointwise,
     gamma_gamma_total_log_likelihood,
 )
-from clvmodels.models._sampling import run_inference
+from clvmodels.models._sampling import run_inference, sample_density
 from clvmodels.models.base import BaseModel, ConvergenceError
 from clvmodels.models.beta_geo import BetaGeo, BetaGeoPredictions
 from clvmodels.models.gamma_gamma import GammaGamma, GammaGammaPredictions
@@ -396,6 +399,53 @@ class _BayesianModel(BaseModel):
             loc[g] = mle[0]
         return centre, chol, centred, loc, scale
 
+    # -- pooled density without a graph ------------------------------------------------
+    def _pooled_density(
+        self, prep: _Prepared, priors: Mapping[str, Any]
+    ) -> tuple[Callable, Callable, np.ndarray]:
+        """The pooled model's log density and gradient in NumPy, and its expansion.
+
+        The same density as the PyMC model of :meth:`_build_model` (tested equal):
+        whitened coordinates ``v``, ``mu = centre + L v`` with a normal prior, and the
+        likelihood with the analytic gradient of the maximum-likelihood fitter,
+        taken through the Jacobian of the coordinate map. A pooled posterior has
+        three or four dimensions; compiling a graph for it costs more than the
+        sampling does.
+        """
+        names = list(self.coordinates)
+        m0 = np.array([priors[k]["mu"] for k in names])
+        s0 = np.array([priors[k]["sigma"] for k in names])
+        centre, chol, *_ = self._preconditioning(prep, m0, s0, "auto")
+        fitter = self._mle_class()
+        weights = prep.weights
+        arrays = fitter._with_cache(
+            {c: prep.rows[c].to_numpy(dtype=float) for c in self._columns}, weights
+        )
+        log_normaliser = float(np.sum(-np.log(s0) - 0.5 * np.log(2 * np.pi)))
+
+        def log_density(v: np.ndarray) -> tuple[float, np.ndarray]:
+            mu = centre + chol @ v
+            log_params, jacobian = self._log_params_and_jacobian(mu)
+            # Far in the tails terms overflow to inf: that point is rejected, quietly.
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                neg_loglik, grad = fitter._neg_loglik_grad(log_params, arrays, weights)
+            z = (mu - m0) / s0
+            value = -float(neg_loglik) + log_normaliser - 0.5 * float(z @ z)
+            if not np.isfinite(value):
+                return -np.inf, np.zeros_like(v)
+            return value, chol.T @ (-(jacobian.T @ grad) - z / s0)
+
+        def expand(v: np.ndarray) -> list[float]:
+            log_params, _ = self._log_params_and_jacobian(centre + chol @ v)
+            return list(np.exp(log_params))
+
+        return log_density, expand, np.zeros(len(names))
+
+    @staticmethod
+    def _log_params_and_jacobian(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-parameters at coordinates ``u`` and their derivative (param x coord)."""
+        raise NotImplementedError
+
     # -- model construction -----------------------------------------------------------
     def _build_model(
         self, prep: _Prepared, priors: Mapping[str, Any], centering: str, fused: bool = True
@@ -493,16 +543,19 @@ class _BayesianModel(BaseModel):
             Seed for reproducible results.
         progressbar : bool
             Show the sampler's progress.
-        backend : {"auto", "c", "numba"}
-            How nutpie evaluates the model: PyTensor's C backend through a Python
-            callback (compiles in a second or two; on Linux the chains run in
-            processes forked after compilation, ``cores=1`` keeps them in this
-            process) or nutpie's Numba route (compiles in 5-30 s, cheaper per
-            evaluation of generic graph operations). ``"auto"`` picks ``"c"`` up to
-            5,000 terms left to generic operations and ``"numba"`` above: always
-            ``"c"`` for the BG/NBD, whose per-row terms run in one fused loop that
-            is fastest there, and by the number of distinct rows for the
-            Gamma-Gamma.
+        backend : {"auto", "numpy", "c", "numba"}
+            How nutpie evaluates the model. ``"numpy"`` (pooled models only): the
+            same density in NumPy with the maximum-likelihood fitter's analytic
+            gradient, nothing to compile. ``"c"``: the PyMC graph on PyTensor's C
+            backend through a Python callback (compiles in a second or two). With
+            both, on Linux the chains run in processes forked after set-up
+            (``cores=1`` keeps them in this process). ``"numba"``: nutpie's own
+            route (compiles in 5-30 s, cheaper per evaluation of generic graph
+            operations). ``"auto"`` picks ``"numpy"`` for pooled models; for
+            grouped ones ``"c"`` up to 5,000 terms left to generic graph
+            operations and ``"numba"`` above, which means always ``"c"`` for the
+            BG/NBD (its per-row terms run in one fused loop, fastest there) and by
+            the number of distinct rows for the Gamma-Gamma.
         centering : {"auto", "noncentered", "centered"}
             Coordinates the sampler uses for group parameters (see the module
             notes); the posterior is the same.
@@ -527,25 +580,52 @@ class _BayesianModel(BaseModel):
         data = validate_summary(data, require_monetary=self._needs_monetary, context=context)
         prep = self._prepare(data, context)
         priors = self._resolve_priors(prep)
-        # NumPyro translates the graph to JAX, which knows no Numba-compiled Op.
-        fused = not (method == "nuts" and sampler == "numpyro")
-        model, keep, forms = self._build_model(prep, priors, centering, fused)
+        pooled_numpy = (
+            method == "nuts"
+            and sampler == "nutpie"
+            and self.group_col is None
+            and backend in ("auto", "numpy")
+        )
+        if backend == "numpy" and not pooled_numpy:
+            raise ValueError(
+                "backend='numpy' samples pooled models (no group_col) with nutpie only; "
+                "use 'auto', 'c' or 'numba' here"
+            )
         if method == "nuts" and self.group_col is not None and len(prep.groups) < FEW_GROUPS:
             kwargs.setdefault("target_accept", FEW_GROUPS_TARGET_ACCEPT)
-        idata = run_inference(
-            model,
-            keep,
-            method=method,
-            sampler=sampler,
-            backend=backend,
-            n_terms=prep.stats.graph_terms,
-            draws=int(draws),
-            tune=int(tune),
-            chains=int(chains),
-            random_seed=random_seed,
-            progressbar=progressbar,
-            **kwargs,
-        )
+        if pooled_numpy:
+            log_density, expand, start = self._pooled_density(prep, priors)
+            keep, forms = list(self.param_names), {str(g): [] for g in prep.groups}
+            idata = sample_density(
+                lambda: log_density,
+                lambda: expand,
+                start,
+                keep,
+                draws=int(draws),
+                tune=int(tune),
+                chains=int(chains),
+                random_seed=random_seed,
+                progressbar=progressbar,
+                **kwargs,
+            )
+        else:
+            # NumPyro translates the graph to JAX, which knows no Numba-compiled Op.
+            fused = not (method == "nuts" and sampler == "numpyro")
+            model, keep, forms = self._build_model(prep, priors, centering, fused)
+            idata = run_inference(
+                model,
+                keep,
+                method=method,
+                sampler=sampler,
+                backend=backend,
+                n_terms=prep.stats.graph_terms,
+                draws=int(draws),
+                tune=int(tune),
+                chains=int(chains),
+                random_seed=random_seed,
+                progressbar=progressbar,
+                **kwargs,
+            )
         idata = self._finish_idata(idata, prep, log_likelihood)
         config = {
             "format_version": FORMAT_VERSION,
@@ -959,6 +1039,28 @@ class HierarchicalBetaGeo(BetaGeoPredictions, _BayesianModel):
         ]
 
     @staticmethod
+    def _log_params_and_jacobian(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_rate, log_r, log_odds, log_conc = u
+        share_a = 0.5 * (1.0 + np.tanh(0.5 * log_odds))  # a / (a + b), overflow-free
+        log_params = np.array(
+            [
+                log_r,
+                log_r - log_rate,
+                log_conc - np.logaddexp(0.0, -log_odds),
+                log_conc - np.logaddexp(0.0, log_odds),
+            ]
+        )
+        jacobian = np.array(
+            [
+                [0.0, 1.0, 0.0, 0.0],
+                [-1.0, 1.0, 0.0, 0.0],
+                [0.0, 0.0, 1.0 - share_a, 1.0],
+                [0.0, 0.0, -share_a, 1.0],
+            ]
+        )
+        return log_params, jacobian
+
+    @staticmethod
     def _to_coordinates(log_params: np.ndarray) -> np.ndarray:
         log_r, log_alpha, log_a, log_b = np.moveaxis(np.asarray(log_params, float), -1, 0)
         return np.stack(
@@ -1050,6 +1152,12 @@ class HierarchicalGammaGamma(GammaGammaPredictions, _BayesianModel):
     def _to_params(ops: Any, u: Any) -> list:
         log_p, log_q, log_typical = (u[..., j] for j in range(3))
         return [ops.exp(log_p), ops.exp(log_q), ops.exp(log_typical + log_q - log_p)]
+
+    @staticmethod
+    def _log_params_and_jacobian(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_p, log_q, log_typical = u
+        jacobian = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 1.0, 1.0]])
+        return np.array([log_p, log_q, log_typical + log_q - log_p]), jacobian
 
     @staticmethod
     def _to_coordinates(log_params: np.ndarray) -> np.ndarray:
