@@ -174,7 +174,7 @@ def test_pooled_numpy_density_equals_the_pymc_model(cls, cdnow_summary):
     prep = model._prepare(data, "test")
     priors = model._resolve_priors(prep)
     log_density, expand, start = model._pooled_density(prep, priors)
-    pymc_model, keep, _ = model._build_model(prep, priors, "auto")
+    pymc_model, keep, *_ = model._build_model(prep, priors, "auto")
     logp = pymc_model.compile_logp()
     dlogp = pymc_model.compile_dlogp()
     deterministics = pymc_model.compile_fn(
@@ -550,8 +550,12 @@ def test_sampler_settings_follow_the_groups(monkeypatch, cdnow_summary, cohort_s
         monkeypatch, HierarchicalBetaGeo(group_col="cohort"), cohort_summary
     )
     assert seen["target_accept"] == 0.9
-    # Seven groups: nutpie's own default.
+    # Seven groups, but the smallest ones (40, 100 customers) say little: 0.9.
     data, _ = _simulate_groups(seed=5)
+    seen = _captured_inference(monkeypatch, HierarchicalBetaGeo(group_col="segment"), data)
+    assert seen["target_accept"] == 0.9
+    # Six large, distinct groups pin everything down: nutpie's own default.
+    data, _ = _simulate_groups(seed=5, sizes=(20_000,) * 6, spread=0.6)
     seen = _captured_inference(monkeypatch, HierarchicalBetaGeo(group_col="segment"), data)
     assert "target_accept" not in seen
     # The user's choice wins; NumPyro gets the plain graph it can translate to JAX.
@@ -653,11 +657,11 @@ POPULATION = np.log([0.3, 5.0, 0.8, 2.5])
 SPREAD = np.array([0.35, 0.35, 0.35, 0.35])
 
 
-def _simulate_groups(seed: int):
+def _simulate_groups(seed: int, sizes=SIZES, spread=SPREAD):
     rng = np.random.default_rng(seed)
     truth, frames = {}, []
-    for i, n in enumerate(SIZES):
-        theta = np.exp(POPULATION + SPREAD * rng.standard_normal(4))
+    for i, n in enumerate(sizes):
+        theta = np.exp(POPULATION + spread * rng.standard_normal(4))
         name = f"g{i}"
         truth[name] = dict(zip(PARAMS, theta, strict=True))
         T = rng.integers(26 * 7, 52 * 7 + 1, size=n) / 7  # whole days, in weeks
