@@ -28,7 +28,6 @@ Conventions that a user might not guess:
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -37,13 +36,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels._periods import CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS
-from clvmodels._periods import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
-from clvmodels._periods import UNIT_HOURS as _UNIT_HOURS
 from clvmodels._periods import check_time_unit as _check_time_unit
+from clvmodels._periods import cutoff as _cutoff
+from clvmodels._periods import durations as _durations
 from clvmodels._periods import freq_base as _freq_base
 from clvmodels._periods import iso as _iso
 from clvmodels._periods import mean_or_zero as _mean_or_zero
+from clvmodels._periods import period_ordinals as _period_ordinals
 
 __all__ = [
     "TIME_UNIT_DAYS",
@@ -113,36 +112,6 @@ def _check_columns(frame: pd.DataFrame, columns: Sequence[str], context: str) ->
             f"{_prefix(context)}missing column(s) {missing}; the data has columns "
             f"{list(map(str, frame.columns))}"
         )
-
-
-def _period_ordinals(dates: np.ndarray, freq: str) -> np.ndarray:
-    """Integer index of the ``freq`` period holding each datetime64 value."""
-    if freq == "D":
-        return dates.astype("datetime64[D]").astype(np.int64)
-    if freq == "h":
-        return dates.astype("datetime64[h]").astype(np.int64)
-    return pd.DatetimeIndex(dates).to_period(freq).asi8.astype(np.int64)
-
-
-def _period_start_hours(ordinals: np.ndarray, freq: str) -> np.ndarray:
-    """Start of calendar periods (months, quarters, years) in hours since the epoch."""
-    starts = pd.PeriodIndex.from_ordinals(np.asarray(ordinals), freq=freq).to_timestamp(how="start")
-    return (starts.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "h")
-
-
-def _durations(start: np.ndarray, end: np.ndarray | int, freq: str, time_unit: str) -> np.ndarray:
-    """Time from period ``start`` to period ``end`` (ordinals) in ``time_unit``."""
-    base = _freq_base(freq)
-    steps = np.asarray(end, dtype=np.int64) - np.asarray(start, dtype=np.int64)
-    if base in _FIXED_PERIOD_HOURS:
-        return steps * _FIXED_PERIOD_HOURS[base] / _UNIT_HOURS[time_unit]
-    if time_unit in ("M", "Y"):
-        # Calendar periods in calendar units: whole months, exactly.
-        months = steps * _CALENDAR_PERIOD_MONTHS[base]
-        return months / (1.0 if time_unit == "M" else 12.0)
-    start_b, end_b = np.broadcast_arrays(np.asarray(start), np.asarray(end))
-    hours = _period_start_hours(end_b.ravel(), freq) - _period_start_hours(start_b.ravel(), freq)
-    return (hours / _UNIT_HOURS[time_unit]).reshape(start_b.shape)
 
 
 # --------------------------------------------------------------------------------------
@@ -341,28 +310,6 @@ def _prepare_log(
         groups=groups,
         n_negative=n_negative,
     )
-
-
-def _cutoff(value: Any, name: str, date_format: str | None, freq: str) -> tuple[np.datetime64, int]:
-    """A user-given cut-off date as datetime64[us] and as a ``freq`` period ordinal."""
-    try:
-        if isinstance(value, str) and date_format is not None:
-            try:
-                stamp = pd.Timestamp(value)
-            except ValueError:
-                stamp = pd.to_datetime(value, format=date_format)
-        elif isinstance(value, _dt.date | _dt.datetime | np.datetime64 | str | pd.Timestamp):
-            stamp = pd.Timestamp(value)
-        else:
-            raise TypeError(type(value).__name__)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{name}={value!r} is not a date ({err})") from err
-    if stamp is pd.NaT:
-        raise ValueError(f"{name} is missing (NaT)")
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_localize(None)
-    moment = np.datetime64(stamp.to_datetime64(), "us")
-    return moment, int(_period_ordinals(np.array([moment]), freq)[0])
 
 
 # --------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ Two conventions are specific to files:
 
 from __future__ import annotations
 
-import datetime as _dt
 import glob
 import os
 import tempfile
@@ -35,13 +34,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels._periods import (
-    CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS,
-)
-from clvmodels._periods import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
-from clvmodels._periods import UNIT_HOURS as _UNIT_HOURS
 from clvmodels._periods import WEEK_ANCHORS as _WEEK_ANCHORS
-from clvmodels._periods import check_time_unit, freq_base, iso, mean_or_zero
+from clvmodels._periods import (
+    check_time_unit,
+    cutoff,
+    durations,
+    freq_base,
+    iso,
+    mean_or_zero,
+    period_ordinal,
+)
 from clvmodels.data import DataValidationError
 
 __all__ = ["calibration_holdout_split_duckdb", "is_file_source", "rfm_summary_duckdb"]
@@ -66,59 +68,6 @@ def week_offset(freq: str) -> int:
     anchor = "SUN" if freq == "W" else freq[2:]
     start = (_WEEK_ANCHORS.index(anchor) + 1) % 7
     return (3 - start) % 7
-
-
-def period_ordinal(moment: np.datetime64, freq: str) -> int:
-    """pandas' period ordinal of one timestamp (the integer a SQL engine must match)."""
-    base = freq_base(freq)
-    if base == "D":
-        return int(np.datetime64(moment, "D").astype(np.int64))
-    if base == "h":
-        return int(np.datetime64(moment, "h").astype(np.int64))
-    return int(pd.DatetimeIndex([moment]).to_period(freq).asi8[0])
-
-
-def durations(start: np.ndarray, end: np.ndarray | int, freq: str, time_unit: str) -> np.ndarray:
-    """Time between period ordinals in ``time_unit``: the arithmetic of clvmodels.data."""
-    base = freq_base(freq)
-    steps = np.asarray(end, dtype=np.int64) - np.asarray(start, dtype=np.int64)
-    if base in _FIXED_PERIOD_HOURS:
-        return steps * _FIXED_PERIOD_HOURS[base] / _UNIT_HOURS[time_unit]
-    if time_unit in ("M", "Y"):
-        months = steps * _CALENDAR_PERIOD_MONTHS[base]
-        return months / (1.0 if time_unit == "M" else 12.0)
-    start_b, end_b = np.broadcast_arrays(np.asarray(start), np.asarray(end))
-
-    def hours(ordinals: np.ndarray) -> np.ndarray:
-        starts = pd.PeriodIndex.from_ordinals(np.asarray(ordinals), freq=freq).to_timestamp(
-            how="start"
-        )
-        return (starts.to_numpy() - np.datetime64(0, "s")) / np.timedelta64(1, "h")
-
-    spans = hours(end_b.ravel()) - hours(start_b.ravel())
-    return (spans / _UNIT_HOURS[time_unit]).reshape(start_b.shape)
-
-
-def cutoff(value: Any, name: str, date_format: str | None, freq: str) -> tuple[np.datetime64, int]:
-    """A user-given cut-off date as datetime64[us] and as a ``freq`` period ordinal."""
-    try:
-        if isinstance(value, str) and date_format is not None:
-            try:
-                stamp = pd.Timestamp(value)
-            except ValueError:
-                stamp = pd.to_datetime(value, format=date_format)
-        elif isinstance(value, _dt.date | _dt.datetime | np.datetime64 | str | pd.Timestamp):
-            stamp = pd.Timestamp(value)
-        else:
-            raise TypeError(type(value).__name__)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{name}={value!r} is not a date ({err})") from err
-    if stamp is pd.NaT:
-        raise ValueError(f"{name} is missing (NaT)")
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_localize(None)
-    moment = np.datetime64(stamp.to_datetime64(), "us")
-    return moment, period_ordinal(moment, freq)
 
 
 # --------------------------------------------------------------------------------------

@@ -41,19 +41,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._periods import CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS
+from clvmodels._periods import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
+from clvmodels._periods import UNIT_HOURS as _UNIT_HOURS
+from clvmodels._periods import check_time_unit, cutoff, freq_base, iso, period_ordinal
 from clvmodels.data import DataValidationError
-from clvmodels.outofcore import (
-    _CALENDAR_PERIOD_MONTHS,
-    _FIXED_PERIOD_HOURS,
-    _OFFSET_PATTERN,
-    _UNIT_HOURS,
-    check_time_unit,
-    cutoff,
-    freq_base,
-    iso,
-    period_ordinal,
-    week_offset,
-)
+from clvmodels.outofcore import _OFFSET_PATTERN, week_offset
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import Column, DataFrame
