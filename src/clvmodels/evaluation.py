@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._periods import cutoff
 from clvmodels.data import TIME_UNIT_DAYS, DataValidationError, validate_summary
 from clvmodels.progress import progress_bar
 
@@ -322,15 +323,8 @@ def _day_numbers(frame: pd.DataFrame, date_col: str, customer_col: str) -> np.nd
 
 
 def _day_number(value: Any, name: str) -> int:
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name}={value!r} is not a date") from err
-    if stamp is pd.NaT:
-        raise ValueError(f"{name} is missing (NaT)")
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_localize(None)
-    return int(stamp.to_datetime64().astype("datetime64[D]").astype(np.int64))
+    """Days since the epoch of a user-given date."""
+    return cutoff(value, name, None, "D")[1]
 
 
 def _customer_groups(
