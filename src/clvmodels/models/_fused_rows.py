@@ -4,12 +4,13 @@ In the grouped BG/NBD graph nearly all the work is per distinct row: two gathere
 logarithms and a softplus per repeat buyer, one product per non-repeater. Written
 as ordinary PyTensor operations that costs several passes over the rows, each with
 its temporaries, a second softplus-and-sigmoid pass for the gradient, and
-scatter-adds for the gathers. :class:`RowTermsOp` does the value and the gradient
-in one loop compiled by Numba (one ``exp`` and one ``log1p`` per row). It is used
-by the C backend (through ``perform``) and by nutpie's Numba backend (through
-``numba_funcify``) alike; the plain-PyTensor terms in
-:mod:`clvmodels.models._pytensor_likelihoods` stay the definition (the JAX route
-of NumPyro uses them) and the tests check that both agree.
+scatter-adds for the gathers. :class:`RowTermsOp` computes the value and the
+gradient together, with one ``exp`` and one ``log1p`` per row, in three passes: the
+logits (a Numba loop), the transcendental functions (NumPy), the weighted sums and
+scatter-adds (a Numba loop). It serves the C backend (through ``perform``) and
+nutpie's Numba backend (through ``numba_funcify``, all three passes in Numba). The
+plain-PyTensor terms in :mod:`clvmodels.models._pytensor_likelihoods` stay the
+definition (the JAX route of NumPyro uses them); the tests check that both agree.
 
 The Op takes, per group ``g``, ``alpha_g`` and ``r_g``; per ``(group, x)`` entry
 ``c`` of the count table, ``log_odds_c = log a_g - log(b_g + x - 1)`` and
@@ -250,8 +251,8 @@ def row_terms(
 ) -> pt.TensorVariable:
     """The fused zero and repeat-row terms of the BG/NBD log-likelihood (a scalar).
 
-    ``stats`` holds the tables of a ``BetaGeoStatistics`` as graph variables (float
-    tables as shared data, index tables as integer constants).
+    ``stats`` holds the tables of a ``BetaGeoStatistics`` as graph variables (shared
+    data: float64 values and int64 indices, read at run time).
     """
     tables = [
         getattr(stats, name)
