@@ -104,24 +104,23 @@ def as_data(value: Any) -> pt.TensorVariable:
 
 
 def _shared_tables(stats: Any) -> Any:
-    """Every array of ``stats`` as shared data, index arrays as int64.
+    """``stats`` with every array as shared data: floats as in :func:`_shared_floats`,
+    index arrays as int64.
 
     Used for Ops whose compiled code reads the tables at run time, so that Numba
     does not freeze (and recompile for) every new data set.
     """
-    updates = {}
-    for f in dataclasses.fields(stats):
-        value = getattr(stats, f.name)
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind == "f":
-                updates[f.name] = as_data(value)
-            else:
-                updates[f.name] = pytensor.shared(
-                    np.ascontiguousarray(value, dtype=np.int64),
-                    name=f"clvdata_{next(_DATA_IDS)}",
-                    shape=(None,) * value.ndim,
-                    borrow=True,
-                )
+    stats = _shared_floats(stats)
+    updates = {
+        f.name: pytensor.shared(
+            np.ascontiguousarray(value, dtype=np.int64),
+            name=f"clvdata_{next(_DATA_IDS)}",
+            shape=(None,) * value.ndim,
+            borrow=True,
+        )
+        for f in dataclasses.fields(stats)
+        if isinstance(value := getattr(stats, f.name), np.ndarray)
+    }
     return dataclasses.replace(stats, **updates)
 
 
@@ -317,8 +316,8 @@ def bgnbd_total_log_likelihood(
     (:class:`~clvmodels.models._fused_rows.RowTermsOp`); without it the graph is
     plain PyTensor (needed where the graph must be translated, e.g. to JAX).
     """
-    data = _shared_floats(stats)
     if not fused:
+        data = _shared_floats(stats)
         base, zero, count, rows = _bgnbd_terms(_PYTENSOR, r, alpha, a, b, data)
         total = pt.sum(data.group_weight * base)
         for n, weight, term in (
@@ -332,13 +331,13 @@ def bgnbd_total_log_likelihood(
 
     from clvmodels.models._fused_rows import row_terms
 
+    data = _shared_tables(stats)
     # The count table is short (distinct purchase counts), so it stays in the graph.
     count, r_x, log_odds = _bgnbd_count_terms(_PYTENSOR, r, a, b, data)
     total = pt.sum(data.group_weight * r * pt.log(alpha))
     if len(stats.count_weight):
         total += pt.sum(data.count_weight * count)
-    tables = _shared_tables(stats)
-    return total + row_terms(alpha, r, log_odds, r_x, tables)
+    return total + row_terms(alpha, r, log_odds, r_x, data)
 
 
 def _in_chunks(fn, params: tuple, n_out: int) -> np.ndarray:

@@ -14,6 +14,9 @@ nutpie can evaluate a PyMC model in two ways, chosen by ``backend``:
   chains run in processes forked after compilation (``cores`` of them); this wins
   whenever a gradient costs less than compiling would: small or well-compressed
   data.
+
+A density that needs no graph at all (a pooled model's, written in NumPy) goes to
+nutpie the same way as the C route, through :func:`sample_density`.
 """
 
 from __future__ import annotations

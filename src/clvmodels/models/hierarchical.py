@@ -444,9 +444,8 @@ class _BayesianModel(BaseModel):
                 return -np.inf, np.zeros_like(v)
             return value, chol.T @ (-(jacobian.T @ grad) - z / s0)
 
-        def expand(v: np.ndarray) -> list[float]:
-            log_params, _ = self._log_params_and_jacobian(centre + chol @ v)
-            return list(np.exp(log_params))
+        def expand(v: np.ndarray) -> list[np.ndarray]:
+            return self._to_params(_NUMPY_OPS, centre + chol @ v)
 
         return log_density, expand, np.zeros(len(names))
 
