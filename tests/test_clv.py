@@ -15,12 +15,12 @@ from clvmodels.clv import (
     CLVScorer,
     customer_lifetime_value,
     discount_factors,
-    period_length,
     predictive_interval,
     simulate_future_value,
 )
-from clvmodels.data import DataValidationError
+from clvmodels.errors import DataValidationError
 from clvmodels.simulate import simulate_customers
+from clvmodels.units import period_length
 
 CDNOW_BG = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
 CDNOW_GG = {"p": 6.25, "q": 3.74, "gamma": 15.44}

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clvmodels.data import (
-    TIME_UNIT_DAYS,
     DataValidationError,
     calibration_holdout_split,
     compress,
@@ -20,6 +19,7 @@ from clvmodels.data import (
     validate_summary,
 )
 from clvmodels.datasets import load_cdnow
+from clvmodels.units import TIME_UNIT_DAYS
 
 lifetimes_utils = pytest.importorskip("lifetimes.utils")
 lifetimes_datasets = pytest.importorskip("lifetimes.datasets")

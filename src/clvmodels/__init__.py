@@ -14,15 +14,15 @@ Examples
 
 from clvmodels.clv import CLVForecast, customer_lifetime_value
 from clvmodels.data import (
-    DataValidationError,
     calibration_holdout_split,
     compress,
     rfm_summary,
     validate_summary,
 )
 from clvmodels.datasets import load_cdnow
+from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError, NotFittedError
 from clvmodels.evaluation import compare
-from clvmodels.models.base import ConvergenceError, NotFittedError, load
+from clvmodels.models.base import load
 from clvmodels.models.beta_geo import BetaGeo
 from clvmodels.models.gamma_gamma import GammaGamma
 from clvmodels.report import build_report
@@ -57,6 +57,7 @@ __all__ = [
     "GammaGamma",
     "HierarchicalBetaGeo",
     "HierarchicalGammaGamma",
+    "ModelFileError",
     "NotFittedError",
     "build_report",
     "calibration_holdout_split",

@@ -39,7 +39,7 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from clvmodels.models.base import ConvergenceError
+        from clvmodels.errors import ConvergenceError
 
         try:
             return func(*args, **kwargs)

@@ -34,7 +34,6 @@ their number.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,24 +43,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels.data import TIME_UNIT_DAYS, DataValidationError, compress, validate_summary
+from clvmodels.data import compress, validate_summary
+from clvmodels.errors import DataValidationError
 from clvmodels.progress import progress_bar
+from clvmodels.units import TIME_UNIT_DAYS, period_length
 
 __all__ = [
-    "PERIOD_DAYS",
     "CLVForecast",
     "CLVScorer",
     "ChunkScore",
     "customer_lifetime_value",
     "discount_factors",
-    "period_length",
     "predictive_interval",
     "simulate_future_value",
 ]
 
-#: Length of each period code in days ("M" is a twelfth of a Julian year).
-PERIOD_DAYS: dict[str, float] = {**TIME_UNIT_DAYS, "Q": 365.25 / 4}
-_PERIOD_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*([A-Za-z]+)\s*$")
 
 _KEY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 _BG_KEY = ("frequency", "recency", "T")
@@ -78,47 +74,6 @@ _GAMMA_GAMMA_PARAMS = ("p", "q", "gamma")
 # --------------------------------------------------------------------------------------
 # Small pure functions
 # --------------------------------------------------------------------------------------
-def period_length(period: str, time_unit: str) -> float:
-    """Length of one discount period in ``time_unit``.
-
-    Parameters
-    ----------
-    period : str
-        "h", "D", "W", "M" (365.25/12 days), "Q" (365.25/4 days) or "Y" (365.25
-        days), optionally preceded by a multiple: "30D" is a 30-day month (the month
-        of lifetimes' daily CLV), "4W" four weeks.
-    time_unit : str
-        Unit of the summary's ``recency`` and ``T`` (see :func:`clvmodels.rfm_summary`).
-
-    Examples
-    --------
-    >>> period_length("M", "D")
-    30.4375
-    >>> period_length("30D", "D"), period_length("2W", "D")
-    (30.0, 14.0)
-    """
-    if not isinstance(period, str) or (match := _PERIOD_RE.match(period)) is None:
-        raise ValueError(_period_message(period))
-    multiple, base = match.groups()
-    if base not in PERIOD_DAYS:
-        raise ValueError(_period_message(period))
-    factor = float(multiple) if multiple else 1.0
-    if not factor > 0:
-        raise ValueError(f"period={period!r}: the multiple must be positive")
-    if time_unit not in TIME_UNIT_DAYS:
-        raise ValueError(
-            f"time_unit={time_unit!r} is not supported: use one of {list(TIME_UNIT_DAYS)}"
-        )
-    return factor * PERIOD_DAYS[base] / TIME_UNIT_DAYS[time_unit]
-
-
-def _period_message(period: Any) -> str:
-    return (
-        f"period={period!r} is not supported: use 'D', 'W', 'M' (365.25/12 days), 'Q', 'Y' "
-        "or 'h', optionally with a multiple such as '30D' or '4W'"
-    )
-
-
 def discount_factors(horizon: int, discount_rate: float) -> np.ndarray:
     """``1 / (1 + d)^k`` for the periods ``k = 1 .. horizon``.
 

@@ -36,17 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels._periods import check_time_unit as _check_time_unit
-from clvmodels._periods import cutoff as _cutoff
-from clvmodels._periods import durations as _durations
-from clvmodels._periods import freq_base as _freq_base
-from clvmodels._periods import iso as _iso
-from clvmodels._periods import mean_or_zero as _mean_or_zero
-from clvmodels._periods import period_ordinals as _period_ordinals
+from clvmodels.errors import DataValidationError
+from clvmodels.units import check_time_unit as _check_time_unit
+from clvmodels.units import cutoff as _cutoff
+from clvmodels.units import durations as _durations
+from clvmodels.units import freq_base as _freq_base
+from clvmodels.units import iso as _iso
+from clvmodels.units import mean_or_zero as _mean_or_zero
+from clvmodels.units import period_ordinals as _period_ordinals
 
 __all__ = [
-    "TIME_UNIT_DAYS",
-    "DataValidationError",
     "calibration_holdout_split",
     "compress",
     "compress_arrays",
@@ -55,25 +54,8 @@ __all__ = [
     "validate_summary",
 ]
 
-#: Length of each supported ``time_unit`` in days. A month is a twelfth of a Julian
-#: year, so months and years mean the same thing whatever the period of aggregation.
-TIME_UNIT_DAYS: dict[str, float] = {
-    "h": 1 / 24,
-    "D": 1.0,
-    "W": 7.0,
-    "M": 365.25 / 12,
-    "Y": 365.25,
-}
 _SUMMARY_COLUMNS = ("frequency", "recency", "T")
 _SHOW = 5  # how many offending ids an error message names
-
-
-class DataValidationError(ValueError):
-    """Input data that cannot be used as given.
-
-    The message names the column, how many rows are affected and the first
-    offending customer ids (or row labels), so the problem can be found at once.
-    """
 
 
 # --------------------------------------------------------------------------------------
@@ -736,7 +718,7 @@ def validate_summary(
     >>> validate_summary(bad, context="BetaGeo.fit")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    clvmodels.data.DataValidationError: BetaGeo.fit: column 'recency': 2357 of 2357 rows ...
+    clvmodels.errors.DataValidationError: BetaGeo.fit: column 'recency': 2357 of 2357 rows ...
     """
     frame = _to_pandas(data, context or "validate_summary")
     pre = _prefix(context)

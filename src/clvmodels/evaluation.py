@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels._periods import cutoff
-from clvmodels.data import TIME_UNIT_DAYS, DataValidationError, validate_summary
+from clvmodels.data import validate_summary
+from clvmodels.errors import DataValidationError
 from clvmodels.progress import progress_bar
+from clvmodels.units import TIME_UNIT_DAYS, cutoff
 
 __all__ = [
     "compare",

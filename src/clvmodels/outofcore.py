@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels._periods import WEEK_ANCHORS as _WEEK_ANCHORS
-from clvmodels._periods import (
+from clvmodels.errors import DataValidationError
+from clvmodels.units import (
+    OFFSET_PATTERN,
     check_time_unit,
     cutoff,
     durations,
@@ -43,8 +44,8 @@ from clvmodels._periods import (
     iso,
     mean_or_zero,
     period_ordinal,
+    week_offset,
 )
-from clvmodels.data import DataValidationError
 
 __all__ = ["calibration_holdout_split_duckdb", "is_file_source", "rfm_summary_duckdb"]
 
@@ -53,21 +54,6 @@ _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _COMPRESSION_SUFFIXES = (".gz", ".zst")
 # A UTC offset (or Z) right after a time of day: "10:00:00+02:00", "10:00Z", "10:00 +0200".
-_OFFSET_PATTERN = r"(\d{2}:\d{2}(:\d{2}(\.\d+)?)?)\s*(Z|[+-]\d{2}(:?\d{2})?)$"
-
-
-# --------------------------------------------------------------------------------------
-# Periods and durations: the conventions of clvmodels.data, as integer period ordinals
-# --------------------------------------------------------------------------------------
-def week_offset(freq: str) -> int:
-    """``c`` such that ``floor((epoch_day + c) / 7) + 1`` is pandas' weekly period ordinal.
-
-    A week "W-XXX" ends on XXX and starts the day after; 1970-01-01 was a Thursday
-    (weekday 3), so day ``d`` starts a week when ``(d + 3 - start) % 7 == 0``.
-    """
-    anchor = "SUN" if freq == "W" else freq[2:]
-    start = (_WEEK_ANCHORS.index(anchor) + 1) % 7
-    return (3 - start) % 7
 
 
 # --------------------------------------------------------------------------------------
@@ -256,7 +242,7 @@ def _date_expression(
         source.text_columns = (*source.text_columns, column)
         sql_type = "VARCHAR"
     if sql_type == "VARCHAR" and date_format is None:
-        wall_clock = f"regexp_replace(trim({col}), '{_OFFSET_PATTERN}', '\\1')"
+        wall_clock = f"regexp_replace(trim({col}), '{OFFSET_PATTERN}', '\\1')"
         return f"TRY_CAST({wall_clock} AS TIMESTAMP)"
     if sql_type.startswith(("TIMESTAMP", "DATE")):
         return f"CAST({col} AS TIMESTAMP)"

@@ -856,7 +856,7 @@ def _checks_section(ctx: Mapping[str, Any]) -> str:
 
 def _unit_steps(summary: pd.DataFrame) -> float:
     """One month in the summary's time unit (for the frequency-recency map)."""
-    from clvmodels.data import TIME_UNIT_DAYS
+    from clvmodels.units import TIME_UNIT_DAYS
 
     unit = summary.attrs.get("time_unit", "W")
     return round(TIME_UNIT_DAYS["M"] / TIME_UNIT_DAYS.get(unit, 7.0), 3)

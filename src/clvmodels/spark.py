@@ -41,12 +41,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from clvmodels._periods import CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS
-from clvmodels._periods import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
-from clvmodels._periods import UNIT_HOURS as _UNIT_HOURS
-from clvmodels._periods import check_time_unit, cutoff, freq_base, iso, period_ordinal
-from clvmodels.data import DataValidationError
-from clvmodels.outofcore import _OFFSET_PATTERN, week_offset
+from clvmodels.errors import DataValidationError
+from clvmodels.units import CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS
+from clvmodels.units import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
+from clvmodels.units import (
+    OFFSET_PATTERN,
+    check_time_unit,
+    cutoff,
+    freq_base,
+    iso,
+    period_ordinal,
+    week_offset,
+)
+from clvmodels.units import UNIT_HOURS as _UNIT_HOURS
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import Column, DataFrame
@@ -155,7 +162,7 @@ def _timestamp(df: DataFrame, column: str, date_format: str | None, context: str
     if date_format is not None:
         return F.try_to_timestamp(col.cast("string"), F.lit(spark_datetime_pattern(date_format)))
     # Drop a UTC offset after the time of day, keeping the time as written (as pandas).
-    wall_clock = F.regexp_replace(F.trim(col.cast("string")), _OFFSET_PATTERN, "$1")
+    wall_clock = F.regexp_replace(F.trim(col.cast("string")), OFFSET_PATTERN, "$1")
     return F.try_to_timestamp(wall_clock)
 
 

@@ -12,9 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clvmodels import BetaGeo, load, rfm_summary
-from clvmodels.data import DataValidationError
 from clvmodels.datasets import load_cdnow
-from clvmodels.models.base import ConvergenceError, NotFittedError
+from clvmodels.errors import ConvergenceError, DataValidationError, NotFittedError
 from clvmodels.models.beta_geo import (
     bgnbd_expected_purchases,
     bgnbd_log_likelihood,

@@ -18,7 +18,8 @@ import pytest
 from pytensor.graph.traversal import ancestors
 
 from clvmodels import BetaGeo, compress, load
-from clvmodels.data import DataValidationError, validate_summary
+from clvmodels.data import validate_summary
+from clvmodels.errors import DataValidationError, SamplingWarning
 from clvmodels.models import hierarchical
 from clvmodels.models._fused_rows import RowTermsOp
 from clvmodels.models._pytensor_likelihoods import (
@@ -42,7 +43,6 @@ from clvmodels.models.gamma_gamma import gamma_gamma_expected_spend, gamma_gamma
 from clvmodels.models.hierarchical import (
     HierarchicalBetaGeo,
     HierarchicalGammaGamma,
-    SamplingWarning,
     compare_loo,
 )
 from clvmodels.simulate import simulate_bgnbd

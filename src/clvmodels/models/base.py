@@ -29,11 +29,11 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import ThreadpoolController
 
+from clvmodels.errors import ConvergenceError, NotFittedError
+
 __all__ = [
     "BaseModel",
-    "ConvergenceError",
     "MaximumLikelihoodModel",
-    "NotFittedError",
     "load",
 ]
 
@@ -53,14 +53,6 @@ def _single_threaded_blas() -> Any:
     if _THREADPOOLS is None:
         _THREADPOOLS = ThreadpoolController()
     return _THREADPOOLS.limit(limits=1, user_api="blas")
-
-
-class NotFittedError(RuntimeError):
-    """Raised when a method that needs fitted parameters is called before ``fit``."""
-
-
-class ConvergenceError(RuntimeError):
-    """Raised when the likelihood could not be maximised."""
 
 
 class BaseModel:

@@ -131,7 +131,8 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from clvmodels.data import DataValidationError, compress, validate_summary
+from clvmodels.data import compress, validate_summary
+from clvmodels.errors import ConvergenceError, DataValidationError, SamplingWarning
 from clvmodels.models._pytensor_likelihoods import (
     BetaGeoStatistics,
     GammaGammaStatistics,
@@ -142,7 +143,7 @@ from clvmodels.models._pytensor_likelihoods import (
     gamma_gamma_total_log_likelihood,
 )
 from clvmodels.models._sampling import run_inference, sample_density
-from clvmodels.models.base import BaseModel, ConvergenceError
+from clvmodels.models.base import BaseModel
 from clvmodels.models.beta_geo import BetaGeo, BetaGeoPredictions
 from clvmodels.models.gamma_gamma import GammaGamma, GammaGammaPredictions
 
@@ -191,10 +192,6 @@ def _arviz_without_numba() -> Iterator[None]:
     finally:
         if enabled:
             Numba.enable_numba()
-
-
-class SamplingWarning(UserWarning):
-    """The sampler's diagnostics (R-hat, effective sample size, divergences) look bad."""
 
 
 @dataclass
