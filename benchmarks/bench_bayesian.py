@@ -136,7 +136,7 @@ def worker_million(n_customers: int, resolution: str, seed: int) -> dict[str, An
             data, random_seed=seed, progressbar=False
         )
     seconds = time.perf_counter() - start
-    table = model.summary(level=0.94)
+    table = model.summary(interval=0.94)
     errors = np.abs(np.log(model.params_.loc[truth.index]) - np.log(truth)).to_numpy()
     inside = [
         table.loc[(k, g), "lower 94%"] <= truth.loc[g, k] <= table.loc[(k, g), "upper 94%"]

@@ -303,7 +303,7 @@ def _group_col(model: Any) -> str | None:
 
 def _param_table(model: Any, interval: float) -> pd.DataFrame:
     try:
-        table = model.summary(level=interval)
+        table = model.summary(interval=interval)
     except TypeError:  # a summary without a level argument
         table = model.summary()
     if isinstance(table.index, pd.MultiIndex):

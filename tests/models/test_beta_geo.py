@@ -213,7 +213,7 @@ def test_recovers_parameters_from_simulation(n_customers):
     T = np.round(rng.uniform(30, 60, n_customers) * 7) / 7
     data = simulate_bgnbd(n_customers, **true, T=T, random_state=n_customers)
     model = BetaGeo().fit(data)
-    table = model.summary(level=0.999)
+    table = model.summary(interval=0.999)
     for name, value in true.items():
         assert table.loc[name, "lower 99.9%"] <= value <= table.loc[name, "upper 99.9%"]
     if n_customers >= 20_000:
@@ -310,15 +310,15 @@ def test_unfitted_model_says_so():
         BetaGeo().param_draws(10)
 
 
-def test_summary_intervals_follow_level(fitted):
-    wide = fitted.summary(level=0.95)
-    narrow = fitted.summary(level=0.8)
+def test_summary_intervals_follow_interval(fitted):
+    wide = fitted.summary(interval=0.95)
+    narrow = fitted.summary(interval=0.8)
     assert list(wide.columns) == ["estimate", "se", "lower 95%", "upper 95%"]
     assert (narrow["upper 80%"] < wide["upper 95%"]).all()
     assert (narrow["lower 80%"] > wide["lower 95%"]).all()
     assert (wide["lower 95%"] > 0).all()
-    with pytest.raises(ValueError, match="level"):
-        fitted.summary(level=1.5)
+    with pytest.raises(ValueError, match="interval"):
+        fitted.summary(interval=1.5)
 
 
 def test_param_draws_follow_sampling_distribution(fitted):
@@ -389,7 +389,7 @@ def test_converges_on_a_million_customers_without_tuning():
     # a daily log records whole days; rounding keeps recency unbiased
     data["recency"] = np.minimum(np.round(data["recency"] * 7.0) / 7.0, data["T"])
     model = BetaGeo().fit(data)
-    table = model.summary(level=0.999)
+    table = model.summary(interval=0.999)
     for name, value in true.items():
         assert table.loc[name, "lower 99.9%"] <= value <= table.loc[name, "upper 99.9%"]
         assert model.params_[name] == pytest.approx(value, rel=0.1)

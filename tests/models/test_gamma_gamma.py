@@ -84,7 +84,7 @@ def test_recovers_parameters_from_simulation():
     data = simulate_customers(
         30_000, {"r": 1.0, "alpha": 4.0, "a": 0.5, "b": 3.0}, true, T=52.0, random_state=4
     )
-    table = GammaGamma().fit(data).summary(level=0.999)
+    table = GammaGamma().fit(data).summary(interval=0.999)
     for name, value in true.items():
         assert table.loc[name, "lower 99.9%"] <= value <= table.loc[name, "upper 99.9%"]
 

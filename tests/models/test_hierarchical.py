@@ -689,7 +689,7 @@ def test_recovery_coverage_and_shrinkage():
     assert int(model.idata_.sample_stats["diverging"].sum()) < 0.02 * 2000
     # Large groups are sampled centred in the coordinates their data pin down.
     assert "log_rate" in model.centering_["g6"] and model.centering_["g0"] == []
-    table = model.summary(level=0.94)
+    table = model.summary(interval=0.94)
     inside = []
     for name in truth.index:
         for k in PARAMS:

@@ -1,18 +1,70 @@
-"""The model contract shared by every clvmodels model.
+"""The model contract shared by every clvmodels model, and the registry behind ``load``.
 
-Every model fits on a summary frame (see :func:`clvmodels.rfm_summary`), predicts on
-a summary frame and hands out parameter draws, so that CLV, segmentation and
-reports treat maximum-likelihood and Bayesian models alike.
+Everything outside :mod:`clvmodels.models` (CLV, segmentation, evaluation, plots, the
+report, Spark scoring and the command line) uses a model only through the public
+members below, so a new model is one file in ``models/``: it implements the contract
+and registers itself, and every other part of the package works with it.
 
-Two bases live here:
+Every model
+-----------
+``fit(data, ...) -> self``
+    Fit on a summary frame (:func:`clvmodels.rfm_summary`); maximum-likelihood
+    models also take ``weights``.
+``params_``, ``is_fitted``, ``time_unit_``, ``group_col``
+    Point estimates (a Series; a frame of groups x parameters for grouped models),
+    whether the model is fitted, the time unit of the summary it was fitted on, and
+    the column whose groups have their own parameters (None: one population).
+``param_names``
+    The model's parameters, the columns of ``param_draws``.
+``data_columns``
+    The summary columns the model reads (besides ``group_col``); CLV and scoring
+    carry exactly these (and the group column) through their compression.
+``summary(interval=0.95)``
+    Estimates with standard errors (posterior sd) and ``interval`` bounds.
+``fit_statistics()``
+    ``log_likelihood``, ``aic``, ``bic``, ``elpd_loo``, ``elpd_loo_se``, ``n_obs``
+    (NaN where a statistic does not apply).
+``param_draws(n, random_state=None)``
+    ``n`` parameter draws: the posterior for Bayesian models, the estimator's
+    asymptotic sampling distribution for maximum likelihood. Pass the frame back as
+    ``draws=`` to the same model; its layout is the model's own business.
+``save(path)`` and :func:`load`
+    JSON (maximum likelihood) or NetCDF (Bayesian); nothing is ever unpickled.
 
-* :class:`BaseModel` — what every model offers: the fitted check, ``param_draws``,
-  ``summary``, ``save`` and the registry behind :func:`load`.
-* :class:`MaximumLikelihoodModel` — a declarative fitter in the spirit of lifelines:
-  a subclass names its parameters and writes one pure weighted negative
-  log-likelihood with gradient on the log-parameter scale; the base derives the
-  optimisation, the covariance, standard errors, AIC/BIC, the summary, the
-  sampling-distribution draws and JSON persistence.
+Predictions take ``data`` (a summary frame) and, with ``draws=`` (from
+``param_draws``), return one row per draw: an array of shape ``(n_draws, n_rows)``
+instead of a Series. This is how CLV and tier probabilities get their intervals, for
+maximum-likelihood and Bayesian models alike. Arguments ``t``, ``n`` and ``data`` are
+passed by keyword; ``t`` is in the model's ``time_unit_``, a scalar or one value per row.
+
+Transaction models (:class:`TransactionModel`)
+----------------------------------------------
+``expected_purchases(t, data, *, draws=None)``
+    ``E[Y(t) | history]``: purchases in the next ``t`` after the end of observation.
+``probability_alive(data, *, draws=None)``
+    ``P(alive at the end of observation | history)``.
+``expected_purchases_new_customer(t, data=None, *, draws=None)``
+    ``E[X(t)]`` of a customer just acquired: of the population (``data=None``), or of
+    each row's group (and covariates).
+``probability_of_purchases(n, t, data=None, *, draws=None)``
+    ``P(X(t) = n)`` of a customer just acquired, likewise.
+``simulate_purchases(t, data, *, draws, random_state=None) -> SimulatedPurchases``
+    One simulated future per draw and row: the times of the purchases in ``(0, t]``.
+``alive_future_columns``
+    Optional speed-up (None if not offered): the columns on which a customer's
+    expected future purchases *given that it is alive* depend. For BG/NBD-type models
+    these are ``frequency`` and ``T`` (and any covariates): recency enters only through
+    P(alive). CLV then evaluates the costly part once per distinct value of these
+    columns and per draw, and keeps it for later passes.
+
+Spend models (:class:`SpendModel`)
+----------------------------------
+``expected_spend(data, *, draws=None)``
+    Expected value of each future purchase, per customer.
+``simulate_spend(purchases, data, *, draws, random_state=None)``
+    A value for every simulated purchase in ``purchases`` (a
+    :class:`SimulatedPurchases` over the same rows and draws); purchases of one
+    customer under one draw share that customer's latent spend level.
 """
 
 from __future__ import annotations
@@ -21,8 +73,9 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -34,7 +87,12 @@ from clvmodels.errors import ConvergenceError, NotFittedError
 __all__ = [
     "BaseModel",
     "MaximumLikelihoodModel",
+    "Model",
+    "SimulatedPurchases",
+    "SpendModel",
+    "TransactionModel",
     "load",
+    "registered_models",
 ]
 
 FORMAT_VERSION = 1
@@ -55,6 +113,126 @@ def _single_threaded_blas() -> Any:
     return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
+@dataclass(frozen=True)
+class SimulatedPurchases:
+    """Simulated future purchases of ``shape = (n_draws, n_rows)`` (draw, customer) pairs.
+
+    Stored sparsely, one entry per purchase, so that the memory follows the number of
+    purchases rather than draws x customers x periods.
+
+    Attributes
+    ----------
+    owner : ndarray of int64
+        Flat (row-major) index into ``shape`` of the (draw, customer) pair that makes
+        each purchase.
+    time : ndarray of float
+        When each purchase happens, in the model's time unit after the end of
+        observation, in ``(0, horizon]``.
+    shape : tuple of int
+        ``(n_draws, n_rows)``.
+
+    Examples
+    --------
+    >>> sims = SimulatedPurchases(owner=np.array([0, 0, 3]), time=np.array([0.5, 2.0, 1.0]),
+    ...                           shape=(2, 2))
+    >>> sims.counts().tolist()
+    [[2, 0], [0, 1]]
+    """
+
+    owner: np.ndarray
+    time: np.ndarray
+    shape: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if np.shape(self.owner) != np.shape(self.time):
+            raise ValueError("owner and time must have one entry per purchase")
+
+    @property
+    def n_purchases(self) -> int:
+        return int(np.size(self.owner))
+
+    def counts(self) -> np.ndarray:
+        """Number of purchases per (draw, customer): an int array of ``shape``."""
+        size = int(np.prod(self.shape))
+        return np.bincount(self.owner, minlength=size).reshape(self.shape)
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What every fitted clvmodels model offers (see the module docstring)."""
+
+    param_names: tuple[str, ...]
+    group_col: str | None
+    time_unit_: str | None
+
+    @property
+    def is_fitted(self) -> bool: ...
+
+    @property
+    def data_columns(self) -> tuple[str, ...]: ...
+
+    def fit(self, data: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+    def summary(self, interval: float = 0.95) -> pd.DataFrame: ...
+
+    def fit_statistics(self) -> dict[str, float]: ...
+
+    def param_draws(self, n: int, random_state: Any = None) -> pd.DataFrame: ...
+
+    def save(self, path: str | Path) -> Path: ...
+
+
+@runtime_checkable
+class TransactionModel(Model, Protocol):
+    """A model of when customers buy and when they stop (see the module docstring)."""
+
+    @property
+    def alive_future_columns(self) -> tuple[str, ...] | None: ...
+
+    def expected_purchases(
+        self, t: Any, data: Any, *, draws: pd.DataFrame | None = None
+    ) -> pd.Series | np.ndarray: ...
+
+    def probability_alive(
+        self, data: Any, *, draws: pd.DataFrame | None = None
+    ) -> pd.Series | np.ndarray: ...
+
+    def expected_purchases_new_customer(
+        self, t: Any, data: Any = None, *, draws: pd.DataFrame | None = None
+    ) -> Any: ...
+
+    def probability_of_purchases(
+        self, n: Any, t: Any, data: Any = None, *, draws: pd.DataFrame | None = None
+    ) -> Any: ...
+
+    def simulate_purchases(
+        self, t: float, data: Any, *, draws: pd.DataFrame, random_state: Any = None
+    ) -> SimulatedPurchases: ...
+
+
+@runtime_checkable
+class SpendModel(Model, Protocol):
+    """A model of what each purchase is worth (see the module docstring)."""
+
+    def expected_spend(
+        self, data: Any, *, draws: pd.DataFrame | None = None
+    ) -> pd.Series | np.ndarray: ...
+
+    def simulate_spend(
+        self,
+        purchases: SimulatedPurchases,
+        data: Any,
+        *,
+        draws: pd.DataFrame,
+        random_state: Any = None,
+    ) -> np.ndarray: ...
+
+
+def registered_models() -> dict[str, type]:
+    """Every model class known to :func:`load`, by class name."""
+    return dict(_REGISTRY)
+
+
 class BaseModel:
     """Shared behaviour of all clvmodels models.
 
@@ -63,6 +241,10 @@ class BaseModel:
     """
 
     param_names: ClassVar[tuple[str, ...]] = ()
+    #: Column whose groups have their own parameters; None: one population.
+    group_col: str | None = None
+    #: Time unit of the summary the model was fitted on.
+    time_unit_: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,8 +291,21 @@ class BaseModel:
     def param_draws(self, n: int, random_state: Any = None) -> pd.DataFrame:
         raise NotImplementedError
 
-    def summary(self, level: float = 0.95) -> pd.DataFrame:
+    def summary(self, interval: float = 0.95) -> pd.DataFrame:
         raise NotImplementedError
+
+    def fit_statistics(self) -> dict[str, float]:
+        """Log-likelihood, AIC, BIC, ELPD-LOO and its SE, and the number of customers
+        (NaN where a statistic does not apply to this kind of model)."""
+        self._check_fitted()
+        return {
+            "log_likelihood": float(getattr(self, "log_likelihood_", np.nan)),
+            "aic": float(getattr(self, "aic_", np.nan)),
+            "bic": float(getattr(self, "bic_", np.nan)),
+            "elpd_loo": np.nan,
+            "elpd_loo_se": np.nan,
+            "n_obs": float(getattr(self, "n_obs_", np.nan)),
+        }
 
     def save(self, path: str | Path) -> Path:
         raise NotImplementedError
@@ -157,10 +352,10 @@ def load(path: str | Path) -> BaseModel:
     raise ValueError(f"{path} is neither a clvmodels JSON nor a NetCDF model file")
 
 
-def _normal_quantile(level: float) -> float:
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    return float(stats.norm.ppf(0.5 + level / 2))
+def _normal_quantile(interval: float) -> float:
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must lie in (0, 1), got {interval}")
+    return float(stats.norm.ppf(0.5 + interval / 2))
 
 
 def _numerical_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -406,17 +601,17 @@ class MaximumLikelihoodModel(BaseModel):
         se_log = np.sqrt(np.diag(self.covariance_log_.to_numpy()))
         return pd.Series(self.params_.to_numpy() * se_log, index=self.params_.index, name="se")
 
-    def summary(self, level: float = 0.95) -> pd.DataFrame:
-        """Estimates, standard errors and ``level`` confidence intervals.
+    def summary(self, interval: float = 0.95) -> pd.DataFrame:
+        """Estimates, standard errors and ``interval`` confidence intervals.
 
         Intervals are symmetric on the log scale (so they never leave the positive
         half-line) and mapped back: ``exp(log(theta) +- z * se_log)``.
         """
         self._check_fitted()
-        z = _normal_quantile(level)
+        z = _normal_quantile(interval)
         se_log = np.sqrt(np.diag(self.covariance_log_.to_numpy()))
         est = self.params_.to_numpy()
-        pct = f"{100 * level:g}%"
+        pct = f"{100 * interval:g}%"
         table = pd.DataFrame(
             {
                 "estimate": est,

@@ -20,7 +20,8 @@ import pandas as pd
 from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1
 
 from clvmodels.data import compress, count_distinct, validate_summary
-from clvmodels.models.base import MaximumLikelihoodModel
+from clvmodels.errors import DataValidationError
+from clvmodels.models.base import MaximumLikelihoodModel, SimulatedPurchases
 
 __all__ = [
     "BetaGeo",
@@ -320,18 +321,32 @@ class BetaGeoPredictions:
     """BG/NBD predictions on top of ``self._params_for(data, draws)``.
 
     Any model whose parameters are ``r, alpha, a, b`` (maximum likelihood or
-    Bayesian, pooled or grouped) gets the public prediction methods from here.
+    Bayesian, pooled or grouped) gets the public prediction methods of the
+    transaction-model contract (:mod:`clvmodels.models.base`) from here.
     """
 
-    def expected_purchases(self, t: float, data: pd.DataFrame) -> pd.Series:
+    #: Given alive, a BG/NBD customer's future depends on (x, T) alone (FHL 2005 eq. 10).
+    alive_future_columns: tuple[str, ...] | None = ("frequency", "T")
+
+    @property
+    def data_columns(self) -> tuple[str, ...]:
+        return _SUMMARY_COLUMNS
+
+    def expected_purchases(
+        self, t: Any, data: pd.DataFrame, *, draws: pd.DataFrame | None = None
+    ) -> pd.Series | np.ndarray:
         """Expected number of purchases in the next ``t`` time units, per customer.
 
         Parameters
         ----------
-        t : float
-            Forecast horizon in the summary's ``time_unit`` (weeks by default).
+        t : float or array
+            Forecast horizon in the summary's ``time_unit`` (weeks by default): one
+            value, or one per row of ``data``.
         data : DataFrame
             Summary frame with ``frequency``, ``recency`` and ``T``.
+        draws : DataFrame, optional
+            Parameter draws from ``param_draws``: the result is then an array
+            ``(n_draws, n_rows)``, one row per draw.
 
         Examples
         --------
@@ -341,16 +356,26 @@ class BetaGeoPredictions:
         >>> model = BetaGeo().fit(summary)
         >>> round(float(model.expected_purchases(t=39, data=summary).loc[1]), 3)
         1.226
+        >>> model.expected_purchases(t=39, data=summary, draws=model.param_draws(5)).shape
+        (5, 2357)
         """
         t_arr = _check_horizon(t)
         data = validate_summary(data, context="expected_purchases")
+        if draws is not None:
+            params = self._params_for(data, draws)
+            return np.asarray(self._expected_purchases_given(t_arr, params, data))
         values = self._on_distinct_rows(
-            data, lambda params, rows: self._expected_purchases_given(t_arr, params, rows)
+            data, lambda params, rows: self._expected_purchases_given(t_arr, params, rows),
+            per_row=t_arr.ndim > 0,
         )
         return pd.Series(values, index=data.index, name="expected_purchases")
 
-    def probability_alive(self, data: pd.DataFrame) -> pd.Series:
+    def probability_alive(
+        self, data: pd.DataFrame, *, draws: pd.DataFrame | None = None
+    ) -> pd.Series | np.ndarray:
         """Probability that each customer is still active at the end of observation.
+
+        With ``draws`` (from ``param_draws``) an array ``(n_draws, n_rows)``.
 
         Examples
         --------
@@ -361,11 +386,19 @@ class BetaGeoPredictions:
         True
         """
         data = validate_summary(data, context="probability_alive")
+        if draws is not None:
+            return np.asarray(self._probability_alive_given(self._params_for(data, draws), data))
         values = self._on_distinct_rows(data, self._probability_alive_given)
         return pd.Series(values, index=data.index, name="probability_alive")
 
-    def expected_purchases_new_customer(self, t: float | np.ndarray) -> float | np.ndarray:
+    def expected_purchases_new_customer(
+        self, t: Any, data: pd.DataFrame | None = None, *, draws: pd.DataFrame | None = None
+    ) -> Any:
         """Expected purchases of a newly acquired customer within ``t`` time units.
+
+        Without ``data`` for the population (a float, or an array shaped like ``t``);
+        with ``data``, for a new customer of each row's group (a Series, ``t`` a scalar
+        or one value per row). ``draws`` adds a leading axis of draws.
 
         Examples
         --------
@@ -376,13 +409,23 @@ class BetaGeoPredictions:
         1.858
         """
         t_arr = _check_horizon(t)
-        values = bgnbd_expected_purchases_new_customer(t_arr, **self._population_params())
-        return float(values) if values.ndim == 0 else values
+        params, index = self._new_customer_params(data, draws, t_arr)
+        values = bgnbd_expected_purchases_new_customer(t_arr, **params)
+        return _shaped(values, index, draws, "expected_purchases_new_customer")
 
     def probability_of_purchases(
-        self, n: int | np.ndarray, t: float | np.ndarray
-    ) -> float | np.ndarray:
+        self,
+        n: Any,
+        t: Any,
+        data: pd.DataFrame | None = None,
+        *,
+        draws: pd.DataFrame | None = None,
+    ) -> Any:
         """P(X(t) = n): probability that a new customer makes ``n`` purchases by ``t``.
+
+        Without ``data`` for the population (``n`` and ``t`` broadcast); with ``data``
+        for a new customer of each row's group (``n`` and ``t`` scalars or one value per
+        row), a Series. ``draws`` adds a leading axis of draws.
 
         Examples
         --------
@@ -396,18 +439,103 @@ class BetaGeoPredictions:
         if np.any(n_arr < 0) or np.any(np.asarray(n_arr, float) % 1 != 0):
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         t_arr = _check_horizon(t)
-        values = bgnbd_probability_of_purchases(n_arr, t_arr, **self._population_params())
-        return float(values) if values.ndim == 0 else values
+        params, index = self._new_customer_params(data, draws, t_arr)
+        values = bgnbd_probability_of_purchases(n_arr, t_arr, **params)
+        return _shaped(values, index, draws, "probability_of_purchases")
+
+    def simulate_purchases(
+        self,
+        t: float,
+        data: pd.DataFrame,
+        *,
+        draws: pd.DataFrame | None,
+        random_state: Any = None,
+    ) -> SimulatedPurchases:
+        """One simulated future per parameter draw and customer over the next ``t``.
+
+        Given its history ``(x, t_x, T)`` a customer is alive with probability
+        ``P(alive)``; if alive, its purchase rate and dropout probability have the
+        posteriors ``lambda ~ Gamma(r + x, rate alpha + T)`` and ``p ~ Beta(a, b + x)``.
+        It then buys at Poisson times and drops out after each purchase with
+        probability ``p``: ``K = min(N, D)`` purchases, ``N ~ Poisson(lambda t)``,
+        ``D ~ Geometric(p)``. The time of the ``K``-th of ``N`` uniform arrivals is
+        ``t Beta(K, N - K + 1)`` and the first ``K - 1`` are uniform below it, so the
+        cost follows the number of purchases, not of arrivals.
+
+        Parameters
+        ----------
+        t : float
+            Horizon in the model's time unit.
+        data : DataFrame
+            Summary rows.
+        draws : DataFrame or None
+            From ``param_draws``; None simulates one future at the point estimate.
+        random_state : int or numpy Generator, optional
+
+        Examples
+        --------
+        >>> from clvmodels import BetaGeo, load_cdnow, rfm_summary
+        >>> summary = rfm_summary(load_cdnow(), "customer_id", "date",
+        ...                       observation_end="1997-09-30")
+        >>> model = BetaGeo().fit(summary)
+        >>> sims = model.simulate_purchases(39, summary, draws=model.param_draws(200,
+        ...                                 random_state=1), random_state=2)
+        >>> sims.shape
+        (200, 2357)
+        """
+        horizon = float(_check_horizon(t))
+        data = validate_summary(data, context="simulate_purchases")
+        rng = np.random.default_rng(random_state)
+        params = self._params_for(data, draws)
+        arrays = _summary_arrays(data)
+        x, T = arrays["frequency"], arrays["T"]
+        p_alive = np.asarray(self._probability_alive_given(params, data))
+        n_draws = 1 if draws is None else _n_draws(draws)
+        shape = (n_draws, len(data))
+
+        def full(v: Any) -> np.ndarray:
+            return np.broadcast_to(np.asarray(v, dtype=float), shape)
+
+        alive = rng.random(shape) < full(p_alive)
+        lam = rng.gamma(full(params["r"] + x)) / full(params["alpha"] + T)
+        # Beta draws with a small first shape can underflow to 0; Geometric needs p > 0.
+        p_drop = np.clip(rng.beta(full(params["a"]), full(params["b"] + x)), 1e-12, 1.0)
+        n_arrivals = rng.poisson(lam * horizon)
+        n_kept = np.where(alive, np.minimum(n_arrivals, rng.geometric(p_drop)), 0)
+        return _purchase_times(rng, n_kept, n_arrivals, horizon, shape)
+
+    def _new_customer_params(
+        self, data: pd.DataFrame | None, draws: pd.DataFrame | None, t: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], pd.Index | None]:
+        """Parameters of a new customer: the population's, or each row's group's."""
+        if data is None:
+            if draws is None:
+                return self._population_params(), None
+            params = self._population_draws(draws)
+            # (n_draws, 1...) against t's shape
+            return {k: v.reshape(v.shape[:1] + (1,) * t.ndim) for k, v in params.items()}, None
+        frame = _new_customer_frame(data, getattr(self, "group_col", None))
+        return self._params_for(frame, draws), frame.index
+
+    def _population_draws(self, draws: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per-draw parameters of a new customer of no known group."""
+        population = draws.attrs.get("population")
+        source = draws if population is None else population
+        return {k: source[k].to_numpy(dtype=float) for k in self.param_names}
 
     # Large frames repeat the same (frequency, recency, T) many times over: with shared
     # parameters, predict each distinct row once.
     _DISTINCT_ROWS_FROM = 20_000
 
     def _on_distinct_rows(
-        self, data: pd.DataFrame, func: Callable[[dict[str, np.ndarray], pd.DataFrame], Any]
+        self,
+        data: pd.DataFrame,
+        func: Callable[[dict[str, np.ndarray], pd.DataFrame], Any],
+        per_row: bool = False,
     ) -> np.ndarray:
         params = self._params_for(data)
-        if len(data) >= self._DISTINCT_ROWS_FROM and all(np.ndim(v) == 0 for v in params.values()):
+        shared = all(np.ndim(v) == 0 for v in params.values())
+        if len(data) >= self._DISTINCT_ROWS_FROM and shared and not per_row:
             rows, _, inverse = compress(data, columns=_SUMMARY_COLUMNS)
             return np.asarray(func(params, rows))[inverse]
         return np.asarray(func(params, data))
@@ -429,6 +557,59 @@ class BetaGeoPredictions:
     def _population_params(self) -> dict[str, np.ndarray]:
         """Parameters that describe a new customer; grouped models override this."""
         return self._params_for(None)
+
+
+def _n_draws(draws: pd.DataFrame) -> int:
+    """Number of draws in a ``param_draws`` frame (long frames of grouped models too)."""
+    return int(draws["draw"].nunique()) if "draw" in draws.columns else len(draws)
+
+
+def _new_customer_frame(data: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
+    """Rows without history (frequency = recency = T = 0) that keep each row's group."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    frame = pd.DataFrame(
+        {"frequency": 0.0, "recency": 0.0, "T": 0.0}, index=data.index
+    )
+    if group_col is not None:
+        if group_col not in data.columns:
+            raise DataValidationError(
+                f"the model has group-level parameters, but the data has no '{group_col}' column"
+            )
+        frame[group_col] = data[group_col].to_numpy()
+    frame.attrs = dict(data.attrs)
+    return frame
+
+
+def _shaped(values: Any, index: pd.Index | None, draws: Any, name: str) -> Any:
+    """Population results as float / array; per-row results as a Series (no draws)."""
+    values = np.asarray(values, dtype=float)
+    if index is not None and draws is None:
+        return pd.Series(np.broadcast_to(values, (len(index),)), index=index, name=name)
+    return float(values) if values.ndim == 0 else values
+
+
+def _purchase_times(
+    rng: np.random.Generator,
+    n_kept: np.ndarray,
+    n_arrivals: np.ndarray,
+    horizon: float,
+    shape: tuple[int, int],
+) -> SimulatedPurchases:
+    """Times of the first ``n_kept`` of ``n_arrivals`` uniform arrivals in ``(0, horizon]``.
+
+    The ``K``-th of ``N`` uniform order statistics is ``Beta(K, N - K + 1)``; given it,
+    the first ``K - 1`` are uniform below it (their order does not matter here).
+    """
+    buyers = np.flatnonzero(n_kept)
+    kept = n_kept.ravel()[buyers]
+    last = rng.beta(kept, n_arrivals.ravel()[buyers] - kept + 1) if buyers.size else np.empty(0)
+    owner_local = np.repeat(np.arange(buyers.size), kept - 1)
+    times = np.concatenate([last, rng.random(owner_local.size) * last[owner_local]])
+    owner = np.concatenate([buyers, buyers[owner_local]]).astype(np.int64)
+    # Uniform draws can be exactly 0; a purchase happens after the end of observation.
+    times = np.maximum(times, np.finfo(float).tiny) * horizon
+    return SimulatedPurchases(owner=owner, time=times, shape=shape)
 
 
 def _bg_args(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

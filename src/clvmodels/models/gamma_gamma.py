@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.special import digamma, gammaln
 
 from clvmodels.data import validate_summary
-from clvmodels.models.base import MaximumLikelihoodModel
+from clvmodels.models.base import MaximumLikelihoodModel, SimulatedPurchases
 from clvmodels.models.beta_geo import _checked_weights
 
 __all__ = [
@@ -152,12 +152,21 @@ def gamma_gamma_expected_spend(p, q, gamma, frequency, monetary_value):
 
 
 class GammaGammaPredictions:
-    """Spend predictions on top of ``self._params_for(data, draws)``."""
+    """Spend predictions on top of ``self._params_for(data, draws)``: the spend-model
+    contract of :mod:`clvmodels.models.base` for any model with ``p, q, gamma``."""
 
-    def expected_spend(self, data: pd.DataFrame) -> pd.Series:
+    @property
+    def data_columns(self) -> tuple[str, ...]:
+        return _SPEND_COLUMNS
+
+    def expected_spend(
+        self, data: pd.DataFrame, *, draws: pd.DataFrame | None = None
+    ) -> pd.Series | np.ndarray:
         """Expected spend per future transaction, per customer.
 
-        Customers without repeat purchases get the population mean.
+        Customers without repeat purchases get the population mean. With ``draws``
+        (from ``param_draws``) an array ``(n_draws, n_rows)``; a draw with
+        ``p x + q <= 1`` has no finite posterior mean spend and gives ``inf``.
 
         Examples
         --------
@@ -171,7 +180,10 @@ class GammaGammaPredictions:
         data = validate_summary(
             data, require_monetary=True, require_timing=False, context="expected_spend"
         )
-        params = self._params_for(data)
+        params = self._params_for(data, draws)
+        if draws is not None:
+            values = np.asarray(self._expected_spend_given(params, data), dtype=float)
+            return np.where((values > 0) & np.isfinite(values), values, np.inf)
         if np.any(np.asarray(params["q"]) <= 1):
             raise ValueError(
                 f"q = {params['q']} <= 1: the fitted spend distribution has no finite mean, "
@@ -179,6 +191,48 @@ class GammaGammaPredictions:
             )
         values = self._expected_spend_given(params, data)
         return pd.Series(values, index=data.index, name="expected_spend")
+
+    def simulate_spend(
+        self,
+        purchases: SimulatedPurchases,
+        data: pd.DataFrame,
+        *,
+        draws: pd.DataFrame | None,
+        random_state: Any = None,
+    ) -> np.ndarray:
+        """A value for every simulated purchase.
+
+        Each (draw, customer) pair that buys gets its spend rate from the customer's
+        Gamma-Gamma posterior, ``nu ~ Gamma(p x + q, rate gamma + x m_x)`` (Fader &
+        Hardie 2013), and each of its purchases is worth ``Gamma(p, rate nu)``.
+
+        Examples
+        --------
+        >>> from clvmodels import BetaGeo, GammaGamma, load_cdnow, rfm_summary
+        >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+        ...                       observation_end="1997-09-30")
+        >>> bg, gg = BetaGeo().fit(summary), GammaGamma().fit(summary)
+        >>> sims = bg.simulate_purchases(39, summary, draws=None, random_state=1)
+        >>> values = gg.simulate_spend(sims, summary, draws=None, random_state=2)
+        >>> values.shape == sims.time.shape and bool((values > 0).all())
+        True
+        """
+        data = validate_summary(
+            data, require_monetary=True, require_timing=False, context="simulate_spend"
+        )
+        if purchases.shape[1] != len(data):
+            raise ValueError(
+                f"purchases cover {purchases.shape[1]} customers but data has {len(data)} rows"
+            )
+        rng = np.random.default_rng(random_state)
+        params = self._params_for(data, draws)
+        pairs, slot = np.unique(purchases.owner, return_inverse=True)
+        draw_of, row_of = np.divmod(pairs, purchases.shape[1])
+        x = data["frequency"].to_numpy(dtype=float)[row_of]
+        m = np.where(x > 0, data["monetary_value"].to_numpy(dtype=float)[row_of], 0.0)
+        p, q, gamma = (_at(params[k], draw_of, row_of) for k in ("p", "q", "gamma"))
+        nu = rng.gamma(p * x + q) / (gamma + x * m)
+        return rng.gamma(p[slot]) / nu[slot]
 
     @staticmethod
     def _expected_spend_given(params: Mapping[str, np.ndarray], data: pd.DataFrame) -> np.ndarray:
@@ -188,6 +242,17 @@ class GammaGammaPredictions:
             frequency=data["frequency"].to_numpy(dtype=float),
             monetary_value=data["monetary_value"].to_numpy(dtype=float),
         )
+
+
+def _at(values: np.ndarray, draw: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Entries of a parameter that is a scalar, per row ``(n,)``, per draw ``(d, 1)`` or
+    per draw and row ``(d, n)``, at the given (draw, row) pairs."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 0:
+        return np.full(draw.shape, float(values))
+    if values.ndim == 1:
+        return values[row]
+    return values[draw, np.minimum(row, values.shape[1] - 1)]
 
 
 class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):

@@ -768,16 +768,16 @@ class _BayesianModel(BaseModel):
         values = self.idata_.posterior[name].to_numpy()
         return values.reshape((-1, *values.shape[2:]))
 
-    def summary(self, level: float = 0.95) -> pd.DataFrame:
-        """Posterior mean, sd, equal-tailed ``level`` interval and diagnostics.
+    def summary(self, interval: float = 0.95) -> pd.DataFrame:
+        """Posterior mean, sd, equal-tailed ``interval`` and diagnostics.
 
         Grouped models return one row per parameter and group, then the
         hyperparameters ``mu_*`` (population median of each coordinate) and
         ``sigma_*`` (between-group sd on the log scale) with an empty group.
         """
         self._check_fitted()
-        if not 0 < level < 1:
-            raise ValueError(f"level must lie in (0, 1), got {level}")
+        if not 0 < interval < 1:
+            raise ValueError(f"interval must lie in (0, 1), got {interval}")
         post = self.idata_.posterior
         names = [v for v in post.data_vars]
         diagnostics = post.sizes["chain"] > 1 and post.sizes["draw"] >= 4
@@ -785,7 +785,7 @@ class _BayesianModel(BaseModel):
             rhat = az.rhat(post) if diagnostics else None
             ess_bulk = az.ess(post, method="bulk") if diagnostics else None
             ess_tail = az.ess(post, method="tail") if diagnostics else None
-        pct = f"{100 * level:g}%"
+        pct = f"{100 * interval:g}%"
         records, index = [], []
         for name in names:
             samples = self._posterior_matrix(name)
@@ -803,8 +803,8 @@ class _BayesianModel(BaseModel):
                     {
                         "estimate": float(col.mean()),
                         "sd": float(col.std(ddof=1)) if len(col) > 1 else np.nan,
-                        f"lower {pct}": float(np.quantile(col, (1 - level) / 2)),
-                        f"upper {pct}": float(np.quantile(col, (1 + level) / 2)),
+                        f"lower {pct}": float(np.quantile(col, (1 - interval) / 2)),
+                        f"upper {pct}": float(np.quantile(col, (1 + interval) / 2)),
                         "ess_bulk": diag(ess_bulk),
                         "ess_tail": diag(ess_tail),
                         "r_hat": diag(rhat),
@@ -914,6 +914,24 @@ class _BayesianModel(BaseModel):
                     pop = np.exp(np.nanmean(np.log(wide.to_numpy()), axis=1))
                 values = np.where(unseen[None, :], pop[:, None], values)
             out[k] = values
+        return out
+
+    def fit_statistics(self) -> dict[str, float]:
+        """ELPD-LOO (PSIS, per customer) and its SE; no likelihood-based AIC/BIC."""
+        self._check_fitted()
+        out = {
+            "log_likelihood": np.nan,
+            "aic": np.nan,
+            "bic": np.nan,
+            "elpd_loo": np.nan,
+            "elpd_loo_se": np.nan,
+            "n_obs": float(self.config_.get("n_customers", np.nan)),
+        }
+        if "log_likelihood" in self.idata_.groups():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # high Pareto k is reported by az.loo itself
+                result = self.loo()
+            out["elpd_loo"], out["elpd_loo_se"] = float(result["elpd_loo"]), float(result["se"])
         return out
 
     def loo(self, **kwargs: Any) -> az.ELPDData:
