@@ -370,7 +370,7 @@ def _fake_grouped_model(n_draws=50, seed=0):
         '{"group_col": "region", "priors": null, "time_unit": "W", "n_customers": 10, '
         '"method": "nuts"}'
     )
-    return HierarchicalBetaGeo._from_idata(idata)
+    return HierarchicalBetaGeo.from_idata(idata)
 
 
 def _customers():

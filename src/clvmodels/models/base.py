@@ -70,8 +70,6 @@ Spend models (:class:`SpendModel`)
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,39 +77,24 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
-from threadpoolctl import ThreadpoolController
 
-from clvmodels.errors import ConvergenceError, NotFittedError
+from clvmodels.errors import ModelFileError, NotFittedError
 
 __all__ = [
     "BaseModel",
-    "MaximumLikelihoodModel",
     "Model",
     "SimulatedPurchases",
     "SpendModel",
     "TransactionModel",
+    "check_payload_keys",
     "load",
     "registered_models",
+    "write_model_file",
 ]
-
-FORMAT_VERSION = 1
 
 # Every concrete model class registers itself here so that `load` can rebuild it
 # from the name stored in the file, without pickle.
 _REGISTRY: dict[str, type[BaseModel]] = {}
-
-# Multi-threaded BLAS makes L-BFGS-B's tiny vector updates an order of magnitude slower
-# (thread hand-offs dominate); the optimiser runs with BLAS pinned to one thread.
-_THREADPOOLS: ThreadpoolController | None = None
-
-
-def _single_threaded_blas() -> Any:
-    global _THREADPOOLS
-    if _THREADPOOLS is None:
-        _THREADPOOLS = ThreadpoolController()
-    return _THREADPOOLS.limit(limits=1, user_api="blas")
-
 
 @dataclass(frozen=True)
 class SimulatedPurchases:
@@ -237,7 +220,8 @@ class BaseModel:
     """Shared behaviour of all clvmodels models.
 
     Subclasses set ``param_names`` and implement ``fit``, ``param_draws``,
-    ``summary`` and ``save``; they are registered by class name for :func:`load`.
+    ``summary`` and ``save``; concrete models are registered by class name for
+    :func:`load` (engines and mixins subclass with ``register=False``).
     """
 
     param_names: ClassVar[tuple[str, ...]] = ()
@@ -246,9 +230,11 @@ class BaseModel:
     #: Time unit of the summary the model was fitted on.
     time_unit_: str | None = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.param_names:
+        # Engines and mixins pass register=False; every concrete model is registered
+        # under its class name, which is what a saved file records.
+        if register:
             _REGISTRY[cls.__name__] = cls
 
     # -- fitted-state helpers ---------------------------------------------------------
@@ -315,421 +301,110 @@ def load(path: str | Path) -> BaseModel:
     """Load a model written by ``model.save(path)``.
 
     JSON files hold maximum-likelihood models; NetCDF files hold Bayesian models
-    (their posterior and configuration). Nothing is ever unpickled.
+    (their posterior and configuration). Nothing is ever unpickled, no code named in
+    the file is run, and every value is checked before a model is built from it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ModelFileError
+        If the file is not a clvmodels model, names an unknown model, or holds a
+        value that would not make a valid model (the message names the file and field).
 
     Examples
     --------
-    >>> from clvmodels import BetaGeo, load, load_cdnow, rfm_summary
-    >>> model = BetaGeo().fit(rfm_summary(load_cdnow(), "customer_id", "date"))  # doctest: +SKIP
-    >>> model.save("bgnbd.json")  # doctest: +SKIP
-    >>> load("bgnbd.json").params_  # doctest: +SKIP
+    >>> import tempfile
+    >>> from clvmodels import GammaGamma, load, load_cdnow, rfm_summary
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = GammaGamma().fit(summary).save(Path(folder) / "spend.json")
+    ...     load(path).params_.round(2).to_dict()
+    {'p': 6.25, 'q': 3.74, 'gamma': 15.44}
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No saved model at {path}")
-    with path.open("rb") as fh:
-        head = fh.read(8)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a saved model")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as err:
+        raise ModelFileError(f"{path} cannot be read ({err})") from err
     if head.lstrip()[:1] == b"{":
-        payload = json.loads(path.read_text())
-        name = payload.get("model")
-        cls = _REGISTRY.get(name)
-        if cls is None:
-            raise ValueError(f"{path} names an unknown model {name!r}")
-        return cls._from_payload(payload)
+        try:
+            payload = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise ModelFileError(f"{path} is not valid JSON ({type(err).__name__}: {err})") from err
+        if not isinstance(payload, dict):
+            raise ModelFileError(f"{path} does not hold a JSON object")
+        return _model_class(payload.get("model"), path).from_payload(payload, source=str(path))
     if head.startswith(b"\x89HDF") or head.startswith(b"CDF"):
-        import arviz as az
-
-        import clvmodels.models.hierarchical  # noqa: F401  (registers the Bayesian models)
-
-        idata = az.from_netcdf(path)
-        name = idata.attrs.get("clvmodels_model") if hasattr(idata, "attrs") else None
-        if name is None and "posterior" in idata.groups():
-            name = idata.posterior.attrs.get("clvmodels_model")
-        cls = _REGISTRY.get(name)
-        if cls is None:
-            raise ValueError(f"{path} is NetCDF but names no known clvmodels model")
-        return cls._from_idata(idata)
-    raise ValueError(f"{path} is neither a clvmodels JSON nor a NetCDF model file")
-
-
-def _normal_quantile(interval: float) -> float:
-    if not 0 < interval < 1:
-        raise ValueError(f"interval must lie in (0, 1), got {interval}")
-    return float(stats.norm.ppf(0.5 + interval / 2))
-
-
-def _numerical_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Forward differences of an analytic gradient, symmetrised.
-
-    The gradient is exact, so one extra evaluation per parameter gives the Hessian to
-    about 1e-5 relative: ample for standard errors, at half the cost of central
-    differences.
-    """
-    k = x.size
-    g0 = grad(x)
-    hess = np.empty((k, k))
-    for j in range(k):
-        h = 1e-5 * max(1.0, abs(x[j]))
-        step = np.zeros(k)
-        step[j] = h
-        hess[:, j] = (grad(x + step) - g0) / h
-    return (hess + hess.T) / 2
-
-
-class MaximumLikelihoodModel(BaseModel):
-    """Declarative maximum-likelihood fitter.
-
-    A subclass provides
-
-    * ``param_names``: the parameter names, all strictly positive;
-    * ``_arrays(data)``: the validated summary frame as a dict of NumPy arrays;
-    * ``_neg_loglik_grad(log_params, arrays, weights)``: the weighted negative
-      log-likelihood and its gradient with respect to the log-parameters;
-    * ``_initial_log_params(arrays, weights)``: a list of starting points.
-
-    Optimisation runs on log-parameters, which removes the positivity bounds and
-    makes the asymptotic normal approximation (and therefore ``param_draws``)
-    respect the parameter space.
-    """
-
-    def __init__(self, penalizer: float = 0.0) -> None:
-        # Ridge penalty per customer on the log-parameters (0 = plain MLE).
-        self.penalizer = penalizer
-
-    # -- subclass hooks -------------------------------------------------------------
-    def _arrays(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def _neg_loglik_grad(
-        self, log_params: np.ndarray, arrays: Mapping[str, np.ndarray], weights: np.ndarray
-    ) -> tuple[float, np.ndarray]:
-        raise NotImplementedError
-
-    def _with_cache(
-        self, arrays: dict[str, Any], weights: np.ndarray
-    ) -> dict[str, Any]:
-        """Add parameter-free pieces of the likelihood (keys starting with ``_``)."""
-        return arrays
-
-    def _initial_log_params(
-        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
-    ) -> list[np.ndarray]:
-        return [self._log_reference(arrays, weights)]
-
-    def _log_reference(
-        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
-    ) -> np.ndarray:
-        """Natural centre of the log-parameters: 0, or the log data scale for scale
-        parameters. Estimates more than ``DRIFT_LIMIT`` away count as degenerate."""
-        return np.zeros(len(self.param_names))
-
-    # exp(12) ~ 1.6e5: a shape parameter beyond this (or a scale parameter this far
-    # from the data's own scale) means the likelihood is still rising towards the edge
-    # of the parameter space, i.e. the data do not identify the model.
-    DRIFT_LIMIT: ClassVar[float] = 12.0
-
-    # -- fitting ------------------------------------------------------------------
-    # Above this many distinct rows a first pass on a random subset finds the
-    # neighbourhood of the optimum cheaply; the full data then only polish it.
-    WARM_START_ROWS: ClassVar[int] = 40_000
-
-    def _objective(
-        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
-    ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
-        """Penalised negative log-likelihood per customer, with its gradient."""
-        total = float(weights.sum())
-        penalizer = float(self.penalizer)
-        reference = self._log_reference(arrays, weights)
-
-        # Scaled per customer so that tolerances mean the same thing for a thousand
-        # customers and for ten million.
-        def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = self._neg_loglik_grad(z, arrays, weights)
-            if penalizer:
-                # Ridge on the log-parameters around their natural centre: it keeps
-                # estimates away from both 0 and infinity on degenerate data.
-                dev = z - reference
-                value = value + penalizer * total * float(np.sum(dev**2))
-                grad = grad + penalizer * total * 2 * dev
-            if not np.isfinite(value):
-                return np.inf, np.zeros_like(z)
-            return value / total, grad / total
-
-        return objective
-
-    def _starts(
-        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
-    ) -> list[np.ndarray]:
-        starts = self._initial_log_params(arrays, weights)
-        n_rows = len(weights)
-        if n_rows <= self.WARM_START_ROWS:
-            return starts
-        # A uniform subset of the distinct rows, weights scaled up: an unbiased
-        # estimate of the full likelihood whose optimum lies close to the full one.
-        rng = np.random.default_rng(0)
-        keep = np.sort(rng.choice(n_rows, size=self.WARM_START_ROWS // 2, replace=False))
-        sub_weights = weights[keep] * (weights.sum() / weights[keep].sum())
-        sub_arrays = self._with_cache(
-            {k: v[keep] for k, v in arrays.items() if not k.startswith("_")}, sub_weights
-        )
         try:
-            warm = self._minimise(sub_arrays, sub_weights, starts)
-        except ConvergenceError:
-            return starts
-        return [warm.x, *starts]
+            import arviz as az
 
-    def _minimise(
-        self,
-        arrays: Mapping[str, np.ndarray],
-        weights: np.ndarray,
-        starts: list[np.ndarray],
-    ) -> optimize.OptimizeResult:
-        objective = self._objective(arrays, weights)
-        reference = self._log_reference(arrays, weights)
-        best: optimize.OptimizeResult | None = None
-        messages = []
-        for start in starts:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                res = optimize.minimize(
-                    objective,
-                    np.asarray(start, dtype=float),
-                    jac=True,
-                    method="L-BFGS-B",
-                    bounds=[(c - 30.0, c + 30.0) for c in reference],
-                    options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
-                )
-            messages.append(str(res.message))
-            if np.isfinite(res.fun) and (best is None or res.fun < best.fun):
-                best = res
-            grad_norm = float(np.max(np.abs(res.jac))) if np.all(np.isfinite(res.jac)) else 1.0
-            if res.success and grad_norm < 1e-5:
-                break
-        if best is None or not np.isfinite(best.fun):
-            raise ConvergenceError(
-                f"{type(self).__name__} could not evaluate a finite likelihood from any "
-                f"starting point (optimiser said: {'; '.join(messages)}). Check that the "
-                "summary is in consistent time units and that frequency, recency and T "
-                "are valid; a small `penalizer` (e.g. 1e-3) can help on degenerate data."
-            )
-        best.total_weight = float(weights.sum())
-        return best
+            idata = az.from_netcdf(path)
+            attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
+        except Exception as err:
+            raise ModelFileError(
+                f"{path} is not a readable NetCDF model file ({type(err).__name__}: {err})"
+            ) from err
+        name = attrs.get("clvmodels_model")
+        return _model_class(name, path).from_idata(idata, source=str(path))
+    raise ModelFileError(f"{path} is neither a clvmodels JSON nor a NetCDF model file")
 
-    def _optimise(
-        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray
-    ) -> optimize.OptimizeResult:
-        return self._minimise(arrays, weights, self._starts(arrays, weights))
 
-    def _finish_fit(
-        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray, n_obs: int
-    ) -> None:
-        with _single_threaded_blas():
-            res = self._optimise(arrays, weights)
-        z = np.asarray(res.x, dtype=float)
-        grad_norm = float(np.max(np.abs(res.jac)))
-        drift = np.abs(z - self._log_reference(arrays, weights))
-        if np.any(drift > self.DRIFT_LIMIT):
-            runaway = {
-                name: float(np.exp(v))
-                for name, v, d in zip(self.param_names, z, drift, strict=True)
-                if d > self.DRIFT_LIMIT
-            }
-            raise ConvergenceError(
-                f"{type(self).__name__} did not converge to a finite optimum: the likelihood "
-                f"keeps improving towards the edge of the parameter space ({runaway}), so "
-                "the data do not identify every parameter (e.g. nobody repeats, or nobody "
-                "shows signs of dropping out). What to try: (1) check that recency <= T and "
-                "that times are in one unit; (2) use more customers or a longer observation "
-                "period; (3) pass a small `penalizer` (e.g. 1e-3) to regularise the fit."
-            )
-        if grad_norm > 1e-3:
-            raise ConvergenceError(
-                f"{type(self).__name__} did not converge: optimiser said {res.message!r}, "
-                f"largest gradient {grad_norm:.2g}, log-parameters "
-                f"{dict(zip(self.param_names, np.round(z, 3), strict=True))}. What to try: "
-                "(1) check that recency <= T and that times are in one unit; "
-                "(2) look for a handful of customers with implausible frequency; "
-                "(3) pass a small `penalizer` (e.g. 1e-3) to regularise a flat likelihood."
-            )
-        self.params_ = pd.Series(np.exp(z), index=list(self.param_names), name="estimate")
-        self._log_params = z
-        self.log_likelihood_ = float(-res.fun * res.total_weight) if not self.penalizer else float(
-            -self._neg_loglik_grad(z, arrays, weights)[0]
+def _model_class(name: Any, path: Path) -> Any:
+    """The registered class named in a file; model modules are imported on demand."""
+    if not isinstance(name, str):
+        raise ModelFileError(f"{path}: field 'model' must name a clvmodels model, got {name!r}")
+    if name not in _REGISTRY:
+        _import_model_modules()
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ModelFileError(
+            f"{path} names an unknown model {name!r}; known models: {sorted(_REGISTRY)}"
         )
-        k = len(self.param_names)
-        self.n_obs_ = int(n_obs)
-        self.aic_ = 2 * k - 2 * self.log_likelihood_
-        self.bic_ = k * math.log(max(n_obs, 1)) - 2 * self.log_likelihood_
-        self.n_iterations_ = int(res.nit)
-        with _single_threaded_blas():
-            self.covariance_log_ = self._log_covariance(arrays, weights, z)
+    return cls
 
-    def _log_covariance(
-        self, arrays: Mapping[str, np.ndarray], weights: np.ndarray, z: np.ndarray
-    ) -> pd.DataFrame:
-        # With a penalizer the curvature of the penalised objective is the honest one:
-        # the estimate is then a posterior mode under a log-normal prior.
-        ridge = 2.0 * float(self.penalizer) * float(weights.sum())
-        reference = self._log_reference(arrays, weights)
 
-        def grad(x: np.ndarray) -> np.ndarray:
-            return self._neg_loglik_grad(x, arrays, weights)[1] + ridge * (x - reference)
+def _import_model_modules() -> None:
+    """Import every public module of this package, so that each model registers."""
+    import importlib
+    import pkgutil
 
-        names = list(self.param_names)
-        hess = _numerical_hessian(grad, z)
-        self.hessian_warning_ = None
-        try:
-            cov = np.linalg.inv(hess)
-            eig = np.linalg.eigvalsh(hess)
-            if not np.all(np.isfinite(cov)) or eig.min() <= 0:
-                raise np.linalg.LinAlgError("Hessian is not positive definite")
-        except np.linalg.LinAlgError as err:
-            self.hessian_warning_ = (
-                f"standard errors unavailable: the observed information matrix is singular "
-                f"or not positive definite ({err}); the optimum is flat in some direction, "
-                "typically because the data cannot identify every parameter."
-            )
-            warnings.warn(self.hessian_warning_, RuntimeWarning, stacklevel=3)
-            cov = np.full((len(names), len(names)), np.nan)
-        return pd.DataFrame(cov, index=names, columns=names)
+    import clvmodels.models as package
 
-    # -- contract -----------------------------------------------------------------
-    @property
-    def standard_errors_(self) -> pd.Series:
-        """Delta-method standard errors on the natural parameter scale."""
-        self._check_fitted()
-        se_log = np.sqrt(np.diag(self.covariance_log_.to_numpy()))
-        return pd.Series(self.params_.to_numpy() * se_log, index=self.params_.index, name="se")
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
-    def summary(self, interval: float = 0.95) -> pd.DataFrame:
-        """Estimates, standard errors and ``interval`` confidence intervals.
 
-        Intervals are symmetric on the log scale (so they never leave the positive
-        half-line) and mapped back: ``exp(log(theta) +- z * se_log)``.
-        """
-        self._check_fitted()
-        z = _normal_quantile(interval)
-        se_log = np.sqrt(np.diag(self.covariance_log_.to_numpy()))
-        est = self.params_.to_numpy()
-        pct = f"{100 * interval:g}%"
-        table = pd.DataFrame(
-            {
-                "estimate": est,
-                "se": est * se_log,
-                f"lower {pct}": est * np.exp(-z * se_log),
-                f"upper {pct}": est * np.exp(z * se_log),
-            },
-            index=self.params_.index,
-        )
-        table.attrs.update(
-            {
-                "log_likelihood": self.log_likelihood_,
-                "aic": self.aic_,
-                "bic": self.bic_,
-                "n_obs": self.n_obs_,
-                "note": self.hessian_warning_ or "",
-            }
-        )
-        return table
+def check_payload_keys(
+    payload: Mapping[str, Any], *, required: set[str], optional: set[str], source: str
+) -> None:
+    """Raise :class:`ModelFileError` for missing or unknown top-level keys."""
+    missing = sorted(required - set(payload))
+    if missing:
+        raise ModelFileError(f"{source}: missing field(s) {missing}")
+    unknown = sorted(set(payload) - required - optional)
+    if unknown:
+        raise ModelFileError(f"{source}: unknown field(s) {unknown}")
 
-    def param_draws(self, n: int, random_state: Any = None) -> pd.DataFrame:
-        """Draws from the estimator's asymptotic sampling distribution.
 
-        The MLE of the log-parameters is approximately normal with the inverse
-        observed information as covariance; draws are taken there and exponentiated.
+def write_model_file(path: str | Path, content: bytes | Callable[[Path], None]) -> Path:
+    """Write a model file atomically: ``content`` bytes, or a callback that writes a path.
 
-        Parameters
-        ----------
-        n : int
-            Number of draws.
-        random_state : int, numpy Generator or None
-            Seed for reproducible draws.
-        """
-        self._check_fitted()
-        if int(n) < 1:
-            raise ValueError(f"n must be a positive integer, got {n}")
-        cov = self.covariance_log_.to_numpy()
-        if not np.all(np.isfinite(cov)):
-            raise ValueError(
-                f"{type(self).__name__} has no finite covariance, so no parameter draws: "
-                f"{self.hessian_warning_}"
-            )
-        rng = np.random.default_rng(random_state)
-        z = rng.multivariate_normal(self._log_params, cov, size=int(n), method="eigh")
-        return pd.DataFrame(np.exp(z), columns=list(self.param_names))
+    A reader never sees a half-written file and a failed write leaves nothing behind.
+    """
+    from clvmodels._io import write_atomically
 
-    # -- persistence ----------------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
-        return {"penalizer": self.penalizer}
+    if isinstance(content, bytes):
+        data = content
 
-    def _fitted_extra(self) -> dict[str, Any]:
-        return {}
+        def content(tmp: Path) -> None:
+            tmp.write_bytes(data)
 
-    def save(self, path: str | Path) -> Path:
-        """Write parameters, covariance and settings as JSON (never the data)."""
-        self._check_fitted()
-        path = Path(path)
-        payload = {
-            "model": type(self).__name__,
-            "format_version": FORMAT_VERSION,
-            "settings": self._settings(),
-            "params": self.params_.to_dict(),
-            "covariance_log": self.covariance_log_.to_numpy().tolist(),
-            "log_likelihood": self.log_likelihood_,
-            "n_obs": self.n_obs_,
-            "time_unit": getattr(self, "time_unit_", None),
-            "extra": self._fitted_extra(),
-        }
-        text = json.dumps(payload, indent=2, allow_nan=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        return path
-
-    @classmethod
-    def _from_payload(cls, payload: Mapping[str, Any]) -> MaximumLikelihoodModel:
-        model = cls(**payload.get("settings", {}))
-        model._set_fitted(
-            params=payload["params"],
-            covariance_log=np.asarray(payload["covariance_log"], dtype=float),
-            log_likelihood=payload.get("log_likelihood", float("nan")),
-            n_obs=payload.get("n_obs", 0),
-            time_unit=payload.get("time_unit"),
-        )
-        model._restore_extra(payload.get("extra", {}))
-        return model
-
-    def _restore_extra(self, extra: Mapping[str, Any]) -> None:
-        return None
-
-    def _set_fitted(
-        self,
-        params: Mapping[str, float],
-        covariance_log: np.ndarray | None = None,
-        log_likelihood: float = float("nan"),
-        n_obs: int = 0,
-        time_unit: str | None = None,
-    ) -> None:
-        """Install fitted state directly (loading, migration from lifetimes)."""
-        names = list(self.param_names)
-        missing = [k for k in names if k not in params]
-        if missing:
-            raise ValueError(f"{type(self).__name__} needs parameters {names}; missing {missing}")
-        values = np.array([float(params[k]) for k in names])
-        if np.any(~np.isfinite(values)) or np.any(values <= 0):
-            raise ValueError(f"parameters must be finite and positive, got {dict(params)}")
-        self.params_ = pd.Series(values, index=names, name="estimate")
-        self._log_params = np.log(values)
-        cov = (
-            np.full((len(names), len(names)), np.nan)
-            if covariance_log is None
-            else np.asarray(covariance_log, dtype=float)
-        )
-        self.covariance_log_ = pd.DataFrame(cov, index=names, columns=names)
-        self.log_likelihood_ = float(log_likelihood)
-        self.n_obs_ = int(n_obs)
-        k = len(names)
-        self.aic_ = 2 * k - 2 * self.log_likelihood_
-        self.bic_ = k * math.log(max(self.n_obs_, 1)) - 2 * self.log_likelihood_
-        self.time_unit_ = time_unit
-        self.hessian_warning_ = None if np.all(np.isfinite(cov)) else "no covariance available"
+    return write_atomically(Path(path), content)

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1
 
-from clvmodels.data import compress, count_distinct, validate_summary
+from clvmodels.data import compress, validate_summary
 from clvmodels.errors import DataValidationError
-from clvmodels.models.base import MaximumLikelihoodModel, SimulatedPurchases
+from clvmodels.models.base import SimulatedPurchases
+from clvmodels.models.mle import MaximumLikelihoodModel
+from clvmodels.models.ops import NUMPY
 
 __all__ = [
     "BetaGeo",
@@ -41,28 +43,28 @@ _SUMMARY_COLUMNS = ("frequency", "recency", "T")
 # --------------------------------------------------------------------------------------
 # Pure functions
 # --------------------------------------------------------------------------------------
-def _log_dropout_odds(r, alpha, a, b, x, t_x, T):
-    """log of a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x); -inf where x == 0.
+def _log_dropout_odds(r, alpha, a, b, x, t_x, T, ops=NUMPY):
+    """log of a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x) for repeat buyers (x > 0).
 
     This is the log odds of having dropped out after the last purchase, the term
-    that FHL 2005 eq. (6) and (10) share.
+    that FHL 2005 eq. (6) and (10) share; rows with ``x == 0`` get a finite
+    placeholder (they have no such branch).
     """
     repeat = x > 0
-    b_x1 = np.where(repeat, b + x - 1, 1.0)
-    odds = (
-        np.log(a)
-        - np.log(b_x1)
-        + (r + x) * (np.log(alpha + T) - np.log(alpha + np.where(repeat, t_x, T)))
+    return (
+        ops.log(a)
+        - ops.log(ops.where(repeat, b + x - 1, 1.0))
+        + (r + x) * (ops.log(alpha + T) - ops.log(alpha + np.where(repeat, t_x, T)))
     )
-    return np.where(repeat, odds, -np.inf)
 
 
-def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T):
+def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T, ops=NUMPY):
     """Per-customer BG/NBD log-likelihood, FHL 2005 eq. (6), in log space.
 
     ``L = A1 * A2 * (A3 + [x > 0] A4)`` with
     ``A1 = Gamma(r+x) alpha^r / Gamma(r)``, ``A2 = B(a, b+x) / B(a, b)``,
-    ``A3 = (alpha+T)^-(r+x)`` and ``A4 = a / (b+x-1) (alpha+t_x)^-(r+x)``.
+    ``A3 = (alpha+T)^-(r+x)`` and ``A4 = a / (b+x-1) (alpha+t_x)^-(r+x)``;
+    ``log(A3 + A4) = log A3 + softplus(log(A4 / A3))``, so no large exponent is taken.
 
     Parameters
     ----------
@@ -70,6 +72,9 @@ def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T):
         Model parameters, broadcastable against the customer arrays.
     frequency, recency, T : array
         Repeat purchases ``x``, time of last purchase ``t_x`` and age ``T``.
+    ops : namespace, default NUMPY
+        Array namespace (:mod:`clvmodels.models.ops`): NumPy values, forward-mode
+        derivatives, or a PyTensor graph.
 
     Returns
     -------
@@ -84,11 +89,11 @@ def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T):
     x = np.asarray(frequency, dtype=float)
     t_x = np.asarray(recency, dtype=float)
     T = np.asarray(T, dtype=float)
-    log_a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    log_a2 = betaln(a, b + x) - betaln(a, b)
-    log_a3 = -(r + x) * np.log(alpha + T)
-    log_a4 = log_a3 + _log_dropout_odds(r, alpha, a, b, x, t_x, T)
-    return log_a1 + log_a2 + np.logaddexp(log_a3, log_a4)
+    log_a1 = ops.gammaln(r + x) - ops.gammaln(r) + r * ops.log(alpha)
+    log_a2 = ops.betaln(a, b + x) - ops.betaln(a, b)
+    log_a3 = -(r + x) * ops.log(alpha + T)
+    odds = _log_dropout_odds(r, alpha, a, b, x, t_x, T, ops)
+    return log_a1 + log_a2 + log_a3 + ops.where(x > 0, ops.softplus(odds), 0.0)
 
 
 def frequency_groups(frequency: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -180,7 +185,7 @@ def bgnbd_probability_alive(r, alpha, a, b, frequency, recency, T):
     """
     x = np.asarray(frequency, dtype=float)
     odds = _log_dropout_odds(r, alpha, a, b, x, np.asarray(recency, float), np.asarray(T, float))
-    return expit(-odds)
+    return np.where(x > 0, expit(-odds), 1.0)
 
 
 def _purchases_while_alive_quadrature(t, s, h, a, b_x):
@@ -654,7 +659,12 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
 
     param_names = ("r", "alpha", "a", "b")
 
-    def fit(self, data: pd.DataFrame, weights: np.ndarray | pd.Series | None = None) -> BetaGeo:
+    @staticmethod
+    def log_likelihood(params, data, ops):
+        """FHL 2005 eq. (6): :func:`bgnbd_log_likelihood`."""
+        return bgnbd_log_likelihood(**params, **data, ops=ops)
+
+    def fit(self, data: Any, weights: Any = None) -> BetaGeo:
         """Fit by maximum likelihood.
 
         Identical ``(frequency, recency, T)`` rows are collapsed into weighted rows
@@ -671,23 +681,23 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
         -------
         self
         """
-        data = validate_summary(data, context="BetaGeo.fit")
-        if not (data["frequency"].to_numpy() > 0).any():
-            raise ValueError(
-                f"BetaGeo needs repeat purchases to learn from, but none of the {len(data)} "
+        frame = validate_summary(data, context="BetaGeo.fit")
+        if not (frame["frequency"].to_numpy() > 0).any():
+            raise DataValidationError(
+                f"BetaGeo needs repeat purchases to learn from, but none of the {len(frame)} "
                 "customers has frequency > 0 (check the observation period and `freq`)"
             )
-        arrays, w, n_obs = _weighted_rows(data, weights, _SUMMARY_COLUMNS)
-        self.time_unit_ = data.attrs.get("time_unit")
-        self._finish_fit(self._with_cache(arrays, w), w, n_obs)
-        return self
+        return super().fit(frame, weights)
 
+    # The analytic gradient evaluates the gamma-function terms once per distinct
+    # frequency and the dropout term on repeat buyers only: benchmarks/bench_mle.py
+    # measures it against the automatic gradient of the same likelihood.
     def _with_cache(self, arrays, weights):
         return {**arrays, "_groups": frequency_groups(arrays["frequency"], weights)}
 
-    def _neg_loglik_grad(self, log_params, arrays, weights):
+    def _neg_loglik_grad(self, theta, arrays, weights):
         return bgnbd_neg_loglik_grad(
-            log_params, arrays["frequency"], arrays["recency"], arrays["T"], weights,
+            theta, arrays["frequency"], arrays["recency"], arrays["T"], weights,
             arrays.get("_groups"),
         )
 
@@ -695,7 +705,7 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
         scale = float(np.average(arrays["T"], weights=weights))
         return np.log([1.0, scale, 1.0, 1.0])
 
-    def _initial_log_params(self, arrays, weights):
+    def _initial_values(self, arrays, weights):
         scale = float(np.average(arrays["T"], weights=weights))
         starts = [
             (1.0, scale, 1.0, 1.0),
@@ -736,30 +746,3 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
         model = cls(penalizer=float(getattr(fitter, "penalizer_coef", 0.0)))
         model._set_fitted(params, covariance_log=cov_log, log_likelihood=log_lik, n_obs=n_obs)
         return model
-
-
-def _weighted_rows(
-    data: pd.DataFrame, weights: Any, columns: tuple[str, ...]
-) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
-    """Distinct rows as arrays, with their customer counts (or the user's weights)."""
-    arrays = {c: data[c].to_numpy(dtype=float) for c in columns}
-    if weights is None:
-        uniques, counts = count_distinct(list(arrays.values()))
-        return dict(zip(columns, uniques, strict=True)), counts, len(data)
-    w = _checked_weights(weights, data)
-    keep = w > 0
-    return {c: v[keep] for c, v in arrays.items()}, w[keep], round(float(w.sum()))
-
-
-def _checked_weights(weights: Any, data: pd.DataFrame) -> np.ndarray:
-    """User weights as floats, one per row, finite and non-negative."""
-    w = np.asarray(weights, dtype=float)
-    if w.shape != (len(data),):
-        raise ValueError(f"weights must have one entry per row ({len(data)}), got shape {w.shape}")
-    bad = ~np.isfinite(w) | (w < 0)
-    if bad.any():
-        ids = list(data.index[bad][:5])
-        raise ValueError(
-            f"weights: {int(bad.sum())} rows are negative or not finite (first ids {ids})"
-        )
-    return w

@@ -22,8 +22,10 @@ import pandas as pd
 from scipy.special import digamma, gammaln
 
 from clvmodels.data import validate_summary
-from clvmodels.models.base import MaximumLikelihoodModel, SimulatedPurchases
-from clvmodels.models.beta_geo import _checked_weights
+from clvmodels.errors import DataValidationError
+from clvmodels.models.base import SimulatedPurchases
+from clvmodels.models.mle import MaximumLikelihoodModel
+from clvmodels.models.ops import NUMPY
 
 __all__ = [
     "GammaGamma",
@@ -40,12 +42,12 @@ _SPEND_COLUMNS = ("frequency", "monetary_value")
 CORRELATION_WARNING = 0.3
 
 
-def gamma_gamma_log_likelihood(p, q, gamma, frequency, monetary_value):
+def gamma_gamma_log_likelihood(p, q, gamma, frequency, monetary_value, ops=NUMPY):
     """Log density of a customer's mean spend ``m_x`` over ``x`` transactions.
 
     ``f(m_x) = Gamma(px+q) / (Gamma(px) Gamma(q)) * gamma^q * m_x^(px-1) * x^(px)
     / (gamma + m_x x)^(px+q)`` (Fader & Hardie 2013, eq. 4). Only defined for
-    ``x > 0``.
+    ``x > 0``. ``ops`` is the array namespace (:mod:`clvmodels.models.ops`).
 
     Examples
     --------
@@ -56,13 +58,13 @@ def gamma_gamma_log_likelihood(p, q, gamma, frequency, monetary_value):
     m = np.asarray(monetary_value, dtype=float)
     px = p * x
     return (
-        gammaln(px + q)
-        - gammaln(px)
-        - gammaln(q)
-        + q * np.log(gamma)
+        ops.gammaln(px + q)
+        - ops.gammaln(px)
+        - ops.gammaln(q)
+        + q * ops.log(gamma)
         + (px - 1) * np.log(m)
         + px * np.log(x)
-        - (px + q) * np.log(gamma + m * x)
+        - (px + q) * ops.log(gamma + m * x)
     )
 
 
@@ -285,10 +287,15 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
     """
 
     param_names = ("p", "q", "gamma")
+    # Mean spend is continuous, so rows hardly ever repeat: no compression.
+    compress_rows = False
 
-    def fit(
-        self, data: pd.DataFrame, weights: np.ndarray | pd.Series | None = None
-    ) -> GammaGamma:
+    @staticmethod
+    def log_likelihood(params, data, ops):
+        """Fader & Hardie (2013) eq. (4): :func:`gamma_gamma_log_likelihood`."""
+        return gamma_gamma_log_likelihood(**params, **data, ops=ops)
+
+    def fit(self, data: Any, weights: Any = None) -> GammaGamma:
         """Fit on the repeat buyers of ``data``.
 
         Parameters
@@ -302,20 +309,16 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
         -------
         self
         """
-        data = validate_summary(
+        frame = validate_summary(
             data, require_monetary=True, require_timing=False, context="GammaGamma.fit"
         )
-        repeat = data["frequency"].to_numpy() > 0
-        self.n_excluded_ = int((~repeat).sum())
+        repeat = frame["frequency"].to_numpy() > 0
         if repeat.sum() < 2:
-            raise ValueError(
+            raise DataValidationError(
                 "GammaGamma needs customers with repeat purchases (frequency > 0) to learn "
-                f"spend; found {int(repeat.sum())} among {len(data)} customers"
+                f"spend; found {int(repeat.sum())} among {len(frame)} customers"
             )
-        buyers = data.loc[repeat]
-        if weights is not None:
-            weights = np.asarray(weights, dtype=float)[repeat]
-        self.frequency_spend_correlation_ = _correlation(buyers)
+        self.frequency_spend_correlation_ = _correlation(frame.loc[repeat])
         if abs(self.frequency_spend_correlation_) > CORRELATION_WARNING:
             warnings.warn(
                 "GammaGamma assumes spend is independent of purchase frequency, but their "
@@ -324,29 +327,26 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
                 UserWarning,
                 stacklevel=2,
             )
-        # Mean spend is continuous, so rows rarely repeat: no compression here.
-        w = np.ones(len(buyers)) if weights is None else _checked_weights(weights, buyers)
-        keep = w > 0
-        self.time_unit_ = data.attrs.get("time_unit")
-        arrays = {c: buyers[c].to_numpy(dtype=float)[keep] for c in _SPEND_COLUMNS}
-        self._finish_fit(self._with_cache(arrays, w[keep]), w[keep], round(float(w.sum())))
-        return self
+        return super().fit(frame, weights)
+
+    def _fit_rows(self, data: pd.DataFrame) -> np.ndarray:
+        # Only repeat purchases carry spend information (the first is not in m_x).
+        return data["frequency"].to_numpy() > 0
 
     def _with_cache(self, arrays, weights):
         stats = spend_statistics(arrays["frequency"], arrays["monetary_value"], weights)
         return {**arrays, "_stats": stats}
 
-    def _neg_loglik_grad(self, log_params, arrays, weights):
+    def _neg_loglik_grad(self, theta, arrays, weights):
         return gamma_gamma_neg_loglik_grad(
-            log_params, arrays["frequency"], arrays["monetary_value"], weights,
-            arrays.get("_stats"),
+            theta, arrays["frequency"], arrays["monetary_value"], weights, arrays.get("_stats"),
         )
 
     def _log_reference(self, arrays, weights):
         mean_spend = float(np.average(arrays["monetary_value"], weights=weights))
         return np.log([1.0, 1.0, mean_spend])
 
-    def _initial_log_params(self, arrays, weights):
+    def _initial_values(self, arrays, weights):
         # Method-of-moments flavoured start: spend per transaction has mean p/nu.
         mean_spend = float(np.average(arrays["monetary_value"], weights=weights))
         starts = [
@@ -356,12 +356,6 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
             (20.0, 10.0, 5.0 * mean_spend),
         ]
         return [np.log(s) for s in starts]
-
-    def _fitted_extra(self) -> dict[str, Any]:
-        return {"n_excluded": getattr(self, "n_excluded_", 0)}
-
-    def _restore_extra(self, extra: dict[str, Any]) -> None:
-        self.n_excluded_ = int(extra.get("n_excluded", 0))
 
     @classmethod
     def from_lifetimes(cls, fitter: Any) -> GammaGamma:

@@ -225,7 +225,7 @@ def _group_labels(data: pd.DataFrame, group_col: str, context: str) -> pd.Series
     return labels.astype(str)
 
 
-class _BayesianModel(BaseModel):
+class _BayesianModel(BaseModel, register=False):
     """What the Bayesian transaction and spend models share."""
 
     _mle_class: ClassVar[type]
@@ -954,7 +954,7 @@ class _BayesianModel(BaseModel):
         return path
 
     @classmethod
-    def _from_idata(cls, idata: az.InferenceData) -> _BayesianModel:
+    def from_idata(cls, idata: az.InferenceData, source: str = "model file") -> _BayesianModel:
         config = json.loads(idata.posterior.attrs["clvmodels_config"])
         model = cls(group_col=config.get("group_col"), priors=config.get("priors"))
         model._set_from_idata(idata, config)
