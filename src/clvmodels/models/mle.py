@@ -611,7 +611,8 @@ class MaximumLikelihoodModel(BaseModel, register=False):
                 f"{source}: field 'format_version' is {version!r}; this version of clvmodels "
                 f"reads 1 and {FORMAT_VERSION}"
             )
-        settings = payload.get("settings") or {}
+        settings = payload.get("settings")
+        settings = {} if settings is None else settings
         if not isinstance(settings, Mapping):
             raise ModelFileError(f"{source}: field 'settings' must be an object")
         try:
@@ -620,7 +621,8 @@ class MaximumLikelihoodModel(BaseModel, register=False):
                 check_penalizer(settings["penalizer"])
         except (TypeError, ValueError) as err:
             raise ModelFileError(f"{source}: field 'settings' is invalid ({err})") from err
-        extra = payload.get("extra") or {}
+        extra = payload.get("extra")
+        extra = {} if extra is None else extra
         if not isinstance(extra, Mapping):
             raise ModelFileError(f"{source}: field 'extra' must be an object")
         key = "covariance" if "covariance" in payload else "covariance_log"
