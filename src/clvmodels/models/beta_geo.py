@@ -664,30 +664,12 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
         """FHL 2005 eq. (6): :func:`bgnbd_log_likelihood`."""
         return bgnbd_log_likelihood(**params, **data, ops=ops)
 
-    def fit(self, data: Any, weights: Any = None) -> BetaGeo:
-        """Fit by maximum likelihood.
-
-        Identical ``(frequency, recency, T)`` rows are collapsed into weighted rows
-        first, so the cost follows the number of distinct rows, not customers.
-
-        Parameters
-        ----------
-        data : DataFrame
-            Summary frame with ``frequency``, ``recency`` and ``T``.
-        weights : array-like, optional
-            Number of customers each row stands for (for pre-aggregated data).
-
-        Returns
-        -------
-        self
-        """
-        frame = validate_summary(data, context="BetaGeo.fit")
-        if not (frame["frequency"].to_numpy() > 0).any():
+    def _check_data(self, data: pd.DataFrame) -> None:
+        if not (data["frequency"].to_numpy() > 0).any():
             raise DataValidationError(
-                f"BetaGeo needs repeat purchases to learn from, but none of the {len(frame)} "
+                f"BetaGeo needs repeat purchases to learn from, but none of the {len(data)} "
                 "customers has frequency > 0 (check the observation period and `freq`)"
             )
-        return super().fit(frame, weights)
 
     # The analytic gradient evaluates the gamma-function terms once per distinct
     # frequency and the dropout term on repeat buyers only: benchmarks/bench_mle.py

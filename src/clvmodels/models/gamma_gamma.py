@@ -295,39 +295,22 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
         """Fader & Hardie (2013) eq. (4): :func:`gamma_gamma_log_likelihood`."""
         return gamma_gamma_log_likelihood(**params, **data, ops=ops)
 
-    def fit(self, data: Any, weights: Any = None) -> GammaGamma:
-        """Fit on the repeat buyers of ``data``.
-
-        Parameters
-        ----------
-        data : DataFrame
-            Summary frame with ``frequency`` and ``monetary_value``.
-        weights : array-like, optional
-            Number of customers each row stands for.
-
-        Returns
-        -------
-        self
-        """
-        frame = validate_summary(
-            data, require_monetary=True, require_timing=False, context="GammaGamma.fit"
-        )
-        repeat = frame["frequency"].to_numpy() > 0
+    def _check_data(self, data: pd.DataFrame) -> None:
+        repeat = data["frequency"].to_numpy() > 0
         if repeat.sum() < 2:
             raise DataValidationError(
                 "GammaGamma needs customers with repeat purchases (frequency > 0) to learn "
-                f"spend; found {int(repeat.sum())} among {len(frame)} customers"
+                f"spend; found {int(repeat.sum())} among {len(data)} customers"
             )
-        self.frequency_spend_correlation_ = _correlation(frame.loc[repeat])
+        self.frequency_spend_correlation_ = _correlation(data.loc[repeat])
         if abs(self.frequency_spend_correlation_) > CORRELATION_WARNING:
             warnings.warn(
                 "GammaGamma assumes spend is independent of purchase frequency, but their "
                 f"correlation among repeat buyers is {self.frequency_spend_correlation_:.2f}; "
                 "expected spend may be biased.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
-        return super().fit(frame, weights)
 
     def _fit_rows(self, data: pd.DataFrame) -> np.ndarray:
         # Only repeat purchases carry spend information (the first is not in m_x).

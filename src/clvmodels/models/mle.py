@@ -176,6 +176,9 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         """Which rows inform the fit (all by default); the others are counted."""
         return np.ones(len(data), dtype=bool)
 
+    def _check_data(self, data: pd.DataFrame) -> None:
+        """Model-specific checks of a validated summary before fitting (raise or warn)."""
+
     def _log_reference(self, arrays: Mapping[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Natural centre of the transformed parameters: 0 unless the model says so."""
         return np.zeros(len(self.param_names))
@@ -270,6 +273,7 @@ class MaximumLikelihoodModel(BaseModel, register=False):
             context=f"{name}.fit",
         )
         w_all = None if weights is None else checked_weights(weights, frame)
+        self._check_data(frame)
         use = np.asarray(self._fit_rows(frame), dtype=bool)
         self.n_excluded_ = int((~use).sum())
         rows = frame.loc[use] if self.n_excluded_ else frame
