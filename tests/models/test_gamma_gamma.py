@@ -157,3 +157,30 @@ def test_needs_only_frequency_and_monetary_value(cdnow_summary, fitted):
     pd.testing.assert_series_equal(
         model.expected_spend(data=spend_only), fitted.expected_spend(data=cdnow_summary)
     )
+
+
+@pytest.mark.parametrize("extreme", [1e10, 1e12])
+def test_one_extreme_spender_does_not_decide_convergence(cdnow_summary, extreme):
+    """A single customer with an absurd mean spend among CDNOW's 946 repeat buyers used
+    to trip the edge-of-parameter-space check (it measured drift from the arithmetic
+    mean spend, which one outlier inflates); the fit must reach the finite optimum."""
+    from scipy import optimize
+
+    data = cdnow_summary.copy()
+    data.loc[data.index[data["frequency"] > 0][0], "monetary_value"] = extreme
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # frequency-spend correlation
+        model = GammaGamma().fit(data)
+    buyers = data[data["frequency"] > 0]
+
+    def neg_loglik(z):
+        return -gamma_gamma_log_likelihood(
+            *np.exp(z), buyers["frequency"].to_numpy(), buyers["monetary_value"].to_numpy()
+        ).sum()
+
+    reference = optimize.minimize(
+        neg_loglik, np.log([10.0, 3.0, 7.0]), method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 20_000},
+    )
+    np.testing.assert_allclose(np.log(model.params_.to_numpy()), reference.x, atol=1e-5)
+    assert model.log_likelihood_ == pytest.approx(-reference.fun, rel=1e-9)
