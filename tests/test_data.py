@@ -708,11 +708,12 @@ def test_non_positive_monetary_value_for_repeat_buyers(summary):
     frame = summary.copy()
     frame.loc[[103, 106], "monetary_value"] = [0.0, -4.0]
     validate_summary(frame)  # not required: not checked
+    validate_summary(frame, require_monetary=True)  # present and finite is enough
     with pytest.raises(
         DataValidationError,
         match=r"column 'monetary_value': 2 of 7 rows are <= 0 .*\[103, 106\]",
     ):
-        validate_summary(frame, require_monetary=True, context="GammaGamma.fit")
+        validate_summary(frame, positive_monetary=True, context="GammaGamma.fit")
 
 
 def test_duplicate_customer_ids(summary):

@@ -673,6 +673,7 @@ def validate_summary(
     data: Any,
     *,
     require_monetary: bool = False,
+    positive_monetary: bool = False,
     context: str = "",
     require_timing: bool = True,
 ) -> pd.DataFrame:
@@ -685,7 +686,11 @@ def validate_summary(
         ``monetary_value`` when ``require_monetary``), in one time unit. Customer ids
         are the index, or a column (e.g. after a round trip through Polars).
     require_monetary : bool, default False
-        Also require a positive ``monetary_value`` for every repeat buyer.
+        Also require a numeric, finite ``monetary_value`` column.
+    positive_monetary : bool, default False
+        Also require ``monetary_value > 0`` for every repeat buyer (a spend model's
+        strict mode; by default spend models leave such customers out of their fit
+        and count them).
     context : str
         Prefix for error messages, e.g. ``"BetaGeo.fit"``.
 
@@ -703,7 +708,8 @@ def validate_summary(
         or non-integer frequency; negative recency; T negative, or zero for a
         customer with repeat purchases; recency > T (beyond a 1e-9 relative
         tolerance); frequency 0 with non-zero recency; non-positive
-        monetary_value where frequency > 0; duplicate customer ids in the index.
+        monetary_value where frequency > 0 (with ``positive_monetary``); duplicate
+        customer ids in the index.
         A customer whose first purchase falls in the last period (T = 0, no repeat
         purchases) is valid: such customers appear whenever a summary is cut at the
         last date of a log, and their likelihood contribution is simply 1.
@@ -727,6 +733,7 @@ def validate_summary(
     # Spend models need only frequency and monetary value; timing columns are then
     # checked only when present.
     timing = [c for c in ("recency", "T") if require_timing or c in frame.columns]
+    require_monetary = require_monetary or positive_monetary
     required = ["frequency", *timing] + (["monetary_value"] if require_monetary else [])
     _check_columns(frame, required, context)
     ids = _ids_of(frame)
@@ -760,7 +767,7 @@ def validate_summary(
         fail("frequency", bad, "are not whole numbers (frequency counts repeat purchases)")
     if len(timing) == 2:
         _check_timing(x, arrays["recency"], arrays["T"], fail)
-    if require_monetary:
+    if positive_monetary:
         m = arrays["monetary_value"]
         if (bad := (x > 0) & (m <= 0)).any():
             fail(

@@ -131,12 +131,42 @@ def test_needs_repeat_buyers():
 
 
 def test_monetary_value_is_validated():
-    data = pd.DataFrame({"frequency": [2, 1], "recency": [3.0, 1.0], "T": [5.0, 5.0],
-                         "monetary_value": [-4.0, 3.0]})
-    with pytest.raises(DataValidationError, match="monetary_value"):
-        GammaGamma().fit(data)
+    data = pd.DataFrame({"frequency": [2, 1, 3], "recency": [3.0, 1.0, 4.0],
+                         "T": [5.0, 5.0, 5.0], "monetary_value": [-4.0, 3.0, 5.0]})
+    with pytest.raises(DataValidationError, match=r"monetary_value': 1 of 3 rows are <= 0"):
+        GammaGamma(strict=True).fit(data)
     with pytest.raises(DataValidationError, match="monetary_value"):
         GammaGamma().fit(data.drop(columns="monetary_value"))
+    with pytest.raises(DataValidationError, match="missing"):
+        GammaGamma().fit(data.assign(monetary_value=[np.nan, 3.0, 5.0]))
+
+
+def test_one_customer_with_zero_spend_does_not_stop_the_full_cdnow_cohort():
+    """The full CDNOW cohort has 80 transactions of amount 0.00; one repeat buyer's mean
+    spend is 0. The fit leaves that customer out (counted, named in a warning) and the
+    customer is still scored, with the population mean spend."""
+    from clvmodels import load_cdnow, rfm_summary
+
+    summary = rfm_summary(load_cdnow(sample=False), "customer_id", "date", "amount",
+                          observation_end="1998-06-30")
+    zero = summary.index[(summary["frequency"] > 0) & (summary["monetary_value"] <= 0)]
+    assert list(zero) == [10244]
+    with pytest.warns(UserWarning, match=r"1 of 23570 customers .*\[10244\]"):
+        model = GammaGamma().fit(summary)
+    assert model.exclusions_ == {
+        "no repeat purchase": int((summary["frequency"] == 0).sum()),
+        "non-positive mean spend": 1,
+    }
+    assert model.n_excluded_ == sum(model.exclusions_.values())
+    p, q, gamma = model.params_
+    spend = model.expected_spend(data=summary)
+    assert spend.loc[10244] == pytest.approx(p * gamma / (q - 1), rel=1e-12)
+    assert np.isfinite(spend).all() and (spend > 0).all()
+    # The fit equals a fit on the usable customers alone.
+    usable = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
+    np.testing.assert_allclose(GammaGamma().fit(usable).params_, model.params_, rtol=1e-9)
+    with pytest.raises(DataValidationError, match=r"\[10244\]"):
+        GammaGamma(strict=True).fit(summary)
 
 
 def test_save_load_round_trip(fitted, cdnow_summary, tmp_path):

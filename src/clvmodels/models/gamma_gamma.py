@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.special import digamma, gammaln
 
 from clvmodels.data import validate_summary
-from clvmodels.errors import DataValidationError
+from clvmodels.errors import DataValidationError, ModelFileError
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.mle import MaximumLikelihoodModel
 from clvmodels.models.ops import NUMPY
@@ -143,14 +143,28 @@ def gamma_gamma_expected_spend(p, q, gamma, frequency, monetary_value):
     ``p gamma / (q - 1)`` and the customer's observed mean. For ``x = 0`` it is the
     population mean. Needs ``q > 1`` (a finite population mean).
 
+    A repeat buyer whose mean spend is not positive (refunds netted against
+    purchases) has no spend history the model can use: like a customer without
+    repeat purchases, it gets the population mean.
+
     Examples
     --------
     >>> round(float(gamma_gamma_expected_spend(6.25, 3.74, 15.44, 0, 0.0)), 2)
     35.22
+    >>> round(float(gamma_gamma_expected_spend(6.25, 3.74, 15.44, 3, -2.0)), 2)
+    35.22
     """
-    x = np.asarray(frequency, dtype=float)
-    m = np.where(x > 0, np.asarray(monetary_value, dtype=float), 0.0)
+    x, m = usable_spend_history(frequency, monetary_value)
     return p * (gamma + x * m) / (p * x + q - 1)
+
+
+def usable_spend_history(frequency: Any, monetary_value: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, m_x)`` with both set to 0 where there is no usable spend history: no repeat
+    purchase, or a mean spend that is not positive."""
+    x = np.asarray(frequency, dtype=float)
+    m = np.asarray(monetary_value, dtype=float)
+    usable = (x > 0) & (m > 0)
+    return np.where(usable, x, 0.0), np.where(usable, m, 0.0)
 
 
 class GammaGammaPredictions:
@@ -230,8 +244,10 @@ class GammaGammaPredictions:
         params = self._params_for(data, draws)
         pairs, slot = np.unique(purchases.owner, return_inverse=True)
         draw_of, row_of = np.divmod(pairs, purchases.shape[1])
-        x = data["frequency"].to_numpy(dtype=float)[row_of]
-        m = np.where(x > 0, data["monetary_value"].to_numpy(dtype=float)[row_of], 0.0)
+        x, m = usable_spend_history(
+            data["frequency"].to_numpy(dtype=float)[row_of],
+            data["monetary_value"].to_numpy(dtype=float)[row_of],
+        )
         p, q, gamma = (_at(params[k], draw_of, row_of) for k in ("p", "q", "gamma"))
         nu = rng.gamma(p * x + q) / (gamma + x * m)
         return rng.gamma(p[slot]) / nu[slot]
@@ -261,19 +277,27 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
     """Gamma-Gamma spend model fitted by maximum likelihood.
 
     Only customers with at least one repeat purchase carry spend information; the
-    others are excluded from the fit and counted in ``n_excluded_``.
+    others are excluded from the fit and counted. So are repeat buyers whose mean spend
+    is not positive (refunds netted against purchases): the model describes positive
+    spends only. Excluded customers are still scored: their expected spend is the
+    population mean, as for a customer without repeat purchases.
 
     Parameters
     ----------
     penalizer : float, default 0
         Optional ridge penalty (per customer) on the log-parameters.
+    strict : bool, default False
+        Refuse data with non-positive mean spend for a repeat buyer instead of
+        leaving those customers out of the fit (with a warning naming them).
 
     Attributes
     ----------
     params_ : Series
         Estimates of ``p, q, gamma``.
     n_excluded_ : int
-        Customers left out of the fit because their frequency is 0.
+        Customers left out of the fit.
+    exclusions_ : dict
+        Why: ``{"no repeat purchase": n, "non-positive mean spend": n}``.
     frequency_spend_correlation_ : float
         Pearson correlation of frequency and mean spend among repeat buyers.
 
@@ -290,17 +314,44 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
     # Mean spend is continuous, so rows hardly ever repeat: no compression.
     compress_rows = False
 
+    def __init__(self, penalizer: float = 0.0, strict: bool = False) -> None:
+        super().__init__(penalizer=penalizer)
+        self.strict = strict
+
     @staticmethod
     def log_likelihood(params, data, ops):
         """Fader & Hardie (2013) eq. (4): :func:`gamma_gamma_log_likelihood`."""
         return gamma_gamma_log_likelihood(**params, **data, ops=ops)
 
     def _check_data(self, data: pd.DataFrame) -> None:
-        repeat = data["frequency"].to_numpy() > 0
+        if not isinstance(self.strict, bool):
+            raise ValueError(f"strict must be True or False, got {self.strict!r}")
+        x = data["frequency"].to_numpy()
+        m = data["monetary_value"].to_numpy(dtype=float)
+        if self.strict:
+            validate_summary(
+                data, positive_monetary=True, require_timing=False, context="GammaGamma.fit"
+            )
+        nonpositive = (x > 0) & (m <= 0)
+        self.exclusions_ = {
+            "no repeat purchase": int((x == 0).sum()),
+            "non-positive mean spend": int(nonpositive.sum()),
+        }
+        if nonpositive.any():
+            warnings.warn(
+                f"GammaGamma.fit: {int(nonpositive.sum())} of {len(data)} customers have repeat "
+                "purchases but a mean spend <= 0 (refunds netted against purchases; first ids "
+                f"{list(data.index[nonpositive][:5])}); they are left out of the fit and get "
+                "the population mean spend. Pass strict=True to refuse such data.",
+                UserWarning,
+                stacklevel=4,
+            )
+        repeat = (x > 0) & (m > 0)
         if repeat.sum() < 2:
             raise DataValidationError(
-                "GammaGamma needs customers with repeat purchases (frequency > 0) to learn "
-                f"spend; found {int(repeat.sum())} among {len(data)} customers"
+                "GammaGamma needs customers with repeat purchases (frequency > 0) and positive "
+                f"mean spend to learn spend; found {int(repeat.sum())} among {len(data)} "
+                "customers"
             )
         self.frequency_spend_correlation_ = _correlation(data.loc[repeat])
         if abs(self.frequency_spend_correlation_) > CORRELATION_WARNING:
@@ -313,8 +364,27 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
             )
 
     def _fit_rows(self, data: pd.DataFrame) -> np.ndarray:
-        # Only repeat purchases carry spend information (the first is not in m_x).
-        return data["frequency"].to_numpy() > 0
+        # Only repeat purchases carry spend information (the first is not in m_x), and
+        # the model describes positive spends.
+        return (data["frequency"].to_numpy() > 0) & (data["monetary_value"].to_numpy() > 0)
+
+    def _settings(self) -> dict[str, Any]:
+        return {**super()._settings(), "strict": bool(self.strict)}
+
+    def _fitted_extra(self) -> dict[str, Any]:
+        return {**super()._fitted_extra(), "exclusions": dict(getattr(self, "exclusions_", {}))}
+
+    def _restore_extra(self, extra: Mapping[str, Any], source: str) -> None:
+        super()._restore_extra({k: v for k, v in extra.items() if k != "exclusions"}, source)
+        exclusions = extra.get("exclusions", {})
+        if not isinstance(exclusions, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in exclusions.items()
+        ):
+            raise ModelFileError(
+                f"{source}: field 'extra.exclusions' must map reasons to counts >= 0"
+            )
+        self.exclusions_ = dict(exclusions)
 
     def _with_cache(self, arrays, weights):
         stats = spend_statistics(arrays["frequency"], arrays["monetary_value"], weights)

@@ -559,6 +559,9 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         return {"n_excluded": int(getattr(self, "n_excluded_", 0))}
 
     def _restore_extra(self, extra: Mapping[str, Any], source: str) -> None:
+        unknown = sorted(set(extra) - {"n_excluded"})
+        if unknown:
+            raise ModelFileError(f"{source}: unknown field(s) {unknown} in 'extra'")
         value = extra.get("n_excluded", 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ModelFileError(f"{source}: field 'extra.n_excluded' must be an integer >= 0")
