@@ -198,6 +198,23 @@ def test_needs_a_holdout_comparison(cdnow_transactions):
         render_report(run_pipeline(settings, progressbar=False), progressbar=False)
 
 
+def test_templates_are_package_data():
+    """Every template ships with the package (a wheel holds what pyproject names)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import clvmodels
+
+    root = Path(clvmodels.__file__).parent
+    pyproject = root.parents[1] / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    files = [p.relative_to(root).as_posix() for p in (root / "templates").iterdir()]
+    assert "report.html.j2" in {Path(f).name for f in files}
+    for name in files:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns["clvmodels"]), name
+
+
 def test_default_models():
     mle_only = default_models(bayesian=False)
     assert list(mle_only) == ["BG/NBD + Gamma-Gamma (MLE)"]
