@@ -259,12 +259,13 @@ def _describe_source(source: Any) -> Any:
     return f"{type(source).__name__} ({rows})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # the source may be a DataFrame: compared by identity
 class PipelineSettings:
     """Everything the pipeline needs: where the data is, which models, which forecast.
 
     Checked when made, before any data is read. Frozen: make variants with
-    :func:`dataclasses.replace`.
+    :func:`dataclasses.replace`. The models are kept as given (names, classes or
+    objects); the pipeline works on copies.
 
     Parameters
     ----------

@@ -502,6 +502,18 @@ def write_report(
     """Write the report of a pipeline result to ``output``, atomically.
 
     Parameters are those of :func:`render_report`; ``output`` is the HTML file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from clvmodels import PipelineSettings, load_cdnow, run_pipeline
+    >>> result = run_pipeline(PipelineSettings(
+    ...     load_cdnow(), "customer_id", "date", "amount", calibration_end="1997-09-30",
+    ...     n_draws=100), progressbar=False)
+    >>> path = write_report(result, pathlib.Path(tempfile.mkdtemp()) / "report.html",
+    ...                     progressbar=False)
+    >>> path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    True
     """
     page = render_report(
         result, title=title, currency=currency, command=command, progressbar=progressbar
@@ -523,7 +535,8 @@ def render_report(
     ----------
     result : PipelineResult
         From :func:`clvmodels.pipeline.run_pipeline` with ``calibration_end`` (the
-        report compares models on the holdout), ``predictive`` and ``segments``.
+        report compares models on the holdout) and ``segments``; with ``predictive``
+        the forecast shows predictive intervals too.
     title : str, optional
         Report title.
     currency : str, optional
@@ -541,8 +554,8 @@ def render_report(
     Raises
     ------
     ValueError
-        For a result without a holdout comparison, forecast intervals or segments,
-        or whose summary records no time unit.
+        For a result without a holdout comparison or segments, or whose summary
+        records no time unit.
     """
     if result.split is None or result.comparison is None:
         raise ValueError(
