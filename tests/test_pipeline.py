@@ -207,6 +207,7 @@ class Recording(BetaGeo):
 
 
 def test_fit_options_and_warnings(cdnow_transactions):
+    Recording.calls.clear()
     settings = _settings(cdnow_transactions, models=(Recording, "GammaGamma"),
                          fit_options={"draws": 7, "chains": 3}, random_state=11,
                          segments=False)
@@ -215,6 +216,19 @@ def test_fit_options_and_warnings(cdnow_transactions):
     # Options a fit takes reach it (the seed from random_state); others are left out.
     assert Recording.calls == [{"draws": 7, "random_seed": 11}]
     assert result.warnings == ["UserWarning: recorded on the way"]
+
+
+class Failing(GammaGamma):
+    def fit(self, data, weights=None):
+        raise RuntimeError("spend fit failed")
+
+
+def test_warnings_are_shown_when_a_step_fails(cdnow_transactions):
+    settings = _settings(cdnow_transactions, models=(Recording, Failing), segments=False)
+    with pytest.warns(UserWarning, match="recorded on the way"), pytest.raises(
+        RuntimeError, match="spend fit failed"
+    ):
+        run_pipeline(settings, progressbar=False)
 
 
 # --------------------------------------------------------------------------------------

@@ -604,86 +604,87 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
     ['calibration/holdout split', 'comparing models', 'summary',
      'fitting BetaGeo + GammaGamma', 'forecasting CLV']
     """
-    from clvmodels.clv import customer_lifetime_value
-    from clvmodels.data import calibration_holdout_split, rfm_summary
-
-    s = settings
-    read = {
-        "freq": s.freq,
-        "time_unit": s.time_unit,
-        "group_col": s.group_col,
-        "date_format": s.date_format,
-    }
-    columns = (s.source, s.customer_col, s.date_col, s.value_col)
-    options = {"random_seed": s.random_state, **s.fit_options}
-    compared = s.calibration_end is not None
     timings: dict[str, float] = {}
-    n_steps = 3 + 2 * compared + s.segments
-    with warnings.catch_warnings(record=True) as caught:
-        with progress_bar(n_steps, "clvmodels", enabled=progressbar) as bar:
-            step = _Steps(bar, timings)
-            split = comparison = None
-            models: dict[str, tuple[Any, Any]] = {}
-            observation_end = s.observation_end
-            if compared:
-                from clvmodels.evaluation import compare
-
-                with step("calibration/holdout split"):
-                    split = calibration_holdout_split(
-                        *columns, calibration_end=s.calibration_end,
-                        observation_end=s.observation_end, **read,
-                    )
-                observation_end = split.attrs["observation_end"]
-                models = {
-                    name: (
-                        make_model(tx, kind="transaction", group_col=s.group_col),
-                        make_model(spend, kind="spend", group_col=s.group_col),
-                    )
-                    for name, (tx, spend) in s.models.items()
-                }
-                with step("comparing models"):
-                    comparison = compare(
-                        models, split, interval=s.interval, n_draws=s.n_draws,
-                        random_state=s.random_state,
-                        fit_kwargs={name: options for name in models},
-                        progressbar=progressbar,
-                    )
-            with step("summary"):
-                summary = rfm_summary(*columns, observation_end=observation_end, **read)
-            tx_spec, spend_spec = s.models[s.forecast_name]
-            tx = make_model(tx_spec, kind="transaction", group_col=s.group_col)
-            spend = make_model(spend_spec, kind="spend", group_col=s.group_col)
-            with step(f"fitting {s.forecast_name}"):
-                _fit(tx, summary, options, progressbar)
-                _fit(spend, summary, options, progressbar)
-            with step("forecasting CLV"):
-                forecast = customer_lifetime_value(
-                    tx, spend, summary, horizon=s.horizon, period=s.period,
-                    discount_rate=s.discount_rate, interval=s.interval, n_draws=s.n_draws,
-                    predictive=s.predictive, random_state=s.random_state,
-                    progressbar=progressbar,
-                )
-            segmentation = None
-            if s.segments:
-                from clvmodels.segmentation import segment
-
-                with step("segmenting"):
-                    segmentation = segment(forecast, progressbar=progressbar)
-    for w in caught:  # recorded for the result, and shown as they would have been
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    caught: list[warnings.WarningMessage] = []
+    n_steps = 3 + 2 * (settings.calibration_end is not None) + settings.segments
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            progress_bar(n_steps, "clvmodels", enabled=progressbar) as bar,
+        ):
+            parts = _run(settings, _Steps(bar, timings), progressbar)
+    finally:  # recorded for the result, and shown as they would have been
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     # The summary and the models must agree on one time unit.
-    resolve_time_unit(summary.attrs.get("time_unit"), models=(tx, spend), context="pipeline")
+    resolve_time_unit(
+        parts["summary"].attrs.get("time_unit"),
+        models=(parts["transaction_model"], parts["spend_model"]),
+        context="pipeline",
+    )
     return PipelineResult(
-        settings=s,
-        summary=summary,
-        transaction_model=tx,
-        spend_model=spend,
-        forecast=forecast,
-        segmentation=segmentation,
-        split=split,
-        comparison=comparison,
-        models=models,
+        settings=settings,
+        **parts,
         timings=timings,
         warnings=[f"{w.category.__name__}: {w.message}" for w in caught],
     )
+
+
+def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]:
+    """The steps of :func:`run_pipeline`; the fields of its result."""
+    from clvmodels.clv import customer_lifetime_value
+    from clvmodels.data import calibration_holdout_split, rfm_summary
+
+    read = {"freq": s.freq, "time_unit": s.time_unit, "group_col": s.group_col,
+            "date_format": s.date_format}
+    columns = (s.source, s.customer_col, s.date_col, s.value_col)
+    options = {"random_seed": s.random_state, **s.fit_options}
+    out: dict[str, Any] = {"split": None, "comparison": None, "models": {}}
+    observation_end = s.observation_end
+    if s.calibration_end is not None:
+        from clvmodels.evaluation import compare
+
+        with step("calibration/holdout split"):
+            split = calibration_holdout_split(
+                *columns, calibration_end=s.calibration_end, observation_end=observation_end,
+                **read,
+            )
+        observation_end = split.attrs["observation_end"]
+        models = {
+            name: (
+                make_model(tx, kind="transaction", group_col=s.group_col),
+                make_model(spend, kind="spend", group_col=s.group_col),
+            )
+            for name, (tx, spend) in s.models.items()
+        }
+        with step("comparing models"):
+            comparison = compare(
+                models, split, interval=s.interval, n_draws=s.n_draws,
+                random_state=s.random_state, fit_kwargs={name: options for name in models},
+                progressbar=progressbar,
+            )
+        out.update(split=split, comparison=comparison, models=models)
+    with step("summary"):
+        summary = rfm_summary(*columns, observation_end=observation_end, **read)
+    tx_spec, spend_spec = s.models[s.forecast_name]
+    tx = make_model(tx_spec, kind="transaction", group_col=s.group_col)
+    spend = make_model(spend_spec, kind="spend", group_col=s.group_col)
+    with step(f"fitting {s.forecast_name}"):
+        _fit(tx, summary, options, progressbar)
+        _fit(spend, summary, options, progressbar)
+    with step("forecasting CLV"):
+        forecast = customer_lifetime_value(
+            tx, spend, summary, horizon=s.horizon, period=s.period,
+            discount_rate=s.discount_rate, interval=s.interval, n_draws=s.n_draws,
+            predictive=s.predictive, random_state=s.random_state, progressbar=progressbar,
+        )
+    segmentation = None
+    if s.segments:
+        from clvmodels.segmentation import segment
+
+        with step("segmenting"):
+            segmentation = segment(forecast, progressbar=progressbar)
+    out.update(summary=summary, transaction_model=tx, spend_model=spend, forecast=forecast,
+               segmentation=segmentation)
+    return out
 
