@@ -56,7 +56,7 @@ def test_forecast_parquet_to_csv_with_observation_end(cdnow_transactions, tmp_pa
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--value-col", "price", "value column 'price' is not in the transactions file"),
+        ("--value-col", "price", "missing column(s) ['price']"),
         ("--transactions", "{tmp}/missing.csv", "does not exist"),
         ("--output", "{tmp}/forecast.txt", "must end in .csv or .parquet"),
         ("--observation-end", "not-a-date", "observation_end"),
@@ -76,6 +76,65 @@ def test_bad_input_is_one_line_without_output(transactions_csv, tmp_path, flag, 
     assert message in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "Nope"], "unknown transaction model 'Nope': choose one of ["),
+        (["--spend-model", "BetaGeo"], "BetaGeo is not a spend model"),
+        (["--period", "W", "--horizon-months", "6"], "--horizon-months counts months"),
+        (["--discount-rate", "-1"], "discount_rate"),
+    ],
+)
+def test_bad_settings_are_one_line_without_output(transactions_csv, tmp_path, extra, message):
+    result = runner.invoke(app, _forecast_args(transactions_csv, tmp_path / "f.csv", *extra))
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_forecast_reads_a_glob_of_files_with_calendar_options(cdnow_transactions, tmp_path):
+    folder = tmp_path / "log"
+    folder.mkdir()
+    for year in (1997, 1998):
+        part = cdnow_transactions[cdnow_transactions["date"].dt.year == year]
+        part.to_csv(folder / f"{year}.csv", index=False)
+    out = tmp_path / "forecast.csv"
+    args = _forecast_args(folder / "*.csv", out, "--horizon", "2", "--period", "Q",
+                          "--discount-rate", "0.03", "--random-state", "3",
+                          "--model", "BetaGeo", "--spend-model", "GammaGamma")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, index_col=0)
+    assert len(table) == 2357 and (table["clv"] > 0).all()
+    # The old spellings still work: the same seed gives the same numbers.
+    again = tmp_path / "again.csv"
+    old = _forecast_args(folder / "*.csv", again, "--horizon", "2", "--period", "Q",
+                         "--discount-rate", "0.03", "--seed", "3")
+    assert runner.invoke(app, old).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(again, index_col=0), table)
+
+
+def test_models_lists_the_registry():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line.split()[1] for line in result.output.splitlines()}
+    assert lines["BetaGeo"] == "transaction" and lines["GammaGamma"] == "spend"
+    assert lines["HierarchicalBetaGeo"] == "transaction"
+
+
+def test_report_pairs_models_and_spend_models(transactions_csv, tmp_path):
+    args = [
+        "report", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
+        "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
+        "--output", str(tmp_path / "r.html"), "--model", "BetaGeo", "--model", "BetaGeo",
+        "--spend-model", "GammaGamma", "--spend-model", "GammaGamma", "--spend-model", "x",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "give one --spend-model, or one for each --model (2), not 3" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
@@ -119,9 +178,12 @@ def test_report_command_writes_html(transactions_csv, tmp_path):
         "report", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
         "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
         "--output", str(out), "--draws", "50", "--mcmc-draws", "0", "--quiet",
+        "--model", "BetaGeo", "--horizon", "4", "--period", "Q", "--title", "CDNOW <1997>",
     ])
     assert result.exit_code == 0, result.output
     html = out.read_text()
+    assert "<title>CDNOW &lt;1997&gt;</title>" in html
+    assert "BetaGeo + GammaGamma" in html and "4 quarters, discounted at 1% per quarter" in html
     assert html.startswith("<!DOCTYPE html>") or html.lstrip().lower().startswith("<!doctype")
     assert "data:image/png;base64" in html
     assert "http://" not in html.replace("http://www.w3.org", "")
@@ -136,5 +198,5 @@ def test_demo_writes_table_models_and_report(tmp_path):
     table = pd.read_csv(tmp_path / "customers.csv", index_col=0)
     assert len(table) == 2357
     assert {"clv", "clv_lower", "clv_upper", "tier"} <= set(table.columns)
-    assert (tmp_path / "bgnbd.json").exists() and (tmp_path / "gamma_gamma.json").exists()
+    assert (tmp_path / "beta_geo.json").exists() and (tmp_path / "gamma_gamma.json").exists()
     assert (tmp_path / "report.html").stat().st_size > 50_000

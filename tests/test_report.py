@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import re
+from typing import ClassVar
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import optimize, stats
+from scipy.special import gammaln
+from typer.testing import CliRunner
 
 from clvmodels import BetaGeo, GammaGamma, __version__
+from clvmodels._io import write_text_atomically
+from clvmodels.cli import app
+from clvmodels.models.base import BaseModel, SimulatedPurchases
 from clvmodels.models.beta_geo import bgnbd_log_likelihood
-from clvmodels.report import build_report, default_models
+from clvmodels.pipeline import PipelineSettings, run_pipeline
+from clvmodels.report import build_report, default_models, render_report, write_report
 
 pytestmark = pytest.mark.filterwarnings("ignore::matplotlib.MatplotlibDeprecationWarning")
 
@@ -20,9 +31,11 @@ class PosteriorBetaGeo(BetaGeo):
     """A Bayesian stand-in: the MLE plus a posterior drawn from its sampling distribution,
     with per-customer log-likelihood and sampler statistics, as a PyMC fit would give."""
 
+    fits: ClassVar[list[dict]] = []  # the settings of every fit, copies included
+
     def fit(self, data, weights=None, draws=100, chains=2, random_seed=None):
         super().fit(data, weights=weights)
-        self.fit_settings = {"draws": draws, "chains": chains, "random_seed": random_seed}
+        self.fits.append({"draws": draws, "chains": chains, "random_seed": random_seed})
         sample = self.param_draws(draws * chains, random_state=random_seed)
         x, t_x, T = (data[c].to_numpy(float) for c in ("frequency", "recency", "T"))
         ll = bgnbd_log_likelihood(
@@ -95,9 +108,10 @@ def test_reports_the_published_cdnow_figures(built):
 
 def test_comparison_and_diagnostics_of_the_posterior_model(built):
     _, html, models = built
-    stand_in = models["Posterior stand-in"][0]
-    # The MCMC settings reached the Bayesian fit, with the seed.
-    assert stand_in.fit_settings == {"draws": 60, "chains": 2, "random_seed": 7}
+    # The models passed in are not changed: the report fits copies. The MCMC settings
+    # reached the Bayesian fit, with the seed.
+    assert not models["Posterior stand-in"][0].is_fitted
+    assert PosteriorBetaGeo.fits == [{"draws": 60, "chains": 2, "random_seed": 7}]
     comparison = html[html.index('<section id="comparison">'):html.index('<section id="checks">')]
     assert "ELPD-LOO" in comparison and "Posterior stand-in" in comparison
     diagnostics = html[html.index('<section id="diagnostics">'):]
@@ -113,7 +127,8 @@ def test_records_what_produced_it(built):
     assert f">{__version__}<" in provenance
     assert "clvmodels report &lt;cdnow&gt;" in provenance  # escaped, as given
     assert "<code>7</code>" in provenance
-    for setting in ("calibration_end", "1997-09-30", "n_draws", "mcmc_draws"):
+    for setting in ("calibration_end", "1997-09-30", "n_draws", "fit_options",
+                    "&#34;draws&#34;: 60", "DataFrame (6,919 rows)"):
         assert setting in provenance
 
 
@@ -139,9 +154,182 @@ def test_bad_arguments(tmp_path, cdnow_transactions):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture(scope="module")
+def daily(cdnow_transactions):
+    """A pipeline result in days, with names that HTML must escape."""
+    settings = PipelineSettings(
+        cdnow_transactions, "customer_id", "date", "amount", calibration_end="1997-09-30",
+        observation_end="1998-06-30", time_unit="D",
+        models={"<script>alert('x')</script> & co": ("BetaGeo", "GammaGamma")},
+        n_draws=50, predictive=True, horizon=2, period="Q",
+    )
+    return run_pipeline(settings, progressbar=False)
+
+
+def test_every_text_is_escaped_and_units_come_from_the_data(daily, tmp_path):
+    path = write_report(daily, tmp_path / "r.html", title="<b>T&C</b>", currency="<€>",
+                        command="clvmodels report --title '<b>'", progressbar=False)
+    html = path.read_text(encoding="utf-8")
+    assert "<script" not in html and "<b>" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co" in html
+    assert "<title>&lt;b&gt;T&amp;C&lt;/b&gt;</title>" in html
+    assert "total expected CLV &lt;€&gt;" in html
+    # The summary is in days: nothing is said in weeks.
+    assert "holdout length (days)" in html and "recency and T are in days" in html
+    assert "forecasts the 273 days of the holdout" in html
+    assert "Repeat purchases per day" in html and "week" not in html.lower()
+    assert "2 quarters, discounted at 1% per quarter" in html
+
+
+def test_a_unit_is_never_guessed(daily):
+    split = daily.split.copy()
+    split.attrs = {k: v for k, v in daily.split.attrs.items() if k != "time_unit"}
+    for model in daily.models["<script>alert('x')</script> & co"]:
+        assert model.time_unit_ == "D"
+    unknown = dataclasses.replace(daily, split=split, models={}, transaction_model=BetaGeo(),
+                                  spend_model=GammaGamma())
+    with pytest.raises(ValueError, match="records no time unit"):
+        render_report(unknown, progressbar=False)
+
+
+def test_needs_a_holdout_comparison(cdnow_transactions):
+    settings = PipelineSettings(cdnow_transactions, "customer_id", "date", "amount", n_draws=50)
+    with pytest.raises(ValueError, match="calibration_end"):
+        render_report(run_pipeline(settings, progressbar=False), progressbar=False)
+
+
+def test_templates_are_package_data():
+    """Every template ships with the package (a wheel holds what pyproject names)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    import clvmodels
+
+    root = Path(clvmodels.__file__).parent
+    pyproject = root.parents[1] / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    files = [p.relative_to(root).as_posix() for p in (root / "templates").iterdir()]
+    assert "report.html.j2" in {Path(f).name for f in files}
+    for name in files:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns["clvmodels"]), name
+
+
 def test_default_models():
     mle_only = default_models(bayesian=False)
     assert list(mle_only) == ["BG/NBD + Gamma-Gamma (MLE)"]
     transaction, spend = mle_only["BG/NBD + Gamma-Gamma (MLE)"]
     assert isinstance(transaction, BetaGeo) and isinstance(spend, GammaGamma)
     assert not transaction.is_fitted
+
+
+# --------------------------------------------------------------------------------------
+# Any model of the contract: a toy NBD written against the public contract only
+# --------------------------------------------------------------------------------------
+class ToyNBD(BaseModel):
+    """Poisson purchases with gamma heterogeneity, no dropout (Ehrenberg's NBD).
+
+    Written against the model contract of ``clvmodels.models.base`` and nothing else:
+    parameters named unlike BG/NBD's, no BG/NBD attributes, no private hooks.
+    """
+
+    param_names = ("shape", "scale")
+    data_columns = ("frequency", "T")
+    alive_future_columns = None
+
+    def __init__(self):
+        self.params_ = None
+
+    def fit(self, data, weights=None):
+        x, T = data["frequency"].to_numpy(float), data["T"].to_numpy(float)
+
+        def nll(z):
+            s, r = np.exp(z)
+            return -np.sum(gammaln(s + x) - gammaln(s) + s * np.log(r / (r + T))
+                           + x * np.log(T / (r + T)))
+
+        res = optimize.minimize(nll, np.zeros(2), method="BFGS")
+        self._z, self._cov = res.x, res.hess_inv
+        self.params_ = pd.Series(np.exp(res.x), index=list(self.param_names))
+        self.time_unit_ = data.attrs.get("time_unit")
+        self.log_likelihood_, self.n_obs_ = -res.fun, len(data)
+        self.aic_, self.bic_ = 2 * res.fun + 4, 2 * res.fun + 2 * np.log(len(data))
+        return self
+
+    def _shape_scale(self, draws):
+        if draws is None:
+            return self.params_["shape"], self.params_["scale"]
+        return draws["shape"].to_numpy()[:, None], draws["scale"].to_numpy()[:, None]
+
+    def summary(self, interval=0.95):
+        se = np.sqrt(np.diag(self._cov))
+        z = stats.norm.ppf(0.5 + interval / 2)
+        return pd.DataFrame({"estimate": self.params_, "se": self.params_ * se,
+                             "lower": np.exp(self._z - z * se), "upper": np.exp(self._z + z * se)})
+
+    def param_draws(self, n, random_state=None):
+        rng = np.random.default_rng(random_state)
+        z = rng.multivariate_normal(self._z, self._cov, size=n)
+        return pd.DataFrame(np.exp(z), columns=list(self.param_names))
+
+    def _out(self, values, data):
+        values = np.asarray(values, dtype=float)
+        return pd.Series(values, index=data.index) if values.ndim == 1 else values
+
+    def expected_purchases(self, t, data, *, draws=None):
+        s, r = self._shape_scale(draws)
+        x, T = data["frequency"].to_numpy(float), data["T"].to_numpy(float)
+        return self._out((s + x) / (r + T) * np.asarray(t, dtype=float), data)
+
+    def probability_alive(self, data, *, draws=None):
+        shape = (len(draws), len(data)) if draws is not None else (len(data),)
+        return self._out(np.ones(shape), data)
+
+    def expected_purchases_new_customer(self, t, data=None, *, draws=None):
+        s, r = self._shape_scale(draws)
+        return np.asarray(s / r * np.asarray(t, dtype=float))
+
+    def probability_of_purchases(self, n, t, data=None, *, draws=None):
+        s, r = self._shape_scale(draws)
+        return np.asarray(stats.nbinom.pmf(n, s, r / (r + np.asarray(t, dtype=float))))
+
+    def simulate_purchases(self, t, data, *, draws, random_state=None):
+        rng = np.random.default_rng(random_state)
+        s, r = self._shape_scale(draws)
+        x, T = data["frequency"].to_numpy(float), data["T"].to_numpy(float)
+        rate = rng.gamma(s + x, 1.0 / (r + T))
+        counts = rng.poisson(rate * t)
+        owner = np.repeat(np.arange(counts.size), counts.ravel())
+        return SimulatedPurchases(owner=owner, time=rng.uniform(0, t, owner.size),
+                                  shape=counts.shape)
+
+    def save(self, path):
+        return write_text_atomically(path, json.dumps({"model": "ToyNBD"}))
+
+
+@pytest.mark.xfail(
+    reason="clv.py still calls BG/NBD hooks (_expected_purchases_given); the branch that "
+    "ports clv/evaluation to the public contract makes this pass",
+    strict=False,
+)
+def test_any_model_of_the_contract(tmp_path, cdnow_transactions):
+    models = {"toy NBD": (ToyNBD(), GammaGamma()), "BG/NBD": ("BetaGeo", "GammaGamma")}
+    path = build_report(
+        cdnow_transactions, "customer_id", "date", "amount", "1997-09-30",
+        tmp_path / "toy.html", models=models, mcmc_draws=0, n_draws=100, progressbar=False,
+    )
+    html = path.read_text(encoding="utf-8")
+    models_section = html[html.index('<section id="models">'):html.index('<section id="compar')]
+    assert "ToyNBD (transaction model)" in models_section and ">shape<" in models_section
+    assert '<section id="diagnostics">' not in html  # no posterior, no sampler section
+    # The command line takes it by name from the registry, like any model.
+    log, out = tmp_path / "log.csv", tmp_path / "cli.html"
+    cdnow_transactions.to_csv(log, index=False)
+    result = CliRunner().invoke(app, [
+        "report", "--transactions", str(log), "--customer-col", "customer_id",
+        "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
+        "--output", str(out), "--model", "ToyNBD", "--model", "BetaGeo", "--n-draws", "50",
+        "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "ToyNBD + GammaGamma" in out.read_text(encoding="utf-8")

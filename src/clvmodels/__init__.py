@@ -1,7 +1,8 @@
 """clvmodels: customer lifetime value from a transaction log.
 
 BG/NBD and Gamma-Gamma by maximum likelihood, hierarchical Bayesian variants in
-PyMC, discounted CLV with uncertainty intervals, and segmentation.
+PyMC, discounted CLV with uncertainty intervals, and segmentation; the whole flow
+from settings in :func:`run_pipeline`.
 
 Examples
 --------
@@ -25,6 +26,7 @@ from clvmodels.evaluation import compare
 from clvmodels.models.base import load
 from clvmodels.models.beta_geo import BetaGeo
 from clvmodels.models.gamma_gamma import GammaGamma
+from clvmodels.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from clvmodels.report import build_report
 from clvmodels.segmentation import rfm_segments, segment
 from clvmodels.simulate import simulate_bgnbd, simulate_customers
@@ -59,6 +61,8 @@ __all__ = [
     "HierarchicalGammaGamma",
     "ModelFileError",
     "NotFittedError",
+    "PipelineResult",
+    "PipelineSettings",
     "build_report",
     "calibration_holdout_split",
     "compare",
@@ -69,6 +73,7 @@ __all__ = [
     "load_cdnow",
     "rfm_segments",
     "rfm_summary",
+    "run_pipeline",
     "segment",
     "simulate_bgnbd",
     "simulate_customers",

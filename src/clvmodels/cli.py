@@ -1,13 +1,21 @@
 """The ``clvmodels`` command line.
 
-``clvmodels demo`` runs the whole flow on the bundled CDNOW data;
-``clvmodels forecast`` turns a transaction file into a per-customer forecast file.
-Errors in the input end the command with one line on stderr and a non-zero exit
-code, and never leave a partial output file behind.
+``clvmodels forecast`` turns a transaction log into a per-customer forecast file,
+``clvmodels report`` into an HTML model-comparison report, and ``clvmodels demo``
+runs both on the bundled CDNOW data; ``clvmodels models`` lists the models that
+``--model`` and ``--spend-model`` accept. Every command parses its arguments into
+:class:`clvmodels.pipeline.PipelineSettings` and runs the one pipeline
+(:func:`clvmodels.pipeline.run_pipeline`); transaction files are read as
+:func:`clvmodels.rfm_summary` reads them (out of core, in DuckDB).
+
+Errors in the input end the command with one line on stderr and exit code 2, and
+never leave a partial output file behind.
 """
 
 from __future__ import annotations
 
+import glob
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -18,6 +26,16 @@ import pandas as pd
 import typer
 
 from clvmodels._io import write_atomically
+from clvmodels.pipeline import (
+    DEFAULT_SPEND_MODEL,
+    DEFAULT_TRANSACTION_MODEL,
+    PipelineResult,
+    PipelineSettings,
+    available_models,
+    model_kind,
+    run_pipeline,
+)
+from clvmodels.units import unit_name
 
 app = typer.Typer(
     name="clvmodels",
@@ -27,7 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_SUFFIXES = {".csv", ".parquet", ".pq"}
+_TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 class CLIError(Exception):
@@ -43,37 +61,34 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
         try:
             return func(*args, **kwargs)
-        except (CLIError, ValueError, FileNotFoundError, ConvergenceError, KeyError) as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        except Exception as err:
+            expected = (CLIError, ValueError, OSError, ConvergenceError, KeyError)
+            # DuckDB's own errors (a file it cannot parse) are the user's to fix too.
+            if not isinstance(err, expected) and not type(err).__module__.startswith("duckdb"):
+                raise
+            text = str(err).strip()
+            message = text.splitlines()[0] if text else repr(err)
             typer.echo(f"clvmodels: error: {message}", err=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
 
 
-def _check_suffix(path: Path, what: str) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in _SUFFIXES:
-        raise CLIError(f"{what} {path} must end in .csv or .parquet, not {suffix or 'nothing'!r}")
-    return "parquet" if suffix in {".parquet", ".pq"} else "csv"
-
-
-def read_transactions(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet transaction file, chosen by suffix."""
-    kind = _check_suffix(path, "transactions file")
-    if not path.exists():
-        raise CLIError(f"transactions file {path} does not exist")
-    if kind == "parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+def _table_kind(path: Path, what: str) -> str:
+    kind = _TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise CLIError(
+            f"{what} {path} must end in .csv or .parquet, not {path.suffix.lower() or 'nothing'!r}"
+        )
+    return kind
 
 
 def write_table_atomically(frame: pd.DataFrame, path: Path) -> Path:
-    """Write CSV or Parquet through a temporary file and a rename.
+    """Write CSV or Parquet (chosen by suffix) through a temporary file and a rename.
 
     A reader never sees a half-written file, and a failure leaves nothing behind.
     """
-    kind = _check_suffix(path, "output file")
+    kind = _table_kind(path, "output file")
 
     def write(tmp: Path) -> None:
         if kind == "parquet":
@@ -84,151 +99,214 @@ def write_table_atomically(frame: pd.DataFrame, path: Path) -> Path:
     return write_atomically(path, write)
 
 
-def run_forecast(
-    transactions: pd.DataFrame,
-    *,
-    customer_col: str,
-    date_col: str,
-    value_col: str,
-    observation_end: str | None = None,
-    horizon_months: int = 12,
-    discount_rate: float = 0.01,
-    interval: float = 0.9,
-    draws: int = 1000,
-    predictive: bool = False,
-    segments: bool = False,
-    random_state: int | None = 0,
-    progressbar: bool = True,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The main job: summary, both fits, CLV with intervals, optional tiers.
+def _check_output(path: Path, suffixes: tuple[str, ...] | None = None) -> None:
+    if path.is_dir():
+        raise CLIError(f"output {path} is a directory; give a file name")
+    if suffixes is None:
+        _table_kind(path, "output file")
+    elif path.suffix.lower() not in suffixes:
+        raise CLIError(f"output {path} must end in {' or '.join(suffixes)}")
 
-    Returns the per-customer table and a dict with the fitted models and forecast.
-    """
-    from clvmodels.clv import customer_lifetime_value
-    from clvmodels.data import rfm_summary
-    from clvmodels.models.beta_geo import BetaGeo
-    from clvmodels.models.gamma_gamma import GammaGamma
 
-    for name, col in (("customer", customer_col), ("date", date_col), ("value", value_col)):
-        if col not in transactions.columns:
-            raise CLIError(
-                f"{name} column {col!r} is not in the transactions file; "
-                f"columns are {list(transactions.columns)}"
-            )
-    summary = rfm_summary(
-        transactions, customer_col, date_col, value_col, observation_end=observation_end
-    )
-    transaction_model = BetaGeo().fit(summary)
-    spend_model = GammaGamma().fit(summary)
-    forecast = customer_lifetime_value(
-        transaction_model,
-        spend_model,
-        summary,
-        horizon=horizon_months,
-        period="M",
-        discount_rate=discount_rate,
-        interval=interval,
-        n_draws=draws,
-        predictive=predictive,
-        random_state=random_state,
-        progressbar=progressbar,
-    )
-    table = summary.join(forecast.table.drop(columns=summary.columns, errors="ignore"))
-    result: dict[str, Any] = {
-        "summary": summary,
-        "transaction_model": transaction_model,
-        "spend_model": spend_model,
-        "forecast": forecast,
-    }
-    if segments:
-        from clvmodels.segmentation import segment
+def _source(transactions: str) -> str:
+    """The transactions argument, checked: a file, a folder, or a glob that matches."""
+    if not glob.has_magic(transactions) and not Path(transactions).exists():
+        raise CLIError(f"transactions file {transactions} does not exist")
+    return transactions
 
-        segmentation = segment(forecast, progressbar=progressbar)
-        table = table.join(segmentation.customers.drop(columns=table.columns, errors="ignore"))
-        result["segmentation"] = segmentation
-    return table, result
+
+def _horizon(horizon: int, horizon_months: int | None, period: str) -> int:
+    """``--horizon``, or the old spelling ``--horizon-months`` (months only)."""
+    if horizon_months is None:
+        return horizon
+    if period != "M":
+        raise CLIError("--horizon-months counts months: use --horizon with --period")
+    return horizon_months
+
+
+# Options shared by the commands, named as in PipelineSettings.
+Transactions = Annotated[
+    str,
+    typer.Option(
+        help="Transaction log: a .csv or .parquet file (.gz/.zst too), a folder or a glob "
+        "of them; read out of core by DuckDB"
+    ),
+]
+CustomerCol = Annotated[str, typer.Option(help="Customer id column")]
+DateCol = Annotated[str, typer.Option(help="Purchase date column")]
+ValueCol = Annotated[str, typer.Option(help="Purchase value column")]
+GroupCol = Annotated[
+    str | None,
+    typer.Option(help="Per-customer group column (models that take one get parameters per group)"),
+]
+DateFormat = Annotated[
+    str | None, typer.Option(help="strftime format of text dates, e.g. %Y%m%d (default: ISO)")
+]
+Freq = Annotated[
+    str, typer.Option(help="Purchases in one such period count once: h, D, W, M, Q, Y")
+]
+TimeUnit = Annotated[str, typer.Option(help="Unit of recency and T: h, D, W, M, Y")]
+Horizon = Annotated[int, typer.Option(help="Forecast horizon, in periods")]
+HorizonMonths = Annotated[
+    int | None, typer.Option(hidden=True, help="Old spelling of --horizon (months)")
+]
+Period = Annotated[
+    str, typer.Option(help="Length of a period: D, W, M, Q, Y, or a multiple such as 4W")
+]
+DiscountRate = Annotated[float, typer.Option(help="Discount rate per period")]
+Interval = Annotated[float, typer.Option(help="Interval level, in (0, 1)")]
+NDraws = Annotated[
+    int, typer.Option("--n-draws", "--draws", help="Parameter draws behind the intervals")
+]
+RandomState = Annotated[int, typer.Option("--random-state", "--seed", help="Random seed")]
+McmcDraws = Annotated[int, typer.Option(help="Posterior draws per chain for Bayesian models")]
+McmcTune = Annotated[int, typer.Option(help="Tuning steps per chain for Bayesian models")]
+McmcChains = Annotated[int, typer.Option(help="Chains for Bayesian models")]
+Quiet = Annotated[bool, typer.Option(help="No progress or summary output")]
+
+
+def _mcmc(draws: int, tune: int, chains: int) -> dict[str, int]:
+    return {"draws": draws, "tune": tune, "chains": chains}
 
 
 @app.command()
 @_one_line_errors
 def forecast(
-    transactions: Annotated[Path, typer.Option(help="Transaction log, .csv or .parquet")],
-    customer_col: Annotated[str, typer.Option(help="Customer id column")],
-    date_col: Annotated[str, typer.Option(help="Purchase date column")],
-    value_col: Annotated[str, typer.Option(help="Purchase value column")],
+    transactions: Transactions,
+    customer_col: CustomerCol,
+    date_col: DateCol,
+    value_col: ValueCol,
     output: Annotated[Path, typer.Option(help="Per-customer forecast, .csv or .parquet")],
     observation_end: Annotated[
         str | None, typer.Option(help="End of observation (default: last date in the data)")
     ] = None,
-    horizon_months: Annotated[int, typer.Option(help="Forecast horizon in months")] = 12,
-    discount_rate: Annotated[float, typer.Option(help="Discount rate per month")] = 0.01,
-    interval: Annotated[float, typer.Option(help="Interval level, in (0, 1)")] = 0.9,
-    draws: Annotated[int, typer.Option(help="Parameter draws for the intervals")] = 1000,
+    model: Annotated[
+        str, typer.Option(help="Transaction model, by name (see `clvmodels models`)")
+    ] = DEFAULT_TRANSACTION_MODEL,
+    spend_model: Annotated[
+        str, typer.Option(help="Spend model, by name (see `clvmodels models`)")
+    ] = DEFAULT_SPEND_MODEL,
+    group_col: GroupCol = None,
+    horizon: Horizon = 12,
+    period: Period = "M",
+    discount_rate: DiscountRate = 0.01,
+    interval: Interval = 0.9,
+    n_draws: NDraws = 1000,
     predictive: Annotated[
         bool, typer.Option(help="Also give predictive intervals of realised value")
     ] = False,
     segments: Annotated[bool, typer.Option(help="Add value tiers with probabilities")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    quiet: Annotated[bool, typer.Option(help="No progress or summary output")] = False,
+    random_state: RandomState = 0,
+    freq: Freq = "D",
+    time_unit: TimeUnit = "W",
+    date_format: DateFormat = None,
+    mcmc_draws: McmcDraws = 1000,
+    mcmc_tune: McmcTune = 1000,
+    mcmc_chains: McmcChains = 4,
+    horizon_months: HorizonMonths = None,
+    quiet: Quiet = False,
 ) -> None:
-    """Forecast discounted CLV per customer from a transaction file."""
-    if output.exists() and output.is_dir():
-        raise CLIError(f"output {output} is a directory; give a file name")
-    _check_suffix(output, "output file")
-    frame = read_transactions(transactions)
-    table, result = run_forecast(
-        frame,
-        customer_col=customer_col,
-        date_col=date_col,
-        value_col=value_col,
+    """Forecast discounted CLV per customer from a transaction log."""
+    _check_output(output)
+    settings = PipelineSettings(
+        _source(transactions),
+        customer_col,
+        date_col,
+        value_col,
+        group_col=group_col,
+        date_format=date_format,
         observation_end=observation_end,
-        horizon_months=horizon_months,
+        freq=freq,
+        time_unit=time_unit,
+        models=(model, spend_model),
+        fit_options=_mcmc(mcmc_draws, mcmc_tune, mcmc_chains),
+        horizon=_horizon(horizon, horizon_months, period),
+        period=period,
         discount_rate=discount_rate,
         interval=interval,
-        draws=draws,
+        n_draws=n_draws,
         predictive=predictive,
         segments=segments,
-        random_state=seed,
-        progressbar=not quiet,
+        random_state=random_state,
     )
+    result = run_pipeline(settings, progressbar=not quiet)
+    table = result.customers()
     write_table_atomically(table, output)
     if not quiet:
-        typer.echo(f"Portfolio CLV: {_fmt_total(result['forecast'].total())}")
-        if "segmentation" in result:
-            typer.echo(_tier_table(result["segmentation"].tiers).to_string())
+        typer.echo(f"Portfolio CLV over {settings.describe_horizon()}: "
+                   f"{_fmt_total(result.forecast.total())}")
+        if result.segmentation is not None:
+            typer.echo(_tier_table(result.segmentation.tiers).to_string())
         typer.echo(f"Wrote {len(table):,} customers to {output}")
+
+
+def _report_models(
+    models: list[str] | None, spend_models: list[str] | None
+) -> dict[str, tuple[str, str]] | None:
+    """``--model`` / ``--spend-model`` as named pairs (None: the report's default set)."""
+    if not models:
+        if spend_models:
+            raise CLIError("--spend-model needs --model: name the transaction models too")
+        return None
+    spend = spend_models or [DEFAULT_SPEND_MODEL]
+    if len(spend) == 1:
+        spend = spend * len(models)
+    if len(spend) != len(models):
+        raise CLIError(
+            f"give one --spend-model, or one for each --model ({len(models)}), not {len(spend)}"
+        )
+    return {f"{tx} + {sp}": (tx, sp) for tx, sp in zip(models, spend, strict=True)}
 
 
 @app.command()
 @_one_line_errors
 def report(
-    transactions: Annotated[Path, typer.Option(help="Transaction log, .csv or .parquet")],
-    customer_col: Annotated[str, typer.Option(help="Customer id column")],
-    date_col: Annotated[str, typer.Option(help="Purchase date column")],
-    value_col: Annotated[str, typer.Option(help="Purchase value column")],
+    transactions: Transactions,
+    customer_col: CustomerCol,
+    date_col: DateCol,
+    value_col: ValueCol,
     calibration_end: Annotated[str, typer.Option(help="End of the calibration period")],
     output: Annotated[Path, typer.Option(help="HTML file to write")] = Path("report.html"),
     observation_end: Annotated[
         str | None, typer.Option(help="End of the holdout period (default: last date)")
     ] = None,
-    group_col: Annotated[
-        str | None, typer.Option(help="Group column for the hierarchical Bayesian model")
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Transaction model to compare, by name (repeat for several; default: BetaGeo "
+            "and, with --mcmc-draws > 0, its hierarchical Bayesian version). The first forecasts."
+        ),
     ] = None,
-    draws: Annotated[int, typer.Option(help="Parameter draws for the CLV intervals")] = 1000,
+    spend_model: Annotated[
+        list[str] | None,
+        typer.Option(help="Spend model: one for all --model, or one each (default: GammaGamma)"),
+    ] = None,
+    group_col: GroupCol = None,
+    horizon: Horizon = 12,
+    period: Period = "M",
+    discount_rate: DiscountRate = 0.01,
+    interval: Interval = 0.9,
+    n_draws: NDraws = 1000,
     mcmc_draws: Annotated[
-        int, typer.Option(help="Posterior draws per chain for the Bayesian models (0: none)")
+        int,
+        typer.Option(help="Posterior draws per chain for Bayesian models (0: none by default)"),
     ] = 500,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    quiet: Annotated[bool, typer.Option(help="No progress output")] = False,
+    mcmc_tune: McmcTune = 500,
+    mcmc_chains: McmcChains = 2,
+    random_state: RandomState = 0,
+    freq: Freq = "D",
+    time_unit: TimeUnit = "W",
+    date_format: DateFormat = None,
+    currency: Annotated[str, typer.Option(help="Currency of the values, for labels")] = "",
+    title: Annotated[str | None, typer.Option(help="Report title")] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Compare models on a holdout period and write a self-contained HTML report."""
     from clvmodels.report import build_report
 
-    if output.suffix.lower() not in {".html", ".htm"}:
-        raise CLIError(f"output {output} must end in .html")
-    frame = read_transactions(transactions)
+    _check_output(output, (".html", ".htm"))
     path = build_report(
-        frame,
+        _source(transactions),
         customer_col,
         date_col,
         value_col,
@@ -236,9 +314,21 @@ def report(
         output,
         observation_end=observation_end,
         group_col=group_col,
+        models=_report_models(model, spend_model),
         mcmc_draws=mcmc_draws,
-        n_draws=draws,
-        random_state=seed,
+        mcmc_tune=mcmc_tune,
+        mcmc_chains=mcmc_chains,
+        horizon=horizon,
+        period=period,
+        discount_rate=discount_rate,
+        interval=interval,
+        n_draws=n_draws,
+        random_state=random_state,
+        freq=freq,
+        time_unit=time_unit,
+        date_format=date_format,
+        currency=currency,
+        title=title,
         command="clvmodels " + " ".join(sys.argv[1:]),
         progressbar=not quiet,
     )
@@ -252,7 +342,7 @@ def demo(
     output_dir: Annotated[Path, typer.Option(help="Folder for the output files")] = Path(
         "clvmodels-demo"
     ),
-    draws: Annotated[int, typer.Option(help="Parameter draws for the intervals")] = 1000,
+    n_draws: NDraws = 1000,
     mcmc_draws: Annotated[
         int, typer.Option(help="Posterior draws per chain for the report's Bayesian model")
     ] = 500,
@@ -260,14 +350,17 @@ def demo(
 ) -> None:
     """Run the main job on the bundled CDNOW sample and write the results.
 
-    The forecast uses all of the sample's history; the report compares the models
-    on the 39-week holdout that follows the calibration period of Fader, Hardie &
-    Lee (2005).
+    Models are fitted on the calibration period of Fader, Hardie & Lee (2005) and
+    compared on the 39-week holdout that follows; the maximum-likelihood pair,
+    refitted on all of the sample's history, forecasts CLV.
     """
     from rich.console import Console
 
     from clvmodels.datasets import load_cdnow
+    from clvmodels.report import default_models, write_report
 
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CLIError(f"output directory {output_dir} is a file")
     console = Console(quiet=quiet)
     transactions = load_cdnow(sample=True)
     console.print(
@@ -275,72 +368,82 @@ def demo(
         f"{transactions['customer_id'].nunique():,} customers, "
         f"{transactions['date'].min():%Y-%m-%d} to {transactions['date'].max():%Y-%m-%d}"
     )
-    table, result = run_forecast(
+    settings = PipelineSettings(
         transactions,
-        customer_col="customer_id",
-        date_col="date",
-        value_col="amount",
-        draws=draws,
+        "customer_id",
+        "date",
+        "amount",
+        calibration_end="1997-09-30",
+        observation_end="1998-06-30",
+        models=default_models(bayesian=mcmc_draws > 0),
+        fit_options=_mcmc(mcmc_draws, 500, 2),
+        n_draws=n_draws,
         predictive=True,
         segments=True,
+    )
+    result = run_pipeline(settings, progressbar=not quiet)
+    _show_forecast(console, result)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out = write_table_atomically(result.customers(), output_dir / "customers.csv")
+    for model in (result.transaction_model, result.spend_model):
+        model.save(output_dir / _model_file(model))
+    console.print(f"Wrote the per-customer table to {out} and the models to {output_dir}/")
+    report_path = write_report(
+        result, output_dir / "report.html", currency="USD", command="clvmodels demo",
         progressbar=not quiet,
     )
-    for key in ("transaction_model", "spend_model"):
-        model = result[key]
+    console.print(f"Wrote the model comparison report to {report_path}")
+
+
+@app.command(name="models")
+@_one_line_errors
+def list_models() -> None:
+    """List the models that --model and --spend-model accept."""
+    for name, cls in available_models().items():
+        params = ", ".join(getattr(cls, "param_names", ()))
+        typer.echo(f"{name:<28} {model_kind(cls) or '-':<12} {params}")
+
+
+def _model_file(model: Any) -> str:
+    """``beta_geo.json`` for a BetaGeo; NetCDF (``.nc``) for models with a posterior."""
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(model).__name__).lower()
+    return f"{name}.{'nc' if getattr(model, 'idata_', None) is not None else 'json'}"
+
+
+def _show_forecast(console: Any, result: PipelineResult) -> None:
+    """Parameters, portfolio total, tiers and the top customers, as rich tables."""
+    level = f"{result.settings.interval:.0%}"
+    for model in (result.transaction_model, result.spend_model):
         console.print(_rich_table(model.summary().rename_axis("parameter"),
                                   f"{type(model).__name__} parameters (95% intervals)"))
-
-    forecast = result["forecast"]
     console.print(
-        f"Portfolio CLV over 12 months at 1%/month: [bold]{_fmt_total(forecast.total())}[/bold]"
+        f"Portfolio CLV over {result.settings.describe_horizon()}: "
+        f"[bold]{_fmt_total(result.forecast.total())}[/bold]"
     )
-    if "segmentation" in result:
+    if result.segmentation is not None:
         console.print(_rich_table(
-            _tier_table(result["segmentation"].tiers),
-            "Value tiers (90% intervals; tier probability = share of parameter draws "
+            _tier_table(result.segmentation.tiers),
+            f"Value tiers ({level} intervals; tier probability = share of parameter draws "
             "that keep a customer in its tier)",
         ))
-
+    table = result.customers()
+    unit = unit_name(result.time_unit)
     top = table.sort_values("clv", ascending=False).head(10)
     shown = pd.DataFrame({
         "x": top["frequency"],
-        "t_x (wk)": top["recency"].map(lambda v: f"{v:.1f}"),
-        "T (wk)": top["T"].map(lambda v: f"{v:.1f}"),
+        f"t_x ({unit})": top["recency"].map(lambda v: f"{v:.1f}"),
+        f"T ({unit})": top["T"].map(lambda v: f"{v:.1f}"),
         "P(alive)": top["probability_alive"].map(lambda v: f"{v:.3f}"),
         "purchases": top["expected_purchases"].map(lambda v: f"{v:.2f}"),
         "spend": top["expected_spend"].map(lambda v: f"{v:.2f}"),
-        "CLV [90% interval]": [
+        f"CLV [{level} interval]": [
             f"{c:,.0f} [{lo:,.0f}, {hi:,.0f}]"
             for c, lo, hi in zip(top["clv"], top["clv_lower"], top["clv_upper"], strict=True)
         ],
         "tier": top.get("tier", pd.Series("", index=top.index)),
     })
     console.print(_rich_table(shown, "Top 10 customers by CLV"))
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    out = write_table_atomically(table, output_dir / "customers.csv")
-    result["transaction_model"].save(output_dir / "bgnbd.json")
-    result["spend_model"].save(output_dir / "gamma_gamma.json")
-    console.print(f"Wrote the per-customer table to {out} and the models to {output_dir}/")
-
-    from clvmodels.report import build_report
-
-    console.print("Building the model comparison report (calibration to 1997-09-30) ...")
-    report_path = build_report(
-        transactions,
-        "customer_id",
-        "date",
-        "amount",
-        "1997-09-30",
-        output_dir / "report.html",
-        observation_end="1998-06-30",
-        mcmc_draws=mcmc_draws,
-        n_draws=draws,
-        currency="USD",
-        command="clvmodels demo",
-        progressbar=not quiet,
-    )
-    console.print(f"Wrote the report to {report_path}")
 
 
 def _rich_table(frame: pd.DataFrame, title: str) -> Any:

@@ -50,6 +50,7 @@ __all__ = [
     "compress",
     "compress_arrays",
     "count_distinct",
+    "read_transactions",
     "rfm_summary",
     "validate_summary",
 ]
@@ -654,6 +655,59 @@ def calibration_holdout_split(
         }
     )
     return frame
+
+
+def read_transactions(
+    transactions: Any,
+    customer_col: str,
+    date_col: str,
+    value_col: str | None = None,
+    *,
+    group_col: str | None = None,
+    date_format: str | None = None,
+) -> pd.DataFrame:
+    """The transaction columns as a pandas frame, from the sources :func:`rfm_summary` takes.
+
+    For the few steps that need single transactions rather than a summary (the
+    tracking check of a report). A pandas, Polars or Arrow frame is viewed as pandas;
+    a path, glob, folder or list of Parquet / CSV files is read by DuckDB with the
+    checks and parsing of :func:`rfm_summary` (see
+    :func:`clvmodels.outofcore.read_transactions_duckdb`), and only the named columns.
+
+    Parameters
+    ----------
+    transactions, customer_col, date_col, value_col, group_col, date_format
+        As in :func:`rfm_summary`.
+
+    Returns
+    -------
+    DataFrame
+        The named columns, one row per transaction.
+
+    Raises
+    ------
+    DataValidationError
+        When a named column is missing (and, for files, for the problems
+        :func:`rfm_summary` reports).
+
+    Examples
+    --------
+    >>> from clvmodels import load_cdnow
+    >>> log = read_transactions(load_cdnow(), "customer_id", "date", "amount")
+    >>> list(log.columns), len(log)
+    (['customer_id', 'date', 'amount'], 6919)
+    """
+    from clvmodels.outofcore import is_file_source, read_transactions_duckdb
+
+    if is_file_source(transactions):
+        return read_transactions_duckdb(
+            transactions, customer_col, date_col, value_col, group_col=group_col,
+            date_format=date_format,
+        )
+    frame = _to_pandas(transactions, "read_transactions")
+    columns = [customer_col, date_col] + [c for c in (value_col, group_col) if c is not None]
+    _check_columns(frame, columns, "read_transactions")
+    return frame[columns]
 
 
 # --------------------------------------------------------------------------------------

@@ -47,7 +47,12 @@ from clvmodels.units import (
     week_offset,
 )
 
-__all__ = ["calibration_holdout_split_duckdb", "is_file_source", "rfm_summary_duckdb"]
+__all__ = [
+    "calibration_holdout_split_duckdb",
+    "is_file_source",
+    "read_transactions_duckdb",
+    "rfm_summary_duckdb",
+]
 
 _SHOW = 5  # offending examples named in an error message
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -628,6 +633,63 @@ def rfm_summary_duckdb(
         }
     )
     return frame
+
+
+def read_transactions_duckdb(
+    transactions: str | Path | Sequence[str | Path],
+    customer_col: str,
+    date_col: str,
+    value_col: str | None = None,
+    *,
+    group_col: str | None = None,
+    date_format: str | None = None,
+    memory_limit: str | None = "2GB",
+    temp_directory: str | Path | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """The transaction columns of Parquet or CSV files, read and checked by DuckDB.
+
+    Only the named columns are read, with the checks and the date and value parsing
+    of :func:`rfm_summary_duckdb` (so the rows are the ones the summaries count): for
+    per-transaction work on files, such as the tracking check of a report.
+
+    Parameters
+    ----------
+    transactions, memory_limit, temp_directory, threads
+        As in :func:`rfm_summary_duckdb`.
+    customer_col, date_col, value_col, group_col, date_format
+        As in :func:`clvmodels.rfm_summary`.
+
+    Returns
+    -------
+    DataFrame
+        One row per transaction with the named columns, in file order: dates as
+        wall-clock ``datetime64``, values as float.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from clvmodels import load_cdnow
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "cdnow.csv"
+    >>> load_cdnow().to_csv(path, index=False)
+    >>> log = read_transactions_duckdb(path, "customer_id", "date", "amount")
+    >>> len(log), list(log.columns), str(log["date"].dtype).startswith("datetime64")
+    (6919, ['customer_id', 'date', 'amount'], True)
+    """
+    with _Engine(memory_limit, temp_directory, threads) as engine:
+        plan = _plan(
+            engine, transactions, customer_col, date_col, value_col, group_col, date_format,
+            "D", "read_transactions",
+        )
+        columns = [f"{plan.cust} AS {_ident(customer_col)}", f"{plan.ts} AS {_ident(date_col)}"]
+        if plan.value is not None:
+            columns.append(f"{plan.value} AS {_ident(str(value_col))}")
+        if plan.group is not None:
+            columns.append(f"{plan.group} AS {_ident(str(group_col))}")
+        engine.con.execute("SET preserve_insertion_order = true")
+        return engine.con.execute(
+            f"SELECT {', '.join(columns)} FROM {plan.source.relation()}"
+        ).df()
 
 
 def calibration_holdout_split_duckdb(

@@ -13,15 +13,12 @@ Every long clvmodels operation (fitting, forecasting, building a report) takes a
 Bars opened while another is running (say, a model fit inside a report) join the
 outer display as an extra line and disappear when they finish.
 
-Two entry points::
+One entry point::
 
     with progress_bar(total=3, description="Fitting", enabled=progressbar) as bar:
         for step in steps:
             step()
             bar.advance()
-
-    for chunk in track(chunks, "Scoring customers", enabled=progressbar):
-        score(chunk)
 """
 
 from __future__ import annotations
@@ -30,15 +27,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from html import escape
-from typing import Any, TypeVar
+from typing import Any
 
-__all__ = ["ProgressBar", "progress_bar", "track"]
+__all__ = ["ProgressBar", "progress_bar"]
 
 _LOG = logging.getLogger("clvmodels.progress")
-_T = TypeVar("_T")
 # Redraw a notebook bar at most this often (seconds): each redraw is a message to
 # the front end, and thousands of them make a notebook sluggish.
 _NOTEBOOK_REFRESH = 0.2
@@ -252,35 +248,3 @@ def progress_bar(
     finally:
         bar._close()
 
-
-def track(
-    iterable: Iterable[_T],
-    description: str,
-    *,
-    total: float | None = None,
-    enabled: bool = True,
-) -> Iterator[_T]:
-    """Iterate over ``iterable`` and advance a progress bar by one per item.
-
-    Parameters
-    ----------
-    iterable : iterable
-        The work items.
-    description : str
-        Short text shown before the bar.
-    total : float, optional
-        Number of items; defaults to ``len(iterable)`` where it has one.
-    enabled : bool, default True
-        ``False`` shows nothing.
-
-    Examples
-    --------
-    >>> [x * x for x in track(range(4), "Squaring", enabled=False)]
-    [0, 1, 4, 9]
-    """
-    if total is None and hasattr(iterable, "__len__"):
-        total = len(iterable)  # type: ignore[arg-type]
-    with progress_bar(total, description, enabled=enabled) as bar:
-        for item in iterable:
-            yield item
-            bar.advance()

@@ -1,0 +1,690 @@
+"""The main job, from settings: summary -> fit -> CLV -> segments (-> holdout comparison).
+
+:func:`run_pipeline` runs the whole flow described by a :class:`PipelineSettings` and
+returns a :class:`PipelineResult`. The command line (``clvmodels forecast``,
+``clvmodels report``, ``clvmodels demo``) and :func:`clvmodels.report.build_report`
+all run it, so the flow exists once:
+
+1. with ``calibration_end``: the calibration/holdout split
+   (:func:`clvmodels.calibration_holdout_split`), on which every model pair of
+   ``models`` is fitted and scored (:func:`clvmodels.evaluation.compare`);
+2. the summary of all the data up to ``observation_end``
+   (:func:`clvmodels.rfm_summary`);
+3. the forecasting pair (``forecast_model``) fitted on that summary;
+4. discounted CLV with intervals (:func:`clvmodels.customer_lifetime_value`);
+5. value tiers with membership probabilities (:func:`clvmodels.segment`).
+
+Data is read once, by the functions that read it everywhere else: a pandas or Polars
+frame in memory; a path, glob, folder or list of Parquet / CSV files out of core in
+DuckDB (:mod:`clvmodels.outofcore`), so a large log never enters pandas.
+
+Models are chosen by name from the registry of :func:`clvmodels.load`
+(``"BetaGeo"``, ``"GammaGamma"``, ``"HierarchicalBetaGeo"``, ... see
+:func:`available_models`), or passed as classes or objects: any model that keeps the
+model contract (:mod:`clvmodels.models.base`) works, and a new model file is picked
+up without a change here. The settings are never changed: the pipeline fits copies
+of the models it is given.
+
+Examples
+--------
+>>> from clvmodels import load_cdnow
+>>> settings = PipelineSettings(load_cdnow(), "customer_id", "date", "amount",
+...                             observation_end="1997-09-30", n_draws=200)
+>>> result = run_pipeline(settings, progressbar=False)
+>>> len(result.summary), type(result.transaction_model).__name__
+(2357, 'BetaGeo')
+>>> result.customers()[["clv", "tier"]].columns.tolist()
+['clv', 'tier']
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import importlib
+import inspect
+import os
+import pkgutil
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvmodels.progress import ProgressBar, progress_bar
+from clvmodels.units import (
+    Calendar,
+    check_time_unit,
+    freq_base,
+    period_name,
+    resolve_time_unit,
+)
+
+__all__ = [
+    "DEFAULT_SPEND_MODEL",
+    "DEFAULT_TRANSACTION_MODEL",
+    "PipelineResult",
+    "PipelineSettings",
+    "available_models",
+    "make_model",
+    "model_kind",
+    "run_pipeline",
+]
+
+#: The models used when none are named (registry names, not imports).
+DEFAULT_TRANSACTION_MODEL = "BetaGeo"
+DEFAULT_SPEND_MODEL = "GammaGamma"
+
+_KIND_METHODS = {"transaction": "expected_purchases", "spend": "expected_spend"}
+
+
+# --------------------------------------------------------------------------------------
+# Models by name
+# --------------------------------------------------------------------------------------
+def _registry() -> dict[str, type]:
+    from clvmodels.models.base import registered_models
+
+    return registered_models()
+
+
+def _import_model_modules() -> None:
+    """Import every public module of :mod:`clvmodels.models`, so every model registers.
+
+    A model registers itself when its module is imported; a new file in ``models/``
+    is found here without being named anywhere.
+    """
+    import clvmodels.models as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+def model_kind(model: Any) -> str | None:
+    """``"transaction"`` or ``"spend"``: which role a model class or object can play.
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, GammaGamma
+    >>> model_kind(BetaGeo), model_kind(GammaGamma()), model_kind(object())
+    ('transaction', 'spend', None)
+    """
+    for kind, method in _KIND_METHODS.items():
+        if callable(getattr(model, method, None)):
+            return kind
+    return None
+
+
+def available_models(kind: str | None = None) -> dict[str, type]:
+    """Every registered model class by name (all of :mod:`clvmodels.models` imported).
+
+    Parameters
+    ----------
+    kind : {"transaction", "spend"}, optional
+        Only the models that can play this role.
+
+    Examples
+    --------
+    >>> names = available_models("transaction")
+    >>> "BetaGeo" in names and "GammaGamma" not in names
+    True
+    """
+    if kind is not None and kind not in _KIND_METHODS:
+        raise ValueError(f"kind must be one of {list(_KIND_METHODS)} or None, got {kind!r}")
+    _import_model_modules()
+    return {
+        name: cls
+        for name, cls in sorted(_registry().items())
+        if kind is None or model_kind(cls) == kind
+    }
+
+
+def _model_class(name: str, kind: str | None) -> type:
+    cls = _registry().get(name)
+    if cls is None:  # not imported yet: look through every model module
+        _import_model_modules()
+        cls = _registry().get(name)
+    if cls is None:
+        choices = list(available_models(kind))
+        what = f"{kind} model" if kind else "model"
+        raise ValueError(f"unknown {what} {name!r}: choose one of {choices}")
+    return cls
+
+
+def _label(spec: Any) -> str:
+    if isinstance(spec, str):
+        return spec
+    return spec.__name__ if isinstance(spec, type) else type(spec).__name__
+
+
+def _check_kind(spec: Any, target: Any, kind: str | None) -> None:
+    if kind is not None and model_kind(target) != kind:
+        raise ValueError(
+            f"{_label(spec)} is not a {kind} model (it has no {_KIND_METHODS[kind]} method); "
+            f"{kind} models: {list(available_models(kind))}"
+        )
+
+
+def make_model(spec: Any, *, kind: str | None = None, group_col: str | None = None) -> Any:
+    """A model object from a registry name, a model class or a model object.
+
+    Parameters
+    ----------
+    spec : str, class or model
+        A registered class name (``"BetaGeo"``), a model class, or a model object
+        (copied, fitted or not: the original is never changed).
+    kind : {"transaction", "spend"}, optional
+        The role the model must be able to play; anything else is an error.
+    group_col : str, optional
+        Passed to the constructor of a name or class that takes ``group_col`` (models
+        with one set of parameters per group); other models ignore it.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the known ones) or a model of the
+        wrong kind.
+
+    Examples
+    --------
+    >>> make_model("BetaGeo", kind="transaction")
+    <BetaGeo (not fitted)>
+    >>> make_model("BetaGeo", kind="spend")
+    Traceback (most recent call last):
+    ...
+    ValueError: BetaGeo is not a spend model (it has no expected_spend method); ...
+    """
+    if isinstance(spec, str):
+        spec = _model_class(spec, kind)
+    if isinstance(spec, type):
+        _check_kind(spec, spec, kind)
+        takes_group = "group_col" in inspect.signature(spec).parameters
+        return spec(group_col=group_col) if takes_group and group_col else spec()
+    _check_kind(spec, spec, kind)
+    return copy.deepcopy(spec)
+
+
+def _resolve_spec(spec: Any, kind: str) -> None:
+    """Fail early, before any data is read, on a model that cannot be made."""
+    if isinstance(spec, str):
+        spec = _model_class(spec, kind)
+    _check_kind(spec, spec, kind)
+
+
+def _fit_options(fit: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a ``fit`` method accepts (all of them where it takes ``**kwargs``)."""
+    accepted = inspect.signature(fit).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+# --------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------
+def _json(value: Any) -> Any:
+    """``value`` as plain JSON types; paths by file name only (no machine paths)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, _dt.date | _dt.datetime | pd.Timestamp | np.datetime64):
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, os.PathLike):
+        return Path(value).name
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    return _label(value)
+
+
+def _describe_source(source: Any) -> Any:
+    from clvmodels.outofcore import is_file_source
+
+    if is_file_source(source):
+        items = [source] if isinstance(source, str | os.PathLike) else list(source)
+        names = [Path(item).name for item in items]
+        return names[0] if len(names) == 1 else names
+    try:
+        rows = f"{len(source):,} rows"
+    except TypeError:
+        rows = "rows unknown"
+    return f"{type(source).__name__} ({rows})"
+
+
+@dataclass(frozen=True, eq=False)  # the source may be a DataFrame: compared by identity
+class PipelineSettings:
+    """Everything the pipeline needs: where the data is, which models, which forecast.
+
+    Checked when made, before any data is read. Frozen: make variants with
+    :func:`dataclasses.replace`. The models are kept as given (names, classes or
+    objects); the pipeline works on copies.
+
+    Parameters
+    ----------
+    source : DataFrame, path, glob, folder or list of paths
+        The transaction log: a pandas or Polars frame, or Parquet / CSV files, read
+        out of core by DuckDB (see :func:`clvmodels.rfm_summary`).
+    customer_col, date_col, value_col : str
+        Customer id, purchase date and purchase value columns.
+    group_col : str, optional
+        Per-customer group (cohort, region, channel), carried into the summary and
+        given to the models that take one (one set of parameters per group).
+    date_format : str, optional
+        ``strftime`` format of string dates, as in :func:`clvmodels.rfm_summary`.
+    observation_end : date-like, optional
+        End of the data used (default: the last date in the log).
+    calibration_end : date-like, optional
+        With it, every model pair is also fitted on the data up to this date and
+        scored on the holdout that follows, up to ``observation_end``.
+    freq, time_unit : str
+        Period of aggregation and unit of ``recency`` / ``T``, as in
+        :func:`clvmodels.rfm_summary` (default: days, weeks).
+    models : mapping of name to (transaction, spend), or one (transaction, spend) pair
+        Model pairs, each model a registry name, a class or an object; default
+        ``("BetaGeo", "GammaGamma")``. Several pairs are compared on the holdout
+        (``calibration_end``).
+    forecast_model : str, optional
+        The name of the pair that forecasts CLV (default: the first).
+    fit_options : mapping, optional
+        Options for every ``fit`` that accepts them (e.g. ``{"draws": 500,
+        "tune": 500, "chains": 2}`` for Bayesian models); ``random_seed`` defaults to
+        ``random_state`` where a fit takes one.
+    horizon, period, discount_rate : int, str, float
+        The CLV forecast: ``horizon`` periods of ``period`` at ``discount_rate`` per
+        period (see :class:`clvmodels.units.Calendar`).
+    interval : float, default 0.9
+        Level of every interval.
+    n_draws : int, default 1000
+        Parameter draws behind the intervals.
+    predictive : bool, default False
+        Also predictive intervals of the realised value.
+    segments : bool, default True
+        Add value tiers with membership probabilities.
+    random_state : int, optional
+        Seed of every random step (draws, simulation, sampling).
+
+    Examples
+    --------
+    >>> from clvmodels import load_cdnow
+    >>> settings = PipelineSettings(load_cdnow(), "customer_id", "date", "amount")
+    >>> dict(settings.models)
+    {'BetaGeo + GammaGamma': ('BetaGeo', 'GammaGamma')}
+    >>> settings.calendar.describe()
+    '12 months at 0.01 a month'
+    >>> PipelineSettings(load_cdnow(), "customer_id", "date", "amount", period="fortnight")
+    Traceback (most recent call last):
+    ...
+    ValueError: period='fortnight' is not supported: ...
+    """
+
+    source: Any
+    customer_col: str
+    date_col: str
+    value_col: str
+    group_col: str | None = None
+    date_format: str | None = None
+    observation_end: Any = None
+    calibration_end: Any = None
+    freq: str = "D"
+    time_unit: str = "W"
+    models: Any = (DEFAULT_TRANSACTION_MODEL, DEFAULT_SPEND_MODEL)
+    forecast_model: str | None = None
+    fit_options: Mapping[str, Any] = field(default_factory=dict)
+    horizon: int = 12
+    period: str = "M"
+    discount_rate: float = 0.01
+    interval: float = 0.9
+    n_draws: int = 1000
+    predictive: bool = False
+    segments: bool = True
+    random_state: int | None = 0
+
+    def __post_init__(self) -> None:
+        for name in ("customer_col", "date_col", "value_col"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name} must be a column name, got {getattr(self, name)!r}")
+        calendar = Calendar(self.horizon, self.period, self.discount_rate)
+        object.__setattr__(self, "horizon", calendar.horizon)
+        object.__setattr__(self, "discount_rate", calendar.discount_rate)
+        check_time_unit(self.time_unit)
+        freq_base(self.freq)
+        if not (isinstance(self.interval, int | float) and 0 < self.interval < 1):
+            raise ValueError(f"interval must lie strictly between 0 and 1, got {self.interval!r}")
+        n_draws = self.n_draws
+        if isinstance(n_draws, bool) or not isinstance(n_draws, int | np.integer) or n_draws < 1:
+            raise ValueError(f"n_draws must be a positive whole number, got {n_draws!r}")
+        object.__setattr__(self, "models", MappingProxyType(self._model_pairs()))
+        if self.forecast_model is not None and self.forecast_model not in self.models:
+            raise ValueError(
+                f"forecast_model={self.forecast_model!r} is not one of {list(self.models)}"
+            )
+        if not isinstance(self.fit_options, Mapping):
+            raise ValueError(f"fit_options must be a mapping, got {self.fit_options!r}")
+        object.__setattr__(self, "fit_options", MappingProxyType(dict(self.fit_options)))
+
+    def _model_pairs(self) -> dict[str, tuple[Any, Any]]:
+        models = self.models
+        if isinstance(models, tuple | list) and len(models) == 2 and not any(
+            isinstance(m, tuple | list) for m in models
+        ):
+            models = {f"{_label(models[0])} + {_label(models[1])}": tuple(models)}
+        if not isinstance(models, Mapping) or not models:
+            raise ValueError(
+                "models must be a (transaction, spend) pair or a non-empty mapping of name to "
+                f"such pairs, got {models!r}"
+            )
+        pairs = {}
+        for name, pair in models.items():
+            if not (isinstance(pair, tuple | list) and len(pair) == 2):
+                raise ValueError(
+                    f"models[{name!r}] must be a (transaction model, spend model) pair, "
+                    f"got {pair!r}"
+                )
+            _resolve_spec(pair[0], "transaction")
+            _resolve_spec(pair[1], "spend")
+            pairs[str(name)] = (pair[0], pair[1])
+        return pairs
+
+    @property
+    def calendar(self) -> Calendar:
+        """``horizon``, ``period`` and ``discount_rate`` as a :class:`~clvmodels.units.Calendar`."""
+        return Calendar(self.horizon, self.period, self.discount_rate)
+
+    @property
+    def forecast_name(self) -> str:
+        """The name of the pair that forecasts CLV."""
+        return self.forecast_model or next(iter(self.models))
+
+    def describe_horizon(self) -> str:
+        """The forecast's calendar in words.
+
+        Examples
+        --------
+        >>> from dataclasses import replace
+        >>> from clvmodels import load_cdnow
+        >>> s = PipelineSettings(load_cdnow(), "customer_id", "date", "amount")
+        >>> s.describe_horizon()
+        '12 months, discounted at 1% per month'
+        >>> replace(s, horizon=4, period="30D", discount_rate=0.02).describe_horizon()
+        '4 periods of 30 days, discounted at 2% per period of 30 days'
+        """
+        name = period_name(self.period)
+        rate = f"{100 * self.discount_rate:g}%"
+        if name[0].isdigit():  # a multiple: "30 days"
+            return f"{self.horizon} periods of {name}, discounted at {rate} per period of {name}"
+        plural = name if self.horizon == 1 else f"{name}s"
+        return f"{self.horizon} {plural}, discounted at {rate} per {name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON types: models by name, dates as ISO text, files by
+        name (never a machine path), an in-memory source by its type and size.
+
+        Examples
+        --------
+        >>> from clvmodels import load_cdnow
+        >>> d = PipelineSettings(load_cdnow(), "customer_id", "date", "amount").to_dict()
+        >>> d["source"], d["models"], d["horizon"]
+        ('DataFrame (6,919 rows)', {'BetaGeo + GammaGamma': ['BetaGeo', 'GammaGamma']}, 12)
+        """
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = _describe_source(value) if f.name == "source" else _json(value)
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+@dataclass
+class PipelineResult:
+    """What :func:`run_pipeline` produced.
+
+    Attributes
+    ----------
+    settings : PipelineSettings
+        The settings it ran with.
+    summary : DataFrame
+        One row per customer, all data up to ``observation_end`` (records its
+        ``time_unit`` in ``attrs``).
+    transaction_model, spend_model
+        The forecasting pair, fitted on ``summary``.
+    forecast : CLVForecast
+        CLV per customer with intervals.
+    segmentation : Segmentation or None
+        Value tiers (with ``segments``).
+    split : DataFrame or None
+        The calibration/holdout split (with ``calibration_end``).
+    comparison : DataFrame or None
+        One row per model pair, scored on the holdout (with ``calibration_end``).
+    models : dict of name to (transaction, spend)
+        The compared pairs, fitted on the calibration data (empty without
+        ``calibration_end``).
+    timings : dict of str to float
+        Seconds spent in each step.
+    warnings : list of str
+        The warnings raised on the way (they are shown as well, not swallowed).
+    """
+
+    settings: PipelineSettings
+    summary: pd.DataFrame
+    transaction_model: Any
+    spend_model: Any
+    forecast: Any
+    segmentation: Any = None
+    split: pd.DataFrame | None = None
+    comparison: pd.DataFrame | None = None
+    models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def forecast_name(self) -> str:
+        """The name of the pair that forecast CLV."""
+        return self.settings.forecast_name
+
+    @property
+    def time_unit(self) -> str:
+        """The time unit of the summary and the models; an error where they disagree."""
+        return resolve_time_unit(
+            self.summary.attrs.get("time_unit"),
+            models=(self.transaction_model, self.spend_model),
+            context="pipeline",
+        )
+
+    def customers(self) -> pd.DataFrame:
+        """Per customer: the summary, the forecast and (with segments) the tiers."""
+        table = self.summary.join(
+            self.forecast.table.drop(columns=self.summary.columns, errors="ignore")
+        )
+        if self.segmentation is not None:
+            table = table.join(
+                self.segmentation.customers.drop(columns=table.columns, errors="ignore")
+            )
+        return table
+
+    def transactions(self) -> pd.DataFrame:
+        """The transaction columns of the source, for steps that need single purchases.
+
+        A frame in memory is viewed as pandas; files are read by DuckDB, only these
+        columns (see :func:`clvmodels.data.read_transactions`).
+        """
+        from clvmodels.data import read_transactions
+
+        s = self.settings
+        return read_transactions(
+            s.source, s.customer_col, s.date_col, s.value_col, group_col=s.group_col,
+            date_format=s.date_format,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings, portfolio total, comparison, timings and warnings as JSON types."""
+        out: dict[str, Any] = {
+            "settings": self.settings.to_dict(),
+            "customers": len(self.summary),
+            "time_unit": self.time_unit,
+            "total": _json(self.forecast.total().to_dict()),
+            "timings": _json(self.timings),
+            "warnings": list(self.warnings),
+        }
+        if self.comparison is not None:
+            frame = self.comparison.astype(object).where(self.comparison.notna(), None)
+            out["comparison"] = _json(frame.to_dict(orient="index"))
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------
+class _Steps:
+    """Timed, named steps that advance one progress bar."""
+
+    def __init__(self, bar: ProgressBar, timings: dict[str, float]) -> None:
+        self.bar = bar
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.bar.update(description=f"clvmodels: {name}")
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = time.perf_counter() - started
+            self.bar.advance()
+
+
+def _fit(model: Any, data: pd.DataFrame, options: Mapping[str, Any], progressbar: bool) -> None:
+    accepted = _fit_options(model.fit, {**options, "progressbar": progressbar})
+    model.fit(data, **accepted)
+
+
+def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> PipelineResult:
+    """Run summary -> fit -> CLV -> segments (-> holdout comparison) from ``settings``.
+
+    Parameters
+    ----------
+    settings : PipelineSettings
+        What to run.
+    progressbar : bool, default True
+        Show progress (one bar for the pipeline; long steps add their own lines).
+
+    Returns
+    -------
+    PipelineResult
+
+    Raises
+    ------
+    DataValidationError
+        For transactions that cannot be summarised (missing columns, bad dates or
+        values), with the rows named.
+    ValueError
+        For inconsistent settings (e.g. ``observation_end`` before ``calibration_end``).
+
+    Examples
+    --------
+    >>> from clvmodels import load_cdnow
+    >>> settings = PipelineSettings(
+    ...     load_cdnow(), "customer_id", "date", "amount", calibration_end="1997-09-30",
+    ...     observation_end="1998-06-30", n_draws=100, segments=False)
+    >>> result = run_pipeline(settings, progressbar=False)
+    >>> int(result.comparison.loc["BetaGeo + GammaGamma", "purchases_actual"])
+    1882
+    >>> result.segmentation is None
+    True
+    >>> list(result.timings)  # doctest: +NORMALIZE_WHITESPACE
+    ['calibration/holdout split', 'comparing models', 'summary',
+     'fitting BetaGeo + GammaGamma', 'forecasting CLV']
+    """
+    timings: dict[str, float] = {}
+    caught: list[warnings.WarningMessage] = []
+    n_steps = 3 + 2 * (settings.calibration_end is not None) + settings.segments
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            progress_bar(n_steps, "clvmodels", enabled=progressbar) as bar,
+        ):
+            parts = _run(settings, _Steps(bar, timings), progressbar)
+    finally:  # recorded for the result, and shown as they would have been
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    # The summary and the models must agree on one time unit.
+    resolve_time_unit(
+        parts["summary"].attrs.get("time_unit"),
+        models=(parts["transaction_model"], parts["spend_model"]),
+        context="pipeline",
+    )
+    return PipelineResult(
+        settings=settings,
+        **parts,
+        timings=timings,
+        warnings=[f"{w.category.__name__}: {w.message}" for w in caught],
+    )
+
+
+def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]:
+    """The steps of :func:`run_pipeline`; the fields of its result."""
+    from clvmodels.clv import customer_lifetime_value
+    from clvmodels.data import calibration_holdout_split, rfm_summary
+
+    read = {"freq": s.freq, "time_unit": s.time_unit, "group_col": s.group_col,
+            "date_format": s.date_format}
+    columns = (s.source, s.customer_col, s.date_col, s.value_col)
+    options = {"random_seed": s.random_state, **s.fit_options}
+    out: dict[str, Any] = {"split": None, "comparison": None, "models": {}}
+    observation_end = s.observation_end
+    if s.calibration_end is not None:
+        from clvmodels.evaluation import compare
+
+        with step("calibration/holdout split"):
+            split = calibration_holdout_split(
+                *columns, calibration_end=s.calibration_end, observation_end=observation_end,
+                **read,
+            )
+        observation_end = split.attrs["observation_end"]
+        models = {
+            name: (
+                make_model(tx, kind="transaction", group_col=s.group_col),
+                make_model(spend, kind="spend", group_col=s.group_col),
+            )
+            for name, (tx, spend) in s.models.items()
+        }
+        with step("comparing models"):
+            comparison = compare(
+                models, split, interval=s.interval, n_draws=s.n_draws,
+                random_state=s.random_state, fit_kwargs={name: options for name in models},
+                progressbar=progressbar,
+            )
+        out.update(split=split, comparison=comparison, models=models)
+    with step("summary"):
+        summary = rfm_summary(*columns, observation_end=observation_end, **read)
+    tx_spec, spend_spec = s.models[s.forecast_name]
+    tx = make_model(tx_spec, kind="transaction", group_col=s.group_col)
+    spend = make_model(spend_spec, kind="spend", group_col=s.group_col)
+    with step(f"fitting {s.forecast_name}"):
+        _fit(tx, summary, options, progressbar)
+        _fit(spend, summary, options, progressbar)
+    with step("forecasting CLV"):
+        forecast = customer_lifetime_value(
+            tx, spend, summary, horizon=s.horizon, period=s.period,
+            discount_rate=s.discount_rate, interval=s.interval, n_draws=s.n_draws,
+            predictive=s.predictive, random_state=s.random_state, progressbar=progressbar,
+        )
+    segmentation = None
+    if s.segments:
+        from clvmodels.segmentation import segment
+
+        with step("segmenting"):
+            segmentation = segment(forecast, progressbar=progressbar)
+    out.update(summary=summary, transaction_model=tx, spend_model=spend, forecast=forecast,
+               segmentation=segmentation)
+    return out
+

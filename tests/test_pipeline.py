@@ -1,0 +1,248 @@
+"""The pipeline: settings checked up front, one reading path, models by name, results."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvmodels import BetaGeo, GammaGamma
+from clvmodels.data import read_transactions
+from clvmodels.pipeline import (
+    PipelineSettings,
+    available_models,
+    make_model,
+    model_kind,
+    run_pipeline,
+)
+
+COLUMNS = ("customer_id", "date", "amount")
+SRC = Path(__file__).resolve().parents[1] / "src" / "clvmodels"
+
+
+def _settings(source, **kwargs):
+    kwargs.setdefault("n_draws", 100)
+    return PipelineSettings(source, *COLUMNS, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def result(cdnow_transactions):
+    return run_pipeline(
+        _settings(cdnow_transactions, observation_end="1997-09-30", predictive=True),
+        progressbar=False,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"period": "fortnight"}, "period='fortnight' is not supported"),
+        ({"horizon": 0}, "horizon must be at least 1"),
+        ({"discount_rate": -0.1}, "discount_rate"),
+        ({"interval": 1.5}, "interval must lie strictly between 0 and 1"),
+        ({"n_draws": 0}, "n_draws must be a positive whole number"),
+        ({"time_unit": "fortnight"}, "time_unit='fortnight' is not supported"),
+        ({"freq": "5min"}, "freq='5min' is not supported"),
+        ({"models": ("Nope", "GammaGamma")}, "unknown transaction model 'Nope': choose one of"),
+        ({"models": ("BetaGeo", "BetaGeo")}, "BetaGeo is not a spend model"),
+        ({"models": {}}, "models must be"),
+        ({"models": {"a": ("BetaGeo",)}}, r"models\['a'\] must be a \(transaction model"),
+        ({"forecast_model": "other"}, "forecast_model='other' is not one of"),
+        ({"fit_options": 3}, "fit_options must be a mapping"),
+    ],
+)
+def test_settings_are_checked_before_any_data_is_read(change, message):
+    # The source does not exist: the settings fail first, on their own.
+    with pytest.raises(ValueError, match=message):
+        _settings("nowhere/*.parquet", **change)
+
+
+def test_settings_are_frozen_and_normalised():
+    settings = _settings("log.parquet", horizon=6.0, models=(BetaGeo, GammaGamma()))
+    assert settings.horizon == 6 and isinstance(settings.horizon, int)
+    assert list(settings.models) == ["BetaGeo + GammaGamma"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.horizon = 3
+    with pytest.raises(TypeError):
+        settings.models["other"] = ("BetaGeo", "GammaGamma")
+    assert settings.calendar.period_length("W") == pytest.approx(365.25 / 12 / 7)
+
+
+def test_settings_as_json_name_files_but_never_their_folders(tmp_path):
+    source = [tmp_path / "a.parquet", str(tmp_path / "b.parquet")]
+    settings = _settings(source, observation_end=pd.Timestamp("1998-06-30"),
+                         models={"mle": (BetaGeo(), "GammaGamma")}, fit_options={"draws": 5})
+    d = settings.to_dict()
+    json.dumps(d)
+    assert d["source"] == ["a.parquet", "b.parquet"]
+    assert str(tmp_path) not in json.dumps(d)
+    assert d["models"] == {"mle": ["BetaGeo", "GammaGamma"]}
+    assert d["observation_end"] == "1998-06-30T00:00:00" and d["fit_options"] == {"draws": 5}
+
+
+# --------------------------------------------------------------------------------------
+# Models by name
+# --------------------------------------------------------------------------------------
+def test_models_come_from_the_registry():
+    transaction, spend = available_models("transaction"), available_models("spend")
+    assert {"BetaGeo", "HierarchicalBetaGeo"} <= set(transaction)
+    assert {"GammaGamma", "HierarchicalGammaGamma"} <= set(spend)
+    assert not set(transaction) & set(spend)
+    assert model_kind(transaction["BetaGeo"]) == "transaction"
+    grouped = make_model("HierarchicalBetaGeo", kind="transaction", group_col="cohort")
+    assert grouped.group_col == "cohort"
+    assert make_model("BetaGeo", group_col="cohort").group_col is None  # takes no groups
+    with pytest.raises(ValueError, match="kind must be one of"):
+        available_models("churn")
+
+
+def test_model_objects_are_copied_never_changed(cdnow_transactions):
+    given = BetaGeo()
+    result = run_pipeline(
+        _settings(cdnow_transactions, models=(given, GammaGamma), segments=False),
+        progressbar=False,
+    )
+    assert not given.is_fitted and result.transaction_model is not given
+    assert result.transaction_model.is_fitted and result.spend_model.is_fitted
+
+
+# --------------------------------------------------------------------------------------
+# One reading path
+# --------------------------------------------------------------------------------------
+def test_files_are_read_out_of_core_with_the_same_result(
+    result, cdnow_transactions, tmp_path, monkeypatch
+):
+    for i, rows in enumerate(np.array_split(np.arange(len(cdnow_transactions)), 3)):
+        cdnow_transactions.iloc[rows].to_csv(tmp_path / f"part{i}.csv", index=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("files go to DuckDB, never through pandas readers")
+
+    monkeypatch.setattr(pd, "read_csv", refuse)
+    monkeypatch.setattr(pd, "read_parquet", refuse)
+    from_files = run_pipeline(
+        dataclasses.replace(result.settings, source=str(tmp_path / "*.csv")), progressbar=False
+    )
+    pd.testing.assert_frame_equal(from_files.summary, result.summary, check_exact=False)
+    pd.testing.assert_frame_equal(from_files.customers(), result.customers(), check_exact=False)
+    assert from_files.settings.to_dict()["source"] == "*.csv"
+    # Single transactions, where a step needs them, come the same way.
+    log = from_files.transactions()
+    assert list(log.columns) == list(COLUMNS) and len(log) == len(cdnow_transactions)
+    assert log["date"].dtype.kind == "M"
+    assert (log["amount"].to_numpy() == cdnow_transactions["amount"].to_numpy()).all()
+
+
+def test_a_polars_frame_takes_the_in_memory_route(result, cdnow_transactions):
+    pl = pytest.importorskip("polars")
+    frame = pl.from_pandas(cdnow_transactions)
+    summary = run_pipeline(
+        dataclasses.replace(result.settings, source=frame, segments=False), progressbar=False
+    ).summary
+    pd.testing.assert_frame_equal(summary, result.summary)
+    assert read_transactions(frame, *COLUMNS).shape == (len(cdnow_transactions), 3)
+
+
+def test_missing_columns_are_named(cdnow_transactions, tmp_path):
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['price'\]"):
+        run_pipeline(PipelineSettings(cdnow_transactions, "customer_id", "date", "price"),
+                     progressbar=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['price'\]"):
+        read_transactions(cdnow_transactions, "customer_id", "date", "price")
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+def test_result_holds_every_step(result):
+    assert len(result.summary) == 2357 and result.time_unit == "W"
+    assert result.split is None and result.comparison is None and result.models == {}
+    customers = result.customers()
+    assert len(customers) == 2357
+    assert {"frequency", "clv", "clv_lower", "clv_pred_upper", "tier"} <= set(customers.columns)
+    assert list(result.timings) == ["summary", "fitting BetaGeo + GammaGamma",
+                                    "forecasting CLV", "segmenting"]
+    d = result.to_dict()
+    json.dumps(d)
+    assert d["customers"] == 2357 and d["settings"]["source"] == "DataFrame (6,919 rows)"
+    assert d["total"]["clv_lower"] < d["total"]["clv"] < d["total"]["clv_upper"]
+
+
+def test_comparison_fits_every_pair_on_calibration_and_forecasts_on_all(cdnow_transactions):
+    settings = _settings(
+        cdnow_transactions, calibration_end="1997-09-30", observation_end="1998-06-30",
+        models={"penalised": ("BetaGeo", "GammaGamma"), "plain": (BetaGeo(), GammaGamma())},
+        forecast_model="plain", segments=False,
+    )
+    result = run_pipeline(settings, progressbar=False)
+    assert list(result.comparison.index) == ["penalised", "plain"]
+    assert (result.comparison["purchases_actual"] == 1882).all()
+    assert result.summary.attrs["observation_end"] == "1998-06-30"
+    assert len(result.split) == 2357 and len(result.summary) == 2357
+    calibration, forecast = result.models["plain"][0], result.transaction_model
+    assert calibration.is_fitted and forecast is not calibration
+    assert forecast.params_["r"] != pytest.approx(calibration.params_["r"])
+    json.dumps(result.to_dict())
+
+
+class Recording(BetaGeo):
+    """Records the options its fit received, and warns."""
+
+    calls: ClassVar[list[dict]] = []
+
+    def fit(self, data, weights=None, draws=100, random_seed=None):
+        self.calls.append({"draws": draws, "random_seed": random_seed})
+        warnings.warn("recorded on the way", UserWarning, stacklevel=2)
+        return super().fit(data, weights=weights)
+
+
+def test_fit_options_and_warnings(cdnow_transactions):
+    Recording.calls.clear()
+    settings = _settings(cdnow_transactions, models=(Recording, "GammaGamma"),
+                         fit_options={"draws": 7, "chains": 3}, random_state=11,
+                         segments=False)
+    with pytest.warns(UserWarning, match="recorded on the way"):
+        result = run_pipeline(settings, progressbar=False)
+    # Options a fit takes reach it (the seed from random_state); others are left out.
+    assert Recording.calls == [{"draws": 7, "random_seed": 11}]
+    assert result.warnings == ["UserWarning: recorded on the way"]
+
+
+class Failing(GammaGamma):
+    def fit(self, data, weights=None):
+        raise RuntimeError("spend fit failed")
+
+
+def test_warnings_are_shown_when_a_step_fails(cdnow_transactions):
+    settings = _settings(cdnow_transactions, models=(Recording, Failing), segments=False)
+    with pytest.warns(UserWarning, match="recorded on the way"), pytest.raises(
+        RuntimeError, match="spend fit failed"
+    ):
+        run_pipeline(settings, progressbar=False)
+
+
+# --------------------------------------------------------------------------------------
+# No concrete models outside models/
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("module", ["pipeline.py", "report.py", "cli.py"])
+def test_models_are_named_never_imported(module):
+    """The pipeline, the report and the command line know models only by the contract."""
+    tree = ast.parse((SRC / module).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            assert node.module in {"clvmodels.models", "clvmodels.models.base"} or (
+                not node.module.startswith("clvmodels.models")
+            ), f"{module} imports {node.module}"
+        # No BG/NBD parameter names: parameter tables come from summary().
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert node.value not in {"r", "alpha", "a", "b", "p", "q", "gamma"}, module
