@@ -18,7 +18,7 @@ from clvmodels.models.base import registered_models
 from clvmodels.models.mle import MaximumLikelihoodModel
 
 
-class ToyNBD(MaximumLikelihoodModel):
+class DeclaredNBD(MaximumLikelihoodModel):
     """Poisson purchases with Gamma(r, alpha) rates and no dropout (Ehrenberg's NBD)."""
 
     param_names = ("r", "alpha")
@@ -33,7 +33,7 @@ class ToyNBD(MaximumLikelihoodModel):
         )
 
 
-class ToyLogNormalSpend(MaximumLikelihoodModel):
+class DeclaredLogNormalSpend(MaximumLikelihoodModel):
     """Mean spend log-normal with a real location: exercises ``real_params``."""
 
     param_names = ("mu", "sigma")
@@ -60,7 +60,7 @@ def _nbd_neg_loglik(log_params, x, T):
 
 @pytest.fixture(scope="module")
 def toy(cdnow_summary):
-    return ToyNBD().fit(cdnow_summary)
+    return DeclaredNBD().fit(cdnow_summary)
 
 
 # -- a declared model gets everything ----------------------------------------------------
@@ -76,7 +76,7 @@ def test_declared_model_fits_to_the_independent_optimum(toy, cdnow_summary):
     assert toy.aic_ == pytest.approx(4 - 2 * toy.log_likelihood_)
     assert toy.bic_ == pytest.approx(2 * math.log(2357) - 2 * toy.log_likelihood_)
     assert toy.n_obs_ == 2357 and toy.time_unit_ == "W"
-    assert "ToyNBD" in registered_models()
+    assert "DeclaredNBD" in registered_models()
 
 
 def test_covariance_is_the_inverse_observed_information(toy, cdnow_summary):
@@ -116,14 +116,14 @@ def test_weights_equal_expanded_rows_and_compression(cdnow_summary):
     repeat = np.arange(400) % 3 + 1
     expanded = rows.loc[rows.index.repeat(repeat)].reset_index(drop=True)
     expanded.attrs = rows.attrs
-    weighted = ToyNBD().fit(rows, weights=repeat)
-    plain = ToyNBD().fit(expanded)
+    weighted = DeclaredNBD().fit(rows, weights=repeat)
+    plain = DeclaredNBD().fit(expanded)
     np.testing.assert_allclose(weighted.params_, plain.params_, rtol=1e-7)
     assert weighted.n_obs_ == plain.n_obs_ == repeat.sum()
 
 
 def test_real_parameters_are_not_log_transformed(cdnow_summary):
-    model = ToyLogNormalSpend().fit(cdnow_summary)
+    model = DeclaredLogNormalSpend().fit(cdnow_summary)
     buyers = cdnow_summary.loc[cdnow_summary["frequency"] > 0, "monetary_value"]
     logs = np.log(buyers.to_numpy())
     assert model.params_["mu"] == pytest.approx(logs.mean(), rel=1e-6)
@@ -138,7 +138,7 @@ def test_real_parameters_are_not_log_transformed(cdnow_summary):
 def test_save_and_load_a_declared_model(toy, tmp_path):
     path = toy.save(tmp_path / "nbd.json")
     loaded = load(path)
-    assert type(loaded) is ToyNBD
+    assert type(loaded) is DeclaredNBD
     np.testing.assert_allclose(loaded.params_, toy.params_)
     np.testing.assert_allclose(loaded.covariance_, toy.covariance_)
     assert loaded.log_likelihood_ == toy.log_likelihood_ and loaded.time_unit_ == "W"
@@ -166,10 +166,10 @@ def test_analytic_gradient_equals_automatic_gradient(model_class, cdnow_summary)
 @pytest.mark.parametrize("penalizer", [-1.0, float("nan"), float("inf"), "a lot"])
 def test_bad_penalizer_is_refused(cdnow_summary, penalizer):
     with pytest.raises(ValueError, match="penalizer"):
-        ToyNBD(penalizer=penalizer).fit(cdnow_summary)
+        DeclaredNBD(penalizer=penalizer).fit(cdnow_summary)
 
 
-@pytest.mark.parametrize("model_class", [BetaGeo, GammaGamma, ToyNBD])
+@pytest.mark.parametrize("model_class", [BetaGeo, GammaGamma, DeclaredNBD])
 def test_weights_are_checked_the_same_way_for_every_model(model_class, cdnow_summary):
     with pytest.raises(DataValidationError, match="one entry per row"):
         model_class().fit(cdnow_summary, weights=np.ones(3))
@@ -283,9 +283,9 @@ def test_version_1_files_still_load(tmp_path, cdnow_summary):
 
 
 def test_from_params_checks_values_like_a_file():
-    model = ToyNBD.from_params({"r": 0.4, "alpha": 12.0}, time_unit="W")
+    model = DeclaredNBD.from_params({"r": 0.4, "alpha": 12.0}, time_unit="W")
     assert model.is_fitted and model.time_unit_ == "W"
     with pytest.raises(ModelFileError, match="positive"):
-        ToyNBD.from_params({"r": -0.4, "alpha": 12.0})
+        DeclaredNBD.from_params({"r": -0.4, "alpha": 12.0})
     with pytest.raises(ValueError, match="no finite covariance"):
         model.param_draws(10)
