@@ -515,18 +515,6 @@ class BetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         """FHL 2005 eq. (6): :func:`bgnbd_log_likelihood`."""
         return bgnbd_log_likelihood(**params, **data, ops=ops)
 
-    # The analytic gradient evaluates the gamma-function terms once per distinct
-    # frequency and the dropout term on repeat buyers only: benchmarks/bench_mle.py
-    # measures it against the automatic gradient of the same likelihood.
-    def _with_cache(self, arrays, weights):
-        return {**arrays, "_groups": frequency_groups(arrays["frequency"], weights)}
-
-    def _neg_loglik_grad(self, theta, arrays, weights):
-        return bgnbd_neg_loglik_grad(
-            theta, arrays["frequency"], arrays["recency"], arrays["T"], weights,
-            arrays.get("_groups"),
-        )
-
     @classmethod
     def from_lifetimes(cls, fitter: Any) -> BetaGeo:
         """Build a fitted :class:`BetaGeo` from a fitted ``lifetimes.BetaGeoFitter``.

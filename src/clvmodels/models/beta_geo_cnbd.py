@@ -51,7 +51,6 @@ from clvmodels.data import validate_summary
 from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError
 from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
-    frequency_groups,
     purchase_times,
     simulate_family,
     xbg_log_likelihood,
@@ -704,8 +703,8 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         if not isinstance(self.modified, bool | np.bool_):
             raise ValueError(f"modified must be True or False, got {self.modified!r}")
 
-    def _rate_divisor(self) -> float:
-        return float(self._k_in_use() or 1)
+    def _family_shape(self) -> dict[str, Any]:
+        return {"k": int(self._k_in_use() or 1), "dropout_at_zero": bool(self.modified)}
 
     @property
     def data_columns(self) -> tuple[str, ...]:
@@ -735,15 +734,6 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
             **params, **{c: data[c] for c in _HISTORY},
             log_interpurchase_sum=data.get(LITT_COLUMN), k=self._k_in_use(),
             modified=self.modified, ops=ops,
-        )
-
-    def _with_cache(self, arrays, weights):
-        return {**arrays, "_groups": frequency_groups(arrays["frequency"], weights)}
-
-    def _neg_loglik_grad(self, theta, arrays, weights):
-        return bgcnbd_neg_loglik_grad(
-            theta, arrays["frequency"], arrays["recency"], arrays["T"], weights,
-            arrays.get("_groups"), k=self._k_in_use(), modified=self.modified,
         )
 
     # -- fitting ------------------------------------------------------------------------

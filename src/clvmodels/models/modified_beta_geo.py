@@ -31,7 +31,6 @@ import pandas as pd
 
 from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
-    frequency_groups,
     purchases_while_alive,
     simulate_family,
     xbg_log_likelihood,
@@ -260,15 +259,8 @@ class ModifiedBetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodMod
         """BDF 2007 appendix eq. (2): :func:`mbgnbd_log_likelihood`."""
         return mbgnbd_log_likelihood(**params, **data, ops=ops)
 
-    # Analytic gradient: measured against the automatic one in benchmarks/bench_mle.py.
-    def _with_cache(self, arrays, weights):
-        return {**arrays, "_groups": frequency_groups(arrays["frequency"], weights)}
-
-    def _neg_loglik_grad(self, theta, arrays, weights):
-        return mbgnbd_neg_loglik_grad(
-            theta, arrays["frequency"], arrays["recency"], arrays["T"], weights,
-            arrays.get("_groups"),
-        )
+    def _family_shape(self) -> dict[str, Any]:
+        return {"k": 1, "dropout_at_zero": True}
 
     # -- prediction hooks (see BetaGeoPredictions) -------------------------------------
     @staticmethod
