@@ -384,6 +384,13 @@ def test_log_interpurchase_sum_on_cdnow(cdnow_transactions, cdnow_regular):
     assert weekly.loc[1] == pytest.approx(np.log(2.0) + np.log(28.0), rel=1e-12)
 
 
+def test_litt_follows_a_calibration_split(cdnow_split, cdnow_transactions, cdnow_regular):
+    split = add_log_interpurchase_sum(cdnow_split, cdnow_transactions)
+    # the calibration part, not the holdout, feeds the statistic
+    pd.testing.assert_series_equal(split[LITT_COLUMN], cdnow_regular[LITT_COLUMN])
+    assert "frequency_holdout" in split.columns
+
+
 def test_litt_is_required_and_checked(cdnow_summary, cdnow_regular):
     with pytest.raises(DataValidationError, match="add_log_interpurchase_sum"):
         BetaGeoCNBD().fit(cdnow_summary)
@@ -453,3 +460,34 @@ def test_warnings_of_discarded_k_are_not_repeated():
         warnings.simplefilter("error")
         model = BetaGeoCNBD().fit(data)
     assert model.k_ == 2
+
+
+@pytest.mark.parametrize(("k", "modified"), [(3, False), (2, True)])
+def test_likelihood_works_in_pytensor_for_the_bayesian_engine(k, modified):
+    # The same log_likelihood in a PyTensor graph: its value and symbolic gradient
+    # equal the NumPy value and the forward-mode gradient.
+    import pytensor
+    import pytensor.tensor as pt
+
+    from clvmodels.models import ops
+
+    rng = np.random.default_rng(k)
+    data = simulate_bgcnbd(60, **BTYDPLUS_SIM, T=rng.uniform(5, 40, 60), k=k, modified=modified,
+                           random_state=rng)
+    columns = (*_arrays(data), data[LITT_COLUMN].to_numpy())
+
+    def total(theta, namespace):
+        r, alpha, a, b = (namespace.exp(v) for v in theta)
+        return bgcnbd_log_likelihood(r, alpha, a, b, *columns, k=k, modified=modified,
+                                     ops=namespace).sum()
+
+    theta = np.log(list(BTYDPLUS_SIM.values()))
+    value, grad = ops.value_and_grad(lambda p: total(p, ops.DUAL), theta)
+    variable = pt.dvector("theta")
+    graph = total([variable[i] for i in range(4)], ops.pytensor_ops())
+    pt_value, pt_grad = pytensor.function([variable], [graph, pytensor.grad(graph, variable)])(
+        theta
+    )
+    assert value == pytest.approx(float(pt_value), rel=1e-12)
+    assert value == pytest.approx(float(total(theta, ops.NUMPY)), rel=1e-14)
+    np.testing.assert_allclose(grad, pt_grad, rtol=1e-8)
