@@ -21,10 +21,10 @@ and either dropout convention (``dropout_at_zero``):
   the fitting defaults shared by the maximum-likelihood models.
 
 Notation: ``m = 1`` with dropout at time 0, else 0; ``s = r + k x`` and ``h = alpha +
-T`` are the shape and rate of the gamma posterior of ``lambda``; the regularity sum
-``S2 = sum_{j<k} (s)_j / j! u^j`` with ``u = (T - t_x) / h`` (RPS 2021, eq. A.4) is
-the probability, given ``lambda``, of no purchase since the last one, relative to
-its ``j = 0`` term (``S2 = 1`` for ``k = 1``).
+T`` are the shape and rate of the gamma posterior of ``lambda``; the regularity sum ``S2
+= sum_{j<k} (s)_j / j! u^j`` with ``u = (T - t_x) / h`` (RPS 2021, appendix; BTYDplus
+``xbgcnbd.LL``) is the probability, given ``lambda``, of no purchase since the last one,
+relative to its ``j = 0`` term (``S2 = 1`` for ``k = 1``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _has_dropout_term(x: np.ndarray, dropout_at_zero: bool) -> np.ndarray:
 
 
 def _log_dropout_odds(r, alpha, a, b, x, t_x, T, k, dropout_at_zero, ops=NUMPY):
-    """log of ``a/(b+x-1+m) ((alpha+T)/(alpha+t_x))^(r+kx)`` (log S1 of RPS 2021 eq. A.4).
+    """log of ``a/(b+x-1+m) ((alpha+T)/(alpha+t_x))^(r+kx)`` (log S1 of BTYDplus ``xbgcnbd.LL``).
 
     The odds of having dropped out after the last purchase against being alive with
     no purchase since (before dividing by the regularity sum); rows without a
@@ -83,7 +83,7 @@ def _log_dropout_odds(r, alpha, a, b, x, t_x, T, k, dropout_at_zero, ops=NUMPY):
 
 
 def _log_regularity_sum(s, gap, scale, k, ops=NUMPY):
-    """``log S2 = log sum_{j<k} (s)_j / j! (gap / scale)^j`` (RPS 2021 eq. A.4).
+    """``log S2 = log sum_{j<k} (s)_j / j! (gap / scale)^j`` (BTYDplus ``xbgcnbd.LL``).
 
     Every term is positive and ``gap / scale < 1``, so the sum is formed directly.
     """
@@ -101,13 +101,13 @@ def xbg_log_likelihood(
 ):
     """Per-customer log-likelihood of the (M)BG/CNBD-k family without its regularity term.
 
-    RPS 2021 eq. (A.4) (BTYDplus ``xbgcnbd.LL``) less ``(k-1) sum log(itt) - x
+    RPS 2021 (appendix; BTYDplus ``xbgcnbd.LL``) less ``(k-1) sum log(itt) - x
     log((k-1)!)``, which does not involve ``r, alpha, a, b``:
     ``log[Gamma(r+kx) alpha^r / Gamma(r)] + log[B(a, b+x+m) / B(a, b)]
     - (r+kx) log(alpha+T) + log(S2 + [m or x>0] S1)``, where ``log(S2 + S1) = log S2
     + softplus(log S1 - log S2)``, so no large exponent is ever taken. ``k = 1`` and
     no dropout at time 0 is FHL 2005 eq. (6); ``k = 1`` with it, the MBG/NBD
-    likelihood of Batislam et al. (2007, appendix eq. 2).
+    likelihood of Batislam et al. (2007, appendix).
     """
     x = np.asarray(frequency, dtype=float)
     t_x = np.asarray(recency, dtype=float)
@@ -255,8 +255,8 @@ def xbg_neg_loglik_grad(
 # Predictions
 # --------------------------------------------------------------------------------------
 def xbg_probability_alive(r, alpha, a, b, frequency, recency, T, *, k=1, dropout_at_zero=False):
-    """P(alive | x, t_x, T) = 1 / (1 + S1 / S2) (RPS 2021 eq. A.7; FHL 2005 eq. 10
-    denominator for ``k = 1``); 1 for BG customers without repeat purchases.
+    """P(alive | x, t_x, T) = 1 / (1 + S1 / S2) (RPS 2021; BTYDplus ``xbgcnbd.PAlive``;
+    FHL 2005 eq. 10 denominator for ``k = 1``); 1 for BG customers without repeat purchases.
 
     Computed as a logistic function of the log odds, so it never overflows.
     """
@@ -342,7 +342,7 @@ def _nbd_log_pmf(i, r, log_p, log_q):
 
 
 def xbg_probability_of_purchases(n, t, r, alpha, a, b, *, k=1, dropout_at_zero=False):
-    """P(X(t) = n) for a new customer (RPS 2021 eq. A.9; BTYDplus ``xbgcnbd.pmf``).
+    """P(X(t) = n) for a new customer (RPS 2021; BTYDplus ``xbgcnbd.pmf``).
 
     With ``N(t)`` the NBD count of the underlying Poisson events (every ``k``-th is a
     purchase) and ``s = n - 1 + m`` survived dropout opportunities,

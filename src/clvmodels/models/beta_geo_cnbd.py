@@ -14,26 +14,25 @@ larger ``k``. Dropout is as in the BG/NBD (after each repeat purchase, probabili
 ``p ~ Beta(a, b)``) or, with ``modified=True``, as in the MBG/NBD (also right after
 the first purchase). ``k = 1`` is the BG/NBD or the MBG/NBD exactly.
 
-Data. The likelihood (RPS 2021 eq. A.4) needs, besides ``frequency``, ``recency`` and
-``T``, the sum of the logarithms of each customer's inter-purchase times (BTYDplus's
+Data. The likelihood (RPS 2021; BTYDplus ``xbgcnbd.LL``) needs, besides ``frequency``,
+``recency`` and ``T``, the sum of the logarithms of each customer's inter-purchase times (BTYDplus's
 ``litt``), ``log_interpurchase_sum``: :func:`log_interpurchase_sum` computes it from a
 transaction log with the conventions of :func:`clvmodels.rfm_summary`, and
 :func:`add_log_interpurchase_sum` adds it to a summary. Its term
 ``(k-1) litt - x log((k-1)!)`` does not involve ``r, alpha, a, b``: it only tells the
 values of ``k`` apart, and predictions never read it.
 
-Predictions. P(alive) and the probability mass function are closed forms
-(RPS 2021 eq. A.7, A.9). For the expected purchases of a customer with a history,
-BTYDplus uses an approximation for ``k > 1`` (the BG/NBD expression with ``alpha``
-replaced by ``k alpha``, then rescaled so that the cohort total matches the
-unconditional expectation); here it is computed exactly: given alive, the number
-``j < k`` of Poisson events since the last purchase has posterior weights
+Predictions. P(alive) and the probability mass function are closed forms (RPS 2021;
+BTYDplus ``xbgcnbd.PAlive`` and ``xbgcnbd.pmf``). For the expected purchases of a
+customer with a history, BTYDplus uses an approximation for ``k > 1`` (the BG/NBD
+expression with ``alpha`` replaced by ``k alpha``, then rescaled so that the cohort
+total matches the unconditional expectation); here it is computed exactly: given alive,
+the number ``j < k`` of Poisson events since the last purchase has posterior weights
 ``(r+kx)_j / j! u^j`` (``u = (T - t_x)/(alpha + T)``), ``lambda | j ~ Gamma(r+kx+j,
-alpha+T)`` and ``p ~ Beta(a, b+x+m)``, and the expected purchases in ``t`` are
-``sum_j w_j sum_n NB(n; r+kx+j) C(floor((n+j)/k))`` with ``C(M) = sum_{i<=M}
-E[(1-p)^(i-1)]``, a sum of positive terms evaluated to 1e-15 relative. Given alive the
-future depends on the time since the last purchase, so ``alive_future_columns`` is
-None for ``k > 1``.
+alpha+T)`` and ``p ~ Beta(a, b+x+m)``, and the expected purchases in ``t`` are ``sum_j
+w_j sum_n NB(n; r+kx+j) C(floor((n+j)/k))`` with ``C(M) = sum_{i<=M} E[(1-p)^(i-1)]``, a
+sum of positive terms evaluated to 1e-15 relative. Given alive the future depends on the
+time since the last purchase, so ``alive_future_columns`` is None for ``k > 1``.
 """
 
 from __future__ import annotations
@@ -271,7 +270,7 @@ def bgcnbd_log_likelihood(
     r, alpha, a, b, frequency, recency, T, log_interpurchase_sum=None, *, k, modified=False,
     ops=NUMPY,
 ):
-    """Per-customer (M)BG/CNBD-k log-likelihood, RPS 2021 eq. (A.4), in log space.
+    """Per-customer (M)BG/CNBD-k log-likelihood (RPS 2021, appendix), in log space.
 
     ``(k-1) litt - x log((k-1)!) + log[B(a, b+x+m)/B(a, b)] + log[Gamma(r+kx)
     alpha^r / Gamma(r)] - (r+kx) log(alpha+T) + log(S2 + [m or x>0] S1)`` with
@@ -335,7 +334,7 @@ def bgcnbd_neg_loglik_grad(
 # Predictions
 # --------------------------------------------------------------------------------------
 def bgcnbd_probability_alive(r, alpha, a, b, frequency, recency, T, *, k, modified=False):
-    """P(alive | x, t_x, T) = 1 / (1 + S1 / S2), RPS 2021 eq. (A.7) (BTYDplus
+    """P(alive | x, t_x, T) = 1 / (1 + S1 / S2) (RPS 2021; BTYDplus
     ``xbgcnbd.PAlive``); 1 for BG customers without repeat purchases.
 
     Examples
@@ -394,7 +393,7 @@ def bgcnbd_expected_purchases_new_customer(t, r, alpha, a, b, *, k, modified=Fal
 
 
 def bgcnbd_probability_of_purchases(n, t, r, alpha, a, b, *, k, modified=False):
-    """P(X(t) = n) for a new customer, RPS 2021 eq. (A.9) (BTYDplus ``xbgcnbd.pmf``).
+    """P(X(t) = n) for a new customer (RPS 2021; BTYDplus ``xbgcnbd.pmf``).
 
     Examples
     --------
@@ -728,7 +727,7 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
 
     # -- likelihood -------------------------------------------------------------------
     def log_likelihood(self, params, data, ops):
-        """RPS 2021 eq. (A.4) at the model's ``k``: :func:`bgcnbd_log_likelihood` (without
+        """The (M)BG/CNBD-k likelihood at the model's ``k``: :func:`bgcnbd_log_likelihood` (without
         the regularity term where ``data`` has no ``log_interpurchase_sum``)."""
         return bgcnbd_log_likelihood(
             **params, **{c: data[c] for c in _HISTORY},
@@ -753,7 +752,6 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
             Number of customers each row stands for.
         """
         self._check_settings()
-        self.k_ = None
         self._pending_weights = weights
         self._kernel_only = True
         try:
@@ -816,6 +814,7 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
                     "warning": self.hessian_warning_, "caught": caught,
                 })
                 self._previous_fit = (self._theta.copy(), k)
+                self.k_ = k  # the installed parameters are this k's until the best is chosen
                 lls = [res["log_likelihood"] for res in results]
                 if len(lls) >= 3 and lls[-1] < lls[-2] < lls[-3]:
                     break

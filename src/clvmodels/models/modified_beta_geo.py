@@ -58,7 +58,7 @@ __all__ = [
 # Pure functions
 # --------------------------------------------------------------------------------------
 def mbgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T, ops=NUMPY):
-    """Per-customer MBG/NBD log-likelihood, BDF 2007 appendix eq. (2), in log space.
+    """Per-customer MBG/NBD log-likelihood (BDF 2007, appendix A), in log space.
 
     ``L = A1 * B(a, b+x+1)/B(a, b) * ((alpha+T)^-(r+x) + a/(b+x) (alpha+t_x)^-(r+x))``
     with ``A1 = Gamma(r+x) alpha^r / Gamma(r)``: the dropout branch is present for every
@@ -103,7 +103,7 @@ def mbgnbd_neg_loglik_grad(
 def mbgnbd_probability_alive(r, alpha, a, b, frequency, recency, T):
     """P(alive | x, t_x, T) = 1 / (1 + a/(b+x) ((alpha+T)/(alpha+t_x))^(r+x)).
 
-    BDF 2007 appendix eq. (5); below 1 also for ``x = 0``.
+    BDF 2007 appendix A, eq. (5) (as cited by lifetimes); below 1 also for ``x = 0``.
 
     Examples
     --------
@@ -134,7 +134,7 @@ def mbgnbd_expected_purchases(t, r, alpha, a, b, frequency, recency, T):
 
 def mbgnbd_expected_purchases_new_customer(t, r, alpha, a, b):
     """E[X(t)] for a customer just acquired: ``b/(a-1) [1 - (alpha/(alpha+t))^r
-    2F1(r, b+1; a+b; t/(alpha+t))]`` (BDF 2007 appendix eq. 3).
+    2F1(r, b+1; a+b; t/(alpha+t))]`` (BDF 2007, appendix A).
 
     Alive after the first purchase with probability ``b/(a+b)``, and then a BG/NBD
     customer whose dropout probability has the posterior ``Beta(a, b+1)``.
@@ -149,7 +149,7 @@ def mbgnbd_expected_purchases_new_customer(t, r, alpha, a, b):
 
 
 def mbgnbd_probability_of_purchases(n, t, r, alpha, a, b):
-    """P(X(t) = n) for a new customer (BDF 2007 appendix eq. 4; Hoppe & Wagner 2007).
+    """P(X(t) = n) for a new customer (BDF 2007, appendix A; Hoppe & Wagner 2007).
 
     ``B(a, b+n+1)/B(a, b) NB(n) + B(a+1, b+n)/B(a, b) P(N(t) >= n)``, with ``NB`` the
     negative binomial probabilities of the purchases of an immortal customer.
@@ -256,7 +256,7 @@ class ModifiedBetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodMod
 
     @staticmethod
     def log_likelihood(params, data, ops):
-        """BDF 2007 appendix eq. (2): :func:`mbgnbd_log_likelihood`."""
+        """BDF 2007, appendix A: :func:`mbgnbd_log_likelihood`."""
         return mbgnbd_log_likelihood(**params, **data, ops=ops)
 
     def _family_shape(self) -> dict[str, Any]:
