@@ -46,6 +46,7 @@ __all__ = [
     "purchases_while_alive",
     "simulate_family",
     "softplus_and_expit",
+    "xbg_expected_purchases",
     "xbg_log_likelihood",
     "xbg_neg_loglik_grad",
     "xbg_probability_alive",
@@ -334,6 +335,18 @@ def purchases_while_alive(t, s, h, a, b_x):
     if np.any(bad):
         value[bad] = purchases_while_alive_quadrature(t[bad], s[bad], h[bad], a[bad], b_x[bad])
     return value
+
+
+def xbg_expected_purchases(t, r, alpha, a, b, frequency, recency, T, *, dropout_at_zero=False):
+    """E[Y(t) | x, t_x, T] for ``k = 1``: P(alive) times :func:`purchases_while_alive` with
+    ``lambda ~ Gamma(r+x, alpha+T)`` and ``p ~ Beta(a, b+x+m)`` (FHL 2005 eq. 10; Wagner
+    & Hoppe 2008 for the MBG/NBD)."""
+    x = np.asarray(frequency, dtype=float)
+    T = np.asarray(T, dtype=float)
+    p_alive = xbg_probability_alive(
+        r, alpha, a, b, x, recency, T, dropout_at_zero=dropout_at_zero
+    )
+    return purchases_while_alive(t, r + x, alpha + T, a, b + _shifted(x, dropout_at_zero)) * p_alive
 
 
 def _nbd_log_pmf(i, r, log_p, log_q):

@@ -24,6 +24,7 @@ from clvmodels.errors import DataValidationError
 from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
     frequency_groups,
+    xbg_expected_purchases,
     xbg_log_likelihood,
     xbg_neg_loglik_grad,
     xbg_probability_alive,
@@ -118,10 +119,7 @@ def bgnbd_expected_purchases(t, r, alpha, a, b, frequency, recency, T):
     ...                                       2, 30.43, 38.86)), 3)
     1.226
     """
-    x = np.asarray(frequency, dtype=float)
-    T = np.asarray(T, dtype=float)
-    p_alive = bgnbd_probability_alive(r, alpha, a, b, x, recency, T)
-    return _purchases_while_alive(t, r + x, alpha + T, a, b + x) * p_alive
+    return xbg_expected_purchases(t, r, alpha, a, b, frequency, recency, T)
 
 
 def bgnbd_expected_purchases_new_customer(t, r, alpha, a, b):

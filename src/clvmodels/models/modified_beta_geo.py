@@ -33,6 +33,7 @@ from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
     purchases_while_alive,
     simulate_family,
+    xbg_expected_purchases,
     xbg_log_likelihood,
     xbg_neg_loglik_grad,
     xbg_probability_alive,
@@ -126,10 +127,9 @@ def mbgnbd_expected_purchases(t, r, alpha, a, b, frequency, recency, T):
     ...                                        2, 30.43, 38.86)), 3)
     1.263
     """
-    x = np.asarray(frequency, dtype=float)
-    T = np.asarray(T, dtype=float)
-    p_alive = mbgnbd_probability_alive(r, alpha, a, b, x, recency, T)
-    return purchases_while_alive(t, r + x, alpha + T, a, b + x + 1.0) * p_alive
+    return xbg_expected_purchases(
+        t, r, alpha, a, b, frequency, recency, T, dropout_at_zero=True
+    )
 
 
 def mbgnbd_expected_purchases_new_customer(t, r, alpha, a, b):
