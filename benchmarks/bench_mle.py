@@ -141,6 +141,98 @@ def bench_one(
     return rows
 
 
+# -- MBG/NBD and (M)BG/CNBD-k -----------------------------------------------------------
+CDNOW_MBGNBD = {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}
+
+
+def simulated_regular_summary(n_customers: int, k: int, seed: int = 0) -> pd.DataFrame:
+    """MBG/CNBD-k customers (CDNOW's MBG/NBD estimates, purchase rate scaled to k) over
+    27-39 weeks of whole days, with ``log_interpurchase_sum``; recency is rounded up to
+    its day (so the log inter-purchase sum stays consistent with it)."""
+    from clvmodels.models.beta_geo_cnbd import simulate_bgcnbd
+
+    rng = np.random.default_rng(seed)
+    T = rng.integers(27 * 7, 39 * 7 + 1, n_customers) / 7.0
+    params = {**CDNOW_MBGNBD, "alpha": CDNOW_MBGNBD["alpha"] / k}
+    data = simulate_bgcnbd(n_customers, **params, T=T, k=k, modified=True, random_state=rng)
+    data["recency"] = np.minimum(np.ceil(data["recency"] * 7.0 - 1e-9) / 7.0, data["T"])
+    return data
+
+
+def bench_modified(
+    name: str, data: pd.DataFrame, repeats: int, peer_repeats: int | None = None
+) -> list[dict[str, Any]]:
+    """ModifiedBetaGeo against lifetimes' ModifiedBetaGeoFitter; BetaGeoCNBD alone."""
+    import lifetimes
+
+    from clvmodels import BetaGeoCNBD, ModifiedBetaGeo
+    from clvmodels.models.modified_beta_geo import mbgnbd_log_likelihood
+
+    f, r, T = data["frequency"], data["recency"], data["T"]
+    peer_repeats = repeats if peer_repeats is None else peer_repeats
+    rows = []
+    t_ours, ours = median_time(lambda: ModifiedBetaGeo().fit(data), repeats)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_lt, lt = median_time(
+            lambda: lifetimes.ModifiedBetaGeoFitter().fit(f, r, T), peer_repeats
+        )
+    lt_ll = float(
+        mbgnbd_log_likelihood(*lt.params_[list(ModifiedBetaGeo.param_names)],
+                              f.to_numpy(float), r.to_numpy(float), T.to_numpy(float)).sum()
+    )
+    rows.append({"data": name, "customers": len(data), "task": "MBG/NBD fit",
+                 "clvmodels_s": t_ours, "lifetimes_s": t_lt,
+                 "clvmodels_loglik": ours.log_likelihood_, "lifetimes_loglik": lt_ll})
+    t_auto, auto = median_time(lambda: automatic_gradient(ModifiedBetaGeo)().fit(data), repeats)
+    rows.append({"data": name, "customers": len(data), "task": "MBG/NBD fit, automatic gradient",
+                 "clvmodels_s": t_auto, "clvmodels_loglik": auto.log_likelihood_,
+                 "analytic_speed-up": t_auto / t_ours})
+
+    def ours_predict() -> None:
+        ours.expected_purchases(t=52, data=data)
+        ours.probability_alive(data=data)
+
+    def lt_predict() -> None:
+        lt.conditional_expected_number_of_purchases_up_to_time(52, f, r, T)
+        lt.conditional_probability_alive(f, r, T)
+
+    t_ours, _ = median_time(ours_predict, repeats)
+    t_lt, _ = median_time(lt_predict, peer_repeats)
+    rows.append({"data": name, "customers": len(data), "task": "MBG/NBD predict",
+                 "clvmodels_s": t_ours, "lifetimes_s": t_lt})
+
+    if "log_interpurchase_sum" in data:
+        t_cnbd, cnbd = median_time(lambda: BetaGeoCNBD(modified=True).fit(data), repeats)
+        rows.append({"data": name, "customers": len(data),
+                     "task": f"MBG/CNBD-k fit, k profiled (k = {cnbd.k_}, "
+                             f"{len(cnbd.profile_log_likelihood_)} values tried)",
+                     "clvmodels_s": t_cnbd, "clvmodels_loglik": cnbd.log_likelihood_})
+        k = cnbd.k_
+        t_fixed, _ = median_time(lambda: BetaGeoCNBD(k=k, modified=True).fit(data), repeats)
+        rows.append({"data": name, "customers": len(data), "task": f"MBG/CNBD-{k} fit, k given",
+                     "clvmodels_s": t_fixed})
+        t_pred, _ = median_time(lambda: (cnbd.expected_purchases(t=52, data=data),
+                                         cnbd.probability_alive(data=data)), repeats)
+        rows.append({"data": name, "customers": len(data), "task": f"MBG/CNBD-{k} predict",
+                     "clvmodels_s": t_pred})
+    return rows
+
+
+def run_modified(sizes: list[int], repeats: int, cdnow: pd.DataFrame) -> list[dict[str, Any]]:
+    """The MBG/NBD and MBG/CNBD-k rows: CDNOW, then MBG/CNBD-2 customers."""
+    from clvmodels import add_log_interpurchase_sum
+
+    cdnow_regular = add_log_interpurchase_sum(cdnow, load_cdnow())
+    bench_modified("warm-up", cdnow_regular, 1)
+    rows = bench_modified("CDNOW sample", cdnow_regular, repeats)
+    for n in sizes:
+        peer = repeats if n <= 100_000 else min(repeats, 3) if n <= 1_000_000 else 1
+        rows += bench_modified(f"simulated MBG/CNBD-2 {n:,}", simulated_regular_summary(n, k=2),
+                               repeats, peer)
+    return rows
+
+
 def run(sizes: list[int], repeats: int) -> pd.DataFrame:
     cdnow = calibration_holdout_split(
         load_cdnow(), "customer_id", "date", "amount",
@@ -153,6 +245,7 @@ def run(sizes: list[int], repeats: int) -> pd.DataFrame:
         # gets the full count (its first, cold run would otherwise dominate).
         peer = repeats if n <= 100_000 else min(repeats, 3) if n <= 1_000_000 else 1
         rows += bench_one(f"simulated {n:,}", simulated_summary(n), repeats, peer)
+    rows += run_modified(sizes, repeats, cdnow)
     table = pd.DataFrame(rows)
     table["speed-up"] = table["lifetimes_s"] / table["clvmodels_s"]
     if "clvmodels_loglik" in table:

@@ -25,7 +25,9 @@ from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileErr
 from clvmodels.evaluation import compare
 from clvmodels.models.base import load
 from clvmodels.models.beta_geo import BetaGeo
+from clvmodels.models.beta_geo_cnbd import BetaGeoCNBD, add_log_interpurchase_sum
 from clvmodels.models.gamma_gamma import GammaGamma
+from clvmodels.models.modified_beta_geo import ModifiedBetaGeo
 from clvmodels.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from clvmodels.report import build_report
 from clvmodels.segmentation import rfm_segments, segment
@@ -53,6 +55,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BetaGeo",
+    "BetaGeoCNBD",
     "CLVForecast",
     "ConvergenceError",
     "DataValidationError",
@@ -60,9 +63,11 @@ __all__ = [
     "HierarchicalBetaGeo",
     "HierarchicalGammaGamma",
     "ModelFileError",
+    "ModifiedBetaGeo",
     "NotFittedError",
     "PipelineResult",
     "PipelineSettings",
+    "add_log_interpurchase_sum",
     "build_report",
     "calibration_holdout_split",
     "compare",

@@ -17,10 +17,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1
+from scipy.special import betainc, betaln, gammaln
 
 from clvmodels.data import compress, validate_summary
 from clvmodels.errors import DataValidationError
+from clvmodels.models._beta_geo_family import (
+    BetaGeoFamilyFit,
+    frequency_groups,
+    xbg_expected_purchases,
+    xbg_log_likelihood,
+    xbg_neg_loglik_grad,
+    xbg_probability_alive,
+)
+from clvmodels.models._beta_geo_family import purchase_times as _purchase_times
+from clvmodels.models._beta_geo_family import purchases_while_alive as _purchases_while_alive
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.mle import MaximumLikelihoodModel
 from clvmodels.models.ops import NUMPY
@@ -43,21 +53,6 @@ _SUMMARY_COLUMNS = ("frequency", "recency", "T")
 # --------------------------------------------------------------------------------------
 # Pure functions
 # --------------------------------------------------------------------------------------
-def _log_dropout_odds(r, alpha, a, b, x, t_x, T, ops=NUMPY):
-    """log of a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x) for repeat buyers (x > 0).
-
-    This is the log odds of having dropped out after the last purchase, the term
-    that FHL 2005 eq. (6) and (10) share; rows with ``x == 0`` get a finite
-    placeholder (they have no such branch).
-    """
-    repeat = x > 0
-    return (
-        ops.log(a)
-        - ops.log(ops.where(repeat, b + x - 1, 1.0))
-        + (r + x) * (ops.log(alpha + T) - ops.log(alpha + np.where(repeat, t_x, T)))
-    )
-
-
 def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T, ops=NUMPY):
     """Per-customer BG/NBD log-likelihood, FHL 2005 eq. (6), in log space.
 
@@ -86,41 +81,7 @@ def bgnbd_log_likelihood(r, alpha, a, b, frequency, recency, T, ops=NUMPY):
     >>> round(float(bgnbd_log_likelihood(0.2426, 4.4136, 0.7929, 2.4259, 2, 30.43, 38.86)), 4)
     -9.4597
     """
-    x = np.asarray(frequency, dtype=float)
-    t_x = np.asarray(recency, dtype=float)
-    T = np.asarray(T, dtype=float)
-    log_a1 = ops.gammaln(r + x) - ops.gammaln(r) + r * ops.log(alpha)
-    log_a2 = ops.betaln(a, b + x) - ops.betaln(a, b)
-    log_a3 = -(r + x) * ops.log(alpha + T)
-    odds = _log_dropout_odds(r, alpha, a, b, x, t_x, T, ops)
-    return log_a1 + log_a2 + log_a3 + ops.where(x > 0, ops.softplus(odds), 0.0)
-
-
-def frequency_groups(frequency: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Distinct frequencies, each row's position among them, their total weights, and
-    the positions of the repeat buyers.
-
-    Every gamma-function term of the likelihood depends on the frequency alone, and
-    customers hold few distinct frequencies: evaluating those terms once per distinct
-    value, and the dropout term on repeat buyers only, makes the gradient several
-    times cheaper.
-    """
-    values, inverse = np.unique(frequency, return_inverse=True)
-    weights_x = np.bincount(inverse, weights=weights, minlength=len(values))
-    return values, inverse, weights_x, np.flatnonzero(frequency > 0)
-
-
-# exp(-40) ~ 4e-18: beyond this the terms below are negligible, and clipping keeps
-# exp() away from subnormal results, which are ~50x slower on x86.
-_EXP_CLIP = 40.0
-
-
-def _softplus_and_expit(rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``log(1 + e^rho)`` and ``1 / (1 + e^-rho)``, stable and fast for any ``rho``."""
-    tail = np.exp(-np.minimum(np.abs(rho), _EXP_CLIP))
-    softplus = np.maximum(rho, 0.0) + np.log1p(tail)
-    share = np.where(rho >= 0, 1.0, tail) / (1.0 + tail)
-    return softplus, share
+    return xbg_log_likelihood(r, alpha, a, b, frequency, recency, T, ops=ops)
 
 
 def bgnbd_neg_loglik_grad(
@@ -138,44 +99,7 @@ def bgnbd_neg_loglik_grad(
     ever taken, and every partial derivative is a mix of closed-form digamma and log
     terms. ``groups`` is :func:`frequency_groups` of the data, computed once per fit.
     """
-    r, alpha, a, b = np.exp(log_params)
-    xs, inverse, wx, rep = frequency_groups(frequency, weights) if groups is None else groups
-    # terms of the distinct frequencies
-    psi_abx = digamma(a + b + xs)
-    log_bx1_s = np.log(np.where(xs > 0, b + xs - 1, 1.0))
-    total = float(wx.sum())
-    psi_ab = digamma(a + b)
-    value = (
-        float(np.dot(wx, gammaln(r + xs) + betaln(a, b + xs)))
-        + total * (r * np.log(alpha) - gammaln(r) - betaln(a, b))
-    )
-    d_r = float(np.dot(wx, digamma(r + xs))) + total * (np.log(alpha) - digamma(r))
-    d_a = total * psi_ab - float(np.dot(wx, psi_abx))
-    d_b = total * (psi_ab - digamma(b)) + float(np.dot(wx, digamma(b + xs) - psi_abx))
-
-    # A3 for every row
-    rx = r + frequency
-    log_alpha_T = np.log(alpha + T)
-    w_rx = weights * rx
-    value -= float(np.dot(w_rx, log_alpha_T))
-    d_r -= float(np.dot(weights, log_alpha_T))
-    inv_alpha_T = 1.0 / (alpha + T)
-    d_alpha = total * r / alpha - float(np.dot(w_rx, inv_alpha_T))
-
-    # the dropout term, repeat buyers only (A4 = 0 otherwise)
-    w_rep = weights[rep]
-    log_gap = log_alpha_T[rep] - np.log(alpha + recency[rep])
-    rho = np.log(a) - log_bx1_s[inverse[rep]] + rx[rep] * log_gap
-    softplus, w4 = _softplus_and_expit(rho)
-    ww4 = w_rep * w4
-    value += float(np.dot(w_rep, softplus))
-    d_r += float(np.dot(ww4, log_gap))
-    d_alpha -= float(np.dot(ww4 * rx[rep], 1.0 / (alpha + recency[rep]) - inv_alpha_T[rep]))
-    d_a += float(ww4.sum()) / a
-    d_b -= float(np.dot(ww4, np.exp(-log_bx1_s[inverse[rep]])))
-
-    grad = -np.array([r * d_r, alpha * d_alpha, a * d_a, b * d_b])
-    return -value, grad
+    return xbg_neg_loglik_grad(log_params, frequency, recency, T, weights, groups)
 
 
 def bgnbd_probability_alive(r, alpha, a, b, frequency, recency, T):
@@ -183,76 +107,7 @@ def bgnbd_probability_alive(r, alpha, a, b, frequency, recency, T):
 
     Computed as a logistic function of the log dropout odds, so it never overflows.
     """
-    x = np.asarray(frequency, dtype=float)
-    odds = _log_dropout_odds(r, alpha, a, b, x, np.asarray(recency, float), np.asarray(T, float))
-    return np.where(x > 0, expit(-odds), 1.0)
-
-
-def _purchases_while_alive_quadrature(t, s, h, a, b_x):
-    """``E_p[(1 - (1 + p t / h)^-s) / p]`` for ``p ~ Beta(a, b_x)``, by Gauss-Jacobi.
-
-    For an active customer with posterior ``lambda ~ Gamma(s, h)`` and
-    ``p ~ Beta(a, b_x)``, the expected purchases in ``t`` are
-    ``E[(1 - exp(-lambda p t)) / p]``; integrating ``lambda`` out leaves this smooth
-    one-dimensional integral. One rule per entry, doubled until two successive rules
-    agree: slow, but valid for every parameter value, so it is the fallback where the
-    hypergeometric forms overflow.
-    """
-    from scipy.special import betaincinv, roots_jacobi, roots_legendre
-
-    def integrand(p, ti, si, hi):
-        return -np.expm1(-si * np.log1p(p * ti / hi)) / p
-
-    out = np.empty(np.shape(t))
-    flat = [np.ravel(v) for v in (t, s, h, a, b_x)]
-    for i, (ti, si, hi, ai, bi) in enumerate(zip(*flat, strict=True)):
-        value = previous = np.nan
-        with np.errstate(all="ignore"):
-            for nodes in (64, 128, 256, 512):
-                # Weight (1-y)^(b_x-1) (1+y)^(a-1) on [-1, 1] is Beta(a, b_x), p = (1+y)/2.
-                y, w = roots_jacobi(nodes, bi - 1.0, ai - 1.0)
-                value = np.dot(w, integrand((1.0 + y) / 2.0, ti, si, hi)) / w.sum()
-                if not np.isfinite(value) or abs(value - previous) <= 1e-10 * abs(value):
-                    break
-                previous = value
-        if not np.isfinite(value):
-            # Very large b_x defeats the Jacobi rule; integrate over the Beta quantile
-            # instead, E[g(p)] = int_0^1 g(F^-1(u)) du, with Gauss-Legendre nodes in u.
-            u, w = roots_legendre(1024)
-            p = betaincinv(ai, bi, (u + 1.0) / 2.0)
-            value = np.dot(w, integrand(p, ti, si, hi)) / 2.0
-        out.flat[i] = value
-    return out
-
-
-def _purchases_while_alive(t, s, h, a, b_x):
-    """Expected purchases in the next ``t`` of a customer known to be alive.
-
-    FHL 2005 eq. (10) numerator, ``c/(a-1) * (1 - (h/(h+t))^s 2F1(s, b_x; c; t/(h+t)))``
-    with ``c = a + b_x - 1``. Where ``t <= h`` Pfaff's transformation
-    ``2F1(s, b'; c; z) = (1-z)^-s 2F1(s, c-b'; c; z/(z-1))`` gives the single term
-    ``2F1(s, a-1; c; -t/h)`` on ``[-1, 0]``, where scipy's series is most accurate;
-    beyond, the original argument in ``[1/2, 1)`` is used, combined in log space.
-    Entries where either form overflows (extreme ``s`` and ``t/h``) or ``a`` is at 1
-    are recomputed by quadrature.
-    """
-    t, s, h, a, b_x = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t, s, h, a, b_x)))
-    c = a + b_x - 1.0
-    near = t <= h
-    far = ~near
-    value = np.empty(t.shape)
-    with np.errstate(all="ignore"):
-        value[near] = 1.0 - hyp2f1(s[near], a[near] - 1.0, c[near], -t[near] / h[near])
-        log_tail = s[far] * (np.log(h[far]) - np.log(h[far] + t[far])) + np.log(
-            hyp2f1(s[far], b_x[far], c[far], t[far] / (h[far] + t[far]))
-        )
-        value[far] = -np.expm1(log_tail)
-        value *= c / (a - 1.0)
-    bad = (~np.isfinite(value) | (value < 0) | (np.abs(a - 1.0) < 1e-6)) & (t > 0)
-    value[t == 0] = 0.0
-    if np.any(bad):
-        value[bad] = _purchases_while_alive_quadrature(t[bad], s[bad], h[bad], a[bad], b_x[bad])
-    return value
+    return xbg_probability_alive(r, alpha, a, b, frequency, recency, T)
 
 
 def bgnbd_expected_purchases(t, r, alpha, a, b, frequency, recency, T):
@@ -264,10 +119,7 @@ def bgnbd_expected_purchases(t, r, alpha, a, b, frequency, recency, T):
     ...                                       2, 30.43, 38.86)), 3)
     1.226
     """
-    x = np.asarray(frequency, dtype=float)
-    T = np.asarray(T, dtype=float)
-    p_alive = bgnbd_probability_alive(r, alpha, a, b, x, recency, T)
-    return _purchases_while_alive(t, r + x, alpha + T, a, b + x) * p_alive
+    return xbg_expected_purchases(t, r, alpha, a, b, frequency, recency, T)
 
 
 def bgnbd_expected_purchases_new_customer(t, r, alpha, a, b):
@@ -415,7 +267,7 @@ class BetaGeoPredictions:
         """
         t_arr = _check_horizon(t)
         params, index = self._new_customer_params(data, draws, t_arr)
-        values = bgnbd_expected_purchases_new_customer(t_arr, **params)
+        values = self._expected_purchases_new_customer_given(t_arr, params)
         return _shaped(values, index, draws, "expected_purchases_new_customer")
 
     def probability_of_purchases(
@@ -445,7 +297,7 @@ class BetaGeoPredictions:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         t_arr = _check_horizon(t)
         params, index = self._new_customer_params(data, draws, t_arr)
-        values = bgnbd_probability_of_purchases(n_arr, t_arr, **params)
+        values = self._probability_of_purchases_given(n_arr, t_arr, params)
         return _shaped(values, index, draws, "probability_of_purchases")
 
     def simulate_purchases(
@@ -504,7 +356,8 @@ class BetaGeoPredictions:
         alive = rng.random(shape) < full(p_alive)
         lam = rng.gamma(full(params["r"] + x)) / full(params["alpha"] + T)
         # Beta draws with a small first shape can underflow to 0; Geometric needs p > 0.
-        p_drop = np.clip(rng.beta(full(params["a"]), full(params["b"] + x)), 1e-12, 1.0)
+        a_post, b_post = self._alive_dropout_shapes(params, x)
+        p_drop = np.clip(rng.beta(full(a_post), full(b_post)), 1e-12, 1.0)
         n_arrivals = rng.poisson(lam * horizon)
         n_kept = np.where(alive, np.minimum(n_arrivals, rng.geometric(p_drop)), 0)
         return _purchase_times(rng, n_kept, n_arrivals, horizon, shape)
@@ -559,6 +412,25 @@ class BetaGeoPredictions:
     ) -> np.ndarray:
         return bgnbd_probability_alive(**params, **_bg_args(_summary_arrays(data)))
 
+    @staticmethod
+    def _expected_purchases_new_customer_given(
+        t: np.ndarray, params: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        return bgnbd_expected_purchases_new_customer(t, **params)
+
+    @staticmethod
+    def _probability_of_purchases_given(
+        n: np.ndarray, t: np.ndarray, params: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        return bgnbd_probability_of_purchases(n, t, **params)
+
+    @staticmethod
+    def _alive_dropout_shapes(
+        params: Mapping[str, np.ndarray], frequency: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Shapes of the Beta posterior of ``p`` of a customer known to be alive."""
+        return params["a"], params["b"] + frequency
+
     def _population_params(self) -> dict[str, np.ndarray]:
         """Parameters that describe a new customer; grouped models override this."""
         return self._params_for(None)
@@ -594,29 +466,6 @@ def _shaped(values: Any, index: pd.Index | None, draws: Any, name: str) -> Any:
     return float(values) if values.ndim == 0 else values
 
 
-def _purchase_times(
-    rng: np.random.Generator,
-    n_kept: np.ndarray,
-    n_arrivals: np.ndarray,
-    horizon: float,
-    shape: tuple[int, int],
-) -> SimulatedPurchases:
-    """Times of the first ``n_kept`` of ``n_arrivals`` uniform arrivals in ``(0, horizon]``.
-
-    The ``K``-th of ``N`` uniform order statistics is ``Beta(K, N - K + 1)``; given it,
-    the first ``K - 1`` are uniform below it (their order does not matter here).
-    """
-    buyers = np.flatnonzero(n_kept)
-    kept = n_kept.ravel()[buyers]
-    last = rng.beta(kept, n_arrivals.ravel()[buyers] - kept + 1) if buyers.size else np.empty(0)
-    owner_local = np.repeat(np.arange(buyers.size), kept - 1)
-    times = np.concatenate([last, rng.random(owner_local.size) * last[owner_local]])
-    owner = np.concatenate([buyers, buyers[owner_local]]).astype(np.int64)
-    # Uniform draws can be exactly 0; a purchase happens after the end of observation.
-    times = np.maximum(times, np.finfo(float).tiny) * horizon
-    return SimulatedPurchases(owner=owner, time=times, shape=shape)
-
-
 def _bg_args(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"frequency": arrays["frequency"], "recency": arrays["recency"], "T": arrays["T"]}
 
@@ -624,7 +473,7 @@ def _bg_args(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------
 # Maximum-likelihood model
 # --------------------------------------------------------------------------------------
-class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
+class BetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
     """BG/NBD transaction model fitted by maximum likelihood.
 
     Parameters
@@ -663,39 +512,6 @@ class BetaGeo(BetaGeoPredictions, MaximumLikelihoodModel):
     def log_likelihood(params, data, ops):
         """FHL 2005 eq. (6): :func:`bgnbd_log_likelihood`."""
         return bgnbd_log_likelihood(**params, **data, ops=ops)
-
-    def _check_data(self, data: pd.DataFrame) -> None:
-        if not (data["frequency"].to_numpy() > 0).any():
-            raise DataValidationError(
-                f"BetaGeo needs repeat purchases to learn from, but none of the {len(data)} "
-                "customers has frequency > 0 (check the observation period and `freq`)"
-            )
-
-    # The analytic gradient evaluates the gamma-function terms once per distinct
-    # frequency and the dropout term on repeat buyers only: benchmarks/bench_mle.py
-    # measures it against the automatic gradient of the same likelihood.
-    def _with_cache(self, arrays, weights):
-        return {**arrays, "_groups": frequency_groups(arrays["frequency"], weights)}
-
-    def _neg_loglik_grad(self, theta, arrays, weights):
-        return bgnbd_neg_loglik_grad(
-            theta, arrays["frequency"], arrays["recency"], arrays["T"], weights,
-            arrays.get("_groups"),
-        )
-
-    def _log_reference(self, arrays, weights):
-        scale = float(np.average(arrays["T"], weights=weights))
-        return np.log([1.0, scale, 1.0, 1.0])
-
-    def _initial_values(self, arrays, weights):
-        scale = float(np.average(arrays["T"], weights=weights))
-        starts = [
-            (1.0, scale, 1.0, 1.0),
-            (0.25, scale / 8, 0.8, 2.5),
-            (0.1, scale / 50, 0.5, 5.0),
-            (5.0, 10 * scale, 2.0, 0.5),
-        ]
-        return [np.log(s) for s in starts]
 
     @classmethod
     def from_lifetimes(cls, fitter: Any) -> BetaGeo:
