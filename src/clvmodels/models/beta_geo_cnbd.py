@@ -858,6 +858,8 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
             "modified": bool(self.modified), "max_k": int(self.max_k),
         }
 
+    EXTRA_FIELDS = MaximumLikelihoodModel.EXTRA_FIELDS | {"k", "profile_log_likelihood"}
+
     def _fitted_extra(self) -> dict[str, Any]:
         extra = {**super()._fitted_extra(), "k": int(self.k_)}
         profile = getattr(self, "profile_log_likelihood_", None)

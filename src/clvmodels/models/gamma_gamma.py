@@ -313,6 +313,7 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
     param_names = ("p", "q", "gamma")
     # Mean spend is continuous, so rows hardly ever repeat: no compression.
     compress_rows = False
+    EXTRA_FIELDS = MaximumLikelihoodModel.EXTRA_FIELDS | {"exclusions"}
 
     def __init__(self, penalizer: float = 0.0, strict: bool = False) -> None:
         super().__init__(penalizer=penalizer)
@@ -375,7 +376,7 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
         return {**super()._fitted_extra(), "exclusions": dict(getattr(self, "exclusions_", {}))}
 
     def _restore_extra(self, extra: Mapping[str, Any], source: str) -> None:
-        super()._restore_extra({k: v for k, v in extra.items() if k != "exclusions"}, source)
+        super()._restore_extra(extra, source)
         exclusions = extra.get("exclusions", {})
         if not isinstance(exclusions, Mapping) or not all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0

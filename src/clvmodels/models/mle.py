@@ -158,6 +158,9 @@ class MaximumLikelihoodModel(BaseModel, register=False):
     # Above this many distinct rows a first pass on a random subset finds the
     # neighbourhood of the optimum cheaply; the full data then only polish it.
     WARM_START_ROWS: ClassVar[int] = 40_000
+    #: Keys a saved file may hold under "extra" (fitted state beyond the parameters);
+    #: a model that saves more extends this set.
+    EXTRA_FIELDS: ClassVar[frozenset[str]] = frozenset({"n_excluded"})
 
     def __init__(self, penalizer: float = 0.0) -> None:
         self.penalizer = penalizer
@@ -559,7 +562,7 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         return {"n_excluded": int(getattr(self, "n_excluded_", 0))}
 
     def _restore_extra(self, extra: Mapping[str, Any], source: str) -> None:
-        unknown = sorted(set(extra) - {"n_excluded"})
+        unknown = sorted(set(extra) - self.EXTRA_FIELDS)
         if unknown:
             raise ModelFileError(f"{source}: unknown field(s) {unknown} in 'extra'")
         value = extra.get("n_excluded", 0)
