@@ -262,6 +262,10 @@ def _group_col(model: Any) -> str | None:
     return group if isinstance(group, str) and group else None
 
 
+def _with_group(columns: Sequence[str], group: str | None) -> list[str]:
+    return list(dict.fromkeys([*columns, *([group] if group else [])]))
+
+
 def _contract_members(contract: type) -> list[str]:
     """Public members a Protocol of :mod:`clvmodels.models.base` asks for."""
     names: set[str] = set()
@@ -449,8 +453,8 @@ class CLVScorer:
     Attributes
     ----------
     columns : tuple of str
-        The summary columns scoring reads besides ``recency`` and ``T``: the models'
-        group columns and ``data_columns``, and ``monetary_value``.
+        The summary columns the models read (their group columns and ``data_columns``)
+        and ``monetary_value``: customers equal in all of them are scored once.
     group_cols : tuple of str
         The models' group columns.
     calendar : Calendar
@@ -509,12 +513,10 @@ class CLVScorer:
         self.chunk_size = int(chunk_size or max(64, _BLOCK_ELEMENTS // n_draws))
         tx_group = _group_col(transaction_model)
         self.group_cols = tuple(dict.fromkeys(g for g in (tx_group, _group_col(spend_model)) if g))
-        self._tx_columns = list(dict.fromkeys([*transaction_model.data_columns,
-                                               *([tx_group] if tx_group else [])]))
+        self._tx_columns = _with_group(transaction_model.data_columns, tx_group)
         alive = transaction_model.alive_future_columns
-        self._key_columns = None
-        if alive is not None:
-            self._key_columns = list(dict.fromkeys([*alive, *([tx_group] if tx_group else [])]))
+        self._key_columns = None if alive is None else _with_group(alive, tx_group)
+        if self._key_columns is not None:
             unknown = [c for c in self._key_columns if c not in self._tx_columns]
             if unknown:
                 raise ValueError(
