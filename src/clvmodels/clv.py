@@ -116,14 +116,16 @@ def _quantiles(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     return out
 
 
-def predictive_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Interval holding ``level`` of simulated values, per column (draws on axis 0).
+def predictive_interval(values: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray]:
+    """Interval holding a share ``interval`` of simulated values, per column (draws on
+    axis 0).
 
     Realised values have an atom at zero (a customer may buy nothing). When that atom
-    holds more than the lower tail ``(1 - level) / 2``, the equal-tailed interval
-    would start at zero anyway and hold more than ``level``; the interval is then
-    ``[0, q_level]``, which holds ``level`` of the distribution (or ``[0, 0]`` when
-    more than ``level`` of it is zero). Otherwise it is the equal-tailed interval.
+    holds more than the lower tail ``(1 - interval) / 2``, the equal-tailed interval
+    would start at zero anyway and hold more than ``interval``; the interval is then
+    ``[0, q_interval]``, which holds ``interval`` of the distribution (or ``[0, 0]``
+    when more than ``interval`` of it is zero). Otherwise it is the equal-tailed
+    interval.
 
     Examples
     --------
@@ -131,8 +133,8 @@ def predictive_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, n
     >>> [float(v[0]) for v in predictive_interval(sims, 0.9)]
     [0.0, 40.1...]
     """
-    low_p, high_p = interval_probabilities(level)
-    low, high, at_level = _quantiles(values, [low_p, high_p, level])
+    low_p, high_p = interval_probabilities(interval)
+    low, high, at_level = _quantiles(values, [low_p, high_p, float(interval)])
     atom = np.mean(values <= 0, axis=0) > low_p
     return np.where(atom, 0.0, low), np.where(atom, at_level, high)
 
