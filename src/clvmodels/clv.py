@@ -389,7 +389,8 @@ class _Block:
 
     clv: np.ndarray
     expected_purchases: np.ndarray | None
-    probability_alive: np.ndarray
+    probability_alive: np.ndarray  # per row of `tx_rows`: index with `tx_local`
+    tx_local: np.ndarray  # block row -> row of `tx_rows`
     spend: np.ndarray
     n_invalid_spend: int
     tx_rows: pd.DataFrame  # the block's distinct transaction-model rows
@@ -634,7 +635,8 @@ class CLVScorer:
         return _Block(
             clv=disc[..., tx_local] * spend,
             expected_purchases=None if cumulative is None else cumulative[..., tx_local],
-            probability_alive=p_alive[..., tx_local],
+            probability_alive=p_alive,
+            tx_local=tx_local,
             spend=spend,
             n_invalid_spend=n_invalid,
             tx_rows=tx_rows,
@@ -755,7 +757,7 @@ class CLVScorer:
                 n_invalid += drawn.n_invalid_spend
                 sl = slice(start, stop)
                 per_row["expected_purchases"][sl] = point.expected_purchases
-                per_row["probability_alive"][sl] = point.probability_alive
+                per_row["probability_alive"][sl] = point.probability_alive[point.tx_local]
                 per_row["expected_spend"][sl] = point.spend
                 per_row["clv"][sl] = point.clv
                 per_row["clv_lower"][sl], per_row["clv_upper"][sl] = _quantiles(
