@@ -14,13 +14,13 @@ from clvmodels.clv import (
     CLVForecast,
     CLVScorer,
     customer_lifetime_value,
-    discount_factors,
+    discounted_value,
     predictive_interval,
-    simulate_future_value,
 )
 from clvmodels.errors import DataValidationError
+from clvmodels.models.base import SimulatedPurchases
 from clvmodels.simulate import simulate_customers
-from clvmodels.units import period_length
+from clvmodels.units import Calendar, period_length
 
 CDNOW_BG = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
 CDNOW_GG = {"p": 6.25, "q": 3.74, "gamma": 15.44}
@@ -146,8 +146,8 @@ def test_period_lengths_and_discount_factors():
     assert period_length("30D", "D") == 30.0
     assert period_length("4W", "D") == 28.0
     assert period_length("12h", "D") == 0.5
-    np.testing.assert_allclose(discount_factors(3, 0.01), 1.01 ** -np.arange(1, 4))
-    np.testing.assert_array_equal(discount_factors(4, 0.0), np.ones(4))
+    np.testing.assert_allclose(Calendar(3, "M", 0.01).discount_factors(), 1.01 ** -np.arange(1, 4))
+    np.testing.assert_array_equal(Calendar(4, "M", 0.0).discount_factors(), np.ones(4))
 
 
 # -- parameter draws and intervals --------------------------------------------------------
@@ -228,7 +228,7 @@ def test_without_the_alive_cache_the_result_is_identical(
     again = customer_lifetime_value(
         bg, gg, cdnow_summary, n_draws=400, random_state=11, chunk_size=300
     )
-    assert again._alive_cache is None
+    assert again._purchase_cache is None
     pd.testing.assert_frame_equal(again.table, forecast.table, rtol=1e-12)
     np.testing.assert_allclose(again.draw_totals, forecast.draw_totals, rtol=1e-12)
 
@@ -327,7 +327,8 @@ def test_missing_group_column_is_reported(cdnow_summary):
 
 # -- predictive simulation ------------------------------------------------------------
 def test_simulated_futures_average_to_the_expected_clv():
-    # Known parameters, a handful of customer types, 40,000 futures each; the simulated
+    # Known parameters (every draw is the point), a handful of customer types, 40,000
+    # futures each from the models' simulators, binned and discounted: the simulated
     # mean must match the closed form within 4 standard errors.
     bg, gg = fitted_at(BetaGeo, CDNOW_BG), fitted_at(GammaGamma, CDNOW_GG)
     data = pd.DataFrame(
@@ -336,32 +337,50 @@ def test_simulated_futures_average_to_the_expected_clv():
             "recency": [0.0, 30.43, 20.0, 5.0, 38.0],
             "T": [38.86, 38.86, 39.0, 30.0, 38.5],
             "monetary_value": [0.0, 25.0, 40.0, 60.0, 12.0],
-        }
+        },
+        index=pd.Index([10, 11, 12, 13, 14], name="customer_id"),
     )
     step, horizon, rate = 4.0, 6, 0.05
     expected = direct_clv(bg, gg, data, horizon, step, rate)
     n = 40_000
-    params = {k: np.asarray(v) for k, v in {**CDNOW_BG, **CDNOW_GG}.items()}
-    sims = simulate_future_value(
-        np.random.default_rng(3),
-        probability_alive=np.broadcast_to(bg.probability_alive(data=data).to_numpy(), (n, 5)),
-        **params,
-        frequency=data["frequency"].to_numpy(),
-        T=data["T"].to_numpy(),
-        monetary_value=data["monetary_value"].to_numpy(),
-        period_length=step,
-        discount=discount_factors(horizon, rate),
-    )
+    scorer = CLVScorer(
+        bg, gg, time_unit="W", horizon=horizon, period="4W", discount_rate=rate, n_draws=n,
+        predictive=True, random_state=3,
+    )  # fmt: skip
+    sims = scorer.score_chunk(data, return_draws=True).predictive_draws
     assert sims.shape == (n, 5)
     se = sims.std(axis=0) / np.sqrt(n)
     assert np.all(np.abs(sims.mean(axis=0) - expected) < 4 * se)
-    # A customer who is surely gone buys nothing.
-    none = simulate_future_value(
-        np.random.default_rng(0), probability_alive=np.zeros(100), **params,
-        frequency=3.0, T=30.0, monetary_value=20.0, period_length=step,
-        discount=discount_factors(horizon, rate),
-    )  # fmt: skip
-    assert np.all(none == 0)
+    # The simulated counts are the model's: their mean is its expected purchases.
+    rows = data.reset_index(drop=True)
+    futures = bg.simulate_purchases(
+        t=horizon * step, data=rows, draws=scorer.transaction_draws, random_state=4
+    )
+    counts = futures.counts()
+    purchases = bg.expected_purchases(t=horizon * step, data=rows).to_numpy()
+    se = counts.std(axis=0) / np.sqrt(n)
+    assert np.all(np.abs(counts.mean(axis=0) - purchases) < 4 * se)
+    # A customer who is surely gone (20 purchases, the last 160 weeks ago) buys nothing.
+    gone = pd.DataFrame({"frequency": [20], "recency": [10.0], "T": [170.0],
+                         "monetary_value": [20.0]})
+    assert bg.probability_alive(data=gone).iloc[0] < 1e-12
+    assert np.all(scorer.score_chunk(gone, return_draws=True).predictive_draws == 0)
+
+
+def test_discounted_value_bins_purchases_into_periods():
+    # Periods of 2 time units over a horizon of 3 periods; a purchase at the very end of
+    # the horizon falls in the last period, as does anything beyond it.
+    sims = SimulatedPurchases(
+        owner=np.array([0, 0, 0, 5, 5, 2]),
+        time=np.array([0.1, 2.0, 3.9, 5.99, 6.0, 1.0]),
+        shape=(2, 3),
+    )
+    values = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    discount = np.array([1.0, 0.5, 0.25])
+    out = discounted_value(sims, values, 2.0, discount)
+    np.testing.assert_allclose(out, [[1.0 + 2 * 0.5 + 4 * 0.5, 0.0, 32.0], [0.0, 0.0, 6.0]])
+    with pytest.raises(ValueError, match="one entry per simulated purchase"):
+        discounted_value(sims, values[:-1], 2.0, discount)
 
 
 def test_predictive_interval_handles_the_atom_at_zero():

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvmodels import BetaGeo, GammaGamma
+from clvmodels import BetaGeo, GammaGamma, customer_lifetime_value
 from clvmodels.data import DataValidationError, calibration_holdout_split
 from clvmodels.evaluation import (
     compare,
@@ -22,6 +22,7 @@ from clvmodels.evaluation import (
 from clvmodels.models.beta_geo import (
     bgnbd_expected_purchases,
     bgnbd_expected_purchases_new_customer,
+    bgnbd_probability_of_purchases,
 )
 from clvmodels.simulate import simulate_bgnbd
 
@@ -110,25 +111,33 @@ def test_tracking_in_days_and_with_an_end(bgnbd, cdnow_transactions):
 
 
 class _GroupedBetaGeo:
-    """A test double: one BetaGeo parameter set per group, chosen by the group column."""
+    """A test double: one BetaGeo parameter set per group, chosen by the group column,
+    with the public predictions evaluation uses (no draws)."""
 
     group_col = "cohort"
     time_unit_ = "W"
+    data_columns = ("frequency", "recency", "T")
 
     def __init__(self, params):
         self.params = params
 
-    def _params_for(self, data):
+    def _params(self, data):
         p = pd.DataFrame([self.params[g] for g in data["cohort"]])
-        return {k: p[k].to_numpy() for k in ("r", "alpha", "a", "b")}
+        return [p[k].to_numpy() for k in ("r", "alpha", "a", "b")]
 
-    def expected_purchases(self, t, data):
-        p = pd.DataFrame([self.params[g] for g in data["cohort"]])
+    def expected_purchases(self, t, data, *, draws=None):
         values = bgnbd_expected_purchases(
-            np.asarray(t), *(p[k].to_numpy() for k in ("r", "alpha", "a", "b")),
-            data["frequency"].to_numpy(float), data["recency"].to_numpy(float),
-            data["T"].to_numpy(float),
+            np.asarray(t), *self._params(data), data["frequency"].to_numpy(float),
+            data["recency"].to_numpy(float), data["T"].to_numpy(float),
         )
+        return pd.Series(values, index=data.index)
+
+    def expected_purchases_new_customer(self, t, data=None, *, draws=None):
+        values = bgnbd_expected_purchases_new_customer(np.asarray(t), *self._params(data))
+        return pd.Series(values, index=data.index)
+
+    def probability_of_purchases(self, n, t, data=None, *, draws=None):
+        values = bgnbd_probability_of_purchases(n, np.asarray(t), *self._params(data))
         return pd.Series(values, index=data.index)
 
 
@@ -212,7 +221,8 @@ def test_compare_bgnbd_row(comparison, cdnow_split, cdnow_transactions, bgnbd):
     assert row["aic"] == pytest.approx(2 * 4 + 2 * 9582.43, abs=0.02)
     assert row["spend_log_likelihood"] == pytest.approx(bgnbd_ll_gg(cdnow_split), rel=1e-9)
     assert np.isnan(row["elpd_loo"]) and np.isnan(row["fit_seconds"])
-    assert comparison.attrs["horizon"] == 39.0 and comparison.attrs["time_unit"] == "W"
+    assert comparison.attrs["horizon"] == 39 and comparison.attrs["period"] == "W"
+    assert comparison.attrs["horizon_length"] == 39.0 and comparison.attrs["time_unit"] == "W"
 
 
 def bgnbd_ll_gg(split):
@@ -257,11 +267,12 @@ def test_compare_passes_fit_kwargs_to_models_that_accept_them(cdnow_split):
     assert recording.draws_seen == 7
 
 
-def test_compare_elpd_loo_for_posterior_models(cdnow_split, bgnbd, gamma_gamma):
+def test_compare_reports_each_model_s_fit_statistics(cdnow_split, bgnbd, gamma_gamma):
     az = pytest.importorskip("arviz")
     from clvmodels.models.beta_geo import bgnbd_log_likelihood
 
-    # A stand-in Bayesian model: the MLE with a posterior of draws from param_draws.
+    # A stand-in Bayesian model: BG/NBD reporting PSIS-LOO over a posterior (draws from
+    # param_draws) instead of its likelihood, as a posterior model does.
     draws = bgnbd.param_draws(400, random_state=1)
     x, t_x, T = (cdnow_split[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     ll = bgnbd_log_likelihood(*(draws[k].to_numpy()[:, None] for k in "r alpha a b".split()),
@@ -270,28 +281,56 @@ def test_compare_elpd_loo_for_posterior_models(cdnow_split, bgnbd, gamma_gamma):
         posterior={k: draws[k].to_numpy().reshape(2, 200) for k in draws},
         log_likelihood={"purchases": ll.reshape(2, 200, -1)},
     )
-    bgnbd.idata_ = idata
-    try:
-        table = compare({"bayes": (bgnbd, gamma_gamma)}, cdnow_split, n_draws=20,
-                        progressbar=False)
-    finally:
-        del bgnbd.idata_
     reference = az.loo(idata)
+
+    class PosteriorBetaGeo(BetaGeo):
+        def fit_statistics(self):
+            return {"log_likelihood": np.nan, "aic": np.nan, "bic": np.nan,
+                    "elpd_loo": float(reference["elpd_loo"]),
+                    "elpd_loo_se": float(reference["se"]), "n_obs": 2357.0}
+
+    model = PosteriorBetaGeo().fit(cdnow_split)
+    table = compare({"bayes": (model, gamma_gamma)}, cdnow_split, n_draws=20, progressbar=False)
     row = table.loc["bayes"]
     assert row["elpd_loo"] == pytest.approx(float(reference["elpd_loo"]))
     assert row["elpd_loo_se"] == pytest.approx(float(reference["se"]))
     # ELPD-LOO sits just below the in-sample log-likelihood at the estimate.
     assert -9600 < row["elpd_loo"] < -9582.43
+    # The statistics are the model's report, not attributes read off it.
+    assert np.isnan(row["log_likelihood"]) and np.isnan(row["aic"])
+    assert row["spend_log_likelihood"] == pytest.approx(gamma_gamma.log_likelihood_)
 
 
-def test_compare_non_integer_horizon(cdnow_split, bgnbd, gamma_gamma):
-    table = compare({"m": (bgnbd, gamma_gamma)}, cdnow_split, horizon=19.5, n_draws=20,
-                    progressbar=False)
+def test_compare_horizon_is_periods_as_in_clv(cdnow_split, bgnbd, gamma_gamma):
+    # 39 half-week periods: 19.5 weeks, undiscounted.
+    table = compare({"m": (bgnbd, gamma_gamma)}, cdnow_split, horizon=39, period="0.5W",
+                    n_draws=20, progressbar=False)
     expected = bgnbd.expected_purchases(t=19.5, data=cdnow_split).sum()
     assert table.loc["m", "purchases_expected"] == pytest.approx(expected)
     spend = gamma_gamma.expected_spend(data=cdnow_split)
     value = (bgnbd.expected_purchases(t=19.5, data=cdnow_split) * spend).sum()
     assert table.loc["m", "value_expected"] == pytest.approx(value, rel=1e-6)
+    assert (table.attrs["horizon"], table.attrs["period"]) == (39, "0.5W")
+    assert table.attrs["horizon_length"] == 19.5
+    # The holdout in 13-week periods, discounted 5% a period: the CLV forecast's numbers.
+    quarters = compare({"m": (bgnbd, gamma_gamma)}, cdnow_split, period="13W",
+                       discount_rate=0.05, n_draws=20, progressbar=False)
+    assert (quarters.attrs["horizon"], quarters.attrs["horizon_length"]) == (3, 39.0)
+    clv = customer_lifetime_value(bgnbd, gamma_gamma, cdnow_split, horizon=3, period="13W",
+                                  discount_rate=0.05, n_draws=20, random_state=0)
+    assert quarters.loc["m", "value_expected"] == pytest.approx(clv.table["clv"].sum())
+    # A holdout that is not a whole number of time units is one period by default ...
+    short = cdnow_split.assign(duration_holdout=19.25)
+    one = compare({"m": (bgnbd, gamma_gamma)}, short, n_draws=20, progressbar=False)
+    assert (one.attrs["horizon"], one.attrs["period"]) == (1, "19.25W")
+    assert one.loc["m", "purchases_expected"] == pytest.approx(
+        bgnbd.expected_purchases(t=19.25, data=cdnow_split).sum()
+    )
+    # ... and a period that does not divide the holdout needs an explicit horizon.
+    with pytest.raises(ValueError, match="whole number"):
+        compare({"m": (bgnbd, gamma_gamma)}, cdnow_split, period="M", progressbar=False)
+    with pytest.raises(ValueError, match="horizon"):
+        compare({"m": (bgnbd, gamma_gamma)}, cdnow_split, horizon=2.5, progressbar=False)
 
 
 # -- pure metrics ---------------------------------------------------------------------
@@ -356,6 +395,14 @@ def test_tracking_bad_input(bgnbd, cdnow_transactions):
         expected_cumulative_purchases(bgnbd, log, "customer_id", "date", time_unit="D")
     with pytest.raises(ValueError, match="step"):
         expected_cumulative_purchases(bgnbd, log, "customer_id", "date", step=0)
+    # Neither the model nor the call says what a step is: no guess (it used to be weeks).
+    unitless = BetaGeo()
+    unitless._set_fitted(bgnbd.params_.to_dict())
+    with pytest.raises(ValueError, match="time_unit="):
+        expected_cumulative_purchases(unitless, log, "customer_id", "date")
+    days = expected_cumulative_purchases(unitless, log, "customer_id", "date", time_unit="D",
+                                         end="1997-01-31")
+    assert len(days) == 31 and days.attrs["time_unit"] == "D"
     groups = log.assign(cohort=np.where(log.index % 2 == 0, "a", "b"))
     with pytest.raises(DataValidationError, match="constant"):
         expected_cumulative_purchases(

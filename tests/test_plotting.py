@@ -155,13 +155,30 @@ def test_tracking_plots(tracking):
 def test_clv_by_rank(forecast):
     ax = P.plot_clv_by_rank(forecast, currency="USD")
     _labelled(ax)
-    assert "USD" in ax.get_ylabel() and "12 months" in ax.get_title()
+    assert "USD" in ax.get_ylabel()
+    assert "12 months ahead, discounted 1% per month" in ax.get_title()
     line = ax.get_lines()[0].get_ydata()
     assert np.all(np.diff(line) <= 0)  # ranked from the most valuable down
     np.testing.assert_allclose(line, np.sort(forecast.table["clv"].to_numpy())[::-1])
     assert len(ax.collections) == 2  # parameter and predictive bands
     table_only = P.plot_clv_by_rank(forecast.table[["clv"]], log_scale=False)
     assert len(table_only.collections) == 0 and table_only.get_yscale() == "linear"
+
+
+def test_clv_by_rank_names_any_period(forecast):
+    # Settings alone drive the title: a multiple of a unit reads as periods of it.
+    settings = {**forecast.settings, "horizon": 6, "period": "30D", "discount_rate": 0.02}
+    table = forecast.table
+
+    class Stub:
+        pass
+
+    stub = Stub()
+    stub.table, stub.settings = table, settings
+    title = P.plot_clv_by_rank(stub).get_title()
+    assert "6 periods of 30 days ahead, discounted 2% per 30 days" in title
+    stub.settings = {**settings, "horizon": 1, "period": "Q"}
+    assert "1 quarter ahead, discounted 2% per quarter" in P.plot_clv_by_rank(stub).get_title()
 
 
 def test_tier_summary(forecast):

@@ -4,11 +4,13 @@ The CLV of a customer over ``horizon`` discount periods of length ``period`` is
 
     CLV = sum_{k=1..H} E[purchases in period k | history] * E[spend | history] / (1 + d)^k
 
-with the purchases from a transaction model (BG/NBD family) and the spend per
-purchase from a spend model (Gamma-Gamma), which are independent by the Gamma-Gamma
-assumption (Fader, Hardie & Lee 2005, "RFM and CLV: Using Iso-Value Curves for
-Customer Base Analysis", *Journal of Marketing Research* 42(4)). Periods are calendar
-lengths converted to the summary's recorded ``time_unit``.
+with the purchases from a transaction model and the spend per purchase from a spend
+model, independent given the customer's history (the Gamma-Gamma assumption; Fader,
+Hardie & Lee 2005, "RFM and CLV: Using Iso-Value Curves for Customer Base Analysis",
+*Journal of Marketing Research* 42(4)). Any pair of models that implements the model
+contract (:mod:`clvmodels.models.base`) works here, through its public members only.
+Horizon, period and discount rate are calendar settings (:class:`clvmodels.units.Calendar`)
+converted to the summary's recorded ``time_unit``.
 
 Two kinds of uncertainty are reported.
 
@@ -18,24 +20,26 @@ Two kinds of uncertainty are reported.
   likelihood), and the interval is the equal-tailed quantile range over draws. It says
   where the *expected* value lies.
 * **Predictive uncertainty** (``clv_pred_lower`` / ``clv_pred_upper``): under each
-  parameter draw one future is simulated per customer (alive or not, the purchases in
-  every period, their spends from the customer's Gamma-Gamma posterior), so the
-  interval says where the *realised* value will fall.
+  parameter draw one future is simulated per customer by the models' own simulators
+  (``simulate_purchases``, then ``simulate_spend``), and every simulated purchase is
+  discounted by the period it falls in, so the interval says where the *realised* value
+  will fall.
 
-Scale. A BG/NBD customer's future, given that the customer is alive, depends on
-``(frequency, T)`` only: ``E[Y(t) | x, t_x, T] = P(alive | x, t_x, T) * E[Y(t) | x, T,
-alive]``. The costly hypergeometric part is therefore evaluated once per distinct
-``(frequency, T)`` (a few thousand rows for a million customers summarised by day),
-``P(alive)`` once per distinct ``(frequency, recency, T)`` and the spend once per
-distinct row; customers are processed in blocks, so memory stays bounded whatever
-their number.
+Scale. Customers identical in every column the models read are computed once, in
+blocks of bounded memory. Where the transaction model declares
+``alive_future_columns`` (``frequency`` and ``T`` for BG/NBD), its expected purchases
+factor as ``P(alive | history) * E[Y(t) | those columns, alive]``: the costly second
+factor is evaluated once per distinct value of those columns (a few thousand rows for
+a million customers summarised by day) and per draw, and kept for later passes; the
+factorisation is checked against the model's own ``expected_purchases``. Other models
+are evaluated on every distinct row.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -43,46 +47,50 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels.data import compress, validate_summary
-from clvmodels.errors import DataValidationError
+from clvmodels.data import compress, compress_arrays, validate_summary
+from clvmodels.errors import DataValidationError, NotFittedError
+from clvmodels.models.base import SimulatedPurchases, SpendModel, TransactionModel
 from clvmodels.progress import progress_bar
-from clvmodels.units import TIME_UNIT_DAYS, period_length
+from clvmodels.units import Calendar, resolve_time_unit
 
 __all__ = [
     "CLVForecast",
     "CLVScorer",
     "ChunkScore",
     "customer_lifetime_value",
-    "discount_factors",
+    "discounted_value",
+    "interval_probabilities",
     "predictive_interval",
-    "simulate_future_value",
 ]
 
 
-_KEY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
-_BG_KEY = ("frequency", "recency", "T")
-# Per-draw discounted purchases of the distinct (frequency, T) are kept up to this many
-# values (128 MB), so that passes over the draws after the first skip the costly part.
+# Per-draw discounted purchases of the distinct rows behind the expected purchases are
+# kept up to this many values (128 MB), so that passes over the draws after the first
+# skip the costly part.
 _CACHE_VALUES = 16_000_000
 # Draws x rows held per block: 4M float64 values are 32 MB per array, and a block
 # keeps about ten such arrays alive.
 _BLOCK_ELEMENTS = 4_000_000
-_BGNBD_PARAMS = ("r", "alpha", "a", "b")
-_GAMMA_GAMMA_PARAMS = ("p", "q", "gamma")
 
 
 # --------------------------------------------------------------------------------------
 # Small pure functions
 # --------------------------------------------------------------------------------------
-def discount_factors(horizon: int, discount_rate: float) -> np.ndarray:
-    """``1 / (1 + d)^k`` for the periods ``k = 1 .. horizon``.
+def interval_probabilities(interval: float) -> tuple[float, float]:
+    """Lower and upper tail probabilities of an equal-tailed interval of level ``interval``.
 
     Examples
     --------
-    >>> discount_factors(3, 0.1).round(4).tolist()
-    [0.9091, 0.8264, 0.7513]
+    >>> [round(p, 6) for p in interval_probabilities(0.9)]
+    [0.05, 0.95]
     """
-    return (1.0 + float(discount_rate)) ** -np.arange(1, int(horizon) + 1, dtype=float)
+    try:
+        level = float(interval)
+    except (TypeError, ValueError):
+        level = float("nan")
+    if not 0 < level < 1:
+        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval!r}")
+    return (1.0 - level) / 2.0, (1.0 + level) / 2.0
 
 
 def _quantiles(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
@@ -108,18 +116,16 @@ def _quantiles(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _interval_probs(level: float) -> tuple[float, float]:
-    return (1.0 - level) / 2.0, (1.0 + level) / 2.0
-
-
-def predictive_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Interval holding ``level`` of simulated values, per column (draws on axis 0).
+def predictive_interval(values: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray]:
+    """Interval holding a share ``interval`` of simulated values, per column (draws on
+    axis 0).
 
     Realised values have an atom at zero (a customer may buy nothing). When that atom
-    holds more than the lower tail ``(1 - level) / 2``, the equal-tailed interval
-    would start at zero anyway and hold more than ``level``; the interval is then
-    ``[0, q_level]``, which holds ``level`` of the distribution (or ``[0, 0]`` when
-    more than ``level`` of it is zero). Otherwise it is the equal-tailed interval.
+    holds more than the lower tail ``(1 - interval) / 2``, the equal-tailed interval
+    would start at zero anyway and hold more than ``interval``; the interval is then
+    ``[0, q_interval]``, which holds ``interval`` of the distribution (or ``[0, 0]``
+    when more than ``interval`` of it is zero). Otherwise it is the equal-tailed
+    interval.
 
     Examples
     --------
@@ -127,186 +133,94 @@ def predictive_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, n
     >>> [float(v[0]) for v in predictive_interval(sims, 0.9)]
     [0.0, 40.1...]
     """
-    low_p, high_p = _interval_probs(level)
-    low, high, at_level = _quantiles(values, [low_p, high_p, level])
+    low_p, high_p = interval_probabilities(interval)
+    low, high, at_level = _quantiles(values, [low_p, high_p, float(interval)])
     atom = np.mean(values <= 0, axis=0) > low_p
     return np.where(atom, 0.0, low), np.where(atom, at_level, high)
 
 
-def simulate_future_value(
-    rng: np.random.Generator,
-    *,
-    probability_alive: np.ndarray,
-    r: np.ndarray,
-    alpha: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    p: np.ndarray,
-    q: np.ndarray,
-    gamma: np.ndarray,
-    frequency: np.ndarray,
-    T: np.ndarray,
-    monetary_value: np.ndarray,
+def discounted_value(
+    purchases: SimulatedPurchases,
+    values: np.ndarray,
     period_length: float,
     discount: np.ndarray,
 ) -> np.ndarray:
-    """One simulated discounted future value per element (BG/NBD + Gamma-Gamma).
+    """Discounted value of simulated purchases, per (draw, customer) pair.
 
-    All arrays broadcast to one shape, typically ``(n_draws, n_customers)``. Given its
-    history ``(x, T)`` and that it is alive (probability ``probability_alive``), a
-    BG/NBD customer's purchase rate and dropout probability have the posteriors
-    ``lambda ~ Gamma(r + x, rate alpha + T)`` and ``p ~ Beta(a, b + x)`` (the prior
-    updated by ``x`` purchases and no dropout in ``T``). It then buys at the Poisson
-    times of rate ``lambda`` and drops out after each purchase with probability ``p``:
-    it makes ``K = min(N, D)`` purchases in the horizon, ``N ~ Poisson(lambda H L)``,
-    ``D ~ Geometric(p)``. Each purchase is worth ``Gamma(p_spend, rate nu)``, with
-    ``nu ~ Gamma(p_spend x + q, rate gamma + x m_x)``, the Gamma-Gamma posterior of the
-    customer's spend rate (Fader & Hardie 2013). A purchase in period ``k`` is
-    discounted by ``discount[k - 1]``.
+    A purchase at time ``s`` after the end of observation falls in the discount period
+    ``k = min(floor(s / period_length), horizon - 1)`` (counted from 0, ``horizon`` the
+    length of ``discount``) and counts ``value * discount[k]``.
 
-    The purchase times are drawn without simulating the arrivals after dropout: the
-    ``K``-th of ``N`` uniform arrival times is ``Beta(K, N - K + 1)``, and the first
-    ``K - 1`` are uniform below it. The cost follows the number of purchases.
+    Parameters
+    ----------
+    purchases : SimulatedPurchases
+        From a transaction model's ``simulate_purchases``.
+    values : array, one entry per purchase
+        From the spend model's ``simulate_spend``.
+    period_length : float
+        Length of a discount period in the models' time unit.
+    discount : array of shape (horizon,)
+        Discount factor of each period.
 
     Returns
     -------
-    numpy.ndarray
-        The discounted value, zero for customers who buy nothing.
+    ndarray of shape ``purchases.shape``
+        Zero for pairs that make no purchase.
 
     Examples
     --------
-    >>> rng = np.random.default_rng(0)
-    >>> v = simulate_future_value(rng, probability_alive=np.ones(20000), r=1.0, alpha=1.0,
-    ...     a=1.0, b=1e6, p=1.0, q=1e6, gamma=1e6, frequency=0.0, T=0.0,
-    ...     monetary_value=0.0, period_length=1.0, discount=np.ones(2))
-    >>> round(float(v.mean()), 1)  # lambda ~ Exp(1), no dropout, spend 1: mean 2
-    2.0
+    >>> sims = SimulatedPurchases(owner=np.array([0, 0, 3]), time=np.array([0.5, 1.5, 2.0]),
+    ...                           shape=(2, 2))
+    >>> discounted_value(sims, np.array([10.0, 10.0, 4.0]), 1.0, np.array([1.0, 0.5])).tolist()
+    [[15.0, 0.0], [0.0, 2.0]]
     """
-    horizon = int(np.size(discount))
-    x = np.asarray(frequency, dtype=float)
-    shape = np.broadcast_shapes(
-        *(np.shape(v) for v in (probability_alive, r, alpha, a, b, p, q, gamma, x, T))
+    values = np.asarray(values, dtype=float)
+    if values.shape != np.shape(purchases.time):
+        raise ValueError(
+            f"values must have one entry per simulated purchase ({purchases.n_purchases}), "
+            f"got shape {values.shape}"
+        )
+    discount = np.asarray(discount, dtype=float)
+    # Times are positive, so truncation is the floor.
+    period = np.minimum(
+        (np.asarray(purchases.time, dtype=float) / period_length).astype(np.int64),
+        discount.size - 1,
     )
-
-    def full(v: Any) -> np.ndarray:
-        return np.broadcast_to(np.asarray(v, dtype=float), shape)
-
-    m = np.where(x > 0, np.asarray(monetary_value, dtype=float), 0.0)
-    alive = rng.random(shape) < full(probability_alive)
-    lam = rng.gamma(full(r + x)) / full(alpha + np.asarray(T, dtype=float))
-    # Beta draws with a small first shape can underflow to 0; Geometric needs p > 0.
-    p_drop = np.clip(rng.beta(full(a), full(b + x)), 1e-12, 1.0)
-    n_arrivals = rng.poisson(lam * (period_length * horizon))
-    n_kept = np.where(alive, np.minimum(n_arrivals, rng.geometric(p_drop)), 0)
-    nu = rng.gamma(full(p * x + q)) / full(gamma + x * m)
-
-    value = np.zeros(shape)
-    buyers = np.flatnonzero(n_kept)
-    if buyers.size == 0:
-        return value
-    kept = n_kept.ravel()[buyers]
-    last = rng.beta(kept, n_arrivals.ravel()[buyers] - kept + 1)
-    owner = np.repeat(np.arange(buyers.size), kept - 1)
-    times = np.concatenate([last, rng.random(owner.size) * last[owner]])
-    owner = np.concatenate([np.arange(buyers.size), owner])
-    period = np.minimum((times * horizon).astype(np.int64), horizon - 1)
-    spend_shape = full(p).ravel()[buyers][owner]
-    spend = rng.gamma(spend_shape) / nu.ravel()[buyers][owner]
-    np.put(
-        value,
-        buyers,
-        np.bincount(owner, weights=spend * np.asarray(discount)[period], minlength=buyers.size),
-    )
-    return value
+    size = int(np.prod(purchases.shape))
+    total = np.bincount(purchases.owner, weights=values * discount[period], minlength=size)
+    return total.reshape(purchases.shape)
 
 
-def _discounted_alive_purchases(
-    model: Any,
-    params: Mapping[str, np.ndarray],
-    ref: pd.DataFrame,
-    times: np.ndarray,
+def _discounted_purchases(
+    cumulative_at: Callable[[float], np.ndarray],
+    period_ends: np.ndarray,
     discount: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Discounted and cumulative expected purchases given alive, on ``ref`` rows.
-
-    ``E[Y(t) | x, t_x, T] / P(alive | x, t_x, T)`` does not depend on ``t_x``; it is
-    evaluated on reference rows (one per distinct ``(frequency, T)``) through the
-    model's own hooks, and the period increments are discounted.
-    """
-    p_ref = model._probability_alive_given(params, ref)
+    """Discounted sum of the period increments of cumulative expected purchases, and the
+    cumulative value at the end of the horizon."""
     previous: np.ndarray | float = 0.0
     discounted: np.ndarray | float = 0.0
-    for t, factor in zip(times, discount, strict=True):
-        cumulative = model._expected_purchases_given(np.asarray(t), params, ref) / p_ref
+    for t, factor in zip(period_ends, discount, strict=True):
+        cumulative = cumulative_at(float(t))
         discounted = discounted + (cumulative - previous) * factor
         previous = cumulative
     return np.asarray(discounted), np.asarray(previous)
 
 
-def _take(values: np.ndarray, index: np.ndarray, n_rows: int) -> np.ndarray:
-    """Columns ``index`` of a per-row array; arrays without a row axis pass through."""
-    values = np.asarray(values)
-    if values.ndim >= 1 and values.shape[-1] == n_rows:
-        return values[..., index]
-    return values
+def _array(values: Any) -> np.ndarray:
+    """A model's prediction (Series or array) as a float array."""
+    return np.asarray(values, dtype=float)
 
 
 # --------------------------------------------------------------------------------------
-# Settings and units
+# Settings
 # --------------------------------------------------------------------------------------
-def _check_settings(
-    horizon: Any, discount_rate: Any, interval: Any, n_draws: Any
-) -> tuple[int, float, float, int]:
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer):
-        if not (isinstance(horizon, float) and horizon.is_integer()):
-            raise ValueError(f"horizon must be a whole number of periods, got {horizon!r}")
-    if int(horizon) <= 0:
-        raise ValueError(f"horizon must be at least 1 period, got {horizon!r}")
-    rate = float(discount_rate)
-    if not math.isfinite(rate) or rate < 0:
-        raise ValueError(
-            f"discount_rate must be a finite non-negative rate per period, got {discount_rate!r}"
-        )
-    level = float(interval)
-    if not 0 < level < 1:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval!r}")
-    if isinstance(n_draws, bool) or int(n_draws) != n_draws or int(n_draws) < 2:
+def _check_n_draws(n_draws: Any) -> int:
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int | np.integer | float):
         raise ValueError(f"n_draws must be an integer of at least 2, got {n_draws!r}")
-    return int(horizon), rate, level, int(n_draws)
-
-
-def _resolve_time_unit(
-    data_unit: str | None, time_unit: str | None, transaction_model: Any, spend_model: Any
-) -> str:
-    """The one time unit of data and models; any disagreement is an error."""
-    tx_unit = getattr(transaction_model, "time_unit_", None)
-    spend_unit = getattr(spend_model, "time_unit_", None)
-    if tx_unit and spend_unit and tx_unit != spend_unit:
-        raise ValueError(
-            f"the models were fitted on different time units: {type(transaction_model).__name__} "
-            f"on {tx_unit!r}, {type(spend_model).__name__} on {spend_unit!r}; fit both on the "
-            "same summary"
-        )
-    if data_unit and time_unit and data_unit != time_unit:
-        raise ValueError(
-            f"time_unit={time_unit!r} contradicts the summary, which records "
-            f"time_unit={data_unit!r}"
-        )
-    unit = data_unit or time_unit
-    if unit is None:
-        raise ValueError(
-            "the summary records no time unit (attrs['time_unit']), so the horizon cannot be "
-            "converted: pass time_unit= (e.g. 'W' if recency and T are in weeks)"
-        )
-    if unit not in TIME_UNIT_DAYS:
-        raise ValueError(f"time_unit={unit!r} is not supported: use one of {list(TIME_UNIT_DAYS)}")
-    model_unit = tx_unit or spend_unit
-    if model_unit and model_unit != unit:
-        raise ValueError(
-            f"the models were fitted on a summary in {model_unit!r} but this summary is in "
-            f"{unit!r}: summarise the data in the models' unit"
-        )
-    return unit
+    if int(n_draws) != n_draws or int(n_draws) < 2:
+        raise ValueError(f"n_draws must be an integer of at least 2, got {n_draws!r}")
+    return int(n_draws)
 
 
 def _entropy(random_state: Any) -> int:
@@ -345,19 +259,58 @@ def _progress(total: int, show: bool | None, description: str) -> Iterator[Calla
         yield bar.advance
 
 
+def _group_col(model: Any) -> str | None:
+    group = getattr(model, "group_col", None)
+    return group if isinstance(group, str) and group else None
+
+
+def _with_group(columns: Sequence[str], group: str | None) -> list[str]:
+    return list(dict.fromkeys([*columns, *([group] if group else [])]))
+
+
+def _contract_members(contract: type) -> list[str]:
+    """Public members a Protocol of :mod:`clvmodels.models.base` asks for."""
+    names: set[str] = set()
+    for cls in contract.__mro__:
+        if cls.__module__ == contract.__module__:
+            names.update(vars(cls))
+            names.update(vars(cls).get("__annotations__", {}))
+    return sorted(n for n in names if not n.startswith("_"))
+
+
+def _check_models(transaction_model: Any, spend_model: Any) -> None:
+    for role, model, contract in (
+        ("transaction_model", transaction_model, TransactionModel),
+        ("spend_model", spend_model, SpendModel),
+    ):
+        if not isinstance(model, contract):
+            missing = [n for n in _contract_members(contract) if not hasattr(model, n)]
+            raise TypeError(
+                f"{role} must implement the {contract.__name__} contract of "
+                f"clvmodels.models.base; {type(model).__name__} lacks {missing}"
+            )
+        if not model.is_fitted:
+            raise NotFittedError(
+                f"{role} {type(model).__name__} is not fitted yet: call `fit(data)` first "
+                "(or load a saved model with `clvmodels.load(path)`)"
+            )
+
+
 # --------------------------------------------------------------------------------------
 # Layout: distinct customers, sorted and cut into blocks
 # --------------------------------------------------------------------------------------
 @dataclass
 class _Layout:
-    rows: pd.DataFrame  # distinct customer rows, sorted so that equal (x, T) are adjacent
+    rows: pd.DataFrame  # distinct customers (every column the models read), sorted
     weights: np.ndarray  # customers per distinct row
     row_of_customer: np.ndarray  # position in `rows` of every customer
     customer_order: np.ndarray  # customers ordered by their row
     block_starts: np.ndarray  # first row of each block, then len(rows)
     customer_starts: np.ndarray  # first position in `customer_order` of each block
-    xt_rows: pd.DataFrame  # distinct (frequency, T[, group]) with a reference recency
-    xt_index: np.ndarray  # row of `xt_rows` of every row of `rows`
+    tx_rows: pd.DataFrame  # distinct rows of the transaction model's columns
+    tx_index: np.ndarray  # row of `tx_rows` of every row of `rows`
+    key_rows: pd.DataFrame  # rows on which expected purchases are evaluated
+    key_of_tx: np.ndarray  # row of `key_rows` of every row of `tx_rows`
 
     @property
     def n_blocks(self) -> int:
@@ -369,13 +322,33 @@ class _Layout:
         return start, stop, customers
 
 
+def _sort_key(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
+        column.dtype
+    ):
+        return column.to_numpy(dtype=float)
+    return pd.factorize(column)[0]
+
+
+def _distinct(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The distinct rows of ``frame`` by ``columns`` (whole rows, first appearance), and
+    the distinct row of every row of ``frame``."""
+    first, _, inverse = compress_arrays([frame[c] for c in columns])
+    return frame.iloc[first].reset_index(drop=True), inverse
+
+
 def _layout(
-    data: pd.DataFrame, group_cols: Sequence[str], tx_groups: Sequence[str], block_rows: int
+    data: pd.DataFrame,
+    columns: Sequence[str],
+    tx_columns: Sequence[str],
+    key_columns: Sequence[str] | None,
+    block_rows: int,
 ) -> _Layout:
-    rows, weights, inverse = compress(data, columns=[*_KEY_COLUMNS, *group_cols])
-    keys = [rows[c].to_numpy(dtype=float) for c in ("monetary_value", "recency", "T", "frequency")]
-    keys += [pd.factorize(rows[g])[0] for g in reversed(group_cols)]
-    order = np.lexsort(keys)
+    """Distinct customers sorted by ``columns`` (so that rows sharing the transaction
+    model's key are adjacent), cut into blocks, with their transaction-model rows and
+    the rows on which expected purchases are evaluated."""
+    rows, weights, inverse = compress(data, columns=columns)
+    order = np.lexsort([_sort_key(rows[c]) for c in reversed(columns)])
     rows = rows.iloc[order].reset_index(drop=True)
     rank = np.empty(order.size, dtype=np.intp)
     rank[order] = np.arange(order.size)
@@ -383,19 +356,30 @@ def _layout(
     customer_order = np.argsort(row_of_customer, kind="stable")
     block_starts = np.append(np.arange(0, len(rows), block_rows), len(rows))
     customer_starts = np.searchsorted(row_of_customer[customer_order], block_starts)
-    xt_rows, _, xt_index = compress(rows, columns=("frequency", "T"), extra=tx_groups)
-    # The hooks are evaluated at recency = T (x > 0), where P(alive) is bounded away
-    # from 0, so that dividing by it is exact.
-    xt_rows["recency"] = np.where(xt_rows["frequency"] > 0, xt_rows["T"], 0.0)
+    tx_rows, tx_index = _distinct(rows[list(tx_columns)], tx_columns)
+    if key_columns is None:
+        key_rows, key_of_tx = tx_rows, np.arange(len(tx_rows))
+    else:
+        key_rows, key_of_tx = _distinct(tx_rows, key_columns)
+        if "recency" not in key_columns and {"frequency", "recency", "T"} <= set(key_rows):
+            # Expected purchases given alive do not depend on recency: evaluate them at
+            # recency = T (a purchase just now) for repeat buyers, where P(alive) is
+            # bounded away from 0, so that dividing by it is exact.
+            key_rows["recency"] = np.where(key_rows["frequency"] > 0, key_rows["T"], 0.0)
+    weights = weights[order]
+    for values in (weights, row_of_customer):
+        values.flags.writeable = False  # handed out by CLVForecast
     return _Layout(
         rows,
-        weights[order],
+        weights,
         row_of_customer,
         customer_order,
         block_starts,
         customer_starts,
-        xt_rows,
-        xt_index,
+        tx_rows,
+        tx_index,
+        key_rows,
+        key_of_tx,
     )
 
 
@@ -405,13 +389,12 @@ class _Block:
 
     clv: np.ndarray
     expected_purchases: np.ndarray | None
-    probability_alive: np.ndarray  # per distinct (x, t_x, T) row: index with `bg_index`
+    probability_alive: np.ndarray  # per row of `tx_rows`: index with `tx_local`
+    tx_local: np.ndarray  # block row -> row of `tx_rows`
     spend: np.ndarray
-    bg_index: np.ndarray  # block row -> distinct (x, t_x, T) row
-    n_bg: int
-    tx_params: Mapping[str, np.ndarray]  # per distinct (x, t_x, T) row
-    spend_params: Mapping[str, np.ndarray]  # per block row
     n_invalid_spend: int
+    tx_rows: pd.DataFrame  # the block's distinct transaction-model rows
+    tx_purchases: np.ndarray | None  # expected purchases over the horizon on `tx_rows`
 
 
 # --------------------------------------------------------------------------------------
@@ -454,9 +437,10 @@ class CLVScorer:
 
     Parameters
     ----------
-    transaction_model, spend_model
-        Fitted models (``BetaGeo`` or ``HierarchicalBetaGeo``; ``GammaGamma`` or
-        ``HierarchicalGammaGamma``).
+    transaction_model : TransactionModel
+        A fitted transaction model (:class:`clvmodels.models.base.TransactionModel`).
+    spend_model : SpendModel
+        A fitted spend model (:class:`clvmodels.models.base.SpendModel`).
     time_unit : str
         Unit of the summaries that will be scored ("D", "W", ...); it must agree with
         the units the models recorded at fit time.
@@ -464,6 +448,20 @@ class CLVScorer:
         As in :func:`customer_lifetime_value`.
     chunk_size : int, optional
         Distinct rows per block; by default about four million draw-values per block.
+    transaction_draws, spend_draws : DataFrame, optional
+        Parameter draws to use (from the models' ``param_draws``, ``n_draws`` each), for
+        example a driver's draws on the executors of a distributed job; by default they
+        are drawn here from ``random_state``.
+
+    Attributes
+    ----------
+    columns : tuple of str
+        The summary columns the models read (their group columns and ``data_columns``)
+        and ``monetary_value``: customers equal in all of them are scored once.
+    group_cols : tuple of str
+        The models' group columns.
+    calendar : Calendar
+        Horizon, period and discount rate.
 
     Examples
     --------
@@ -479,8 +477,8 @@ class CLVScorer:
 
     def __init__(
         self,
-        transaction_model: Any,
-        spend_model: Any,
+        transaction_model: TransactionModel,
+        spend_model: SpendModel,
         *,
         time_unit: str | None,
         horizon: int = 12,
@@ -491,36 +489,66 @@ class CLVScorer:
         predictive: bool = False,
         random_state: Any = None,
         chunk_size: int | None = None,
+        transaction_draws: pd.DataFrame | None = None,
+        spend_draws: pd.DataFrame | None = None,
     ) -> None:
-        _check_models(transaction_model, spend_model, predictive)
-        horizon, rate, level, n_draws = _check_settings(horizon, discount_rate, interval, n_draws)
+        _check_models(transaction_model, spend_model)
+        self.calendar = Calendar(horizon=horizon, period=period, discount_rate=discount_rate)
+        interval_probabilities(interval)
+        self.interval = float(interval)
+        self.n_draws = n_draws = _check_n_draws(n_draws)
         self.transaction_model = transaction_model
         self.spend_model = spend_model
-        self.time_unit = _resolve_time_unit(None, time_unit, transaction_model, spend_model)
-        self.horizon = horizon
-        self.period = period
-        self.period_length = period_length(period, self.time_unit)
-        self.discount_rate = rate
-        self.interval = level
-        self.n_draws = n_draws
+        self.time_unit = resolve_time_unit(
+            None, models=(transaction_model, spend_model), time_unit=time_unit,
+            context="CLVScorer",
+        )  # fmt: skip
+        self.horizon = self.calendar.horizon
+        self.period = self.calendar.period
+        self.discount_rate = self.calendar.discount_rate
+        self.period_length = self.calendar.period_length(self.time_unit)
+        self.period_ends = self.calendar.period_ends(self.time_unit)
+        self.discount = self.calendar.discount_factors()
         self.predictive = bool(predictive)
         self.seed = _entropy(random_state)
-        self.times = self.period_length * np.arange(1, horizon + 1, dtype=float)
-        self.discount = discount_factors(horizon, rate)
         if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         self.chunk_size = int(chunk_size or max(64, _BLOCK_ELEMENTS // n_draws))
-        self.group_cols = tuple(
-            dict.fromkeys(g for g in (_group_col(transaction_model), _group_col(spend_model)) if g)
+        tx_group = _group_col(transaction_model)
+        self.group_cols = tuple(dict.fromkeys(g for g in (tx_group, _group_col(spend_model)) if g))
+        self._tx_columns = _with_group(transaction_model.data_columns, tx_group)
+        alive = transaction_model.alive_future_columns
+        self._key_columns = None if alive is None else _with_group(alive, tx_group)
+        if self._key_columns is not None:
+            unknown = [c for c in self._key_columns if c not in self._tx_columns]
+            if unknown:
+                raise ValueError(
+                    f"{type(transaction_model).__name__}.alive_future_columns names {unknown}, "
+                    f"which are not among its data_columns {list(self._tx_columns)}"
+                )
+        # Sort order of the distinct rows: rows sharing the costly key are adjacent.
+        self.columns = tuple(
+            dict.fromkeys(
+                [
+                    *self.group_cols,
+                    *(alive or ()),
+                    *transaction_model.data_columns,
+                    *spend_model.data_columns,
+                    "monetary_value",
+                ]
+            )
         )
-        self._tx_groups = tuple(g for g in (_group_col(transaction_model),) if g)
         # The draws are taken once, here, so that every chunk and partition shares them.
         tx_seed, spend_seed = np.random.SeedSequence(self.seed).spawn(2)
-        self.transaction_draws = transaction_model.param_draws(
-            n_draws, random_state=np.random.default_rng(tx_seed)
+        self.transaction_draws = (
+            transaction_model.param_draws(n_draws, random_state=np.random.default_rng(tx_seed))
+            if transaction_draws is None
+            else transaction_draws
         )
-        self.spend_draws = spend_model.param_draws(
-            n_draws, random_state=np.random.default_rng(spend_seed)
+        self.spend_draws = (
+            spend_model.param_draws(n_draws, random_state=np.random.default_rng(spend_seed))
+            if spend_draws is None
+            else spend_draws
         )
 
     # -- settings -------------------------------------------------------------------
@@ -542,88 +570,122 @@ class CLVScorer:
         }
 
     # -- the computation ------------------------------------------------------------
-    def _alive_purchases(self, ref: pd.DataFrame, *, draws: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Discounted and cumulative expected purchases given alive on reference rows."""
+    def _purchases(self, key_rows: pd.DataFrame, *, draws: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Discounted and cumulative expected purchases on key rows: given alive where
+        the model factorises, else plain."""
         tx = self.transaction_model
-        params = tx._params_for(ref, self.transaction_draws if draws else None)
-        return _discounted_alive_purchases(tx, params, ref, self.times, self.discount)
+        tx_draws = self.transaction_draws if draws else None
+        alive = None
+        if self._key_columns is not None:
+            alive = _array(tx.probability_alive(data=key_rows, draws=tx_draws))
 
-    def _alive_cache(self, layout: _Layout, advance: Callable[[], None]) -> np.ndarray | None:
-        """Per-draw discounted purchases given alive for every distinct (frequency, T),
-        kept when small so that later passes (draws, segments) skip the costly part."""
-        n_xt = len(layout.xt_rows)
-        if n_xt * self.n_draws > _CACHE_VALUES:
+        def cumulative_at(t: float) -> np.ndarray:
+            expected = _array(tx.expected_purchases(t=t, data=key_rows, draws=tx_draws))
+            return expected if alive is None else expected / alive
+
+        return _discounted_purchases(cumulative_at, self.period_ends, self.discount)
+
+    def _purchase_cache(self, layout: _Layout, advance: Callable[[], None]) -> np.ndarray | None:
+        """Per-draw discounted purchases of every key row, kept when small so that later
+        passes (draws, segments) skip the costly part."""
+        n_keys = len(layout.key_rows)
+        if n_keys * self.n_draws > _CACHE_VALUES:
             return None
-        out = np.empty((self.n_draws, n_xt))
-        for start in range(0, n_xt, self.chunk_size):
-            part = layout.xt_rows.iloc[start : start + self.chunk_size]
-            out[:, start : start + len(part)] = self._alive_purchases(part, draws=True)[0]
+        out = np.empty((self.n_draws, n_keys))
+        for start in range(0, n_keys, self.chunk_size):
+            part = layout.key_rows.iloc[start : start + self.chunk_size]
+            out[:, start : start + len(part)] = self._purchases(part, draws=True)[0]
             advance()
         return out
 
     def _block(
         self,
-        rows: pd.DataFrame,
+        layout: _Layout,
+        start: int,
+        stop: int,
         *,
         draws: bool,
-        alive: tuple[np.ndarray, np.ndarray | None] | None = None,
+        known: tuple[np.ndarray, np.ndarray | None] | None = None,
     ) -> _Block:
-        """CLV of a block of distinct rows; ``alive`` holds the rows' discounted (and
-        cumulative) purchases given alive when they are already known."""
+        """CLV of the distinct rows ``start:stop``; ``known`` holds the discounted (and
+        cumulative) purchases of every key row when they are already computed."""
         tx, sp = self.transaction_model, self.spend_model
-        bg_rows, _, bg_index = compress(rows, columns=_BG_KEY, extra=self._tx_groups)
-        if alive is None:
-            ref, _, ref_index = compress(bg_rows, columns=("frequency", "T"), extra=self._tx_groups)
-            ref["recency"] = np.where(ref["frequency"] > 0, ref["T"], 0.0)
-            disc, cumulative = self._alive_purchases(ref, draws=draws)
-            to_ref = ref_index[bg_index]
-            alive = (disc[..., to_ref], cumulative[..., to_ref])
-        disc_rows, cumulative_rows = alive
-        tx_params = tx._params_for(bg_rows, self.transaction_draws if draws else None)
-        p_alive = np.asarray(tx._probability_alive_given(tx_params, bg_rows))
-        spend_params = sp._params_for(rows, self.spend_draws if draws else None)
-        spend = np.asarray(sp._expected_spend_given(spend_params, rows), dtype=float)
-        # Where p x + q <= 1 the customer's spend has no finite posterior mean.
-        invalid = ~(spend > 0) | ~np.isfinite(spend)
+        tx_pos, tx_local = np.unique(layout.tx_index[start:stop], return_inverse=True)
+        keys = layout.key_of_tx[tx_pos]
+        if known is None:
+            key_pos, key_local = np.unique(keys, return_inverse=True)
+            disc, cumulative = self._purchases(layout.key_rows.iloc[key_pos], draws=draws)
+            disc, cumulative = disc[..., key_local], cumulative[..., key_local]
+        else:
+            disc = known[0][..., keys]
+            cumulative = None if known[1] is None else known[1][..., keys]
+        tx_rows = layout.tx_rows.iloc[tx_pos]
+        tx_draws = self.transaction_draws if draws else None
+        p_alive = _array(tx.probability_alive(data=tx_rows, draws=tx_draws))
+        rows = layout.rows.iloc[start:stop]
+        spend = _array(sp.expected_spend(data=rows, draws=self.spend_draws if draws else None))
+        # A draw whose spend distribution has no finite mean gives an infinite CLV.
+        invalid = ~np.isfinite(spend)
         n_invalid = int(invalid.sum())
         if n_invalid:
             spend = np.where(invalid, np.inf, spend)
-        alive_rows = p_alive[..., bg_index]
+        if self._key_columns is not None:
+            disc = p_alive * disc
+            cumulative = None if cumulative is None else p_alive * cumulative
         return _Block(
-            clv=alive_rows * disc_rows * spend,
-            expected_purchases=None if cumulative_rows is None else alive_rows * cumulative_rows,
+            clv=disc[..., tx_local] * spend,
+            expected_purchases=None if cumulative is None else cumulative[..., tx_local],
             probability_alive=p_alive,
+            tx_local=tx_local,
             spend=spend,
-            bg_index=bg_index,
-            n_bg=len(bg_rows),
-            tx_params=tx_params,
-            spend_params=spend_params,
             n_invalid_spend=n_invalid,
+            tx_rows=tx_rows,
+            tx_purchases=cumulative,
         )
+
+    def _check_point(self, point: _Block) -> None:
+        """Guard the factorisation: it must reproduce the model's own expected purchases."""
+        if self._key_columns is not None:
+            tx = self.transaction_model
+            direct = _array(tx.expected_purchases(t=float(self.period_ends[-1]),
+                                                  data=point.tx_rows))
+            if not np.allclose(point.tx_purchases, direct, rtol=1e-8, atol=1e-12):
+                raise RuntimeError(
+                    f"{type(tx).__name__}: expected purchases given alive depend on more than "
+                    f"its alive_future_columns {list(self._key_columns)}, so the CLV "
+                    "factorisation does not reproduce its own expected_purchases; the model "
+                    "should declare alive_future_columns = None"
+                )
+        if not np.all(np.isfinite(point.spend)):
+            raise ValueError(
+                f"{type(self.spend_model).__name__}: the point estimate gives no finite "
+                "expected spend (for Gamma-Gamma, q <= 1 means the fitted spend distribution "
+                "has no finite mean)"
+            )
 
     def _simulate(
-        self, block: _Block, rows: pd.DataFrame, local: np.ndarray, rng: np.random.Generator
+        self, rows: pd.DataFrame, local: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        """Simulated realised values (n_draws, len(local)) for customers at block rows
-        ``local``, one future per parameter draw."""
-        bg = block.bg_index[local]
-        n_rows = len(rows)
-        tx = {k: _take(block.tx_params[k], bg, block.n_bg) for k in _BGNBD_PARAMS}
-        sp = {k: _take(block.spend_params[k], local, n_rows) for k in _GAMMA_GAMMA_PARAMS}
-        return simulate_future_value(
-            rng,
-            probability_alive=block.probability_alive[..., bg],
-            **tx,
-            **sp,
-            frequency=rows["frequency"].to_numpy(dtype=float)[local],
-            T=rows["T"].to_numpy(dtype=float)[local],
-            monetary_value=rows["monetary_value"].to_numpy(dtype=float)[local],
-            period_length=self.period_length,
-            discount=self.discount,
+        """Simulated realised values (n_draws, len(local)) of customers at ``rows``
+        positions ``local``, one future per parameter draw."""
+        frame = rows.iloc[local].reset_index(drop=True)
+        purchases = self.transaction_model.simulate_purchases(
+            t=float(self.period_ends[-1]),
+            data=frame,
+            draws=self.transaction_draws,
+            random_state=rng,
         )
+        values = self.spend_model.simulate_spend(
+            purchases, frame, draws=self.spend_draws, random_state=rng
+        )
+        return discounted_value(purchases, values, self.period_length, self.discount)
 
-    def _prepare(self, data: Any, context: str, time_unit: str | None = None) -> pd.DataFrame:
+    def _prepare(self, data: Any, context: str) -> pd.DataFrame:
         frame = validate_summary(data, require_monetary=True, context=context)
+        return self._check_frame(frame, context)
+
+    def _check_frame(self, frame: pd.DataFrame, context: str) -> pd.DataFrame:
+        """The checks a validated summary still needs: its unit and the models' columns."""
         recorded = frame.attrs.get("time_unit")
         if recorded and recorded != self.time_unit:
             raise ValueError(
@@ -635,7 +697,16 @@ class CLVScorer:
             raise DataValidationError(
                 f"{context}: missing group column(s) {missing} that the models were fitted with"
             )
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"{context}: missing column(s) {missing} that the models read (their "
+                "data_columns)"
+            )
         return frame
+
+    def _layout(self, frame: pd.DataFrame) -> _Layout:
+        return _layout(frame, self.columns, self._tx_columns, self._key_columns, self.chunk_size)
 
     def _run(
         self,
@@ -645,9 +716,9 @@ class CLVScorer:
         keep_draws: bool = False,
         progressbar: bool | None = None,
     ) -> tuple[pd.DataFrame, dict[str, Any], tuple[_Layout, np.ndarray | None]]:
-        layout = _layout(frame, self.group_cols, self._tx_groups, self.chunk_size)
+        layout = self._layout(frame)
         n_rows, n_customers = len(layout.rows), len(frame)
-        low_p, high_p = _interval_probs(self.interval)
+        low_p, high_p = interval_probabilities(self.interval)
         per_row = {
             name: np.empty(n_rows)
             for name in (
@@ -671,26 +742,22 @@ class CLVScorer:
             np.empty((self.n_draws, n_customers)) if keep_draws and self.predictive else None
         )
         n_invalid = 0
-        n_xt = len(layout.xt_rows)
-        cache_steps = -(-n_xt // self.chunk_size) if n_xt * self.n_draws <= _CACHE_VALUES else 0
+        n_keys = len(layout.key_rows)
+        cache_steps = -(-n_keys // self.chunk_size) if n_keys * self.n_draws <= _CACHE_VALUES else 0
         with _progress(layout.n_blocks + cache_steps, progressbar, "CLV") as advance:
-            point_alive = self._alive_purchases(layout.xt_rows, draws=False)
-            cache = self._alive_cache(layout, advance)
+            point_known = self._purchases(layout.key_rows, draws=False)
+            cache = self._purchase_cache(layout, advance)
             for i in range(layout.n_blocks):
                 start, stop, customers = layout.block(i)
-                rows = layout.rows.iloc[start:stop]
-                xt = layout.xt_index[start:stop]
-                point = self._block(
-                    rows, draws=False, alive=(point_alive[0][xt], point_alive[1][xt])
-                )
-                _check_point(point, rows, self.transaction_model, self.times[-1])
+                point = self._block(layout, start, stop, draws=False, known=point_known)
+                self._check_point(point)
                 drawn = self._block(
-                    rows, draws=True, alive=None if cache is None else (cache[:, xt], None)
+                    layout, start, stop, draws=True, known=None if cache is None else (cache, None)
                 )
                 n_invalid += drawn.n_invalid_spend
                 sl = slice(start, stop)
                 per_row["expected_purchases"][sl] = point.expected_purchases
-                per_row["probability_alive"][sl] = point.probability_alive[point.bg_index]
+                per_row["probability_alive"][sl] = point.probability_alive[point.tx_local]
                 per_row["expected_spend"][sl] = point.spend
                 per_row["clv"][sl] = point.clv
                 per_row["clv_lower"][sl], per_row["clv_upper"][sl] = _quantiles(
@@ -700,10 +767,11 @@ class CLVScorer:
                 if draws is not None:
                     draws[:, customers] = drawn.clv[:, layout.row_of_customer[customers] - start]
                 if self.predictive:
+                    rows = layout.rows.iloc[start:stop]
                     for j, piece in enumerate(self._pieces(customers)):
                         local = layout.row_of_customer[piece] - start
                         rng = np.random.default_rng([*seed_words, 1, i, j])
-                        sims = self._simulate(drawn, rows, local, rng)
+                        sims = self._simulate(rows, local, rng)
                         low, high = predictive_interval(sims, self.interval)
                         pred_lower[sl] += np.bincount(local, low, minlength=stop - start)
                         pred_upper[sl] += np.bincount(local, high, minlength=stop - start)
@@ -714,9 +782,9 @@ class CLVScorer:
         if n_invalid:
             warnings.warn(
                 f"{n_invalid} combinations of a distinct customer and a parameter draw have no "
-                "finite expected spend (the spend model's draw puts p * frequency + q <= 1); "
-                "their CLV is infinite, which makes upper bounds infinite where such draws "
-                "reach the upper tail",
+                "finite expected spend (the spend model's draw has no finite mean, e.g. "
+                "Gamma-Gamma with p * frequency + q <= 1); their CLV is infinite, which makes "
+                "upper bounds infinite where such draws reach the upper tail",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -754,8 +822,8 @@ class CLVScorer:
         ----------
         data : DataFrame
             Summary rows of the chunk, indexed by customer id, with ``frequency``,
-            ``recency``, ``T``, ``monetary_value`` (and the models' group column), in
-            this scorer's ``time_unit``.
+            ``recency``, ``T``, ``monetary_value`` (and the models' group and data
+            columns), in this scorer's ``time_unit``.
         random_state : int or tuple of ints, optional
             Seed of the predictive simulation for this chunk. Chunks scored separately
             must get different seeds (e.g. ``(seed, partition_id)``) or their simulated
@@ -818,7 +886,9 @@ class CLVScorer:
         >>> scorer.forecast(summary).settings["n_customers"]
         2357
         """
-        frame = self._prepare(data, "customer_lifetime_value")
+        return self._forecast(self._prepare(data, "customer_lifetime_value"), progressbar)
+
+    def _forecast(self, frame: pd.DataFrame, progressbar: bool | None) -> CLVForecast:
         table, extras, (layout, cache) = self._run(frame, [self.seed], progressbar=progressbar)
         return CLVForecast(
             table=table,
@@ -827,48 +897,7 @@ class CLVScorer:
             scorer=self,
             layout=layout,
             index=frame.index,
-            alive_cache=cache,
-        )
-
-
-def _group_col(model: Any) -> str | None:
-    group = getattr(model, "group_col", None)
-    return group if isinstance(group, str) and group else None
-
-
-def _check_models(transaction_model: Any, spend_model: Any, predictive: bool) -> None:
-    for role, model, hook, example in (
-        ("transaction_model", transaction_model, "_expected_purchases_given", "BetaGeo"),
-        ("spend_model", spend_model, "_expected_spend_given", "GammaGamma"),
-    ):
-        if not hasattr(model, hook) or not hasattr(model, "param_draws"):
-            raise TypeError(
-                f"{role} must be a clvmodels {example}-like model, got {type(model).__name__}"
-            )
-        model._check_fitted()
-    if predictive:
-        tx_names = set(getattr(transaction_model, "param_names", ()))
-        sp_names = set(getattr(spend_model, "param_names", ()))
-        if not set(_BGNBD_PARAMS) <= tx_names or not set(_GAMMA_GAMMA_PARAMS) <= sp_names:
-            raise ValueError(
-                "predictive=True simulates BG/NBD purchases and Gamma-Gamma spends; "
-                f"{type(transaction_model).__name__} / {type(spend_model).__name__} do not "
-                "have those parameters"
-            )
-
-
-def _check_point(point: _Block, rows: pd.DataFrame, model: Any, t_end: float) -> None:
-    """Guard the (frequency, T) factorisation: it must reproduce the model's own answer."""
-    direct = model._expected_purchases_given(np.asarray(t_end), model._params_for(rows), rows)
-    if not np.allclose(point.expected_purchases, direct, rtol=1e-8, atol=1e-12):
-        raise RuntimeError(
-            f"{type(model).__name__}: expected purchases given alive depend on recency, so the "
-            "CLV factorisation used here does not apply to this model"
-        )
-    if not np.all(np.isfinite(point.spend)):
-        raise ValueError(
-            "the spend model's point estimate gives no finite expected spend (q <= 1 means "
-            "the fitted spend distribution has no finite mean)"
+            purchase_cache=cache,
         )
 
 
@@ -892,6 +921,14 @@ class CLVForecast:
         Portfolio realised value, one simulated future per draw (predictive only).
     scorer : CLVScorer
         The draws and settings, to score further customers consistently.
+
+    Notes
+    -----
+    Customers identical in every column the models read share one *distinct row* and
+    so all their values. :attr:`row_weights`, :attr:`row_of_customer` and
+    :meth:`iter_row_draws` give the per-draw values at that level, which is all that
+    tier probabilities (:func:`clvmodels.segment`) need, at a fraction of the cost of
+    one column per customer.
     """
 
     def __init__(
@@ -903,10 +940,10 @@ class CLVForecast:
         scorer: CLVScorer,
         layout: _Layout,
         index: pd.Index,
-        alive_cache: np.ndarray | None = None,
+        purchase_cache: np.ndarray | None = None,
     ) -> None:
         self.table = table
-        self._alive_cache = alive_cache
+        self._purchase_cache = purchase_cache
         self.draw_totals = draw_totals
         self.predictive_totals = predictive_totals
         self.scorer = scorer
@@ -925,6 +962,21 @@ class CLVForecast:
     @property
     def n_draws(self) -> int:
         return self.scorer.n_draws
+
+    @property
+    def row_weights(self) -> np.ndarray:
+        """Number of customers behind each distinct row (read-only)."""
+        return self._layout.weights
+
+    @property
+    def row_of_customer(self) -> np.ndarray:
+        """The distinct row of each customer, in the order of ``table`` (read-only)."""
+        return self._layout.row_of_customer
+
+    @property
+    def n_row_blocks(self) -> int:
+        """Number of chunks :meth:`iter_row_draws` yields (for progress bars)."""
+        return self._layout.n_blocks
 
     def __repr__(self) -> str:
         s = self.settings
@@ -960,10 +1012,7 @@ class CLVForecast:
         >>> bool(t["clv_lower"] < t["clv"] < t["clv_upper"])
         True
         """
-        level = self.interval if interval is None else float(interval)
-        if not 0 < level < 1:
-            raise ValueError(f"interval must lie strictly between 0 and 1, got {interval!r}")
-        low_p, high_p = _interval_probs(level)
+        low_p, high_p = interval_probabilities(self.interval if interval is None else interval)
         lower, upper = np.quantile(self.draw_totals, [low_p, high_p])
         out = {
             "customers": float(len(self.table)),
@@ -1010,32 +1059,55 @@ class CLVForecast:
         for i in range(layout.n_blocks):
             start, stop, customers = layout.block(i)
             rows = layout.rows.iloc[start:stop]
-            drawn = self._drawn_block(start, stop)
+            drawn = self._drawn_block(start, stop) if kind == "expected" else None
             for j, piece in enumerate(scorer._pieces(customers)):
                 local = layout.row_of_customer[piece] - start
-                if kind == "expected":
+                if drawn is not None:
                     values = drawn.clv[:, local]
                 else:
                     rng = np.random.default_rng([scorer.seed, 1, i, j])
-                    values = scorer._simulate(drawn, rows, local, rng)
+                    values = scorer._simulate(rows, local, rng)
                 yield self._index[piece], values
 
-    def _iter_row_draws(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-        """Per-draw expected CLV of the distinct rows: (row slice, weights, values)."""
+    def iter_row_draws(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        """Per-draw expected CLV of the distinct rows, block by block.
+
+        Yields
+        ------
+        rows : slice
+            The block's distinct rows (positions in :attr:`row_weights`).
+        weights : ndarray (m,)
+            Customers behind each of these rows.
+        values : ndarray (n_draws, m)
+            Expected CLV of each row under each parameter draw.
+
+        Examples
+        --------
+        >>> from clvmodels import BetaGeo, GammaGamma, load_cdnow, rfm_summary
+        >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+        ...                       observation_end="1997-09-30")
+        >>> fc = customer_lifetime_value(BetaGeo().fit(summary), GammaGamma().fit(summary),
+        ...                              summary, n_draws=100, random_state=1)
+        >>> totals = sum(values @ weights for _, weights, values in fc.iter_row_draws())
+        >>> bool(np.allclose(totals, fc.draw_totals))
+        True
+        """
         layout = self._layout
         for i in range(layout.n_blocks):
             start, stop, _ = layout.block(i)
-            yield slice(start, stop), layout.weights[start:stop], self._drawn_block(start, stop).clv
+            yield slice(start, stop), layout.weights[start:stop], self._drawn_block(
+                start, stop
+            ).clv
 
     def _drawn_block(self, start: int, stop: int) -> _Block:
-        layout, cache = self._layout, self._alive_cache
-        alive = None if cache is None else (cache[:, layout.xt_index[start:stop]], None)
-        return self.scorer._block(layout.rows.iloc[start:stop], draws=True, alive=alive)
+        cache = self._purchase_cache
+        known = None if cache is None else (cache, None)
+        return self.scorer._block(self._layout, start, stop, draws=True, known=known)
 
 
 def customer_lifetime_value(
-    transaction_model: Any,
-    spend_model: Any,
+    transaction_model: TransactionModel,
+    spend_model: SpendModel,
     data: Any,
     *,
     horizon: int = 12,
@@ -1056,13 +1128,16 @@ def customer_lifetime_value(
 
     Parameters
     ----------
-    transaction_model : BetaGeo or HierarchicalBetaGeo
-        Fitted purchase model.
-    spend_model : GammaGamma or HierarchicalGammaGamma
-        Fitted spend model.
+    transaction_model : TransactionModel
+        Fitted purchase model (``BetaGeo``, ``HierarchicalBetaGeo``, or any model that
+        implements :class:`clvmodels.models.base.TransactionModel`).
+    spend_model : SpendModel
+        Fitted spend model (``GammaGamma``, ``HierarchicalGammaGamma``, or any
+        :class:`clvmodels.models.base.SpendModel`).
     data : DataFrame
         Summary frame (one row per customer, indexed by customer id) with
-        ``frequency``, ``recency``, ``T`` and ``monetary_value``.
+        ``frequency``, ``recency``, ``T``, ``monetary_value`` and whatever else the
+        models read (their ``data_columns`` and group columns).
     horizon : int, default 12
         Number of discount periods.
     period : str, default "M"
@@ -1091,7 +1166,7 @@ def customer_lifetime_value(
     Returns
     -------
     CLVForecast
-        ``.table``, ``.total()``, ``.iter_draws()``, ``.settings``.
+        ``.table``, ``.total()``, ``.iter_draws()``, ``.iter_row_draws()``, ``.settings``.
 
     Raises
     ------
@@ -1099,12 +1174,14 @@ def customer_lifetime_value(
         For an interval outside (0, 1), a negative discount rate, a horizon below one
         period, an unknown period, a summary without time unit (and no
         ``time_unit=``), or models fitted on different time units.
+    TypeError, NotFittedError
+        For models that do not implement the contract, or are not fitted.
 
     Notes
     -----
-    Identical customers (same frequency, recency, T, monetary value and group) are
-    computed once; the expensive part of BG/NBD runs once per distinct
-    ``(frequency, T)``. With 1,000 draws a million customers need well under 1 GB.
+    Identical customers (equal in every column the models read) are computed once;
+    for BG/NBD the expensive part runs once per distinct ``(frequency, T)``. With
+    1,000 draws a million customers need well under 1 GB.
 
     Examples
     --------
@@ -1121,9 +1198,13 @@ def customer_lifetime_value(
     >>> bool(row["clv_lower"] <= row["clv"] <= row["clv_upper"])
     True
     """
-    frame = validate_summary(data, require_monetary=True, context="customer_lifetime_value")
-    unit = _resolve_time_unit(
-        frame.attrs.get("time_unit"), time_unit, transaction_model, spend_model
+    context = "customer_lifetime_value"
+    frame = validate_summary(data, require_monetary=True, context=context)
+    unit = resolve_time_unit(
+        frame.attrs.get("time_unit"),
+        models=(transaction_model, spend_model),
+        time_unit=time_unit,
+        context=context,
     )
     scorer = CLVScorer(
         transaction_model,
@@ -1138,4 +1219,4 @@ def customer_lifetime_value(
         random_state=random_state,
         chunk_size=chunk_size,
     )
-    return scorer.forecast(frame, progressbar=progressbar)
+    return scorer._forecast(scorer._check_frame(frame, context), progressbar)

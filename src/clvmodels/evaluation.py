@@ -28,10 +28,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels.clv import customer_lifetime_value
 from clvmodels.data import validate_summary
 from clvmodels.errors import DataValidationError
+from clvmodels.models.base import SpendModel, TransactionModel
 from clvmodels.progress import progress_bar
-from clvmodels.units import TIME_UNIT_DAYS, cutoff
+from clvmodels.units import (
+    TIME_UNIT_DAYS,
+    Calendar,
+    cutoff,
+    period_length,
+    resolve_time_unit,
+    unit_name,
+)
 
 __all__ = [
     "compare",
@@ -44,6 +53,9 @@ __all__ = [
 
 _SHOW = 5  # offending ids named in an error message
 _HOLDOUT_COLUMNS = ("frequency_holdout", "duration_holdout")
+# A customer's history; a new customer's predictions depend on the other columns only.
+_HISTORY_COLUMNS = ("frequency", "recency", "T")
+_FIT_STATISTICS = ("log_likelihood", "aic", "bic", "elpd_loo", "elpd_loo_se")
 
 
 # --------------------------------------------------------------------------------------
@@ -156,7 +168,7 @@ def _holdout_length(frame: pd.DataFrame, context: str) -> float:
 
 
 def conditional_expectations_by_frequency(
-    model: Any, calibration_holdout: pd.DataFrame, max_frequency: int = 7
+    model: TransactionModel, calibration_holdout: pd.DataFrame, max_frequency: int = 7
 ) -> pd.DataFrame:
     """Mean holdout purchases by calibration frequency, actual and model (FHL 2005 fig. 5).
 
@@ -167,8 +179,8 @@ def conditional_expectations_by_frequency(
 
     Parameters
     ----------
-    model : fitted transaction model
-        ``BetaGeo`` or ``HierarchicalBetaGeo``, fitted on the calibration columns.
+    model : TransactionModel
+        Fitted on the calibration columns.
     calibration_holdout : DataFrame
         Output of :func:`clvmodels.calibration_holdout_split`.
     max_frequency : int, default 7
@@ -213,17 +225,19 @@ def conditional_expectations_by_frequency(
 
 
 def repeat_purchase_histogram(
-    model: Any, data: pd.DataFrame, max_frequency: int = 7
+    model: TransactionModel, data: pd.DataFrame, max_frequency: int = 7
 ) -> pd.DataFrame:
     """Customers by number of repeat purchases in calibration, actual and model (FHL fig. 3).
 
     The model count for ``n`` repeat purchases is ``sum_i P(X(T_i) = n)``, each
-    customer observed for their own ``T_i``; the last group holds the rest.
+    customer observed for their own ``T_i`` (``probability_of_purchases``, with each
+    customer's group and covariates where the model has them); the last group holds
+    the rest.
 
     Parameters
     ----------
-    model : fitted transaction model
-        With ``probability_of_purchases(n, t)``.
+    model : TransactionModel
+        Fitted.
     data : DataFrame
         The summary the model was fitted on.
     max_frequency : int, default 7
@@ -246,14 +260,14 @@ def repeat_purchase_histogram(
     max_frequency = _check_max_frequency(max_frequency)
     frame = validate_summary(data, context="repeat_purchase_histogram")
     n = np.arange(max_frequency)[:, None]
-    group_col = _model_group_col(model)
-    if group_col is None:
+    columns = _new_customer_columns(model)
+    if not columns:
         # Customers share few distinct T values (days), so evaluate once per value.
         T_values, T_counts = np.unique(frame["T"].to_numpy(dtype=float), return_counts=True)
         probs = np.asarray(model.probability_of_purchases(n=n, t=T_values[None, :]), dtype=float)
         expected = probs @ T_counts
     else:
-        expected = _grouped_histogram(model, frame, group_col, n)
+        expected = _histogram_by_row(model, frame, columns, max_frequency)
     expected = np.append(expected, len(frame) - expected.sum())
     group = np.minimum(frame["frequency"].to_numpy(dtype=np.int64), max_frequency)
     actual = np.bincount(group, minlength=max_frequency + 1)
@@ -268,28 +282,33 @@ def _model_group_col(model: Any) -> str | None:
     return col if isinstance(col, str) and col else None
 
 
-def _grouped_histogram(
-    model: Any, frame: pd.DataFrame, group_col: str, n: np.ndarray
+def _new_customer_columns(model: TransactionModel) -> list[str]:
+    """The columns a new customer's predictions depend on: group and covariates."""
+    group = _model_group_col(model)
+    others = [c for c in model.data_columns if c not in _HISTORY_COLUMNS]
+    return list(dict.fromkeys([*([group] if group else []), *others]))
+
+
+def _histogram_by_row(
+    model: TransactionModel, frame: pd.DataFrame, columns: list[str], max_frequency: int
 ) -> np.ndarray:
-    """sum_i P(X(T_i) = n) with each customer's group parameters (BG/NBD, eq. 8).
-
-    ``probability_of_purchases`` describes a new customer of no known group, so the
-    group parameters come from the model's per-customer hook instead; one row per
-    distinct (T, group).
-    """
-    from clvmodels.models.beta_geo import bgnbd_probability_of_purchases
-
-    if group_col not in frame.columns:
+    """sum_i P(X(T_i) = n) with each customer's group and covariates, once per distinct
+    (T, columns) row."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
         raise DataValidationError(
-            f"repeat_purchase_histogram: the model has group-level parameters, but the data "
-            f"has no '{group_col}' column"
+            f"repeat_purchase_histogram: the model's predictions depend on column(s) {missing} "
+            f"(its group column and covariates), but the data has no such column"
         )
-    cells = frame.groupby(["T", group_col], observed=True, sort=False).size()
-    rows = cells.index.to_frame(index=False).assign(frequency=0, recency=0.0)
-    params = model._params_for(rows)
-    probs = bgnbd_probability_of_purchases(
-        n, rows["T"].to_numpy(dtype=float)[None, :], **{k: np.asarray(v)[None, :]
-                                                       for k, v in params.items()}
+    cells = frame.groupby(["T", *columns], observed=True, sort=False).size()
+    rows = cells.index.to_frame(index=False)
+    rows.attrs = dict(frame.attrs)
+    t = rows["T"].to_numpy(dtype=float)
+    probs = np.stack(
+        [
+            np.asarray(model.probability_of_purchases(n=k, t=t, data=rows), dtype=float)
+            for k in range(max_frequency)
+        ]
     )
     return probs @ cells.to_numpy(dtype=float)
 
@@ -352,7 +371,7 @@ def _customer_groups(
 
 
 def expected_cumulative_purchases(
-    model: Any,
+    model: TransactionModel,
     transactions: Any,
     customer_col: str,
     date_col: str,
@@ -377,9 +396,9 @@ def expected_cumulative_purchases(
 
     Parameters
     ----------
-    model : fitted transaction model
-        ``BetaGeo`` (or a hierarchical model; with ``group_col`` each customer uses
-        the parameters of their group).
+    model : TransactionModel
+        Fitted; with ``group_col`` each customer gets the new-customer expectation of
+        their group (``expected_purchases_new_customer(t, data)``).
     transactions : DataFrame
         The transaction log, covering calibration and holdout.
     customer_col, date_col : str
@@ -390,7 +409,8 @@ def expected_cumulative_purchases(
     calibration_end : date-like, optional
         Recorded (as a date and as a time ``calibration_end_t``) for plots.
     time_unit : str, optional
-        Unit of time; defaults to the model's (``model.time_unit_``), else weeks.
+        Unit of time; defaults to the model's (``model.time_unit_``). One of the two
+        must be known: the unit is never guessed.
     step : float, default 1
         Length of a step in ``time_unit``.
     group_col : str, optional
@@ -429,7 +449,7 @@ def expected_cumulative_purchases(
         )
     if len(frame) == 0:
         raise DataValidationError(f"{context}: the transaction log is empty")
-    unit = _tracking_unit(model, time_unit)
+    unit = _tracking_unit(model, time_unit, context)
     if not (isinstance(step, int | float) and step > 0 and math.isfinite(step)):
         raise ValueError(f"step must be a positive number of time units, got {step!r}")
 
@@ -520,20 +540,29 @@ def expected_cumulative_purchases(
     return table
 
 
-def _tracking_unit(model: Any, time_unit: str | None) -> str:
-    model_unit = getattr(model, "time_unit_", None)
-    if time_unit is not None and model_unit and time_unit != model_unit:
+def _tracking_unit(model: TransactionModel, time_unit: str | None, context: str) -> str:
+    """The unit of the tracking steps: the user's or the model's, never a guess."""
+    model_unit = model.time_unit_
+    if time_unit is not None and model_unit is not None and time_unit != model_unit:
         raise ValueError(
-            f"time_unit={time_unit!r} but the model was fitted on a summary in {model_unit!r}"
+            f"{context}: time_unit={time_unit!r} but the model was fitted on a summary in "
+            f"{model_unit!r}"
         )
-    unit = time_unit or model_unit or "W"
-    if unit not in TIME_UNIT_DAYS:
-        raise ValueError(f"time_unit={unit!r} is not supported: use one of {list(TIME_UNIT_DAYS)}")
-    return unit
+    if time_unit is None and model_unit is None:
+        raise ValueError(
+            f"{context}: the model records no time unit (time_unit_), so the steps cannot be "
+            "placed in calendar time: pass time_unit= (e.g. 'W' if the model was fitted on "
+            "a weekly summary)"
+        )
+    return resolve_time_unit(None, models=(model,), time_unit=time_unit or model_unit,
+                             context=context)
 
 
 def _new_customer_purchases(
-    model: Any, exposure: np.ndarray, cohort_groups: np.ndarray, group_col: str | None
+    model: TransactionModel,
+    exposure: np.ndarray,
+    cohort_groups: np.ndarray,
+    group_col: str | None,
 ) -> np.ndarray:
     """E[X(t)] for each (boundary, cohort) exposure, through the model's public API."""
     flat = exposure.ravel()
@@ -541,17 +570,13 @@ def _new_customer_purchases(
         values, inverse = np.unique(flat, return_inverse=True)
         out = np.asarray(model.expected_purchases_new_customer(t=values), dtype=float)
         return out.reshape(-1)[inverse].reshape(exposure.shape)
-    # A customer with no history (frequency = recency = T = 0) is a new customer, so
-    # the conditional expectation with the customer's group gives the group's E[X(t)].
+    # One evaluation per distinct (exposure, group), for a new customer of that group.
     group_of = np.broadcast_to(cohort_groups[None, :], exposure.shape).ravel()
     keys = pd.DataFrame({"t": flat, "g": group_of})
     rows = keys.drop_duplicates(ignore_index=True)
     codes = keys.merge(rows.reset_index(), on=["t", "g"], how="left")["index"].to_numpy()
-    zeros = pd.DataFrame(
-        {"frequency": 0, "recency": 0.0, "T": 0.0, group_col: rows["g"].to_numpy()}
-    )
-    zeros.attrs["time_unit"] = getattr(model, "time_unit_", None)
-    values = model.expected_purchases(t=rows["t"].to_numpy(dtype=float), data=zeros)
+    groups = pd.DataFrame({_model_group_col(model) or group_col: rows["g"].to_numpy()})
+    values = model.expected_purchases_new_customer(t=rows["t"].to_numpy(dtype=float), data=groups)
     return np.asarray(values, dtype=float)[codes].reshape(exposure.shape)
 
 
@@ -576,58 +601,38 @@ def _fit_if_needed(
 
 def _fit_statistics(model: Any, prefix: str) -> dict[str, float]:
     """Log-likelihood, AIC, BIC (maximum likelihood); ELPD-LOO and its SE (Bayesian)."""
-    out = {
-        f"{prefix}log_likelihood": float(getattr(model, "log_likelihood_", np.nan)),
-        f"{prefix}aic": float(getattr(model, "aic_", np.nan)),
-        f"{prefix}bic": float(getattr(model, "bic_", np.nan)),
-        f"{prefix}elpd_loo": np.nan,
-        f"{prefix}elpd_loo_se": np.nan,
-    }
-    idata = getattr(model, "idata_", None)
-    if idata is not None and hasattr(idata, "log_likelihood"):
-        elpd, se = _loo(idata)
-        out[f"{prefix}elpd_loo"], out[f"{prefix}elpd_loo_se"] = elpd, se
-    return out
+    stats = model.fit_statistics()
+    return {f"{prefix}{k}": float(stats.get(k, np.nan)) for k in _FIT_STATISTICS}
 
 
-def _loo(idata: Any) -> tuple[float, float]:
-    """PSIS-LOO over the per-customer log-likelihood (all its variables summed)."""
-    import arviz as az
-
-    names = list(idata.log_likelihood.data_vars)
-    if not names:
-        return float("nan"), float("nan")
-    var_name = names[0]
-    if len(names) > 1:
-        # Several per-customer terms (e.g. split likelihood pieces) add up per customer.
-        idata = idata.copy()
-        total = sum(idata.log_likelihood[n] for n in names)
-        idata.log_likelihood["_total"] = total
-        var_name = "_total"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # high Pareto k is reported by az.loo itself
-        result = az.loo(idata, var_name=var_name)
-    return float(result["elpd_loo"]), float(result["se"])
-
-
-def _clv_horizon(length: float, unit: str, discount_rate: float) -> dict[str, Any]:
-    """CLV settings covering ``length`` time units, discounted at ``discount_rate`` per unit."""
-    whole = round(length)
-    if abs(length - whole) < 1e-9 and whole >= 1:
-        return {"horizon": whole, "period": unit, "discount_rate": discount_rate}
-    # One period of the whole length, with the per-unit rate compounded over it.
-    return {
-        "horizon": 1,
-        "period": f"{length:.10g}{unit}",
-        "discount_rate": (1.0 + discount_rate) ** length - 1.0,
-    }
+def _holdout_calendar(
+    length: float, unit: str, horizon: int | None, period: str | None, discount_rate: float
+) -> Calendar:
+    """Forecast settings of a comparison; by default the holdout, in periods of ``unit``."""
+    if horizon is not None:
+        return Calendar(horizon, unit if period is None else period, discount_rate)
+    if period is None:
+        whole = round(length)
+        if whole >= 1 and abs(length - whole) < 1e-9:
+            return Calendar(whole, unit, discount_rate)
+        # Not a whole number of time units: the holdout is one period.
+        return Calendar(1, f"{length:.10g}{unit}", discount_rate)
+    periods = length / period_length(period, unit)
+    whole = round(periods)
+    if whole < 1 or abs(periods - whole) > 1e-9 * periods:
+        raise ValueError(
+            f"compare: the holdout ({length:g} {unit_name(unit)}) is {periods:.4g} periods of "
+            f"{period!r}, not a whole number: pass horizon= as well"
+        )
+    return Calendar(whole, period, discount_rate)
 
 
 def compare(
-    models: Mapping[str, tuple[Any, Any]],
+    models: Mapping[str, tuple[TransactionModel, SpendModel]],
     calibration_holdout: pd.DataFrame,
     *,
-    horizon: float | None = None,
+    horizon: int | None = None,
+    period: str | None = None,
     discount_rate: float = 0.0,
     interval: float = 0.9,
     n_draws: int = 1000,
@@ -648,10 +653,17 @@ def compare(
     calibration_holdout : DataFrame
         Output of :func:`clvmodels.calibration_holdout_split` with a ``value_col``
         (``monetary_value`` and ``monetary_value_holdout``).
-    horizon : float, optional
-        Forecast length in the summary's time unit; defaults to the holdout length.
+    horizon : int, optional
+        Number of forecast periods, as in :func:`clvmodels.customer_lifetime_value`.
+        Defaults to the holdout length in periods of ``period``.
+    period : str, optional
+        Length of a period ("W", "M", "30D", ...). Defaults to one time unit of the
+        summary (e.g. "W" for a weekly split, so that the default forecast is the 39
+        weeks of a 39-week holdout); when the holdout is not a whole number of time
+        units and neither ``horizon`` nor ``period`` is given, the holdout is one
+        period.
     discount_rate : float, default 0
-        Discount rate per time unit applied to the predicted value. The realised
+        Discount rate per period applied to the predicted value. The realised
         holdout value is undiscounted, so 0 compares like with like.
     interval : float, default 0.9
         Level of the predictive intervals whose coverage is measured.
@@ -685,7 +697,9 @@ def compare(
           ``spend_`` prefix for the spend model;
         * ``fit_seconds``: time to fit the pair here (NaN when passed in fitted).
 
-        ``attrs`` records the horizon, time unit, interval, draws and seed.
+        ``attrs`` records ``horizon`` (periods), ``period``, ``horizon_length`` (the
+        forecast length in ``time_unit``), ``time_unit``, ``discount_rate``,
+        ``interval``, ``n_draws`` and ``random_state``.
 
     Examples
     --------
@@ -698,8 +712,6 @@ def compare(
     1882
     """
     from scipy import stats  # imported here: scipy.stats is slow to import
-
-    from clvmodels.clv import customer_lifetime_value
 
     context = "compare"
     if not isinstance(models, Mapping) or not models:
@@ -719,9 +731,9 @@ def compare(
     unit = frame.attrs.get("time_unit")
     if unit is None:
         raise ValueError(f"{context}: the split records no time_unit (attrs['time_unit'])")
-    length = _holdout_length(frame, context) if horizon is None else float(horizon)
-    if not length > 0:
-        raise ValueError(f"horizon must be positive, got {horizon!r}")
+    holdout = _holdout_length(frame, context)
+    calendar = _holdout_calendar(holdout, unit, horizon, period, discount_rate)
+    length = calendar.length(unit)
     fit_kwargs = dict(fit_kwargs or {})
     unknown = set(fit_kwargs) - set(models)
     if unknown:
@@ -729,7 +741,6 @@ def compare(
 
     actual_purchases = frame["frequency_holdout"].to_numpy(dtype=float)
     realised = actual_purchases * frame["monetary_value_holdout"].to_numpy(dtype=float)
-    clv_settings = _clv_horizon(length, unit, discount_rate)
 
     rows = {}
     with progress_bar(3 * len(models), "Comparing models", enabled=progressbar) as bar:
@@ -748,7 +759,9 @@ def compare(
                 transaction_model,
                 spend_model,
                 frame,
-                **clv_settings,
+                horizon=calendar.horizon,
+                period=calendar.period,
+                discount_rate=calendar.discount_rate,
                 interval=interval,
                 n_draws=n_draws,
                 predictive=True,
@@ -791,9 +804,11 @@ def compare(
     result.index.name = "model"
     result.attrs.update(
         {
-            "horizon": length,
+            "horizon": calendar.horizon,
+            "period": calendar.period,
+            "horizon_length": length,
             "time_unit": unit,
-            "discount_rate": discount_rate,
+            "discount_rate": calendar.discount_rate,
             "interval": interval,
             "n_draws": n_draws,
             "random_state": random_state,

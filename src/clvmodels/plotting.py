@@ -13,7 +13,7 @@ histogram), figure 4 (tracking), figure 5 (conditional expectations).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,12 @@ from clvmodels.evaluation import (
     conditional_expectations_by_frequency,
     repeat_purchase_histogram,
 )
+from clvmodels.units import period_name, unit_name
+
+if TYPE_CHECKING:
+    from clvmodels.clv import CLVForecast
+    from clvmodels.models.base import TransactionModel
+    from clvmodels.segmentation import Segmentation
 
 __all__ = [
     "plot_calibration_vs_holdout",
@@ -37,8 +43,6 @@ __all__ = [
     "plot_trace",
 ]
 
-_PERIOD_NAMES = {"h": "hour", "D": "day", "W": "week", "M": "month", "Q": "quarter", "Y": "year"}
-_UNIT_NAMES = {"h": "hours", "D": "days", "W": "weeks", "M": "months", "Y": "years"}
 _ACTUAL = "#303030"
 _MODEL = "#1f77b4"
 _MODEL_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -56,14 +60,19 @@ def _axes(ax: Any, figsize: tuple[float, float] = (6.4, 4.2)) -> Any:
     return ax
 
 
-def _unit_name(unit: str | None) -> str:
-    return _UNIT_NAMES.get(unit or "", "time units")
-
-
 def _span(length: float, unit: str | None) -> str:
     """'week', '3 weeks', '2.5 months': a length of time in words."""
-    name = _unit_name(unit)
-    return name[:-1] if length == 1 else f"{length:.3g} {name}"
+    return unit_name(unit, plural=False) if length == 1 else f"{length:.3g} {unit_name(unit)}"
+
+
+def _horizon_words(horizon: int, period: str, discount_rate: float) -> str:
+    """'12 months ahead, discounted 1% per month' (or '12 periods of 30 days ...')."""
+    name = period_name(period)
+    if name[:1].isdigit():
+        periods = f"{horizon} periods of {name}"
+    else:
+        periods = f"{horizon} {name}" + ("" if horizon == 1 else "s")
+    return f"{periods} ahead, discounted {100 * discount_rate:g}% per {name}"
 
 
 def _model_unit(model: Any, data: pd.DataFrame | None = None) -> str | None:
@@ -149,7 +158,7 @@ def _draw_matrix(
 
     ax.figure.colorbar(image, ax=ax, label=colorbar_label)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(f"recency: time of last purchase ({_unit_name(unit)} since first purchase)")
+    ax.set_xlabel(f"recency: time of last purchase ({unit_name(unit)} since first purchase)")
     ax.set_ylabel("frequency (repeat purchases)")
     ax.set_title(title)
     return ax
@@ -159,7 +168,7 @@ def _draw_matrix(
 # Transaction model
 # --------------------------------------------------------------------------------------
 def plot_frequency_recency_matrix(
-    model: Any,
+    model: TransactionModel,
     data: pd.DataFrame | None = None,
     *,
     t: float = 1.0,
@@ -176,7 +185,8 @@ def plot_frequency_recency_matrix(
 
     Parameters
     ----------
-    model : fitted transaction model
+    model : TransactionModel
+        Fitted.
     data : DataFrame, optional
         Summary the model was fitted on; sets the default ``T`` and ``max_frequency``.
     t : float, default 1
@@ -214,13 +224,13 @@ def plot_frequency_recency_matrix(
         recency,
         unit,
         f"Expected purchases in the next {_span(t, unit)}\n"
-        f"customers observed for T = {T:.1f} {_unit_name(unit)}",
+        f"customers observed for T = {T:.1f} {unit_name(unit)}",
         "expected purchases",
     )
 
 
 def plot_probability_alive_matrix(
-    model: Any,
+    model: TransactionModel,
     data: pd.DataFrame | None = None,
     *,
     T: float | None = None,
@@ -257,14 +267,14 @@ def plot_probability_alive_matrix(
         recency,
         unit,
         f"Probability a customer is still active\ncustomers observed for T = {T:.1f} "
-        f"{_unit_name(unit)}",
+        f"{unit_name(unit)}",
         "P(alive)",
         vmax=1.0,
     )
 
 
 def plot_repeat_purchase_histogram(
-    model: Any, data: pd.DataFrame, *, max_frequency: int = 7, ax: Any = None
+    model: TransactionModel, data: pd.DataFrame, *, max_frequency: int = 7, ax: Any = None
 ) -> Any:
     """Customers by number of repeat purchases in calibration: actual and model.
 
@@ -297,7 +307,11 @@ def plot_repeat_purchase_histogram(
 
 
 def plot_calibration_vs_holdout(
-    model: Any, calibration_holdout: pd.DataFrame, *, max_frequency: int = 7, ax: Any = None
+    model: TransactionModel,
+    calibration_holdout: pd.DataFrame,
+    *,
+    max_frequency: int = 7,
+    ax: Any = None,
 ) -> Any:
     """Mean holdout purchases by calibration frequency: actual and model (conditional
     expectations).
@@ -319,7 +333,7 @@ def plot_calibration_vs_holdout(
         model, calibration_holdout, max_frequency=max_frequency
     )
     length = table.attrs["holdout_length"]
-    unit = _unit_name(table.attrs.get("time_unit"))
+    unit = unit_name(table.attrs.get("time_unit"))
     ax = _axes(ax)
     x = np.arange(len(table))
     ax.plot(x, table["actual"], "o-", color=_ACTUAL, label="actual")
@@ -348,7 +362,7 @@ def _plot_tracking(tracking: Any, ax: Any, incremental: bool) -> Any:
     frames = _tracking_frames(tracking)
     first = next(iter(frames.values()))
     unit_code = first.attrs.get("time_unit")
-    unit = _unit_name(unit_code)
+    unit = unit_name(unit_code)
     suffix = "_incremental" if incremental else ""
     ax = _axes(ax, figsize=(7.2, 4.2))
     ax.plot(first["t"], first["actual" + suffix], color=_ACTUAL, lw=1.6, label="actual")
@@ -435,7 +449,11 @@ def plot_incremental_purchases(tracking: Any, *, ax: Any = None) -> Any:
 # Forecasts and segments
 # --------------------------------------------------------------------------------------
 def plot_clv_by_rank(
-    forecast: Any, *, log_scale: bool = True, currency: str = "", ax: Any = None
+    forecast: CLVForecast | pd.DataFrame,
+    *,
+    log_scale: bool = True,
+    currency: str = "",
+    ax: Any = None,
 ) -> Any:
     """Customers' CLV from highest to lowest, with the interval bands.
 
@@ -503,10 +521,8 @@ def plot_clv_by_rank(
         ax.set_yscale("symlog", linthresh=10.0 ** np.floor(np.log10(median / 10)))
     horizon = ""
     if settings.get("horizon") is not None:
-        period = _PERIOD_NAMES.get(str(settings.get("period")), str(settings.get("period")))
-        horizon = (
-            f"\n{settings['horizon']} {period}s ahead, discounted "
-            f"{100 * settings.get('discount_rate', 0):g}% per {period}"
+        horizon = "\n" + _horizon_words(
+            int(settings["horizon"]), str(settings["period"]), settings.get("discount_rate", 0)
         )
     ax.set_xlabel("customer rank by expected CLV (1 = most valuable)")
     money = f" ({currency})" if currency else " (currency of the data)"
@@ -518,7 +534,7 @@ def plot_clv_by_rank(
     return ax
 
 
-def plot_tier_summary(segmentation: Any, *, ax: Any = None) -> Any:
+def plot_tier_summary(segmentation: Segmentation | pd.DataFrame, *, ax: Any = None) -> Any:
     """Share of customers and share of value per CLV tier, with value-share intervals.
 
     Parameters
@@ -754,7 +770,7 @@ def plot_group_parameters(
         panel.set_title(name)
         label = _PARAM_UNITS.get(name, "value")
         if name == "alpha":
-            label = f"scale ({_unit_name(getattr(model, 'time_unit_', None))})"
+            label = f"scale ({unit_name(getattr(model, 'time_unit_', None))})"
         panel.set_xlabel(label)
         panel.grid(axis="x", alpha=0.3)
     figure = axes[0].figure

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels.clv import CLVForecast, _interval_probs, _progress
+from clvmodels.clv import CLVForecast, interval_probabilities
 from clvmodels.data import validate_summary
+from clvmodels.progress import progress_bar
 
 __all__ = [
     "DEFAULT_ACTIVITY_BANDS",
@@ -363,9 +364,9 @@ def segment(
     """
     if not isinstance(forecast, CLVForecast):
         raise TypeError(f"segment needs a CLVForecast, got {type(forecast).__name__}")
-    level = forecast.interval if interval is None else float(interval)
-    if not 0 < level < 1:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval!r}")
+    level = forecast.interval if interval is None else interval
+    interval_probabilities(level)  # checks the level
+    level = float(level)
     if thresholds is not None:
         if tiers is not None:
             raise ValueError("give either tiers (rank shares) or thresholds (values), not both")
@@ -378,12 +379,12 @@ def segment(
     band_names, band_bounds = _pairs(activity_bands, "activity_bands")
     band_bounds = _check_bounds(band_bounds, "activity_bands")
 
-    layout = forecast._layout
-    n_rows, n_draws = len(layout.rows), forecast.n_draws
+    # Identical customers share a distinct row of the forecast and so every draw's value.
+    weights, row_of_customer = forecast.row_weights, forecast.row_of_customer
+    n_rows, n_draws = len(weights), forecast.n_draws
     table = forecast.table
     row_clv = np.empty(n_rows)
-    row_clv[layout.row_of_customer] = table["clv"].to_numpy()
-    weights = layout.weights
+    row_clv[row_of_customer] = table["clv"].to_numpy()
     n_tiers = len(names)
 
     if cuts is not None:
@@ -410,9 +411,10 @@ def segment(
         same[rows] = np.count_nonzero(drawn_tier == point_tier[rows], axis=0)
         top[rows] = np.count_nonzero(drawn_tier == 0, axis=0)
 
-    steps = layout.n_blocks * (2 if grid is not None else 1)
-    with _progress(steps, progressbar, "segments") as advance:
-        for rows, w, values in forecast._iter_row_draws():
+    steps = forecast.n_row_blocks * (2 if grid is not None else 1)
+    show = steps > 1 if progressbar is None else bool(progressbar)
+    with progress_bar(steps, "segments", enabled=show) as bar:
+        for rows, w, values in forecast.iter_row_draws():
             tier_totals += values @ (w[:, None] * one_hot[rows])
             if fixed:
                 assign(rows, band_index(values, bounds))
@@ -426,7 +428,7 @@ def segment(
                     weights=np.broadcast_to(w, values.shape).ravel(),
                     minlength=hist.size,
                 ).reshape(hist.shape)
-            advance()
+            bar.advance()
         if exact:
             boundaries = _exact_boundaries(cached, weights, cuts)
             assign(slice(0, n_rows), band_index(cached, boundaries[:, None, :]))
@@ -436,7 +438,7 @@ def segment(
             targets = _unit_targets(cuts, float(weights.sum()))
             target_bin, above = _histogram_targets(hist, targets)
             pending = _PendingCells()
-            for rows, w, values in forecast._iter_row_draws():
+            for rows, w, values in forecast.iter_row_draws():
                 bins = grid.bins(values)
                 drawn_tier = np.zeros(bins.shape, dtype=np.int8)
                 cells = []
@@ -447,7 +449,7 @@ def segment(
                 for c, (d, r) in enumerate(cells):
                     pending.add(d, r + rows.start, c, values[d, r], w[r], drawn_tier[d, r])
                 assign(rows, drawn_tier)
-                advance()
+                bar.advance()
             pending.settle(above, targets, point_tier, same, top)
     same /= n_draws
     top /= n_draws
@@ -457,16 +459,14 @@ def segment(
     activity = band_index(p_alive, band_bounds)
     activity_cat = pd.Categorical.from_codes(activity, categories=band_names, ordered=True)
     labels = [f"{t}, {a}" for t in names for a in band_names]
-    segment_codes = (
-        tier_cat.codes[layout.row_of_customer].astype(np.int64) * len(band_names) + activity
-    )
+    segment_codes = tier_cat.codes[row_of_customer].astype(np.int64) * len(band_names) + activity
     customers = pd.DataFrame(
         {
             "clv": table["clv"].to_numpy(),
             "probability_alive": p_alive,
-            "tier": tier_cat[layout.row_of_customer],
-            "tier_probability": same[layout.row_of_customer],
-            "top_tier_probability": top[layout.row_of_customer],
+            "tier": tier_cat[row_of_customer],
+            "tier_probability": same[row_of_customer],
+            "top_tier_probability": top[row_of_customer],
             "activity": activity_cat,
             "segment": pd.Categorical.from_codes(segment_codes, categories=labels),
         },
@@ -501,7 +501,7 @@ def _tier_summary(
     counts = np.bincount(point_tier, weights=weights, minlength=n_tiers)
     totals = np.bincount(point_tier, weights=weights * row_clv, minlength=n_tiers)
     grand = totals.sum()
-    low_p, high_p = _interval_probs(level)
+    low_p, high_p = interval_probabilities(level)
     total_lo, total_hi = np.quantile(tier_totals, [low_p, high_p], axis=0)
     shares = tier_totals / tier_totals.sum(axis=1, keepdims=True)
     share_lo, share_hi = np.quantile(shares, [low_p, high_p], axis=0)

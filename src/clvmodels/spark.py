@@ -51,12 +51,15 @@ from clvmodels.units import (
     freq_base,
     iso,
     period_ordinal,
+    resolve_time_unit,
     week_offset,
 )
 from clvmodels.units import UNIT_HOURS as _UNIT_HOURS
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import Column, DataFrame
+
+    from clvmodels.models.base import SpendModel, TransactionModel
 
 __all__ = [
     "calibration_holdout_split_spark",
@@ -785,14 +788,15 @@ def _tier_spec(tiers: Any, thresholds: Any) -> tuple[list[str], np.ndarray | Non
 
 @dataclass
 class _ScoringJob:
-    """Everything an executor needs, as plain data: models as JSON (or NetCDF bytes),
-    the settings, and the parameter draws made once on the driver."""
+    """Everything an executor needs: models as JSON (or NetCDF bytes), the settings, and
+    the parameter draws made once on the driver (the models' own frames, passed back to
+    them as they came)."""
 
     transaction_model: dict[str, Any]
     spend_model: dict[str, Any]
     settings: dict[str, Any]
-    transaction_draws: dict[str, list[float]]
-    spend_draws: dict[str, list[float]]
+    transaction_draws: pd.DataFrame
+    spend_draws: pd.DataFrame
     customer_col: str
     group_cols: tuple[str, ...]
     time_unit: str
@@ -804,7 +808,10 @@ class _ScoringJob:
         from clvmodels.clv import CLVScorer
 
         s = self.settings
-        scorer = CLVScorer(
+        # The driver's draws, not redrawn: identical on every executor whatever its
+        # linear-algebra library. The point-only pass takes two fresh draws it ignores.
+        shared = n_draws is None
+        return CLVScorer(
             _model_from_payload(self.transaction_model),
             _model_from_payload(self.spend_model),
             time_unit=self.time_unit,
@@ -813,15 +820,11 @@ class _ScoringJob:
             discount_rate=s["discount_rate"],
             interval=s["interval"],
             n_draws=n_draws or s["n_draws"],
-            predictive=s["predictive"] and n_draws is None,
+            predictive=s["predictive"] and shared,
             random_state=s["random_state"],
+            transaction_draws=self.transaction_draws if shared else None,
+            spend_draws=self.spend_draws if shared else None,
         )
-        if n_draws is None:
-            # The driver's draws, not redrawn: identical on every executor whatever its
-            # linear-algebra library.
-            scorer.transaction_draws = pd.DataFrame(self.transaction_draws)
-            scorer.spend_draws = pd.DataFrame(self.spend_draws)
-        return scorer
 
     def batches(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         """Arrow batches regrouped into chunks of about ``batch_rows`` customers."""
@@ -946,8 +949,8 @@ def _rank_share_boundaries(
 
 
 def score_spark(
-    transaction_model: Any,
-    spend_model: Any,
+    transaction_model: TransactionModel,
+    spend_model: SpendModel,
     summary: DataFrame,
     *,
     horizon: int = 12,
@@ -981,11 +984,14 @@ def score_spark(
 
     Parameters
     ----------
-    transaction_model, spend_model
-        Fitted models (e.g. fitted on :func:`compress` rows of the same summary).
+    transaction_model : TransactionModel
+        Fitted (e.g. on :func:`compress` rows of the same summary); any model of the
+        contract in :mod:`clvmodels.models.base`.
+    spend_model : SpendModel
+        Fitted, likewise.
     summary : pyspark.sql.DataFrame
         From :func:`rfm_summary_spark` (customer id column, ``frequency``,
-        ``recency``, ``T``, ``monetary_value`` and the models' group column). It is
+        ``recency``, ``T``, ``monetary_value`` and the models' group and data columns). It is
         read once per tier pass and once for the scores: persist it first.
     horizon, period, discount_rate, interval, n_draws, random_state
         As in :func:`clvmodels.customer_lifetime_value`.
@@ -1027,12 +1033,10 @@ def score_spark(
     from clvmodels.clv import CLVScorer
 
     attrs = summary_attrs(summary)
-    unit = attrs.get("time_unit") or time_unit
-    if attrs.get("time_unit") and time_unit and attrs["time_unit"] != time_unit:
-        raise ValueError(
-            f"time_unit={time_unit!r} contradicts the summary, which records "
-            f"time_unit={attrs['time_unit']!r}"
-        )
+    unit = resolve_time_unit(
+        attrs.get("time_unit"), models=(transaction_model, spend_model), time_unit=time_unit,
+        context="score_spark",
+    )  # fmt: skip
     customer_col = attrs.get("customer_col") or summary.columns[0]
     scorer = CLVScorer(
         transaction_model,
@@ -1046,7 +1050,10 @@ def score_spark(
         predictive=predictive,
         random_state=random_state,
     )
-    needed = [customer_col, "frequency", "recency", "T", "monetary_value", *scorer.group_cols]
+    needed = list(
+        dict.fromkeys([customer_col, "frequency", "recency", "T", "monetary_value",
+                       *scorer.columns])
+    )  # fmt: skip
     missing = [c for c in needed if c not in summary.columns]
     if missing:
         raise DataValidationError(
@@ -1058,8 +1065,8 @@ def score_spark(
         transaction_model=_model_payload(transaction_model),
         spend_model=_model_payload(spend_model),
         settings=scorer.settings,
-        transaction_draws={k: v.tolist() for k, v in scorer.transaction_draws.items()},
-        spend_draws={k: v.tolist() for k, v in scorer.spend_draws.items()},
+        transaction_draws=scorer.transaction_draws,
+        spend_draws=scorer.spend_draws,
         customer_col=customer_col,
         group_cols=tuple(scorer.group_cols),
         time_unit=scorer.time_unit,
