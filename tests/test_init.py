@@ -120,10 +120,7 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_no_import_cycles():
     cycles = _cycles(_import_graph())
-    outside = [c for c in cycles if not all(m.startswith("clvmodels.models.") for m in c)]
-    assert outside == [], f"import cycles: {outside}"
-    if cycles:  # pragma: no cover - removed by the models branch (load -> hierarchical)
-        pytest.xfail(f"import cycle inside models/, being removed there: {cycles}")
+    assert cycles == [], f"import cycles: {cycles}"
 
 
 def test_every_module_imports_on_its_own():

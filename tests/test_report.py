@@ -307,11 +307,6 @@ class ToyNBD(BaseModel):
         return write_text_atomically(path, json.dumps({"model": "ToyNBD"}))
 
 
-@pytest.mark.xfail(
-    reason="clv.py still calls BG/NBD hooks (_expected_purchases_given); the branch that "
-    "ports clv/evaluation to the public contract makes this pass",
-    strict=False,
-)
 def test_any_model_of_the_contract(tmp_path, cdnow_transactions):
     models = {"toy NBD": (ToyNBD(), GammaGamma()), "BG/NBD": ("BetaGeo", "GammaGamma")}
     path = build_report(

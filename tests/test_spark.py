@@ -318,3 +318,71 @@ def test_scoring_checks_units_and_columns(cdnow_spark, fitted):
     no_value = rfm_summary_spark(cdnow_spark, "customer_id", "date", observation_end="1997-09-30")
     with pytest.raises(DataValidationError, match="monetary_value"):
         score_spark(bgnbd, spend, no_value, n_draws=10, tiers=False)
+
+
+# --------------------------------------------------------------------------------------
+# Reliability (issue 15): bad input refused as in the pandas path, offsets at wall clock
+# --------------------------------------------------------------------------------------
+def test_mixed_utc_offsets_agree_with_pandas(spark):
+    frame = pd.DataFrame(
+        {
+            "id": [7, 7, 7, 8, 9],
+            "at": [
+                "2021-03-01T23:30:00+02:00",
+                "2021-03-02 00:10:00-05:00",
+                "2021-03-05T23:59:00Z",
+                "2021-03-09T08:00:00",
+                "2021-03-09",
+            ],
+            "v": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    expected = rfm_summary(frame, "id", "at", "v", time_unit="D")
+    actual = to_pandas(rfm_summary_spark(spark.createDataFrame(frame), "id", "at", "v",
+                                         time_unit="D"))
+    assert_same(expected, actual)
+    assert actual.loc[7].tolist() == [2, 4.0, 8.0, 2.5]
+    stamped = frame.iloc[:3].assign(
+        at=["2021-03-01 23:30+0200", "2021-03-02 00:10-0500", "2021-03-05 23:59+0000"]
+    )
+    options = {"date_format": "%Y-%m-%d %H:%M%z"}
+    expected = rfm_summary(stamped, "id", "at", "v", **options)
+    actual = to_pandas(rfm_summary_spark(spark.createDataFrame(stamped), "id", "at", "v",
+                                         **options))
+    assert_same(expected, actual)
+
+
+def test_bad_input_is_refused_as_in_pandas(spark):
+    day = ["2020-01-01", "2020-01-05"]
+    cases = [
+        (spark.createDataFrame([([1], day[0]), ([1], day[1])], "id array<int>, day string"),
+         {}, r"column 'id' holds values of type array<int>, not single customer id values"),
+        (spark.createDataFrame([(b"a", day[0])], "id binary, day string"),
+         {}, r"column 'id' holds values of type binary"),
+        (spark.createDataFrame([(" ", day[0]), ("a", day[1])], "id string, day string"),
+         {}, r"'id': 1 of 2 rows have no customer id"),
+        (spark.createDataFrame([(float("nan"), day[0]), (1.0, day[1])], "id double, day string"),
+         {}, r"'id': 1 of 2 rows have no customer id"),
+        (spark.createDataFrame([(1, ""), (1, day[1])], "id int, day string"),
+         {}, r"'day': 1 of 2 rows have no date"),
+        (spark.createDataFrame([(1, "9999-12-31"), (1, day[1])], "id int, day string"),
+         {}, r"'day': 1 of 2 rows are dates outside the supported years 1678 to 2261"),
+        (spark.createDataFrame([(1, day[0], 1e308), (1, day[1], 1e308)],
+                               "id int, day string, v double"),
+         {"value_col": "v"}, r"'v': the values of 1 customer\(s\) add up beyond the float "
+         r"range .* first customer ids \[1\]"),
+        (spark.createDataFrame([(1, day[0], [1.0])], "id int, day string, v array<double>"),
+         {"value_col": "v"}, r"column 'v' holds values of type array<double>"),
+        (spark.createDataFrame([(1, day[0], day[0])], "id int, day string, day string"),
+         {}, r"column 'day' is 2 columns of the data"),
+        (spark.createDataFrame([], "id int, day string"), {}, "the transaction log is empty"),
+    ]
+    for sdf, options, message in cases:
+        with pytest.raises(DataValidationError, match=message) as err:
+            rfm_summary_spark(sdf, "id", "day", **options)
+        assert "\n" not in str(err.value)
+    good = spark.createDataFrame([(1, day[0]), (1, day[1])], "id int, day string")
+    with pytest.raises(ValueError, match="observation_end='9999-01-01' is outside"):
+        rfm_summary_spark(good, "id", "day", observation_end="9999-01-01")
+    with pytest.raises(DataValidationError, match="no transaction falls on or before"):
+        calibration_holdout_split_spark(good, "id", "day", calibration_end="2019-12-31")

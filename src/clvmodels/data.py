@@ -24,11 +24,24 @@ Conventions that a user might not guess:
   lines beforehand if they should not count as purchases.
 * Nothing is dropped silently: transactions after ``observation_end`` and customers
   whose first purchase falls after the cut-off are counted in ``DataFrame.attrs``.
+* Dates are read at their wall-clock time: a UTC offset or time zone is ignored, so
+  ``"2024-03-01T23:30+02:00"`` is 23:30 on 1 March, and logs that mix offsets, zones and
+  naive dates need no conversion (the DuckDB and Spark engines follow the same rule).
+* Dates must fall in the years 1678 to 2261 (the range of pandas timestamps); a date
+  beyond, such as the placeholder ``9999-12-31``, is an error, as is a cut-off beyond.
+* Empty or blank strings are missing values; ids and groups must be single values
+  (not lists, dicts or tuples); values must be real numbers (not booleans or complex);
+  and a customer's values must add up, in absolute value, to less than the largest
+  float (about 1.8e308), so that no sum overflows to infinity. Each violation raises a
+  :class:`~clvmodels.errors.DataValidationError` naming the column, the count and the
+  first rows.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,13 +50,17 @@ import numpy as np
 import pandas as pd
 
 from clvmodels.errors import DataValidationError
+from clvmodels.units import DATE_RANGE_TEXT as _DATE_RANGE_TEXT
+from clvmodels.units import OFFSET_PATTERN as _OFFSET_PATTERN
 from clvmodels.units import check_time_unit as _check_time_unit
 from clvmodels.units import cutoff as _cutoff
 from clvmodels.units import durations as _durations
 from clvmodels.units import freq_base as _freq_base
+from clvmodels.units import in_date_range as _in_date_range
 from clvmodels.units import iso as _iso
 from clvmodels.units import mean_or_zero as _mean_or_zero
 from clvmodels.units import period_ordinals as _period_ordinals
+from clvmodels.units import strip_offset_code as _strip_offset_code
 
 __all__ = [
     "calibration_holdout_split",
@@ -76,25 +93,73 @@ def _to_pandas(data: Any, context: str) -> pd.DataFrame:
     raise TypeError(f"{context}: expected a pandas or Polars DataFrame, got {type(data).__name__}")
 
 
+_LONG = 60  # longest value repr shown in a message
+
+
+def _shown(value: Any) -> Any:
+    """A value for a message: plain Python scalars, dates as ISO text, long reprs cut."""
+    if isinstance(value, np.datetime64):
+        return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    if len(text) > _LONG or "\n" in text:
+        return text.replace("\n", " ")[:_LONG] + "..."
+    return value
+
+
 def _as_list(values: Any) -> list:
     """Plain Python scalars for readable messages (no numpy reprs)."""
-    out = []
-    for v in list(values)[:_SHOW]:
-        out.append(v.item() if isinstance(v, np.generic) else v)
-    return out
+    return [_shown(v) for v in list(values)[:_SHOW]]
 
 
 def _prefix(context: str) -> str:
     return f"{context}: " if context else ""
 
 
-def _check_columns(frame: pd.DataFrame, columns: Sequence[str], context: str) -> None:
+def _check_columns(frame: pd.DataFrame, columns: Sequence[Any], context: str) -> None:
+    """Every column named once in ``frame``; missing and repeated names are errors."""
+    pre = _prefix(context)
+    for col in columns:
+        if not isinstance(col, Hashable):
+            raise ValueError(f"{pre}a column name must be a label such as a string, got {col!r}")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataValidationError(
-            f"{_prefix(context)}missing column(s) {missing}; the data has columns "
+            f"{pre}missing column(s) {missing}; the data has columns "
             f"{list(map(str, frame.columns))}"
         )
+    if frame.columns.is_unique and not isinstance(frame.columns, pd.MultiIndex):
+        return
+    for col in dict.fromkeys(columns):
+        selected = frame[col]
+        if isinstance(selected, pd.DataFrame):
+            raise DataValidationError(
+                f"{pre}column '{col}' is {selected.shape[1]} columns of the data (repeated "
+                "names, or a level of column labels); give each column its own name"
+            )
+
+
+def _is_blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
+def _blank_mask(values: Any) -> np.ndarray:
+    """Which values are empty or whitespace-only strings (a loop: use on few values)."""
+    return np.fromiter((_is_blank(v) for v in values), dtype=bool, count=len(values))
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray, pd.Series, pd.DataFrame)
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, _CONTAINERS) or not isinstance(value, Hashable)
+
+
+def _container_mask(values: Any) -> np.ndarray:
+    """Which values are lists, tuples, dicts, sets, arrays or otherwise unhashable (a
+    loop: use on few values)."""
+    return np.fromiter((_is_container(v) for v in values), dtype=bool, count=len(values))
 
 
 # --------------------------------------------------------------------------------------
@@ -119,105 +184,74 @@ def _row_report(frame: pd.DataFrame, mask: np.ndarray, customer_col: str) -> str
     return f"first rows {rows} (customers {customers})"
 
 
-def _parse_dates(
-    frame: pd.DataFrame, date_col: str, customer_col: str, date_format: str | None, context: str
-) -> np.ndarray:
-    """The date column as datetime64[us]; missing or unparsable dates are errors."""
-    raw = frame[date_col]
-    missing = raw.isna().to_numpy()
+def _labels(
+    frame: pd.DataFrame,
+    column: str,
+    what: str,
+    customer_col: str,
+    context: str,
+    sort: bool,
+) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and distinct values of an id or group column.
+
+    Missing values (NaN, None, empty or blank strings) and containers (lists, dicts,
+    tuples, sets, arrays) are errors naming the column, the count and the first rows.
+    """
+    pre = _prefix(context)
+    series = frame[column]
+    n = len(frame)
+    blank_note = ""
+    try:
+        codes, uniques = pd.factorize(series, sort=sort)
+    except TypeError:
+        try:  # values of mixed, unorderable types: keep order of appearance
+            codes, uniques = pd.factorize(series, sort=False)
+        except TypeError:  # unhashable values: lists, dicts, sets, arrays
+            codes, uniques = None, None
+    if codes is None:
+        bad = _container_mask(series.to_numpy(dtype=object))
+    else:
+        uniques = pd.Index(uniques)
+        kind = pd.api.types.infer_dtype(uniques, skipna=True)
+        # Checking the distinct values costs a loop over them, not over the rows.
+        bad_unique = np.zeros(len(uniques), dtype=bool)
+        blank_unique = np.zeros(len(uniques), dtype=bool)
+        if kind == "string":
+            blank_unique = np.asarray(uniques.astype(str).str.strip() == "", dtype=bool)
+        elif kind.startswith("mixed") or kind == "unknown-array":
+            objects = uniques.to_numpy(dtype=object)
+            bad_unique = _container_mask(objects)
+            blank_unique = _blank_mask(objects)
+        if blank_unique.any():
+            codes = np.where(np.isin(codes, np.flatnonzero(blank_unique)), -1, codes)
+            blank_note = " (empty strings count as missing)"
+        bad = np.isin(codes, np.flatnonzero(bad_unique)) if bad_unique.any() else None
+    if bad is not None and bad.any():
+        raise DataValidationError(
+            f"{pre}column '{column}': {int(bad.sum())} of {n} rows hold lists, dicts or other "
+            f"containers, not single {what} values; first values "
+            f"{_as_list(series.to_numpy(dtype=object)[bad])}; first rows "
+            f"{_as_list(frame.index[bad])}"
+        )
+    missing = codes < 0
     if missing.any():
-        raise DataValidationError(
-            f"{_prefix(context)}column '{date_col}': {int(missing.sum())} of {len(frame)} rows "
-            f"have no date; {_row_report(frame, missing, customer_col)}"
-        )
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        # Keep each timestamp's own wall-clock time: purchase days are local days.
-        raw = raw.dt.tz_localize(None)
-    if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return raw.to_numpy().astype("datetime64[us]")
-    if pd.api.types.is_bool_dtype(raw.dtype):
-        raise DataValidationError(
-            f"{_prefix(context)}column '{date_col}' holds booleans, not dates"
-        )
-    if pd.api.types.is_numeric_dtype(raw.dtype):
-        if date_format is None:
-            raise DataValidationError(
-                f"{_prefix(context)}column '{date_col}' holds numbers, not dates: convert it, or "
-                "pass date_format (e.g. date_format='%Y%m%d' for 19970101)"
-            )
-        numbers = raw.to_numpy()
-        if np.issubdtype(numbers.dtype, np.floating) and np.all(numbers == np.round(numbers)):
-            numbers = numbers.astype(np.int64)
-        raw = pd.Series(numbers.astype(str), index=raw.index)
-    parsed = pd.to_datetime(raw, format=date_format, errors="coerce")
-    if date_format is None and parsed.isna().any():
-        # pandas infers one format from the first value; ISO 8601 strings with and
-        # without a time of day ("2024-01-15", "2024-01-15 09:30") are still one standard.
-        iso = pd.to_datetime(raw, format="ISO8601", errors="coerce")
-        if iso.isna().sum() < parsed.isna().sum():
-            parsed = iso
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_localize(None)
-    if not pd.api.types.is_datetime64_dtype(parsed.dtype):
-        raise DataValidationError(
-            f"{_prefix(context)}column '{date_col}' could not be read as dates (mixed time "
-            "zones or types?); convert it with pandas.to_datetime first"
-        )
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        examples = _as_list(raw.to_numpy()[bad])
-        hint = (
-            f"with date_format={date_format!r}"
-            if date_format
-            else "with an inferred format; pass date_format, e.g. '%Y-%m-%d'"
+        where = (
+            f"first rows {_as_list(frame.index[missing])}"
+            if column == customer_col
+            else _row_report(frame, missing, customer_col)
         )
         raise DataValidationError(
-            f"{_prefix(context)}column '{date_col}': {int(bad.sum())} of {len(frame)} rows could "
-            f"not be parsed as dates ({hint}); first values {examples}; "
-            f"{_row_report(frame, bad, customer_col)}"
+            f"{pre}column '{column}': {int(missing.sum())} of {n} rows have no {what}; {where}"
+            f"{blank_note}"
         )
-    return parsed.to_numpy().astype("datetime64[us]")
-
-
-def _parse_values(
-    frame: pd.DataFrame, value_col: str, customer_col: str, context: str
-) -> np.ndarray:
-    raw = frame[value_col]
-    if pd.api.types.is_bool_dtype(raw.dtype):
-        raise DataValidationError(
-            f"{_prefix(context)}column '{value_col}' holds booleans, not values"
-        )
-    numeric = (
-        raw if pd.api.types.is_numeric_dtype(raw.dtype) else pd.to_numeric(raw, errors="coerce")
-    )
-    values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        examples = _as_list(raw.to_numpy()[bad])
-        raise DataValidationError(
-            f"{_prefix(context)}column '{value_col}': {int(bad.sum())} of {len(frame)} rows are "
-            f"missing, infinite or not numbers (first values {examples}); "
-            f"{_row_report(frame, bad, customer_col)}"
-        )
-    return values
+    return codes.astype(np.int64), uniques
 
 
 def _customer_codes(
     frame: pd.DataFrame, customer_col: str, context: str
 ) -> tuple[np.ndarray, pd.Index]:
-    ids = frame[customer_col]
-    missing = ids.isna().to_numpy()
-    if missing.any():
-        rows = _as_list(frame.index[missing])
-        raise DataValidationError(
-            f"{_prefix(context)}column '{customer_col}': {int(missing.sum())} of {len(frame)} "
-            f"rows have no customer id; first rows {rows}"
-        )
-    try:
-        codes, customers = pd.factorize(ids, sort=True)
-    except TypeError:  # ids of mixed, unorderable types: keep order of appearance
-        codes, customers = pd.factorize(ids, sort=False)
-    return codes.astype(np.int64), pd.Index(customers, name=customer_col)
+    codes, customers = _labels(frame, customer_col, "customer id", customer_col, context, True)
+    return codes, pd.Index(customers, name=customer_col)
 
 
 def _customer_groups(
@@ -228,13 +262,8 @@ def _customer_groups(
     context: str,
 ) -> pd.Index:
     """The one group of each customer; several groups for a customer is an error."""
-    gcodes, groups = pd.factorize(frame[group_col], sort=False)
-    missing = gcodes < 0
-    if missing.any():
-        raise DataValidationError(
-            f"{_prefix(context)}column '{group_col}': {int(missing.sum())} of {len(frame)} rows "
-            f"have no group; {_row_report(frame, missing, str(customers.name))}"
-        )
+    customer_col = str(customers.name)
+    gcodes, groups = _labels(frame, group_col, "group", customer_col, context, False)
     n_groups = len(groups)
     pairs = np.unique(codes * n_groups + gcodes)
     pair_customer = pairs // n_groups
@@ -253,6 +282,244 @@ def _customer_groups(
     group_code = np.empty(len(customers), dtype=np.int64)
     group_code[codes] = gcodes
     return pd.Index(groups.take(group_code), name=group_col)
+
+
+def _vectorised_dates(values: pd.Series, date_format: str | None) -> np.ndarray | None:
+    """pandas' parse of a date column at wall-clock time (NaT where unparsable), or None
+    where pandas refuses the column as a whole (mixed time zones, odd objects)."""
+    try:
+        with warnings.catch_warnings():
+            # Rows pandas cannot read in the inferred format are reported below, by row.
+            warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+            parsed = pd.to_datetime(values, format=date_format, errors="coerce")
+            if date_format is None and parsed.isna().any():
+                # pandas infers one format from the first value; ISO 8601 strings with and
+                # without a time of day ("2024-01-15", "2024-01-15 09:30") are one standard.
+                iso = pd.to_datetime(values, format="ISO8601", errors="coerce")
+                if iso.isna().sum() < parsed.isna().sum():
+                    parsed = iso
+    except (ValueError, TypeError, OverflowError):  # e.g. "Mixed timezones detected"
+        return None
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_localize(None)
+    if not pd.api.types.is_datetime64_dtype(parsed.dtype):
+        return None
+    return parsed.to_numpy()
+
+
+def _wall_clock_dates(values: np.ndarray, date_format: str | None) -> np.ndarray:
+    """Dates of mixed time zones, offsets or kinds, each at its own wall-clock time.
+
+    The slow path of :func:`_parse_dates`, for the rows the vectorised parse could not
+    read: strings lose a trailing UTC offset (:data:`clvmodels.units.OFFSET_PATTERN`) and
+    are parsed with ``date_format`` (its ``%z`` dropped); datetime objects lose their
+    time zone. Anything else stays NaT.
+    """
+    out = np.full(len(values), np.datetime64("NaT", "us"))
+    text = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
+    if text.any():
+        stripped = pd.Series(values[text], dtype=object).str.strip()
+        stripped = stripped.str.replace(_OFFSET_PATTERN, r"\1", regex=True)
+        wall_format = _strip_offset_code(date_format)
+        parsed = _vectorised_dates(stripped, wall_format)
+        if parsed is None:  # still mixed (e.g. zone names): one value at a time
+            parsed = np.array(
+                [
+                    p[0] if (p := _vectorised_dates(stripped.iloc[[i]], wall_format)) is not None
+                    else np.datetime64("NaT")
+                    for i in range(len(stripped))
+                ],
+                dtype="datetime64[us]",
+            )
+        out[text] = _in_range_or_nat(parsed)
+    for i in np.flatnonzero(~text):
+        value = values[i]
+        if isinstance(value, pd.Timestamp | _dt.datetime):
+            moment = pd.Timestamp(value)
+            if moment.tzinfo is not None:
+                moment = moment.tz_localize(None)
+            out[i] = _in_range_or_nat(np.array([moment.to_datetime64()]))[0]
+        elif isinstance(value, _dt.date | np.datetime64):
+            out[i] = _in_range_or_nat(np.array([np.datetime64(value)]))[0]
+    return out
+
+
+def _in_range_or_nat(dates: np.ndarray) -> np.ndarray:
+    """datetime64[us]; values outside the supported years become the year-1 sentinel so
+    that they are reported as out of range, not as unparsable."""
+    dates = np.asarray(dates)
+    ok = _in_date_range(dates) | np.isnat(dates)
+    out = np.where(ok, dates, np.datetime64("NaT")).astype("datetime64[us]")
+    out[~ok] = _OUT_OF_RANGE
+    return out
+
+
+# Stands for a parsed date outside the supported years (inside datetime64[us] itself).
+_OUT_OF_RANGE = np.datetime64("0001-01-01", "us")
+
+
+def _parse_dates(
+    frame: pd.DataFrame, date_col: str, customer_col: str, date_format: str | None, context: str
+) -> np.ndarray:
+    """The date column as datetime64[us] at wall-clock time.
+
+    Missing (NaN, NaT, empty strings), unparsable and out-of-range dates are errors.
+    Dates with UTC offsets or time zones keep the time as written, whatever the mix of
+    offsets, zones and naive values (see :func:`clvmodels.units.strip_offset_code`).
+    """
+    pre = _prefix(context)
+    raw = frame[date_col]
+    n = len(frame)
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        raise DataValidationError(f"{pre}column '{date_col}' holds booleans, not dates")
+    if pd.api.types.is_timedelta64_dtype(raw.dtype) or isinstance(raw.dtype, pd.PeriodDtype):
+        raise DataValidationError(
+            f"{pre}column '{date_col}' holds {raw.dtype} values, not dates: convert it with "
+            "pandas.to_datetime (or Series.dt.to_timestamp for periods)"
+        )
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        # Keep each timestamp's own wall-clock time: purchase days are local days.
+        raw = raw.dt.tz_localize(None)
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        if pd.api.types.is_complex_dtype(raw.dtype) or date_format is None:
+            raise DataValidationError(
+                f"{pre}column '{date_col}' holds numbers, not dates: convert it, or "
+                "pass date_format (e.g. date_format='%Y%m%d' for 19970101)"
+            )
+        numbers = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+        whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & (np.abs(numbers) < 2**62)
+        text = np.where(whole, numbers, 0).astype(np.int64).astype(str).astype(object)
+        if not whole.all():  # fractions, infinities: shown as written, and refused below
+            text[~whole] = numbers[~whole].astype(str)
+            text[np.isnan(numbers)] = None
+        raw = pd.Series(text, index=raw.index, dtype=object)
+    missing = raw.isna().to_numpy().copy()
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        dates = _in_range_or_nat(raw.to_numpy())
+    else:
+        parsed = _vectorised_dates(raw, date_format)
+        retry = ~missing if parsed is None else np.isnat(parsed) & ~missing
+        dates = (
+            np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
+            if parsed is None
+            else _in_range_or_nat(parsed)
+        )
+        if retry.any():
+            dates[retry] = _wall_clock_dates(raw.to_numpy(dtype=object)[retry], date_format)
+    unparsed = np.isnat(dates) & ~missing
+    if unparsed.any():  # empty strings are missing dates, not unparsable ones
+        missing[unparsed] = _blank_mask(raw.to_numpy(dtype=object)[unparsed])
+        unparsed &= ~missing
+    if missing.any():
+        raise DataValidationError(
+            f"{pre}column '{date_col}': {int(missing.sum())} of {n} rows have no date; "
+            f"{_row_report(frame, missing, customer_col)}"
+        )
+    if unparsed.any():
+        examples = _as_list(raw.to_numpy(dtype=object)[unparsed])
+        hint = (
+            f"with date_format={date_format!r}"
+            if date_format
+            else "with an inferred format; pass date_format, e.g. '%Y-%m-%d'"
+        )
+        raise DataValidationError(
+            f"{pre}column '{date_col}': {int(unparsed.sum())} of {n} rows could not be parsed "
+            f"as dates ({hint}); first values {examples}; "
+            f"{_row_report(frame, unparsed, customer_col)}"
+        )
+    far = dates == _OUT_OF_RANGE
+    if far.any():
+        raise DataValidationError(
+            f"{pre}column '{date_col}': {int(far.sum())} of {n} rows are dates outside "
+            f"{_DATE_RANGE_TEXT}; first values {_as_list(raw.to_numpy(dtype=object)[far])}; "
+            f"{_row_report(frame, far, customer_col)}"
+        )
+    return dates
+
+
+def _real_number(value: Any) -> float:
+    """One value as a float; NaN for anything that is not a real number."""
+    if isinstance(value, bool | np.bool_ | complex | np.complexfloating):
+        return math.nan
+    if isinstance(value, str):
+        value = value.strip()
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the float range
+        return math.inf
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _parse_values(
+    frame: pd.DataFrame, value_col: str, customer_col: str, context: str
+) -> np.ndarray:
+    """The value column as float64; missing, infinite and non-real values are errors."""
+    pre = _prefix(context)
+    raw = frame[value_col]
+    n = len(frame)
+    dtype = raw.dtype
+    kind = None if pd.api.types.is_numeric_dtype(dtype) else pd.api.types.infer_dtype(raw)
+    if pd.api.types.is_bool_dtype(dtype) or kind == "boolean":
+        raise DataValidationError(f"{pre}column '{value_col}' holds booleans, not values")
+    if pd.api.types.is_complex_dtype(dtype) or kind == "complex":
+        numbers = raw.to_numpy(dtype=np.complex128, na_value=np.nan)
+        imaginary = np.imag(numbers) != 0
+        detail = (
+            f"{int(imaginary.sum())} of {n} rows have an imaginary part; "
+            f"{_row_report(frame, imaginary, customer_col)}"
+            if imaginary.any()
+            else "convert the column to float"
+        )
+        raise DataValidationError(
+            f"{pre}column '{value_col}' holds complex numbers, but values must be real: {detail}"
+        )
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        raise DataValidationError(
+            f"{pre}column '{value_col}' holds {dtype} values, not amounts"
+        )
+    values = None
+    if kind is None:
+        values = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif not kind.startswith("mixed") or kind == "mixed-integer-float":
+        try:
+            numeric = pd.to_numeric(raw, errors="coerce")
+            values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError, OverflowError):
+            values = None
+    if values is None:  # booleans, complex numbers, containers among numbers: each value
+        values = np.fromiter(
+            (_real_number(v) for v in raw.to_numpy(dtype=object)), dtype=np.float64, count=n
+        )
+    bad = ~np.isfinite(values)
+    if bad.any():
+        examples = _as_list(raw.to_numpy(dtype=object)[bad])
+        raise DataValidationError(
+            f"{pre}column '{value_col}': {int(bad.sum())} of {n} rows are missing, infinite "
+            f"or not numbers; first values {examples}; {_row_report(frame, bad, customer_col)}"
+        )
+    return values
+
+
+def _check_value_range(
+    codes: np.ndarray, values: np.ndarray, customers: pd.Index, value_col: str, context: str
+) -> None:
+    """A customer's values, added up in absolute value, must stay finite.
+
+    Otherwise a sum (a period's value, the repeat total) could overflow to infinity in
+    some order of addition; the rule does not depend on the order, so every engine
+    applies it alike.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        magnitude = np.bincount(codes, weights=np.abs(values), minlength=len(customers))
+    over = ~np.isfinite(magnitude)
+    if over.any():
+        raise DataValidationError(
+            f"{_prefix(context)}column '{value_col}': the values of {int(over.sum())} "
+            f"customer(s) add up beyond the float range (about {np.finfo(np.float64).max:.3g}) "
+            f"in absolute value, so their sums would be infinite; first customer ids "
+            f"{_as_list(customers[over])}; rescale the values (e.g. to thousands)"
+        )
 
 
 def _prepare_log(
@@ -280,6 +547,7 @@ def _prepare_log(
     n_negative = 0
     if value_col is not None:
         values = _parse_values(frame, value_col, customer_col, context)
+        _check_value_range(codes, values, customers, value_col, context)
         n_negative = int(np.count_nonzero(values < 0))
     groups = None
     if group_col is not None:
@@ -293,7 +561,6 @@ def _prepare_log(
         groups=groups,
         n_negative=n_negative,
     )
-
 
 # --------------------------------------------------------------------------------------
 # Aggregation
@@ -409,8 +676,8 @@ def rfm_summary(
         same result, without loading the transactions into memory.
     customer_col, date_col : str
         Columns holding the customer id and the transaction date. Dates may be
-        datetime64 (time-zone aware ones are read in their own wall-clock time),
-        Python dates or strings.
+        datetime64, Python dates and datetimes or strings; dates with a time zone or
+        UTC offset are read at their own wall-clock time, whatever the mix.
     value_col : str, optional
         Column holding the transaction value; adds ``monetary_value``. Negative
         values (returns) are netted into their period, and counted in ``attrs``.
@@ -451,8 +718,14 @@ def rfm_summary(
     Raises
     ------
     DataValidationError
-        For an empty log, missing columns, missing customer ids, missing or
-        unparsable dates, missing or non-numeric values, or customers in several groups.
+        For an empty log, missing or repeated columns, missing (or empty) customer
+        ids, ids that are lists or dicts, missing, unparsable or out-of-range dates
+        (years 1678 to 2261), missing, non-numeric, boolean or complex values, values
+        whose sums would overflow, customers in several groups, or a log with no
+        transaction up to ``observation_end``; the message names the column, the
+        count and the first rows.
+    ValueError
+        For unsupported ``freq`` or ``time_unit``, or a cut-off that is not a date.
 
     Examples
     --------
@@ -802,11 +1075,13 @@ def validate_summary(
     arrays: dict[str, np.ndarray] = {}
     for col in required:
         series = frame[col]
-        if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(
-            series.dtype
+        if (
+            pd.api.types.is_bool_dtype(series.dtype)
+            or pd.api.types.is_complex_dtype(series.dtype)
+            or not pd.api.types.is_numeric_dtype(series.dtype)
         ):
             raise DataValidationError(
-                f"{pre}column '{col}' must be numeric, got dtype {series.dtype}"
+                f"{pre}column '{col}' must be numeric (real numbers), got dtype {series.dtype}"
             )
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(values)
@@ -901,6 +1176,8 @@ def compress(
     True
     """
     frame = _to_pandas(data, "compress")
+    columns = [columns] if isinstance(columns, str) else columns
+    extra = [extra] if isinstance(extra, str) else extra
     cols = list(dict.fromkeys([*columns, *extra]))
     if not cols:
         raise ValueError("compress needs at least one column")
@@ -912,6 +1189,16 @@ def compress(
             np.zeros(0, dtype=np.float64),
             np.zeros(0, dtype=np.intp),
         )
+    for col in cols:
+        kind = pd.api.types.infer_dtype(frame[col], skipna=True)
+        if kind.startswith("mixed") or kind == "unknown-array":
+            bad = _container_mask(frame[col].to_numpy(dtype=object))
+            if bad.any():
+                raise DataValidationError(
+                    f"compress: column '{col}': {int(bad.sum())} of {n} rows hold lists, dicts "
+                    f"or other containers, not single values; first rows "
+                    f"{_as_list(frame.index[bad])}"
+                )
     first, weights, inverse = compress_arrays([frame[col] for col in cols])
     unique_rows = frame[cols].iloc[first].reset_index(drop=True)
     return unique_rows, weights, inverse

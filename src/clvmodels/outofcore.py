@@ -8,17 +8,26 @@ folder when they outgrow ``memory_limit``, so the log may be far larger than mem
 
 The results follow :func:`clvmodels.rfm_summary` and
 :func:`clvmodels.calibration_holdout_split` exactly: same index, columns, dtypes,
-``attrs`` and validation errors. The only possible difference is the last bit of a
-summed value: pandas and DuckDB add a customer's values in different orders, so
-``monetary_value`` may differ by a rounding error (relative 1e-15), never more.
+``attrs`` and validation errors (one line each, naming the column, the count, the first
+values and rows; DuckDB's own errors, such as a malformed CSV line, come back as
+:class:`~clvmodels.errors.DataValidationError` naming the files). The only possible
+difference is in summed values: pandas and DuckDB add a customer's values in different
+orders, so ``monetary_value`` may differ by rounding errors, a few units in the last
+place of the customer's total of absolute values.
 
-Two conventions are specific to files:
+Conventions specific to files:
 
 * dates with a time zone are read in their own wall-clock time, as the pandas path
-  does: Parquet timestamps in the zone stored in the file, CSV dates with a UTC
-  offset (``2020-01-01T23:30:00+02:00``) at the time written;
-* CSV types come from DuckDB's sniffer; dates it does not recognise are parsed as
-  ISO 8601 unless ``date_format`` is given.
+  does: Parquet timestamps in the zone stored in the file, text dates with a UTC
+  offset (``2020-01-01T23:30:00+02:00``, or ``%z`` in ``date_format``) at the time
+  written, whatever the mix of offsets;
+* CSV columns are read as text and converted here, so that a value the type sniffer
+  did not sample (a string id after 30,000 integer ones, "n/a" in row 30,000) is
+  counted and reported, never a conversion crash. Ids and groups become integers or
+  floats only where every row is one, as in :func:`pandas.read_csv`; dates are parsed
+  as ISO 8601 or in the format the sniffer found, unless ``date_format`` is given. Bad
+  rows are named by their row number (counted from 0 after the header, as pandas
+  numbers them; ``file:row`` for several files).
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ import pandas as pd
 
 from clvmodels.errors import DataValidationError
 from clvmodels.units import (
+    DATE_END,
+    DATE_MIN,
+    DATE_RANGE_TEXT,
     OFFSET_PATTERN,
     check_time_unit,
     cutoff,
@@ -44,6 +56,7 @@ from clvmodels.units import (
     iso,
     mean_or_zero,
     period_ordinal,
+    strip_offset_code,
     week_offset,
 )
 
@@ -94,15 +107,15 @@ class _Source:
     files: list[str]
     text_columns: tuple[str, ...] = ()  # CSV columns to read as text, not sniffed
 
-    def relation(self) -> str:
-        paths = "[" + ", ".join(_quote(p) for p in self.patterns) + "]"
+    def relation(self, paths: Sequence[str] | None = None) -> str:
+        listed = "[" + ", ".join(_quote(p) for p in (paths or self.patterns)) + "]"
         if self.kind == "parquet":
-            return f"read_parquet({paths})"
+            return f"read_parquet({listed})"
         types = ""
         if self.text_columns:
             pairs = ", ".join(f"{_quote(c)}: 'VARCHAR'" for c in self.text_columns)
             types = f", types = {{{pairs}}}"
-        return f"read_csv({paths}, union_by_name = true{types})"
+        return f"read_csv({listed}, union_by_name = true{types})"
 
 
 def _quote(text: str) -> str:
@@ -169,14 +182,28 @@ def _resolve(transactions: Any) -> _Source:
     return _Source(kind=kinds.pop(), patterns=patterns, files=files)
 
 
+def _one_line(err: BaseException) -> str:
+    """DuckDB's message in one line: its first line and the offending CSV line, if named."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    kept = lines[:1] + [line for line in lines[1:] if line.startswith("Original Line")]
+    text = " ".join(kept)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
 class _Engine:
-    """A private DuckDB connection with a memory limit and a spill folder."""
+    """A private DuckDB connection with a memory limit and a spill folder.
+
+    Queries run through :meth:`run`, which turns DuckDB's exceptions into the package's
+    own one-line errors, naming the files.
+    """
 
     def __init__(
         self, memory_limit: str | None, temp_directory: str | Path | None, threads: int | None
     ) -> None:
         import duckdb
 
+        self._duckdb = duckdb
+        self.failure = "could not read the files"  # set to name them once they are known
         self._tmp = None
         if temp_directory is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="clvmodels-duckdb-")
@@ -205,24 +232,43 @@ class _Engine:
         if self._tmp is not None:
             self._tmp.cleanup()
 
+    def run(self, sql: str) -> Any:
+        try:
+            return self.con.execute(sql)
+        except self._duckdb.OutOfMemoryException as err:
+            raise MemoryError(
+                f"{self.failure}: DuckDB ran out of memory ({_one_line(err)}); raise "
+                "memory_limit or give temp_directory more room"
+            ) from err
+        except self._duckdb.Error as err:
+            raise DataValidationError(f"{self.failure}: {_one_line(err)}") from err
+
     def one(self, sql: str) -> tuple:
-        return self.con.execute(sql).fetchone()
+        return self.run(sql).fetchone()
 
     def rows(self, sql: str) -> list[tuple]:
-        return self.con.execute(sql).fetchall()
+        return self.run(sql).fetchall()
 
 
 # --------------------------------------------------------------------------------------
 # Column expressions
 # --------------------------------------------------------------------------------------
-_NUMERIC = (
+_INTEGER_TYPES = (
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-    "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL",
+    "UINTEGER", "UBIGINT", "UHUGEINT", "BIGNUM", "VARINT",
 )
+_NUMERIC = (*_INTEGER_TYPES, "FLOAT", "DOUBLE", "DECIMAL")
+_INTEGER_TEXT = r"^\s*[+-]?[0-9]+\s*$"
+_DECIMAL_TEXT = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+_BLANK_TEXT = r"^\s*$"
 
 
 def _is_numeric(sql_type: str) -> bool:
     return sql_type.startswith(_NUMERIC)
+
+
+def _is_nested(sql_type: str) -> bool:
+    return sql_type.endswith("]") or sql_type.startswith(("STRUCT", "MAP", "UNION"))
 
 
 def _parquet_time_zone(source: _Source, column: str) -> str | None:
@@ -232,36 +278,66 @@ def _parquet_time_zone(source: _Source, column: str) -> str | None:
     return getattr(field.type, "tz", None)
 
 
+def _sniffed_formats(engine: _Engine, source: _Source) -> list[str]:
+    """The date and timestamp formats DuckDB's sniffer found in the first CSV file."""
+    row = engine.one(
+        f"SELECT DateFormat, TimestampFormat FROM sniff_csv({_quote(source.files[0])})"
+    )
+    return [f for f in row if f]
+
+
+def _text_date(col: str, date_format: str | None, formats: Sequence[str] = ()) -> str:
+    """SQL parsing text dates at wall-clock time (a trailing UTC offset is dropped)."""
+    text = f"trim({col})"
+    # Only text longer than a date ("2024-01-15") can hold a time and an offset.
+    wall_clock = (
+        f"CASE WHEN length({text}) > 10 THEN regexp_replace({text}, '{OFFSET_PATTERN}', '\\1') "
+        f"ELSE {text} END"
+    )
+    if date_format is not None:
+        wall_format = strip_offset_code(date_format)
+        parsed = wall_clock if wall_format != date_format else text
+        return f"CAST(try_strptime({parsed}, {_quote(wall_format)}) AS TIMESTAMP)"
+    parsed = [f"CAST(try_strptime({text}, {_quote(f)}) AS TIMESTAMP)" for f in formats]
+    return f"coalesce({', '.join([f'TRY_CAST({wall_clock} AS TIMESTAMP)', *parsed])})"
+
+
 def _date_expression(
-    source: _Source, column: str, sql_type: str, date_format: str | None, context: str
+    engine: _Engine,
+    source: _Source,
+    column: str,
+    sql_type: str,
+    date_format: str | None,
+    context: str,
 ) -> str:
-    """SQL turning the date column into a wall-clock TIMESTAMP (NULL where unparsable)."""
+    """SQL turning the date column into a wall-clock TIMESTAMP (NULL where unparsable).
+
+    ``sql_type`` is the type DuckDB stores (Parquet) or sniffed (CSV, whose columns are
+    read as text whatever the sniffer thinks, so that a late row cannot break the read).
+    """
     col = _ident(column)
     if sql_type == "BOOLEAN":
         raise DataValidationError(f"{context}: column '{column}' holds booleans, not dates")
+    if _is_numeric(sql_type) and date_format is None:
+        raise DataValidationError(
+            f"{context}: column '{column}' holds numbers, not dates: convert it, or "
+            "pass date_format (e.g. date_format='%Y%m%d' for 19970101)"
+        )
+    if source.kind == "csv":
+        formats = _sniffed_formats(engine, source) if sql_type.startswith(("DATE", "TIME")) else []
+        return _text_date(col, date_format, formats)
     if sql_type.startswith("TIMESTAMP WITH TIME ZONE"):
-        if source.kind == "parquet":
-            return f"timezone({_quote(_parquet_time_zone(source, column) or 'UTC')}, {col})"
-        # The sniffer turned the offsets into instants; read the text again and drop
-        # each offset, which keeps the time as written.
-        source.text_columns = (*source.text_columns, column)
-        sql_type = "VARCHAR"
-    if sql_type == "VARCHAR" and date_format is None:
-        wall_clock = f"regexp_replace(trim({col}), '{OFFSET_PATTERN}', '\\1')"
-        return f"TRY_CAST({wall_clock} AS TIMESTAMP)"
-    if sql_type.startswith(("TIMESTAMP", "DATE")):
+        return f"timezone({_quote(_parquet_time_zone(source, column) or 'UTC')}, {col})"
+    if sql_type.startswith(("TIMESTAMP", "DATE")) and sql_type != "DATE[]":
         return f"CAST({col} AS TIMESTAMP)"
     if _is_numeric(sql_type):
-        if date_format is None:
-            raise DataValidationError(
-                f"{context}: column '{column}' holds numbers, not dates: convert it, or "
-                "pass date_format (e.g. date_format='%Y%m%d' for 19970101)"
-            )
-        text = f"CAST(CAST({col} AS BIGINT) AS VARCHAR)"
-        return f"CAST(try_strptime({text}, {_quote(date_format)}) AS TIMESTAMP)"
-    if date_format is not None:
-        return f"CAST(try_strptime(CAST({col} AS VARCHAR), {_quote(date_format)}) AS TIMESTAMP)"
-    return f"TRY_CAST({col} AS TIMESTAMP)"
+        text = f"CAST(TRY_CAST({col} AS BIGINT) AS VARCHAR)"
+        return f"CAST(try_strptime({text}, {_quote(str(date_format))}) AS TIMESTAMP)"
+    if sql_type == "VARCHAR":
+        return _text_date(col, date_format)
+    raise DataValidationError(
+        f"{context}: column '{column}' holds values of type {sql_type}, not dates"
+    )
 
 
 def _period_expression(ts: str, freq: str) -> str:
@@ -285,9 +361,67 @@ def _period_expression(ts: str, freq: str) -> str:
 def _value_expression(column: str, sql_type: str, context: str) -> str:
     if sql_type == "BOOLEAN":
         raise DataValidationError(f"{context}: column '{column}' holds booleans, not values")
-    if _is_numeric(sql_type):
-        return f"CAST({_ident(column)} AS DOUBLE)"
-    return f"TRY_CAST({_ident(column)} AS DOUBLE)"
+    if _is_numeric(sql_type) or sql_type == "VARCHAR":
+        return f"TRY_CAST({_ident(column)} AS DOUBLE)"
+    raise DataValidationError(
+        f"{context}: column '{column}' holds values of type {sql_type}, not amounts"
+    )
+
+
+@dataclass
+class _Label:
+    """An id or group column: SQL for its value and for "missing" (NULL, blank, NaN)."""
+
+    column: str
+    raw: str  # the column as stored (text for CSV)
+    missing: str
+    # For CSV text the sniffer's guess ("BIGINT", "DOUBLE" or "VARCHAR"), checked on every
+    # row: the column is converted only if all of them convert, as in pandas.read_csv.
+    candidate: str = "VARCHAR"
+
+    def type_checks(self) -> list[str]:
+        """Whether a present value is not an integer, and not a decimal number."""
+        if self.candidate == "VARCHAR":
+            return []
+        present = f"NOT ({self.missing})"
+        not_decimal = f"NOT regexp_full_match({self.raw}, '{_DECIMAL_TEXT}')"
+        checks = [f"{present} AND {not_decimal}"]
+        if self.candidate == "BIGINT":
+            not_integer = (
+                f"NOT regexp_full_match({self.raw}, '{_INTEGER_TEXT}') "
+                f"OR TRY_CAST({self.raw} AS BIGINT) IS NULL"
+            )
+            checks.insert(0, f"{present} AND ({not_integer})")
+        return checks
+
+    def value(self, failures: Sequence[int]) -> str:
+        """The SQL of the column, given the counts of :meth:`type_checks`."""
+        if self.candidate == "BIGINT" and failures[0] == 0:
+            return f"CAST({self.raw} AS BIGINT)"
+        if self.candidate != "VARCHAR" and failures[-1] == 0:
+            return f"CAST({self.raw} AS DOUBLE)"
+        return self.raw
+
+
+def _label(column: str, sql_type: str, source: _Source, what: str, context: str) -> _Label:
+    if _is_nested(sql_type) or sql_type == "BIT":
+        raise DataValidationError(
+            f"{context}: column '{column}' holds values of type {sql_type}, not single {what} "
+            "values (use text or numbers)"
+        )
+    col = _ident(column)
+    if source.kind == "csv":
+        candidate = "VARCHAR"
+        if _is_numeric(sql_type):
+            candidate = "BIGINT" if sql_type.startswith(_INTEGER_TYPES) else "DOUBLE"
+        missing = f"({col} IS NULL OR regexp_full_match({col}, '{_BLANK_TEXT}'))"
+        return _Label(column, col, missing, candidate)
+    missing = f"{col} IS NULL"
+    if sql_type == "VARCHAR":
+        missing = f"({col} IS NULL OR regexp_full_match({col}, '{_BLANK_TEXT}'))"
+    elif sql_type in ("FLOAT", "DOUBLE"):
+        missing = f"({col} IS NULL OR isnan({col}))"
+    return _Label(column, col, missing)
 
 
 # --------------------------------------------------------------------------------------
@@ -308,6 +442,8 @@ class _Plan:
     period: str  # SQL of the period ordinal, on the alias "ts"
     value: str | None
     group: str | None
+    group_missing: str | None
+    n_null_group: int
     n_rows: int
     max_moment: np.datetime64
     min_moment: np.datetime64
@@ -333,10 +469,48 @@ class _Plan:
         )
 
 
-def _examples(engine: _Engine, source: _Source, select: str, where: str) -> list:
-    """Up to five offending rows, for an error message (runs only when one is raised)."""
-    rows = engine.rows(f"SELECT {select} FROM {source.relation()} WHERE {where} LIMIT {_SHOW}")
-    return [r[0] if len(r) == 1 else r for r in rows]
+def _examples(
+    engine: _Engine, source: _Source, where: str, *select: str
+) -> tuple[list, list[tuple]]:
+    """The first offending rows, for an error message (runs only when one is raised).
+
+    Returns their row numbers (counted from 0 after the header in each file, as
+    ``pandas.read_csv`` numbers them; ``file:row`` when there are several files) and
+    the selected values. Files are read one at a time, in order, single-threaded.
+    """
+    engine.run("SET threads = 1")
+    engine.run("SET preserve_insertion_order = true")
+    rows: list = []
+    values: list[tuple] = []
+    for path in source.files:
+        try:
+            found = engine.rows(
+                f"SELECT row_number() OVER () - 1, {', '.join(select)} "
+                f"FROM {source.relation([path])} QUALIFY {where} LIMIT {_SHOW - len(rows)}"
+            )
+        except DataValidationError:  # a file without one of the columns: none there
+            continue
+        for row, *picked in found:
+            rows.append(row if len(source.files) == 1 else f"{Path(path).name}:{row}")
+            values.append(tuple(picked))
+        if len(rows) >= _SHOW:
+            break
+    return rows, values
+
+
+def _report(engine: _Engine, source: _Source, where: str, raw: str | None, cust: str) -> str:
+    """"first values [...]; first rows [...] (customers [...])" of the offending rows."""
+    select = [raw, cust] if raw is not None else [cust]
+    rows, values = _examples(engine, source, where, *select)
+    customers = [_short(v[-1]) for v in values]
+    shown = f"first values {[_short(v[0]) for v in values]}; " if raw is not None else ""
+    return f"{shown}first rows {rows} (customers {customers})"
+
+
+def _short(value: Any) -> Any:
+    """A value for a message, its repr cut to 60 characters on one line."""
+    text = repr(value)
+    return value if len(text) <= 60 and "\n" not in text else text.replace("\n", " ")[:60] + "..."
 
 
 def _plan(
@@ -352,12 +526,13 @@ def _plan(
 ) -> _Plan:
     freq_base(freq)
     source = _resolve(transactions)
-    try:
-        described = engine.rows(f"DESCRIBE SELECT * FROM {source.relation()}")
-    except Exception as err:  # duckdb raises its own IO/parse errors
-        raise DataValidationError(f"{context}: could not read {source.patterns}: {err}") from err
+    engine.failure = f"{context}: could not read {source.patterns}"
+    described = engine.rows(f"DESCRIBE SELECT * FROM {source.relation()}")
     types = {name: sql_type for name, sql_type, *_ in described}
     needed = [customer_col, date_col] + [c for c in (value_col, group_col) if c is not None]
+    for col in needed:
+        if not isinstance(col, str):
+            raise ValueError(f"{context}: a column name must be a string, got {col!r}")
     missing = [c for c in needed if c not in types]
     if missing:
         raise DataValidationError(
@@ -365,78 +540,96 @@ def _plan(
         )
     if group_col is not None and group_col == customer_col:
         raise ValueError(f"{context}: group_col and customer_col are both {group_col!r}")
+    for col in (date_col, value_col):
+        if col is not None and _is_nested(types[col]):
+            raise DataValidationError(
+                f"{context}: column '{col}' holds values of type {types[col]}, not single values"
+            )
 
-    cust = _ident(customer_col)
-    ts_expr = _date_expression(source, date_col, types[date_col], date_format, context)
+    customer = _label(customer_col, types[customer_col], source, "customer id", context)
+    group = None
+    if group_col is not None:
+        group = _label(group_col, types[group_col], source, "group", context)
+    ts_expr = _date_expression(engine, source, date_col, types[date_col], date_format, context)
     value = None if value_col is None else _value_expression(value_col, types[value_col], context)
-    group = None if group_col is None else _ident(group_col)
+    if source.kind == "csv":
+        # Read every needed column as text and convert it here, counting what fails: the
+        # sniffer's types hold for the rows it sampled, not for row 30,000.
+        source.text_columns = tuple(dict.fromkeys(needed))
     raw_date = _ident(date_col)
+    date_missing = f"{raw_date} IS NULL"
+    if source.kind == "csv" or types[date_col] == "VARCHAR":
+        date_missing = f"({raw_date} IS NULL OR regexp_full_match({raw_date}, '{_BLANK_TEXT}'))"
+    far = f"(ts < TIMESTAMP '{DATE_MIN}' OR ts >= TIMESTAMP '{DATE_END}')"
+    # Every row's checks in one projection (each expression evaluated once), counted below.
+    flags = {
+        "cm": customer.missing,
+        "dm": date_missing,
+        "ts": ts_expr,
+        "v": value or "NULL::DOUBLE",
+        "gm": group.missing if group is not None else "false",
+    }
+    label_checks = [*customer.type_checks(), *(group.type_checks() if group else [])]
+    flags.update({f"t{i}": check for i, check in enumerate(label_checks)})
     checks = [
         "count(*)",
-        f"count(*) FILTER (WHERE {cust} IS NULL)",
-        f"count(*) FILTER (WHERE {raw_date} IS NULL)",
-        f"count(*) FILTER (WHERE {raw_date} IS NOT NULL AND {ts_expr} IS NULL)",
-        f"max({ts_expr})",
-        f"min({ts_expr})",
+        "count(*) FILTER (WHERE cm)",
+        "count(*) FILTER (WHERE dm)",
+        "count(*) FILTER (WHERE NOT dm AND ts IS NULL)",
+        f"count(*) FILTER (WHERE {far})",
+        f"max(ts) FILTER (WHERE NOT {far})",
+        f"min(ts) FILTER (WHERE NOT {far})",
+        "count(*) FILTER (WHERE v IS NULL OR NOT isfinite(v))",
+        "count(*) FILTER (WHERE v < 0)",
+        "count(*) FILTER (WHERE gm)",
+        *[f"count(*) FILTER (WHERE t{i})" for i in range(len(label_checks))],
     ]
-    if value is not None:
-        checks += [
-            f"count(*) FILTER (WHERE {value} IS NULL OR NOT isfinite({value}))",
-            f"count(*) FILTER (WHERE {value} < 0)",
-        ]
-    if group is not None:
-        checks.append(f"count(*) FILTER (WHERE {group} IS NULL)")
-    stats = engine.one(f"SELECT {', '.join(checks)} FROM {source.relation()}")
-    n_rows, null_cust, null_date, bad_date, max_ts, min_ts = stats[:6]
-    rest = list(stats[6:])
-    bad_value = n_negative = null_group = 0
-    if value is not None:
-        bad_value, n_negative = rest[:2]
-        rest = rest[2:]
-    if group is not None:
-        null_group = rest[0]
+    projection = ", ".join(f"{sql} AS {alias}" for alias, sql in flags.items())
+    stats = engine.one(
+        f"SELECT {', '.join(checks)} FROM (SELECT {projection} FROM {source.relation()})"
+    )
+    n_rows, null_cust, null_date, bad_date, far_date, max_ts, min_ts = stats[:7]
+    bad_value, n_negative, null_group = stats[7:10] if value is not None else (0, 0, stats[9])
+    failures = list(stats[10:])
+    cust_failures = failures[: len(customer.type_checks())]
+    group_failures = failures[len(cust_failures) :]
+    far = f"({ts_expr} < TIMESTAMP '{DATE_MIN}' OR {ts_expr} >= TIMESTAMP '{DATE_END}')"
 
+    pre = f"{context}: "
     if n_rows == 0:
-        raise DataValidationError(f"{context}: the transaction log is empty")
+        raise DataValidationError(f"{pre}the transaction log is empty")
     if null_cust:
+        rows, _ = _examples(engine, source, customer.missing, customer.raw)
         raise DataValidationError(
-            f"{context}: column '{customer_col}': {null_cust} of {n_rows} rows have no customer "
-            f"id; first such rows (date) {_examples(engine, source, raw_date, f'{cust} IS NULL')}"
+            f"{pre}column '{customer_col}': {null_cust} of {n_rows} rows have no customer id; "
+            f"first rows {rows} (empty strings count as missing)"
         )
     if null_date:
-        ids = _examples(engine, source, cust, f"{raw_date} IS NULL")
         raise DataValidationError(
-            f"{context}: column '{date_col}': {null_date} of {n_rows} rows have no date; "
-            f"first customers {ids}"
+            f"{pre}column '{date_col}': {null_date} of {n_rows} rows have no date; "
+            f"{_report(engine, source, date_missing, None, customer.raw)}"
         )
     if bad_date:
-        where = f"{raw_date} IS NOT NULL AND {ts_expr} IS NULL"
-        examples = _examples(engine, source, f"{raw_date}, {cust}", where)
         hint = (
             f"with date_format={date_format!r}"
             if date_format
             else "as ISO 8601; pass date_format, e.g. '%Y-%m-%d'"
         )
+        where = f"NOT {date_missing} AND {ts_expr} IS NULL"
         raise DataValidationError(
-            f"{context}: column '{date_col}': {bad_date} of {n_rows} rows could not be parsed "
-            f"as dates ({hint}); first values {[e[0] for e in examples]} "
-            f"(customers {[e[1] for e in examples]})"
+            f"{pre}column '{date_col}': {bad_date} of {n_rows} rows could not be parsed as "
+            f"dates ({hint}); {_report(engine, source, where, raw_date, customer.raw)}"
+        )
+    if far_date:
+        raise DataValidationError(
+            f"{pre}column '{date_col}': {far_date} of {n_rows} rows are dates outside "
+            f"{DATE_RANGE_TEXT}; {_report(engine, source, far, raw_date, customer.raw)}"
         )
     if bad_value:
-        raw = _ident(value_col)
-        examples = _examples(
-            engine, source, f"{raw}, {cust}", f"{value} IS NULL OR NOT isfinite({value})"
-        )
+        where = f"{value} IS NULL OR NOT isfinite({value})"
         raise DataValidationError(
-            f"{context}: column '{value_col}': {bad_value} of {n_rows} rows are missing, "
-            f"infinite or not numbers (first values {[e[0] for e in examples]}); "
-            f"customers {[e[1] for e in examples]}"
-        )
-    if null_group:
-        ids = _examples(engine, source, cust, f"{group} IS NULL")
-        raise DataValidationError(
-            f"{context}: column '{group_col}': {null_group} of {n_rows} rows have no group; "
-            f"first customers {ids}"
+            f"{pre}column '{value_col}': {bad_value} of {n_rows} rows are missing, infinite or "
+            f"not numbers; {_report(engine, source, where, _ident(value_col), customer.raw)}"
         )
     return _Plan(
         engine=engine,
@@ -447,11 +640,13 @@ def _plan(
         value_col=value_col,
         group_col=group_col,
         freq=freq,
-        cust=cust,
+        cust=customer.value(cust_failures),
         ts=ts_expr,
         period=_period_expression("ts", freq),
         value=value,
-        group=group,
+        group=None if group is None else group.value(group_failures),
+        group_missing=None if group is None else group.missing,
+        n_null_group=int(null_group),
         n_rows=int(n_rows),
         max_moment=np.datetime64(pd.Timestamp(max_ts).to_datetime64(), "us"),
         min_moment=np.datetime64(pd.Timestamp(min_ts).to_datetime64(), "us"),
@@ -465,13 +660,15 @@ def _aggregate(plan: _Plan, cal_period: int, end_period: int) -> pd.DataFrame:
 
     Every customer of the log comes back, including those whose first purchase is
     after the cut-off (their calibration columns are NULL), so they can be counted.
+    The checks that need the group-by (values too large to add up, groups) run here.
     """
     cal = f"per <= {cal_period}"
     hold = f"per > {cal_period} AND per <= {end_period}"
     g_min, g_max = ("min(g)", "max(g)") if plan.group else ("NULL", "NULL")
     sql = f"""
         WITH pp AS (
-            SELECT cid, per, fsum(v) AS v, count(*) AS n_rows, {g_min} AS g_min, {g_max} AS g_max
+            SELECT cid, per, fsum(v) AS v, fsum(abs(v)) AS av, count(*) AS n_rows,
+                   {g_min} AS g_min, {g_max} AS g_max
             FROM ({plan.tx()}) GROUP BY cid, per
         )
         SELECT
@@ -481,14 +678,31 @@ def _aggregate(plan: _Plan, cal_period: int, end_period: int) -> pd.DataFrame:
             max(per) FILTER (WHERE {cal}) AS last,
             fsum(v) FILTER (WHERE {cal}) - arg_min(v, per) AS repeat_value,
             count(*) FILTER (WHERE {hold}) AS n_holdout,
-            sum(v) FILTER (WHERE {hold}) AS holdout_value,
+            fsum(v) FILTER (WHERE {hold}) AS holdout_value,
             sum(n_rows) FILTER (WHERE {cal}) AS rows_cal,
             sum(n_rows) FILTER (WHERE {hold}) AS rows_hold,
+            fsum(av) AS magnitude,
             min(g_min) AS g_min,
             max(g_max) AS g_max
         FROM pp GROUP BY cid ORDER BY cid
     """
-    frame = plan.engine.con.execute(sql).df()
+    frame = plan.engine.run(sql).df()
+    if plan.value is not None:
+        over = ~np.isfinite(frame["magnitude"].to_numpy(dtype=np.float64))
+        if over.any():
+            ids = frame["cid"].to_numpy()[over][:_SHOW].tolist()
+            raise DataValidationError(
+                f"{plan.context}: column '{plan.value_col}': the values of {int(over.sum())} "
+                "customer(s) add up beyond the float range (about "
+                f"{np.finfo(np.float64).max:.3g}) in absolute value, so their sums would be "
+                f"infinite; first customer ids {ids}; rescale the values (e.g. to thousands)"
+            )
+    if plan.n_null_group:
+        report = _report(plan.engine, plan.source, str(plan.group_missing), None, plan.cust)
+        raise DataValidationError(
+            f"{plan.context}: column '{plan.group_col}': {plan.n_null_group} of {plan.n_rows} "
+            f"rows have no group; {report}"
+        )
     if plan.group and (several := frame["g_min"] != frame["g_max"]).any():
         _several_groups(plan, frame, several.to_numpy())
     return frame
@@ -524,9 +738,31 @@ def _summary_columns(
         repeat = agg["repeat_value"].to_numpy(dtype=np.float64)
         columns["monetary_value"] = mean_or_zero(repeat, frequency)
     if plan.group_col is not None:
-        columns[plan.group_col] = pd.Index(agg["g_min"]).to_numpy()
-    index = pd.Index(agg["cid"], name=plan.customer_col)
+        columns[plan.group_col] = _hashable(pd.Index(agg["g_min"])).to_numpy()
+    index = _hashable(pd.Index(agg["cid"], name=plan.customer_col))
     return pd.DataFrame(columns, index=index)
+
+
+def _check_split(
+    context: str,
+    cal_moment: np.datetime64,
+    cal_period: int,
+    end_moment: np.datetime64,
+    end_period: int,
+    freq: str,
+) -> None:
+    if end_period <= cal_period:
+        raise ValueError(
+            f"{context}: observation_end ({iso(end_moment)}) must fall in a later {freq!r} "
+            f"period than calibration_end ({iso(cal_moment)})"
+        )
+
+
+def _hashable(labels: pd.Index) -> pd.Index:
+    """Binary ids come back from DuckDB as bytearrays; pandas keeps them as bytes."""
+    if labels.dtype == object and len(labels) and isinstance(labels[0], bytearray):
+        return pd.Index([bytes(b) for b in labels], name=labels.name, dtype=object)
+    return labels
 
 
 # --------------------------------------------------------------------------------------
@@ -594,16 +830,18 @@ def rfm_summary_duckdb(
     """
     context = "rfm_summary"
     check_time_unit(time_unit)
+    freq_base(freq)
+    end_moment = end_period = None
+    if observation_end is not None:
+        end_moment, end_period = cutoff(observation_end, "observation_end", date_format, freq)
     with _Engine(memory_limit, temp_directory, threads) as engine:
         plan = _plan(
             engine, transactions, customer_col, date_col, value_col, group_col, date_format,
             freq, context,
         )
-        if observation_end is None:
+        if end_period is None:
             end_moment = plan.max_moment
             end_period = period_ordinal(end_moment, freq)
-        else:
-            end_moment, end_period = cutoff(observation_end, "observation_end", date_format, freq)
         agg = _aggregate(plan, end_period, end_period)
     present = agg["n_periods"].to_numpy() > 0
     if not present.any():
@@ -740,22 +978,21 @@ def calibration_holdout_split_duckdb(
     """
     context = "calibration_holdout_split"
     check_time_unit(time_unit)
+    freq_base(freq)
+    cal_moment, cal_period = cutoff(calibration_end, "calibration_end", date_format, freq)
+    end_moment = end_period = None
+    if observation_end is not None:
+        end_moment, end_period = cutoff(observation_end, "observation_end", date_format, freq)
+        _check_split(context, cal_moment, cal_period, end_moment, end_period, freq)
     with _Engine(memory_limit, temp_directory, threads) as engine:
         plan = _plan(
             engine, transactions, customer_col, date_col, value_col, group_col, date_format,
             freq, context,
         )
-        cal_moment, cal_period = cutoff(calibration_end, "calibration_end", date_format, freq)
-        if observation_end is None:
+        if end_period is None:
             end_moment = plan.max_moment
             end_period = period_ordinal(end_moment, freq)
-        else:
-            end_moment, end_period = cutoff(observation_end, "observation_end", date_format, freq)
-        if end_period <= cal_period:
-            raise ValueError(
-                f"{context}: observation_end ({iso(end_moment)}) must fall in a later {freq!r} "
-                f"period than calibration_end ({iso(cal_moment)})"
-            )
+            _check_split(context, cal_moment, cal_period, end_moment, end_period, freq)
         agg = _aggregate(plan, cal_period, end_period)
     present = agg["n_periods"].to_numpy() > 0
     if not present.any():

@@ -23,8 +23,13 @@ travels as metadata of the summary columns; :func:`summary_attrs` reads it and
 
 Calendar days are those of the Spark session time zone
 (``spark.sql.session.timeZone``) for ``TIMESTAMP`` columns, and as written for
-``TIMESTAMP_NTZ`` and ``DATE`` columns. ``date_format`` takes the ``strftime`` codes of
-the pandas path (``"%Y%m%d"``), translated to Spark's datetime patterns.
+``TIMESTAMP_NTZ`` and ``DATE`` columns and for text dates, whose UTC offsets are
+ignored (the wall-clock rule of the pandas path). Bad input is refused as in the pandas
+path (missing or blank ids, array or binary columns, unparsable dates or dates outside
+the years 1678 to 2261, non-numeric values, sums that would overflow, repeated column
+names), one line naming the column, the count and the first customers.
+``date_format`` takes the ``strftime`` codes of the pandas path (``"%Y%m%d"``),
+translated to Spark's datetime patterns.
 
 Needs the ``spark`` extra (``pip install clvmodels[spark]``).
 """
@@ -43,8 +48,10 @@ import pandas as pd
 
 from clvmodels.errors import DataValidationError
 from clvmodels.units import CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS
-from clvmodels.units import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
 from clvmodels.units import (
+    DATE_RANGE_TEXT,
+    FIRST_YEAR,
+    LAST_YEAR,
     OFFSET_PATTERN,
     check_time_unit,
     cutoff,
@@ -52,8 +59,10 @@ from clvmodels.units import (
     iso,
     period_ordinal,
     resolve_time_unit,
+    strip_offset_code,
     week_offset,
 )
+from clvmodels.units import FIXED_PERIOD_HOURS as _FIXED_PERIOD_HOURS
 from clvmodels.units import UNIT_HOURS as _UNIT_HOURS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -144,12 +153,36 @@ def _type_name(df: DataFrame, column: str) -> str:
 
 
 _NUMERIC_TYPES = ("byte", "short", "integer", "long", "float", "double", "decimal")
+_NESTED_TYPES = ("array", "map", "struct", "binary", "variant")
+_BLANK_TEXT = r"^\s*$"
+
+
+def _refuse_nested(df: DataFrame, column: str, what: str, context: str) -> None:
+    kind = _type_name(df, column)
+    if kind in _NESTED_TYPES:
+        raise DataValidationError(
+            f"{context}: column '{column}' holds values of type "
+            f"{df.schema[column].dataType.simpleString()}, not single {what} values"
+        )
+
+
+def _missing(df: DataFrame, column: str) -> Column:
+    """NULL, blank text and NaN: a missing id, date or group, as in the pandas path."""
+    F = _functions()
+    col = F.col(column)
+    kind = _type_name(df, column)
+    if kind == "string":
+        return col.isNull() | F.regexp_like(col, F.lit(_BLANK_TEXT))
+    if kind in ("float", "double"):
+        return col.isNull() | F.isnan(col)
+    return col.isNull()
 
 
 def _timestamp(df: DataFrame, column: str, date_format: str | None, context: str) -> Column:
     F = _functions()
     kind = _type_name(df, column)
     col = F.col(column)
+    _refuse_nested(df, column, "date", context)
     if kind == "boolean":
         raise DataValidationError(f"{context}: column '{column}' holds booleans, not dates")
     if kind in ("timestamp", "timestamp_ntz", "date"):
@@ -162,20 +195,27 @@ def _timestamp(df: DataFrame, column: str, date_format: str | None, context: str
             )
         text = col.cast("long").cast("string")
         return F.try_to_timestamp(text, F.lit(spark_datetime_pattern(date_format)))
-    if date_format is not None:
-        return F.try_to_timestamp(col.cast("string"), F.lit(spark_datetime_pattern(date_format)))
     # Drop a UTC offset after the time of day, keeping the time as written (as pandas).
     wall_clock = F.regexp_replace(F.trim(col.cast("string")), OFFSET_PATTERN, "$1")
+    if date_format is not None:
+        wall_format = strip_offset_code(date_format)
+        text = wall_clock if wall_format != date_format else col.cast("string")
+        return F.try_to_timestamp(text, F.lit(spark_datetime_pattern(wall_format)))
     return F.try_to_timestamp(wall_clock)
 
 
 def _value(df: DataFrame, column: str, context: str) -> Column:
     F = _functions()
     kind = _type_name(df, column)
+    _refuse_nested(df, column, "amount", context)
     if kind == "boolean":
         raise DataValidationError(f"{context}: column '{column}' holds booleans, not values")
     if kind in _NUMERIC_TYPES:
         return F.col(column).cast("double")
+    if kind != "string":
+        raise DataValidationError(
+            f"{context}: column '{column}' holds values of type {kind}, not amounts"
+        )
     return F.expr(f"try_cast(`{column.replace('`', '``')}` AS DOUBLE)")
 
 
@@ -251,22 +291,37 @@ def _parse(
     if not hasattr(df, "sparkSession"):
         raise TypeError(f"{context}: expected a Spark DataFrame, got {type(df).__name__}")
     needed = [customer_col, date_col] + [c for c in (value_col, group_col) if c is not None]
+    for col in needed:
+        if not isinstance(col, str):
+            raise ValueError(f"{context}: a column name must be a string, got {col!r}")
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataValidationError(
             f"{context}: missing column(s) {missing}; the data has columns {list(df.columns)}"
         )
+    for col in dict.fromkeys(needed):
+        if (repeats := df.columns.count(col)) > 1:
+            raise DataValidationError(
+                f"{context}: column '{col}' is {repeats} columns of the data (repeated names); "
+                "give each column its own name"
+            )
     if group_col is not None and group_col == customer_col:
         raise ValueError(f"{context}: group_col and customer_col are both {group_col!r}")
+    _refuse_nested(df, customer_col, "customer id", context)
+    if group_col is not None:
+        _refuse_nested(df, group_col, "group", context)
     ts = _timestamp(df, date_col, date_format, context)
     value = None if value_col is None else _value(df, value_col, context)
     tx = df.select(
         F.col(customer_col).alias("cid"),
+        _missing(df, customer_col).alias("cid_missing"),
         ts.alias("ts"),
         F.col(date_col).alias("raw_date"),
+        _missing(df, date_col).alias("date_missing"),
         (value if value is not None else F.lit(None).cast("double")).alias("v"),
         (F.col(value_col) if value_col else F.lit(None)).alias("raw_value"),
         (F.col(group_col) if group_col else F.lit(None)).alias("g"),
+        (_missing(df, group_col) if group_col else F.lit(False)).alias("g_missing"),
     ).withColumn("per", _period(F.col("ts"), freq))
     return _Parsed(tx, context, customer_col, date_col, value_col, group_col, freq)
 
@@ -274,6 +329,22 @@ def _parse(
 def _examples(tx: DataFrame, condition: Column, *columns: str) -> list:
     rows = tx.filter(condition).select(*columns).limit(_SHOW).collect()
     return [r[0] if len(r) == 1 else tuple(r) for r in rows]
+
+
+def _values_and_customers(tx: DataFrame, condition: Column, raw: str) -> str:
+    """"first values [...] (customers [...])" of the first offending rows."""
+    examples = _examples(tx, condition, raw, "cid")
+    return f"first values {[e[0] for e in examples]} (customers {[e[1] for e in examples]})"
+
+
+def _first_customers(tx: DataFrame, aggregate: Column, condition: Column) -> list[tuple]:
+    """(id, aggregate) of the first customers, by id, whose ``aggregate`` (named "x" in
+    ``condition``) meets ``condition``: a small job, run only for an error message."""
+    rows = (
+        tx.groupBy("cid").agg(aggregate.alias("x")).filter(condition)
+        .orderBy("cid").limit(_SHOW).collect()
+    )
+    return [(r["cid"], r["x"]) for r in rows]
 
 
 def _check(parsed: _Parsed, cal_period: int | None, end_period: int | None) -> dict[str, Any]:
@@ -289,17 +360,22 @@ def _check(parsed: _Parsed, cal_period: int | None, end_period: int | None) -> d
     def flag(condition: Column) -> Column:
         return F.sum(F.when(condition, 1).otherwise(0))
 
-    bad_date = F.col("raw_date").isNotNull() & F.col("ts").isNull()
+    bad_date = ~F.col("date_missing") & F.col("ts").isNull()
+    far_date = (F.year("ts") < FIRST_YEAR) | (F.year("ts") > LAST_YEAR)
     bad_value = F.col("v").isNull() | F.isnan("v") | (F.abs("v") == float("inf"))
     cal = F.lit(True) if cal_period is None else F.col("per") <= cal_period
     window = F.lit(True) if end_period is None else F.col("per") <= end_period
     per_customer = tx.groupBy("cid").agg(
         F.count(F.lit(1)).alias("rows"),
-        flag(F.col("raw_date").isNull()).alias("null_date"),
+        flag(F.col("cid_missing")).alias("null_cust"),
+        flag(F.col("date_missing")).alias("null_date"),
         flag(bad_date).alias("bad_date"),
+        flag(far_date).alias("far_date"),
         flag(bad_value if parsed.value_col else F.lit(False)).alias("bad_value"),
         flag(F.col("v") < 0).alias("negative"),
-        flag(F.col("g").isNull() if parsed.group_col else F.lit(False)).alias("null_group"),
+        # Values too large to add up in any order (as in the pandas path).
+        F.sum(F.abs("v")).alias("magnitude"),
+        flag(F.col("g_missing")).alias("null_group"),
         flag(cal).alias("rows_cal"),
         flag(window).alias("rows_window"),
         F.max("ts").alias("max_ts"),
@@ -308,15 +384,18 @@ def _check(parsed: _Parsed, cal_period: int | None, end_period: int | None) -> d
         F.max("per").alias("last"),
         (F.min("g") != F.max("g")).alias("several_groups"),
     )
+    overflow = F.isnan("magnitude") | (F.col("magnitude") == float("inf"))
     first_after_cal = F.lit(False) if cal_period is None else F.col("first") > cal_period
     first_after_end = F.lit(False) if end_period is None else F.col("first") > end_period
     stamp = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"
     totals = per_customer.agg(
         F.sum("rows").alias("rows"),
-        F.sum(F.when(F.col("cid").isNull(), F.col("rows")).otherwise(0)).alias("null_cust"),
+        F.sum("null_cust").alias("null_cust"),
         F.sum("null_date").alias("null_date"),
         F.sum("bad_date").alias("bad_date"),
+        F.sum("far_date").alias("far_date"),
         F.sum("bad_value").alias("bad_value"),
+        flag(overflow).alias("overflow"),
         F.sum("negative").alias("negative"),
         F.sum("null_group").alias("null_group"),
         F.sum("rows_cal").alias("rows_cal"),
@@ -336,47 +415,51 @@ def _check(parsed: _Parsed, cal_period: int | None, end_period: int | None) -> d
     if n == 0:
         raise DataValidationError(f"{ctx}: the transaction log is empty")
     if totals["null_cust"]:
-        dates = _examples(tx, F.col("cid").isNull(), "raw_date")
+        dates = _examples(tx, F.col("cid_missing"), "raw_date")
         raise DataValidationError(
             f"{ctx}: column '{parsed.customer_col}': {totals['null_cust']} of {n} rows have no "
-            f"customer id; first such rows (date) {dates}"
+            f"customer id; first such rows (date) {dates} (empty strings count as missing)"
         )
     if totals["null_date"]:
-        ids = _examples(tx, F.col("raw_date").isNull(), "cid")
+        ids = _examples(tx, F.col("date_missing"), "cid")
         raise DataValidationError(
             f"{ctx}: column '{parsed.date_col}': {totals['null_date']} of {n} rows have no "
             f"date; first customers {ids}"
         )
     if totals["bad_date"]:
-        examples = _examples(tx, bad_date, "raw_date", "cid")
         raise DataValidationError(
             f"{ctx}: column '{parsed.date_col}': {totals['bad_date']} of {n} rows could not be "
-            f"parsed as dates; first values {[e[0] for e in examples]} "
-            f"(customers {[e[1] for e in examples]}); pass date_format, e.g. '%Y-%m-%d'"
+            f"parsed as dates; {_values_and_customers(tx, bad_date, 'raw_date')}; pass "
+            "date_format, e.g. '%Y-%m-%d'"
+        )
+    if totals["far_date"]:
+        raise DataValidationError(
+            f"{ctx}: column '{parsed.date_col}': {totals['far_date']} of {n} rows are dates "
+            f"outside {DATE_RANGE_TEXT}; {_values_and_customers(tx, far_date, 'raw_date')}"
         )
     if totals["bad_value"]:
-        examples = _examples(tx, bad_value, "raw_value", "cid")
         raise DataValidationError(
             f"{ctx}: column '{parsed.value_col}': {totals['bad_value']} of {n} rows are missing, "
-            f"infinite or not numbers (first values {[e[0] for e in examples]}); "
-            f"customers {[e[1] for e in examples]}"
+            f"infinite or not numbers; {_values_and_customers(tx, bad_value, 'raw_value')}"
+        )
+    if totals["overflow"]:
+        magnitude = F.sum(F.abs("v"))
+        rows = _first_customers(tx, magnitude, F.isnan("x") | (F.col("x") == float("inf")))
+        raise DataValidationError(
+            f"{ctx}: column '{parsed.value_col}': the values of {totals['overflow']} "
+            f"customer(s) add up beyond the float range (about {np.finfo(np.float64).max:.3g}) "
+            f"in absolute value, so their sums would be infinite; first customer ids "
+            f"{[cid for cid, _ in rows]}; rescale the values (e.g. to thousands)"
         )
     if totals["null_group"]:
-        ids = _examples(tx, F.col("g").isNull(), "cid")
+        ids = _examples(tx, F.col("g_missing"), "cid")
         raise DataValidationError(
             f"{ctx}: column '{parsed.group_col}': {totals['null_group']} of {n} rows have no "
             f"group; first customers {ids}"
         )
     if totals["several_groups"]:
-        rows = (
-            tx.groupBy("cid")
-            .agg(F.array_sort(F.collect_set("g")).alias("groups"))
-            .filter(F.size("groups") > 1)
-            .orderBy("cid")
-            .limit(_SHOW)
-            .collect()
-        )
-        shown = {r["cid"]: list(r["groups"]) for r in rows}
+        groups = F.array_sort(F.collect_set("g"))
+        shown = {cid: list(g) for cid, g in _first_customers(tx, groups, F.size("x") > 1)}
         raise DataValidationError(
             f"{ctx}: column '{parsed.group_col}': a customer's group must be constant, but "
             f"{totals['several_groups']} customers have several groups; first: {shown}"

@@ -51,9 +51,18 @@ PERIOD_DAYS: dict[str, float] = {**TIME_UNIT_DAYS, "Q": 365.25 / 4}
 FIXED_PERIOD_HOURS = {"h": 1.0, "D": 24.0, "W": 168.0}
 CALENDAR_PERIOD_MONTHS = {"M": 1, "Q": 3, "Y": 12}
 WEEK_ANCHORS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
-# A trailing UTC offset ("+02:00", "Z") after a time of day, as a SQL / Spark regex: the
-# out-of-core engines keep the wall-clock time, as the pandas path does.
+# A trailing UTC offset ("+02:00", "Z") after a time of day, as a regex that Python, DuckDB
+# and Spark read alike. Every engine drops it and keeps the time as written (the wall-clock
+# rule, see :func:`strip_offset_code`).
 OFFSET_PATTERN = r"(\d{2}:\d{2}(:\d{2}(\.\d+)?)?)\s*(Z|[+-]\d{2}(:?\d{2})?)$"
+# Transaction dates a summary accepts: the years FIRST_YEAR to LAST_YEAR, inside the range
+# of pandas' nanosecond timestamps (1677-09-21 to 2262-04-11), so that every engine can
+# represent them. Dates beyond are placeholders ("9999-12-31", "0001-01-01") or typing errors.
+FIRST_YEAR = 1678
+LAST_YEAR = 2261
+DATE_MIN = np.datetime64(f"{FIRST_YEAR}-01-01", "us")
+DATE_END = np.datetime64(f"{LAST_YEAR + 1}-01-01", "us")  # exclusive
+DATE_RANGE_TEXT = f"the supported years {FIRST_YEAR} to {LAST_YEAR}"
 
 _UNIT_WORDS = {"h": "hour", "D": "day", "W": "week", "M": "month", "Q": "quarter", "Y": "year"}
 _PERIOD_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*([A-Za-z]+)\s*$")
@@ -363,7 +372,21 @@ def durations(start: np.ndarray, end: np.ndarray | int, freq: str, time_unit: st
 
 
 def cutoff(value: Any, name: str, date_format: str | None, freq: str) -> tuple[np.datetime64, int]:
-    """A user-given cut-off date as datetime64[us] and as a ``freq`` period ordinal."""
+    """A user-given cut-off date as datetime64[us] and as a ``freq`` period ordinal.
+
+    A date with a UTC offset or a time zone is read at its own wall-clock time, as the
+    transactions are; a date outside the years ``FIRST_YEAR`` to ``LAST_YEAR`` is refused.
+
+    Examples
+    --------
+    >>> moment, ordinal = cutoff("1997-09-30T23:30:00+02:00", "observation_end", None, "D")
+    >>> str(moment), ordinal
+    ('1997-09-30T23:30:00.000000', 10134)
+    >>> cutoff("9999-12-31", "observation_end", None, "D")
+    Traceback (most recent call last):
+    ...
+    ValueError: observation_end='9999-12-31' is outside the supported years 1678 to 2261
+    """
     try:
         if isinstance(value, str) and date_format is not None:
             try:
@@ -374,14 +397,56 @@ def cutoff(value: Any, name: str, date_format: str | None, freq: str) -> tuple[n
             stamp = pd.Timestamp(value)
         else:
             raise TypeError(type(value).__name__)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OverflowError) as err:
         raise ValueError(f"{name}={value!r} is not a date ({err})") from err
     if stamp is pd.NaT:
         raise ValueError(f"{name} is missing (NaT)")
     if stamp.tzinfo is not None:
         stamp = stamp.tz_localize(None)
-    moment = np.datetime64(stamp.to_datetime64(), "us")
+    moment = stamp.to_datetime64()
+    if not in_date_range(np.array([moment]))[0]:
+        raise ValueError(f"{name}={value!r} is outside {DATE_RANGE_TEXT}")
+    moment = np.datetime64(moment, "us")
     return moment, period_ordinal(moment, freq)
+
+
+def in_date_range(dates: np.ndarray) -> np.ndarray:
+    """Whether each datetime64 value lies in the years ``FIRST_YEAR`` to ``LAST_YEAR``
+    (NaT: False).
+
+    The comparison runs in the array's own unit, so a far date cannot overflow on the way.
+
+    Examples
+    --------
+    >>> in_date_range(np.array(["2024-05-01", "9999-12-31", "NaT"], dtype="datetime64[s]"))
+    array([ True, False, False])
+    """
+    dates = np.asarray(dates)
+    lo, hi = DATE_MIN.astype(dates.dtype), DATE_END.astype(dates.dtype)
+    return (dates >= lo) & (dates < hi)
+
+
+def strip_offset_code(date_format: str | None) -> str | None:
+    """``date_format`` without a trailing UTC offset code (``%z``), for wall-clock parsing.
+
+    The wall-clock rule: a date written with a UTC offset or time zone is read at the
+    time written, ignoring the offset, in every engine (pandas, DuckDB, Spark). A
+    purchase at 23:30+02:00 happened on the customer's own day, and logs that mix
+    offsets (daylight saving time, several shops) give no error and no day shifts. The
+    engines strip the offset from the text (:data:`OFFSET_PATTERN`) and parse the rest
+    with this format.
+
+    Examples
+    --------
+    >>> strip_offset_code("%Y-%m-%d %H:%M:%S %z"), strip_offset_code("%d.%m.%Y")
+    ('%Y-%m-%d %H:%M:%S', '%d.%m.%Y')
+    """
+    if date_format is None:
+        return None
+    text = date_format.rstrip()
+    if text.endswith("%z") and not text.endswith("%%z"):
+        return text[:-2].rstrip()
+    return date_format
 
 
 def week_offset(freq: str) -> int:
