@@ -21,6 +21,10 @@ from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1
 
 from clvmodels.data import compress, validate_summary
 from clvmodels.errors import DataValidationError
+from clvmodels.models._shared import check_horizon as _check_horizon
+from clvmodels.models._shared import n_draws as _n_draws
+from clvmodels.models._shared import purchase_times as _purchase_times
+from clvmodels.models._shared import shaped as _shaped
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.mle import MaximumLikelihoodModel
 from clvmodels.models.ops import NUMPY
@@ -315,13 +319,6 @@ def _summary_arrays(data: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: data[c].to_numpy(dtype=float) for c in _SUMMARY_COLUMNS}
 
 
-def _check_horizon(t: Any) -> np.ndarray:
-    t_arr = np.asarray(t, dtype=float)
-    if np.any(~np.isfinite(t_arr)) or np.any(t_arr < 0):
-        raise ValueError(f"t must be finite and non-negative, got {t!r}")
-    return t_arr
-
-
 class BetaGeoPredictions:
     """BG/NBD predictions on top of ``self._params_for(data, draws)``.
 
@@ -564,11 +561,6 @@ class BetaGeoPredictions:
         return self._params_for(None)
 
 
-def _n_draws(draws: pd.DataFrame) -> int:
-    """Number of draws in a ``param_draws`` frame (long frames of grouped models too)."""
-    return int(draws["draw"].nunique()) if "draw" in draws.columns else len(draws)
-
-
 def _new_customer_frame(data: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
     """Rows without history (frequency = recency = T = 0) that keep each row's group."""
     if not isinstance(data, pd.DataFrame):
@@ -584,37 +576,6 @@ def _new_customer_frame(data: pd.DataFrame, group_col: str | None) -> pd.DataFra
         frame[group_col] = data[group_col].to_numpy()
     frame.attrs = dict(data.attrs)
     return frame
-
-
-def _shaped(values: Any, index: pd.Index | None, draws: Any, name: str) -> Any:
-    """Population results as float / array; per-row results as a Series (no draws)."""
-    values = np.asarray(values, dtype=float)
-    if index is not None and draws is None:
-        return pd.Series(np.broadcast_to(values, (len(index),)), index=index, name=name)
-    return float(values) if values.ndim == 0 else values
-
-
-def _purchase_times(
-    rng: np.random.Generator,
-    n_kept: np.ndarray,
-    n_arrivals: np.ndarray,
-    horizon: float,
-    shape: tuple[int, int],
-) -> SimulatedPurchases:
-    """Times of the first ``n_kept`` of ``n_arrivals`` uniform arrivals in ``(0, horizon]``.
-
-    The ``K``-th of ``N`` uniform order statistics is ``Beta(K, N - K + 1)``; given it,
-    the first ``K - 1`` are uniform below it (their order does not matter here).
-    """
-    buyers = np.flatnonzero(n_kept)
-    kept = n_kept.ravel()[buyers]
-    last = rng.beta(kept, n_arrivals.ravel()[buyers] - kept + 1) if buyers.size else np.empty(0)
-    owner_local = np.repeat(np.arange(buyers.size), kept - 1)
-    times = np.concatenate([last, rng.random(owner_local.size) * last[owner_local]])
-    owner = np.concatenate([buyers, buyers[owner_local]]).astype(np.int64)
-    # Uniform draws can be exactly 0; a purchase happens after the end of observation.
-    times = np.maximum(times, np.finfo(float).tiny) * horizon
-    return SimulatedPurchases(owner=owner, time=times, shape=shape)
 
 
 def _bg_args(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
