@@ -25,6 +25,7 @@ from clvmodels.evaluation import compare
 from clvmodels.models.base import load
 from clvmodels.models.beta_geo import BetaGeo
 from clvmodels.models.gamma_gamma import GammaGamma
+from clvmodels.models.pareto_nbd import ParetoNBD
 from clvmodels.report import build_report
 from clvmodels.segmentation import rfm_segments, segment
 from clvmodels.simulate import simulate_bgnbd, simulate_customers
@@ -59,6 +60,7 @@ __all__ = [
     "HierarchicalGammaGamma",
     "ModelFileError",
     "NotFittedError",
+    "ParetoNBD",
     "build_report",
     "calibration_holdout_split",
     "compare",
