@@ -539,21 +539,18 @@ def test_simulated_purchases_match_expectations_also_under_draws(fitted, cdnow_s
     sims = fitted.simulate_purchases(horizon, rows, draws=None, random_state=1)
     assert sims.shape == (1, 300) and np.all((sims.time > 0) & (sims.time <= horizon))
     draws = fitted.param_draws(20, random_state=2)
-    counts = []
+    totals, early = [], []
     for seed in range(100):  # 100 futures under each of 20 draws
-        counts.append(fitted.simulate_purchases(horizon, rows, draws=draws,
-                                                random_state=seed).counts())
-    counts = np.stack(counts)
-    expected = fitted.expected_purchases(t=horizon, data=rows, draws=draws)
-    mean, se = counts.mean(axis=0), counts.std(axis=0) / math.sqrt(len(counts))
-    assert np.abs((mean - expected).sum()) < 5 * math.sqrt((se**2).sum())
-    # pooled over draws and customers, the totals agree closely
-    assert counts.sum(axis=(1, 2)).mean() == pytest.approx(expected.sum(), rel=0.02)
-    # purchase times: a customer alive throughout buys uniformly, so the share of the
-    # simulated purchases in the first half exceeds one half (deaths come later)
-    first_half = (fitted.simulate_purchases(horizon, rows, draws=draws, random_state=7).time
-                  <= horizon / 2).mean()
-    assert 0.5 < first_half < 0.7
+        sims = fitted.simulate_purchases(horizon, rows, draws=draws, random_state=seed)
+        totals.append(sims.counts())
+        early.append(np.bincount(sims.owner[sims.time <= horizon / 2],
+                                 minlength=20 * 300).reshape(20, 300))
+    for counts, t in ((np.stack(totals), horizon), (np.stack(early), horizon / 2)):
+        # per (draw, customer) means against E[Y(t)] under that draw; their sum within
+        # five Monte-Carlo standard errors (the purchase times matter for t = 26)
+        expected = fitted.expected_purchases(t=t, data=rows, draws=draws)
+        mean, se = counts.mean(axis=0), counts.std(axis=0) / math.sqrt(len(counts))
+        assert abs((mean - expected).sum()) < 5 * math.sqrt((se**2).sum())
 
 
 @pytest.mark.parametrize("n_customers", [1_000, 20_000])
@@ -730,13 +727,13 @@ def test_fit_validates_input():
         ParetoNBD().fit(pd.DataFrame({"recency": [1.0], "T": [3.0]}))
 
 
-def test_full_cdnow_cohort_fits(cdnow_transactions):
-    # The full CDNOW data (23,570 customers) at 78 weeks: FHL 2005 JMR's estimates are
-    # r 0.55, alpha 10.58, s 0.61, beta 11.67 for the calibration half; BTYD's pnbd.DERT
-    # example uses r 0.5630, alpha 12.5590, s 0.4081, beta 10.5148 for all 78 weeks of
-    # the 1/10 sample.
+def test_fit_on_all_78_weeks_matches_btyd_dert_example(cdnow_transactions):
+    # R BTYD man/pnbd.DERT.Rd fits the CDNOW sample over its whole 78 weeks
+    # (dc.ElogToCbsCbt's default calibration end) and quotes r 0.5629966,
+    # alpha 12.5590370, s 0.4081095, beta 10.5148048; optimiser tolerance leaves the
+    # fifth digit (the standard errors are 8% - 40% of the estimates).
     summary = rfm_summary(cdnow_transactions, "customer_id", "date", observation_end="1998-06-30")
     model = ParetoNBD().fit(summary)
     expected = {"r": 0.5629966, "alpha": 12.5590370, "s": 0.4081095, "beta": 10.5148048}
     for name, value in expected.items():
-        assert model.params_[name] == pytest.approx(value, rel=0.02)
+        assert model.params_[name] == pytest.approx(value, rel=1e-4)
