@@ -1,4 +1,4 @@
-"""clvmodels vs lifetimes: maximum-likelihood BG/NBD and Gamma-Gamma, side by side.
+"""clvmodels vs lifetimes: maximum-likelihood BG/NBD, Pareto/NBD and Gamma-Gamma, side by side.
 
 Both libraries fit the same summary frames in the same process, one after the
 other; each figure is the median of ``--repeats`` runs. Reported per data set: fit
@@ -8,7 +8,9 @@ which must agree.
 
 Data sets: the CDNOW 1/10 sample (2,357 customers) and customers simulated from a
 BG/NBD / Gamma-Gamma with the CDNOW estimates, acquired over 12 weeks and observed
-for 27-39 weeks at daily resolution (as a real daily transaction log gives).
+for 27-39 weeks at daily resolution (as a real daily transaction log gives). The
+Pareto/NBD is fitted on the CDNOW sample and on customers simulated from a Pareto/NBD
+with its CDNOW estimates, in the same way.
 
 Usage::
 
@@ -29,14 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels import BetaGeo, GammaGamma, calibration_holdout_split
+from clvmodels import BetaGeo, GammaGamma, ParetoNBD, calibration_holdout_split
 from clvmodels.datasets import load_cdnow
 from clvmodels.models.beta_geo import bgnbd_log_likelihood
 from clvmodels.models.mle import MaximumLikelihoodModel
-from clvmodels.simulate import simulate_customers
+from clvmodels.models.pareto_nbd import pnbd_log_likelihood
+from clvmodels.simulate import simulate_customers, simulate_pareto_nbd
 
 CDNOW_BGNBD = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
 CDNOW_GG = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+CDNOW_PNBD = {"r": 0.5533, "alpha": 10.5777, "s": 0.6062, "beta": 11.6687}
 
 
 def simulated_summary(n_customers: int, seed: int = 0) -> pd.DataFrame:
@@ -48,6 +52,14 @@ def simulated_summary(n_customers: int, seed: int = 0) -> pd.DataFrame:
     data["recency"] = np.minimum(np.round(data["recency"] * 7.0) / 7.0, data["T"])
     data["monetary_value"] = data["monetary_value"].round(2).where(data["frequency"] > 0, 0.0)
     data.loc[(data["frequency"] > 0) & (data["monetary_value"] <= 0), "monetary_value"] = 0.01
+    return data
+
+
+def simulated_pareto_summary(n_customers: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    T = rng.integers(27 * 7, 39 * 7 + 1, n_customers) / 7.0
+    data = simulate_pareto_nbd(n_customers, **CDNOW_PNBD, T=T, random_state=rng)
+    data["recency"] = np.minimum(np.round(data["recency"] * 7.0) / 7.0, data["T"])
     return data
 
 
@@ -233,18 +245,70 @@ def run_modified(sizes: list[int], repeats: int, cdnow: pd.DataFrame) -> list[di
     return rows
 
 
+def bench_pareto(
+    name: str, data: pd.DataFrame, repeats: int, peer_repeats: int | None = None,
+    automatic: bool = True,
+) -> list[dict[str, Any]]:
+    """Pareto/NBD: fit (analytic and automatic gradient) and predictions, with lifetimes'
+    ParetoNBDFitter on the same rows."""
+    import lifetimes
+
+    f, r, T = data["frequency"], data["recency"], data["T"]
+    peer_repeats = repeats if peer_repeats is None else peer_repeats
+    rows = []
+    t_ours, ours = median_time(lambda: ParetoNBD().fit(data), repeats)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_lt, lt = median_time(lambda: lifetimes.ParetoNBDFitter().fit(f, r, T), peer_repeats)
+    # lifetimes reports its likelihood on rescaled times: evaluate both optima with ours
+    lt_ll = float(pnbd_log_likelihood(*lt.params_[list(ParetoNBD.param_names)],
+                                      f.to_numpy(float), r.to_numpy(float),
+                                      T.to_numpy(float)).sum())
+    rows.append(
+        {"data": name, "customers": len(data), "task": "Pareto/NBD fit", "clvmodels_s": t_ours,
+         "lifetimes_s": t_lt, "clvmodels_loglik": ours.log_likelihood_, "lifetimes_loglik": lt_ll}
+    )
+    if automatic:
+        t_auto, auto = median_time(lambda: automatic_gradient(ParetoNBD)().fit(data), repeats)
+        rows.append({"data": name, "customers": len(data),
+                     "task": "Pareto/NBD fit, automatic gradient", "clvmodels_s": t_auto,
+                     "clvmodels_loglik": auto.log_likelihood_,
+                     "analytic_speed-up": t_auto / t_ours})
+
+    def ours_predict() -> None:
+        ours.expected_purchases(t=52, data=data)
+        ours.probability_alive(data=data)
+
+    def lt_predict() -> None:
+        lt.conditional_expected_number_of_purchases_up_to_time(52, f, r, T)
+        lt.conditional_probability_alive(f, r, T)
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        t_ours, _ = median_time(ours_predict, repeats)
+        t_lt, _ = median_time(lt_predict, peer_repeats)
+    rows.append({"data": name, "customers": len(data), "task": "Pareto/NBD predict",
+                 "clvmodels_s": t_ours, "lifetimes_s": t_lt})
+    return rows
+
+
 def run(sizes: list[int], repeats: int) -> pd.DataFrame:
     cdnow = calibration_holdout_split(
         load_cdnow(), "customer_id", "date", "amount",
         calibration_end="1997-09-30", observation_end="1998-06-30",
     )
     bench_one("warm-up", cdnow, 1)  # first calls pay for lazy imports in both libraries
+    bench_pareto("warm-up", cdnow, 1)
     rows = bench_one("CDNOW sample", cdnow, repeats)
+    rows += bench_pareto("CDNOW sample", cdnow, repeats)
     for n in sizes:
         # lifetimes takes minutes at 10M, so it gets fewer repeats there; ours always
         # gets the full count (its first, cold run would otherwise dominate).
         peer = repeats if n <= 100_000 else min(repeats, 3) if n <= 1_000_000 else 1
         rows += bench_one(f"simulated {n:,}", simulated_summary(n), repeats, peer)
+        # lifetimes' Pareto/NBD takes ~25 s at 100k and minutes beyond: one run there
+        rows += bench_pareto(f"simulated {n:,} (Pareto/NBD)", simulated_pareto_summary(n),
+                             repeats, 1 if n > 10_000 else peer)
     rows += run_modified(sizes, repeats, cdnow)
     table = pd.DataFrame(rows)
     table["speed-up"] = table["lifetimes_s"] / table["clvmodels_s"]

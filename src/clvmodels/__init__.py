@@ -28,6 +28,7 @@ from clvmodels.models.beta_geo import BetaGeo
 from clvmodels.models.beta_geo_cnbd import BetaGeoCNBD, add_log_interpurchase_sum
 from clvmodels.models.gamma_gamma import GammaGamma
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeo
+from clvmodels.models.pareto_nbd import ParetoNBD
 from clvmodels.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from clvmodels.report import build_report
 from clvmodels.segmentation import rfm_segments, segment
@@ -65,6 +66,7 @@ __all__ = [
     "ModelFileError",
     "ModifiedBetaGeo",
     "NotFittedError",
+    "ParetoNBD",
     "PipelineResult",
     "PipelineSettings",
     "add_log_interpurchase_sum",

@@ -139,3 +139,21 @@ def test_numpy_arrays_on_the_left_defer_to_duals():
     out = np.array([1.0, 3.0]) * dual
     assert isinstance(out, ops.Dual)
     np.testing.assert_array_equal(out.grad, [[1.0, 3.0]])
+
+
+def test_logsumexp_reduces_an_axis_with_softmax_derivatives():
+    data = np.array([[0.5, -1.0, 700.0], [2.0, 3.0, -4.0]])
+
+    def f(p, ns):
+        terms = p[0] * data + p[1] * data**2 / 100.0
+        return (ns.logsumexp(terms, axis=-1) * np.array([1.0, 2.0])).sum()
+
+    point = [0.7, 0.3]
+    value, grad = ops.value_and_grad(lambda p: f(p, ops.DUAL), point)
+    assert value == pytest.approx(f(point, ops.NUMPY), rel=1e-14)
+    assert np.isfinite(value)  # no overflow from exp(490)
+    expected = _central_difference(lambda p: f(p, ops.NUMPY), point, h=1e-7)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6)
+    rows = ops.DUAL.logsumexp(ops.Dual(data, np.ones((1, 2, 3))), axis=0)
+    np.testing.assert_allclose(rows.value, ops.NUMPY.logsumexp(data, axis=0))
+    np.testing.assert_allclose(rows.grad, np.ones((1, 3)))

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1
 
 from clvmodels.errors import DataValidationError
-from clvmodels.models.base import SimulatedPurchases
+from clvmodels.models._shared import purchase_times
 from clvmodels.models.ops import NUMPY
 
 __all__ = [
@@ -389,53 +389,6 @@ def xbg_probability_of_purchases(n, t, r, alpha, a, b, *, k=1, dropout_at_zero=F
 # --------------------------------------------------------------------------------------
 # Simulation
 # --------------------------------------------------------------------------------------
-def purchase_times(
-    rng: np.random.Generator,
-    n_kept: np.ndarray,
-    n_arrivals: np.ndarray,
-    horizon: float,
-    shape: tuple[int, int],
-    k: int = 1,
-    phase: np.ndarray | int = 0,
-) -> SimulatedPurchases:
-    """Times of the first ``n_kept`` purchases among ``n_arrivals`` uniform arrivals.
-
-    Purchase ``i`` is arrival ``i k - phase`` (``k = 1``: every arrival). The ``K``-th
-    purchase is arrival ``K k - phase``, whose time is the ``(Kk - phase)``-th of ``N``
-    uniform order statistics, ``Beta(Kk - phase, N - Kk + phase + 1)``; given it, the
-    earlier arrivals are uniform below it. For ``k = 1`` their order does not matter;
-    otherwise they are sorted and every ``k``-th kept.
-    """
-    buyers = np.flatnonzero(n_kept)
-    kept = n_kept.ravel()[buyers]
-    phase_b = np.broadcast_to(np.asarray(phase), n_kept.shape).ravel()[buyers]
-    last_index = kept * k - phase_b
-    last = (
-        rng.beta(last_index, n_arrivals.ravel()[buyers] - last_index + 1)
-        if buyers.size else np.empty(0)
-    )
-    if k == 1:
-        owner_local = np.repeat(np.arange(buyers.size), kept - 1)
-        earlier = rng.random(owner_local.size) * last[owner_local]
-    else:
-        # all arrivals below the last purchase, sorted within each owner
-        owner_all = np.repeat(np.arange(buyers.size), last_index - 1)
-        arrivals = rng.random(owner_all.size) * last[owner_all]
-        order = np.lexsort((arrivals, owner_all))
-        arrivals = arrivals[order]
-        start = np.concatenate([[0], np.cumsum(last_index - 1)[:-1]]).astype(np.int64)
-        owner_local = np.repeat(np.arange(buyers.size), kept - 1)
-        # purchase i (1 <= i < K) of an owner is its arrival i k - phase (1-based)
-        rank = np.arange(owner_local.size) - np.repeat(np.cumsum(kept - 1) - (kept - 1), kept - 1)
-        position = start[owner_local] + (rank + 1) * k - phase_b[owner_local] - 1
-        earlier = arrivals[position]
-    times = np.concatenate([last, earlier])
-    owner = np.concatenate([buyers, buyers[owner_local]]).astype(np.int64)
-    # Uniform draws can be exactly 0; a purchase happens after the end of observation.
-    times = np.maximum(times, np.finfo(float).tiny) * horizon
-    return SimulatedPurchases(owner=owner, time=times, shape=shape)
-
-
 def simulate_family(
     n_customers: int,
     r: float,

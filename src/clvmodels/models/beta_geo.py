@@ -29,8 +29,11 @@ from clvmodels.models._beta_geo_family import (
     xbg_neg_loglik_grad,
     xbg_probability_alive,
 )
-from clvmodels.models._beta_geo_family import purchase_times as _purchase_times
 from clvmodels.models._beta_geo_family import purchases_while_alive as _purchases_while_alive
+from clvmodels.models._shared import check_horizon as _check_horizon
+from clvmodels.models._shared import n_draws as _n_draws
+from clvmodels.models._shared import purchase_times as _purchase_times
+from clvmodels.models._shared import shaped as _shaped
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.mle import MaximumLikelihoodModel
 from clvmodels.models.ops import NUMPY
@@ -165,13 +168,6 @@ def bgnbd_probability_of_purchases(n, t, r, alpha, a, b):
 # --------------------------------------------------------------------------------------
 def _summary_arrays(data: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: data[c].to_numpy(dtype=float) for c in _SUMMARY_COLUMNS}
-
-
-def _check_horizon(t: Any) -> np.ndarray:
-    t_arr = np.asarray(t, dtype=float)
-    if np.any(~np.isfinite(t_arr)) or np.any(t_arr < 0):
-        raise ValueError(f"t must be finite and non-negative, got {t!r}")
-    return t_arr
 
 
 class BetaGeoPredictions:
@@ -436,11 +432,6 @@ class BetaGeoPredictions:
         return self._params_for(None)
 
 
-def _n_draws(draws: pd.DataFrame) -> int:
-    """Number of draws in a ``param_draws`` frame (long frames of grouped models too)."""
-    return int(draws["draw"].nunique()) if "draw" in draws.columns else len(draws)
-
-
 def _new_customer_frame(data: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
     """Rows without history (frequency = recency = T = 0) that keep each row's group."""
     if not isinstance(data, pd.DataFrame):
@@ -456,14 +447,6 @@ def _new_customer_frame(data: pd.DataFrame, group_col: str | None) -> pd.DataFra
         frame[group_col] = data[group_col].to_numpy()
     frame.attrs = dict(data.attrs)
     return frame
-
-
-def _shaped(values: Any, index: pd.Index | None, draws: Any, name: str) -> Any:
-    """Population results as float / array; per-row results as a Series (no draws)."""
-    values = np.asarray(values, dtype=float)
-    if index is not None and draws is None:
-        return pd.Series(np.broadcast_to(values, (len(index),)), index=index, name=name)
-    return float(values) if values.ndim == 0 else values
 
 
 def _bg_args(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -23,7 +23,8 @@ Writing a likelihood for all three:
 * use ``+ - * / **`` and unary ``-`` freely, and ``ops.exp``, ``ops.log``,
   ``ops.log1p``, ``ops.expm1``, ``ops.sqrt``, ``ops.gammaln``, ``ops.betaln``,
   ``ops.digamma``, ``ops.logaddexp``, ``ops.softplus``, ``ops.maximum``,
-  ``ops.minimum`` on parameters;
+  ``ops.minimum`` on parameters, and the reductions ``ops.sum(x, axis)`` and
+  ``ops.logsumexp(x, axis)``;
 * branch with ``ops.where(condition, a, b)`` where ``condition`` depends on *data*
   only (a boolean array), and keep both branches finite (e.g. ``ops.where(x > 0,
   b + x - 1, 1.0)``): the unused branch is still evaluated;
@@ -83,6 +84,7 @@ NUMPY = SimpleNamespace(
     maximum=np.maximum,
     minimum=np.minimum,
     sum=np.sum,
+    logsumexp=special.logsumexp,
 )
 
 
@@ -283,6 +285,18 @@ def dual_sum(x: Any, axis: Any = None) -> Any:
     return x.sum(axis=axis) if isinstance(x, Dual) else np.sum(x, axis=axis)
 
 
+def logsumexp(x: Any, axis: int = -1) -> Any:
+    """``log(sum(exp(x), axis))``; the derivative is the softmax-weighted sum of the
+    terms' derivatives, so no term is exponentiated unshifted."""
+    if not isinstance(x, Dual):
+        return special.logsumexp(x, axis=axis)
+    value = special.logsumexp(x.value, axis=axis)
+    share = np.exp(x.value - np.expand_dims(value, axis))
+    axis = axis if axis >= 0 else x.ndim + axis
+    grad = _broadcast_grad(x.grad, x.ndim, x.shape)
+    return Dual(value, (grad * share).sum(axis=axis + 1))
+
+
 def _combine(value: np.ndarray, *parts: tuple[Any, Any]) -> Dual:
     """A Dual of ``value`` whose derivative is ``sum(slope_i * d input_i)``."""
     value = np.asarray(value, dtype=float)
@@ -312,6 +326,7 @@ DUAL = SimpleNamespace(
     maximum=maximum,
     minimum=minimum,
     sum=dual_sum,
+    logsumexp=logsumexp,
 )
 
 
@@ -367,5 +382,6 @@ def pytensor_ops() -> SimpleNamespace:
             maximum=pt.maximum,
             minimum=pt.minimum,
             sum=pt.sum,
+            logsumexp=pt.logsumexp,
         )
     return _PYTENSOR
