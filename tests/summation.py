@@ -3,18 +3,20 @@
 pandas, DuckDB and Spark add a customer's transaction values in different orders (and
 with different algorithms: sequential, pairwise, compensated), so a summed or averaged
 value may differ in its last bits. Rounding bounds that difference by the values
-summed, not by the result: adding ``n`` floats in any order is off the exact sum by at
-most ``(n - 1) * u * sum(|x_i|)`` (to first order, ``u = eps / 2`` the unit roundoff),
-compensated sums by less. A mean of period sums also rounds once in its subtraction
-of the first period and once in its division by ``d``; so two engines differ by at most
+summed, not by the result: adding ``n`` floats in any order (any tree of additions) is
+off the exact sum by at most ``(n - 1) * u * sum(|x_i|)`` (to first order, ``u = eps / 2``
+the unit roundoff), compensated sums by less. A mean of period sums also rounds once
+in its subtraction of the first period and once in its division by ``d`` periods, so
+each engine is within ``(n + 1) * u * sum(|x_i|) / d`` of the exact mean, and two
+engines differ by at most
 
     (n + 1) * eps * sum(|x_i|) / d
 
 A relative tolerance on the result says nothing when purchases and refunds nearly
 cancel (the mean is small, ``sum(|x_i|)`` is not), and an exact comparison says nothing
 at all across engines. The bound above is still strict: dropping, adding or
-sign-flipping one transaction of value ``x`` moves the mean by ``|x| / d``, which for
-cent amounts is at least 1e-2 / d against a bound of order 1e-13 / d.
+sign-flipping one transaction of value ``x`` moves the mean by ``|x| / d`` or more,
+which for cent amounts is at least 1e-2 / d against a bound of order 1e-13 / d.
 
 Examples
 --------
