@@ -1,10 +1,13 @@
 # Two entry points: `make demo` runs the main job on the bundled data, `make test` runs
 # ruff and the test suite. Both create .venv on first use and install the project into it.
+# `make test-oldest` runs the suite in .venv-oldest, on the lowest versions pyproject.toml
+# allows for every direct dependency (runtime and dev).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+OLDEST := .venv-oldest
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-oldest lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +29,25 @@ demo: $(VENV)/.installed
 	$(BIN)/clvmodels demo --output-dir clvmodels-demo
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+$(OLDEST)/bin/python:
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+
+$(OLDEST)/.installed: pyproject.toml tools/lowest_pins.py | $(OLDEST)/bin/python
+	$(OLDEST)/bin/python tools/lowest_pins.py pyproject.toml dev > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/python -m pip install --quiet -c $(OLDEST)/constraints.txt -e ".[dev]"
+	touch $@
+
+test-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -m pytest -q
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) clvmodels-demo .pytest_cache
+	rm -rf $(VENV) $(OLDEST) clvmodels-demo .pytest_cache

@@ -244,7 +244,7 @@ def test_mixed_naive_and_aware_datetimes_use_their_own_wall_clock():
 
 
 def test_polars_input_is_held_to_the_same_rules(log):
-    pl = pytest.importorskip("polars")
+    import polars as pl
     frame = pl.from_pandas(log.assign(day=["2024-01-01T10:00+01:00", "2024-01-05T10:00-03:00",
                                            "2024-01-02", "2024-01-03", "2024-01-09"]))
     summary = rfm_summary(frame, "id", "day", "amount", time_unit="D")
@@ -663,7 +663,7 @@ def test_duckdb_splits_any_log_like_pandas(data, cal_day, span):
 @settings(max_examples=60, deadline=None)
 @given(data=transaction_logs(faults=False, id_kinds=("int", "str", "float")))
 def test_polars_agrees_with_pandas(data):
-    pl = pytest.importorskip("polars")
+    import polars as pl
     frame, _, _ = data
     try:
         expected = rfm_summary(frame, "id", "day", "amount")
@@ -748,7 +748,7 @@ def summaries(draw):
 def polars_or_none(frame: pd.DataFrame):
     """The summary as a Polars frame (ids in a column), or None where Polars has no type
     for a column, or would give one a type pandas does not (objects)."""
-    pl = pytest.importorskip("polars")
+    import polars as pl
     if any(dtype.kind == "O" for dtype in frame.dtypes):
         return None
     try:

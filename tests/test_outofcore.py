@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from summation import assert_same_summary
 
 from clvmodels.data import DataValidationError, calibration_holdout_split, rfm_summary
 from clvmodels.datasets import load_cdnow
@@ -17,25 +18,6 @@ from clvmodels.outofcore import calibration_holdout_split_duckdb, rfm_summary_du
 CDNOW_MASTER_CSV = (
     Path(__file__).resolve().parents[1] / "src" / "clvmodels" / "datasets" / "cdnow_master.csv.gz"
 )
-FLOAT_RTOL = 1e-13
-
-
-def assert_same(expected: pd.DataFrame, actual: pd.DataFrame) -> None:
-    """Same index, columns, dtypes and attrs; integer and time columns bit for bit.
-
-    Summed values may differ in the last bits: pandas and DuckDB add in different orders.
-    """
-    assert actual.attrs == expected.attrs
-    pd.testing.assert_index_equal(actual.index, expected.index, exact=True)
-    assert list(actual.columns) == list(expected.columns)
-    assert actual.dtypes.to_dict() == expected.dtypes.to_dict()
-    for col in expected.columns:
-        if col.startswith("monetary_value"):
-            np.testing.assert_allclose(actual[col], expected[col], rtol=FLOAT_RTOL, atol=0)
-        else:
-            pd.testing.assert_series_equal(actual[col], expected[col], check_exact=True)
-
-
 def synthetic_log(seed: int, n_customers: int = 300, string_ids: bool = False) -> pd.DataFrame:
     """A log with same-day repeats, times of day, returns (negative values) and groups."""
     rng = np.random.default_rng(seed)
@@ -115,10 +97,10 @@ def test_cdnow_calibration_data_of_the_paper(cdnow_parquet):
 def test_cdnow_parquet_matches_pandas(cdnow_transactions, cdnow_parquet, options):
     expected = rfm_summary(cdnow_transactions, "customer_id", "date", "amount", **options)
     actual = rfm_summary_duckdb(cdnow_parquet, "customer_id", "date", "amount", **options)
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, cdnow_transactions)
 
 
-def test_cdnow_split_matches_pandas(cdnow_split, cdnow_parquet):
+def test_cdnow_split_matches_pandas(cdnow_transactions, cdnow_split, cdnow_parquet):
     actual = calibration_holdout_split_duckdb(
         cdnow_parquet,
         "customer_id",
@@ -127,15 +109,16 @@ def test_cdnow_split_matches_pandas(cdnow_split, cdnow_parquet):
         calibration_end="1997-09-30",
         observation_end="1998-06-30",
     )
-    assert_same(cdnow_split, actual)
+    assert_same_summary(cdnow_split, actual, cdnow_transactions)
     assert int(actual["frequency_holdout"].sum()) == 1882
 
 
 def test_bundled_master_csv_read_directly():
     # The gzipped CSV shipped with the package, read by DuckDB without pandas.
-    expected = rfm_summary(load_cdnow(sample=False), "customer_id", "date", "amount")
+    full = load_cdnow(sample=False)
+    expected = rfm_summary(full, "customer_id", "date", "amount")
     actual = rfm_summary_duckdb(CDNOW_MASTER_CSV, "customer_id", "date", "amount")
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, full)
     assert len(actual) == 23570
     assert actual.attrs["n_transactions"] == 69659
 
@@ -156,7 +139,7 @@ def test_sources_give_the_in_memory_result(log_files, source):
     options = {"observation_end": "2020-09-30", "group_col": "region"}
     expected = rfm_summary(log, "customer", "ts", "value", **options)
     actual = rfm_summary_duckdb(path, "customer", "ts", "value", **options)
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, log)
     # The log really exercises the conventions: same-day lines, returns, late rows.
     assert expected.attrs["n_negative_values"] > 0
     assert expected.attrs["n_transactions_excluded_after_end"] > 0
@@ -177,7 +160,7 @@ def test_split_of_synthetic_files(log_files):
     actual = calibration_holdout_split_duckdb(
         root / "parts" / "*.parquet", "customer", "ts", "value", **options
     )
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, log)
     assert actual.attrs["n_customers_first_purchase_after_calibration"] > 0
     assert actual.attrs["n_transactions_holdout"] > 0
 
@@ -188,7 +171,7 @@ def test_split_without_values_and_default_end(log_files):
     actual = calibration_holdout_split_duckdb(
         root / "log.parquet", "customer", "ts", calibration_end="2020-02-01"
     )
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual)
     assert "monetary_value" not in actual.columns
 
 
@@ -216,7 +199,7 @@ def test_any_log_matches_pandas(tmp_path, seed, n_customers, freq, end_day):
         assert "no transaction" in str(err)
         return
     actual = rfm_summary_duckdb(path, "customer", "ts", "value", observation_end=end, freq=freq)
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, log)
 
 
 def test_time_zone_aware_parquet_uses_wall_clock(tmp_path):
@@ -228,7 +211,7 @@ def test_time_zone_aware_parquet_uses_wall_clock(tmp_path):
     log.to_parquet(tmp_path / "tz.parquet")
     expected = rfm_summary(log, "id", "at", "spend")
     actual = rfm_summary_duckdb(tmp_path / "tz.parquet", "id", "at", "spend")
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, log)
     assert actual.loc[1, "frequency"] == 2  # 1, 2 and 5 March local time
 
 
@@ -242,9 +225,10 @@ def test_csv_offsets_keep_the_time_as_written(tmp_path):
         "8,2021-03-09T08:00:00+02:00,1\n"
     )
     (tmp_path / "tz.csv").write_text(text)
-    expected = rfm_summary(pd.read_csv(tmp_path / "tz.csv"), "id", "at", "spend")
+    log = pd.read_csv(tmp_path / "tz.csv")
+    expected = rfm_summary(log, "id", "at", "spend")
     actual = rfm_summary_duckdb(tmp_path / "tz.csv", "id", "at", "spend")
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, log)
     assert actual.attrs["observation_end"] == "2021-03-09T08:00:00"
 
 
@@ -253,7 +237,7 @@ def test_integer_dates_with_format(tmp_path):
     log.to_csv(tmp_path / "log.csv", index=False)
     expected = rfm_summary(log, "id", "day", "v", date_format="%Y%m%d")
     actual = rfm_summary_duckdb(tmp_path / "log.csv", "id", "day", "v", date_format="%Y%m%d")
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, log)
     np.testing.assert_array_equal(actual["T"], [9 / 7, 0.0])
 
 
@@ -270,7 +254,7 @@ def test_file_columns_named_like_internal_aliases(tmp_path):
     log.to_csv(tmp_path / "log.csv", index=False)
     expected = rfm_summary(log, "per", "ts", "cid", group_col="v")
     actual = rfm_summary_duckdb(tmp_path / "log.csv", "per", "ts", "cid", group_col="v")
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, log)
     assert actual.loc[5, "monetary_value"] == 2.0  # (3 + 1) / 2 repeat purchases
 
 
@@ -288,7 +272,7 @@ def test_spills_under_a_small_memory_limit(tmp_path):
         temp_directory=spill,
         threads=1,
     )
-    assert_same(expected, actual)
+    assert_same_summary(expected, actual, log)
 
 
 def test_public_functions_take_paths(cdnow_transactions, cdnow_parquet, cdnow_split):
@@ -296,7 +280,8 @@ def test_public_functions_take_paths(cdnow_transactions, cdnow_parquet, cdnow_sp
     from clvmodels import rfm_summary as summary_public
 
     expected = rfm_summary(cdnow_transactions, "customer_id", "date", "amount")
-    assert_same(expected, summary_public(str(cdnow_parquet), "customer_id", "date", "amount"))
+    actual = summary_public(str(cdnow_parquet), "customer_id", "date", "amount")
+    assert_same_summary(expected, actual, cdnow_transactions)
     actual = split_public(
         [cdnow_parquet],
         "customer_id",
@@ -305,7 +290,7 @@ def test_public_functions_take_paths(cdnow_transactions, cdnow_parquet, cdnow_sp
         calibration_end="1997-09-30",
         observation_end="1998-06-30",
     )
-    assert_same(cdnow_split, actual)
+    assert_same_summary(cdnow_split, actual, cdnow_transactions)
 
 
 # --------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ def test_files_are_read_out_of_core_with_the_same_result(
 
 
 def test_a_polars_frame_takes_the_in_memory_route(result, cdnow_transactions):
-    pl = pytest.importorskip("polars")
+    import polars as pl
     frame = pl.from_pandas(cdnow_transactions)
     summary = run_pipeline(
         dataclasses.replace(result.settings, source=frame, segments=False), progressbar=False

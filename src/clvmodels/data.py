@@ -673,7 +673,8 @@ def rfm_summary(
     transactions : pandas or Polars DataFrame, or path(s) to Parquet / CSV files
         One row per transaction. A path, a glob, a folder or a list of files is
         summarised out of core in DuckDB (see :mod:`clvmodels.outofcore`) with the
-        same result, without loading the transactions into memory.
+        same result (up to the rounding of summed values), without loading the
+        transactions into memory.
     customer_col, date_col : str
         Columns holding the customer id and the transaction date. Dates may be
         datetime64, Python dates and datetimes or strings; dates with a time zone or

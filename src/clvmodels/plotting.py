@@ -326,8 +326,8 @@ def plot_calibration_vs_holdout(
     >>> split = calibration_holdout_split(load_cdnow(), "customer_id", "date",
     ...     calibration_end="1997-09-30", observation_end="1998-06-30")
     >>> model = BetaGeo().fit(split)
-    >>> plot_calibration_vs_holdout(model, split).get_lines()[1].get_ydata()[0].round(3)
-    np.float64(0.225)
+    >>> round(float(plot_calibration_vs_holdout(model, split).get_lines()[1].get_ydata()[0]), 3)
+    0.225
     """
     table = conditional_expectations_by_frequency(
         model, calibration_holdout, max_frequency=max_frequency

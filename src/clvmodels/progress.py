@@ -206,6 +206,10 @@ def _disabled_by_environment() -> bool:
 def _bar_class(enabled: bool) -> type[ProgressBar]:
     if not enabled or _disabled_by_environment():
         return ProgressBar
+    if _TerminalBar._display is not None:
+        # Nested in a live terminal bar, whose rich display has replaced sys.stderr
+        # (whether that proxy reports a terminal depends on rich's version).
+        return _TerminalBar
     if _in_notebook():
         return _NotebookBar
     if sys.stderr is not None and sys.stderr.isatty():

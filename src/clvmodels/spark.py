@@ -536,8 +536,9 @@ def rfm_summary_spark(
     pyspark.sql.DataFrame
         One row per customer, in no particular order: the customer id column, then
         ``frequency``, ``recency``, ``T`` (and ``monetary_value``, the group column),
-        exactly the values of the pandas path (``monetary_value`` up to the last bit
-        of a sum). The pandas ``attrs`` are in the column metadata
+        exactly the values of the pandas path (``monetary_value`` up to the rounding
+        of sums added in another order, bounded by the absolute values added as
+        :mod:`clvmodels.outofcore` states). The pandas ``attrs`` are in the column metadata
         (:func:`summary_attrs`).
 
     Raises

@@ -87,7 +87,7 @@ def test_pmf_sums_to_one_and_matches_mean():
 
 # -- lifetimes as an oracle ----------------------------------------------------------
 def _lifetimes_fit(summary):
-    lifetimes = pytest.importorskip("lifetimes")
+    import lifetimes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return lifetimes.BetaGeoFitter().fit(
@@ -248,7 +248,7 @@ def test_degenerate_data_raises_with_advice_and_penalizer_fixes_it():
 
 
 def test_expected_purchases_match_arbitrary_precision_reference():
-    mpmath = pytest.importorskip("mpmath")
+    import mpmath
     mpmath.mp.dps = 40
     rng = np.random.default_rng(7)
     n = 150

@@ -7,6 +7,7 @@ import json
 import math
 import warnings
 
+import mpmath
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,8 +30,6 @@ from clvmodels.models.pareto_nbd import (
     pnbd_probability_of_purchases,
 )
 from clvmodels.simulate import simulate_pareto_nbd
-
-mpmath = pytest.importorskip("mpmath")
 
 # R BTYD's walkthrough (vignette "Buy 'Til You Die - A Walkthrough", BTYD 2.4.3,
 # inst/doc/BTYD-walkthrough.pdf) prints its CDNOW estimates to three decimals only
@@ -250,7 +249,7 @@ def test_likelihood_and_probability_alive_match_mpmath_on_extreme_histories(para
 
 
 def test_lifetimes_fails_on_long_histories_where_we_agree_with_mpmath():
-    lifetimes = pytest.importorskip("lifetimes")
+    import lifetimes
     cases = [((0.3, 2.0, 2.0, 40.0), (1_000, 10.0, 100_000.0)),
              ((0.5143, 2.8845, 0.2856, 14.1087), (10_000, 10.0, 100_000.0)),
              (PARAMS, (10_000, 100_000.0, 100_000.0))]
@@ -267,7 +266,7 @@ def test_lifetimes_fails_on_long_histories_where_we_agree_with_mpmath():
 
 # -- lifetimes as an oracle --------------------------------------------------------------
 def test_agrees_with_lifetimes(cdnow_summary, fitted):
-    lifetimes = pytest.importorskip("lifetimes")
+    import lifetimes
     f, r, T = cdnow_summary["frequency"], cdnow_summary["recency"], cdnow_summary["T"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
