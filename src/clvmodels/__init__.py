@@ -33,7 +33,8 @@ from clvmodels.simulate import simulate_bgnbd, simulate_customers
 _LAZY = {
     "HierarchicalBetaGeo": "clvmodels.models.hierarchical",
     "HierarchicalGammaGamma": "clvmodels.models.hierarchical",
-    "compare_loo": "clvmodels.models.hierarchical",
+    "bayesian": "clvmodels.models.bayes",
+    "compare_loo": "clvmodels.models.bayes",
 }
 
 
@@ -59,6 +60,7 @@ __all__ = [
     "HierarchicalGammaGamma",
     "ModelFileError",
     "NotFittedError",
+    "bayesian",
     "build_report",
     "calibration_holdout_split",
     "compare",

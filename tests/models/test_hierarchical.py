@@ -39,12 +39,12 @@ from clvmodels.models.beta_geo import (
     bgnbd_probability_alive,
 )
 from clvmodels.models.gamma_gamma import gamma_gamma_expected_spend, gamma_gamma_log_likelihood
-from clvmodels.models.ops import NUMPY
 from clvmodels.models.hierarchical import (
     HierarchicalBetaGeo,
     HierarchicalGammaGamma,
     compare_loo,
 )
+from clvmodels.models.ops import NUMPY
 from clvmodels.simulate import simulate_bgnbd
 
 # Maximum-likelihood estimates on the CDNOW calibration data (FHL 2005; Fader &
@@ -590,7 +590,7 @@ def test_invalid_summary_is_rejected(cdnow_summary):
     with pytest.raises(DataValidationError, match="recency"):
         HierarchicalBetaGeo().fit(bad)
     no_buyers = cdnow_summary[cdnow_summary["frequency"] == 0]
-    with pytest.raises(DataValidationError, match=r"HierarchicalGammaGamma.fit: .*repeat purchases"):
+    with pytest.raises(DataValidationError, match=r"GammaGamma\.fit: .*repeat purchases"):
         HierarchicalGammaGamma().fit(no_buyers)
 
 
@@ -606,7 +606,13 @@ def test_pooled_spend_prediction(pooled_gg, cdnow_summary):
 # -- CDNOW by acquisition month: the worked example ------------------------------------
 @pytest.mark.slow
 def test_cdnow_by_acquisition_month(cohort_summary, pooled_bg):
-    model = _quiet_fit(HierarchicalBetaGeo(group_col="cohort"), cohort_summary, random_state=5)
+    # The README's worked example at the default settings: no sampler warning at all.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplingWarning)
+        model = HierarchicalBetaGeo(group_col="cohort").fit(
+            cohort_summary, random_state=1, progressbar=False
+        )
+    assert model.sampling_problems_ == []
     assert list(model.groups_) == ["Feb", "Jan", "Mar"]
     assert model.idata_.posterior["r"].dims == ("chain", "draw", "cohort")
     table = model.summary()
@@ -632,9 +638,12 @@ def test_cdnow_by_acquisition_month(cohort_summary, pooled_bg):
 
 @pytest.mark.slow
 def test_grouped_spend_model_by_acquisition_month(cohort_summary, pooled_gg):
-    model = _quiet_fit(
-        HierarchicalGammaGamma(group_col="cohort"), cohort_summary, random_state=6
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplingWarning)
+        model = HierarchicalGammaGamma(group_col="cohort").fit(
+            cohort_summary, random_state=6, progressbar=False
+        )
+    assert int(model.idata_.sample_stats["diverging"].sum()) == 0
     assert isinstance(model.params_, pd.DataFrame)
     assert list(model.params_.columns) == ["p", "q", "gamma"]
     table = model.summary()

@@ -385,8 +385,8 @@ def _model_class(name: Any, path: Path, reader: str) -> Any:
             f"{path} names an unknown model {name!r}; known models: {sorted(_REGISTRY)}"
         )
     if not hasattr(cls, reader):
-        kind = "JSON" if reader == "from_payload" else "NetCDF"
-        raise ModelFileError(f"{path} is a {kind} file, but {name} is not saved as {kind}")
+        kind, other = ("JSON", "NetCDF") if reader == "from_payload" else ("NetCDF", "JSON")
+        raise ModelFileError(f"{path} is a {kind} file, but {name} models are saved as {other}")
     return cls
 
 

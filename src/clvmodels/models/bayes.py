@@ -463,7 +463,7 @@ class BayesianModel(BaseModel, register=False):
         # Every group of the data gets parameters, even one whose customers the
         # likelihood leaves out (e.g. a group without repeat buyers).
         groups = pd.Index(sorted(labels.unique()), dtype=object)
-        pooled_mle = self._fit_mle_frame(frame, context)
+        pooled_mle = self._pooled_mle(frame, context)
         use = np.asarray(self._fit_rows(frame), dtype=bool)
         rows = frame.loc[use]
         codes = groups.get_indexer(labels[use])
@@ -485,7 +485,7 @@ class BayesianModel(BaseModel, register=False):
             pooled_mle=pooled_mle,
         )
 
-    def _fit_mle_frame(self, frame: pd.DataFrame, context: str) -> Any:
+    def _pooled_mle(self, frame: pd.DataFrame, context: str) -> Any:
         """The maximum-likelihood fit of all customers, which also checks that the data
         suit the model; None where it does not converge (the priors may still do)."""
         mle = self._mle_class()
@@ -1211,6 +1211,10 @@ class BayesianModel(BaseModel, register=False):
         """
         config = _checked_config(idata, source)
         model = cls(group_col=config["group_col"], priors=config.get("priors"))
+        try:
+            model._resolve_priors(None)
+        except ValueError as err:
+            raise ModelFileError(f"{source}: field 'clvmodels_config.priors': {err}") from err
         model._check_posterior(idata, config, source)
         model._set_from_idata(idata, config)
         return model
