@@ -199,6 +199,7 @@ class _Prepared:
     n_excluded: int
     centre: np.ndarray  # the data's natural centre of the coordinates
     pooled_mle: Any  # maximum-likelihood model on all rows, or None
+    time_unit: str | None
 
 
 @dataclass
@@ -483,6 +484,7 @@ class BayesianModel(BaseModel, register=False):
             n_excluded=int((~use).sum()),
             centre=self._prior_centre(arrays, weights),
             pooled_mle=pooled_mle,
+            time_unit=frame.attrs.get("time_unit"),
         )
 
     def _pooled_mle(self, frame: pd.DataFrame, context: str) -> Any:
@@ -869,7 +871,7 @@ class BayesianModel(BaseModel, register=False):
             "method": method,
             "sampler": sampler if method == "nuts" else None,
             "centering": self._centring_report(idata, prep, centering),
-            "time_unit": getattr(data, "attrs", {}).get("time_unit"),
+            "time_unit": prep.time_unit,
             "n_customers": len(prep.customers),
             "n_excluded": prep.n_excluded,
             "n_rows": len(prep.weights),
@@ -1215,7 +1217,12 @@ class BayesianModel(BaseModel, register=False):
             model._resolve_priors(None)
         except ValueError as err:
             raise ModelFileError(f"{source}: field 'clvmodels_config.priors': {err}") from err
-        model._check_posterior(idata, config, source)
+        try:
+            model._check_posterior(idata, config, source)
+        except (OSError, RuntimeError, KeyError) as err:  # lazily read data that fails
+            raise ModelFileError(
+                f"{source}: field 'posterior' cannot be read ({type(err).__name__}: {err})"
+            ) from err
         model._set_from_idata(idata, config)
         return model
 
