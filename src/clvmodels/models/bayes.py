@@ -1391,17 +1391,17 @@ def _conditional_groups(
     ``d_g`` itself: ``u_g - mu`` would lose every digit when ``sigma`` is tiny.
     """
     K = precision.shape[-1]
-    prec = as_data(precision)
-    inv_var = sigma**-2
-    matrix = [
-        [prec[:, i, j] + (inv_var[i] if i == j else 0.0) for j in range(K)] for i in range(K)
-    ]
+    # One shared vector per matrix entry and coordinate: no indexing in the graph.
+    prec = [[as_data(precision[:, i, j]) for j in range(K)] for i in range(K)]
+    inv_var = [sigma[i] ** -2 for i in range(K)]
+    matrix = [[prec[i][j] + inv_var[i] if i == j else prec[i][j] for j in range(K)]
+              for i in range(K)]
     low = _cholesky(matrix)
-    gap = as_data(u_hat) - mu[None, :]
+    gap = [as_data(u_hat[:, j]) - mu[j] for j in range(K)]
     # y = L^{-1} Lambda (u_hat - mu) + w
     y: list[Any] = []
     for i in range(K):
-        entry = sum(prec[:, i, j] * gap[:, j] for j in range(K))
+        entry = sum(prec[i][j] * gap[j] for j in range(K))
         for m in range(i):
             entry = entry - low[i][m] * y[m]
         y.append(entry / low[i][i])
