@@ -38,7 +38,8 @@ from clvmodels.simulate import simulate_bgnbd, simulate_customers
 _LAZY = {
     "HierarchicalBetaGeo": "clvmodels.models.hierarchical",
     "HierarchicalGammaGamma": "clvmodels.models.hierarchical",
-    "compare_loo": "clvmodels.models.hierarchical",
+    "bayesian": "clvmodels.models.bayes",
+    "compare_loo": "clvmodels.models.bayes",
 }
 
 
@@ -70,6 +71,7 @@ __all__ = [
     "PipelineResult",
     "PipelineSettings",
     "add_log_interpurchase_sum",
+    "bayesian",
     "build_report",
     "calibration_holdout_split",
     "compare",

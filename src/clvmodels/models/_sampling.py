@@ -39,12 +39,12 @@ __all__ = ["run_inference", "sample_density"]
 AUTO_NUMBA_TERMS = 5_000
 
 
-def _seed(random_seed: Any) -> int | None:
-    if random_seed is None:
+def _seed(random_state: Any) -> int | None:
+    if random_state is None:
         return None
-    if isinstance(random_seed, np.random.Generator):
-        return int(random_seed.integers(2**31 - 1))
-    return int(random_seed)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    return int(random_state)
 
 
 def _joined_inputs(
@@ -248,7 +248,7 @@ def _sample_nutpie(
     draws: int,
     tune: int,
     chains: int,
-    random_seed: int | None,
+    random_state: int | None,
     progressbar: bool,
     **kwargs: Any,
 ) -> az.InferenceData:
@@ -262,7 +262,7 @@ def _sample_nutpie(
     if backend == "c":
         compiled = _nutpie_c_model(model, var_names)
         idata = _sample_in_processes(
-            compiled, chains, random_seed, progressbar, cores, draws=draws, tune=tune, **kwargs
+            compiled, chains, random_state, progressbar, cores, draws=draws, tune=tune, **kwargs
         )
     elif backend == "numba":
         compiled = nutpie.compile_pymc_model(model, var_names=list(var_names))
@@ -273,7 +273,7 @@ def _sample_nutpie(
                 draws=draws,
                 tune=tune,
                 chains=chains,
-                seed=random_seed,
+                seed=random_state,
                 progress_bar=progressbar,
                 cores=cores,
                 **kwargs,
@@ -295,7 +295,7 @@ def sample_density(
     draws: int,
     tune: int,
     chains: int,
-    random_seed: Any,
+    random_state: Any,
     progressbar: bool,
     dims: dict[str, tuple[str, ...]] | None = None,
     coords: dict[str, list] | None = None,
@@ -312,7 +312,7 @@ def sample_density(
     cores = int(kwargs.pop("cores", min(chains, os.cpu_count() or 1)))
     compiled = _pyfunc_model(make_logp_fn, make_expand_fn, start, var_names, dims, coords)
     idata = _sample_in_processes(
-        compiled, chains, _seed(random_seed), progressbar, cores, draws=draws, tune=tune,
+        compiled, chains, _seed(random_state), progressbar, cores, draws=draws, tune=tune,
         **kwargs,
     )
     idata.posterior = idata.posterior[list(var_names)]
@@ -331,7 +331,7 @@ def run_inference(
     draws: int,
     tune: int,
     chains: int,
-    random_seed: Any,
+    random_state: Any,
     progressbar: bool,
     **kwargs: Any,
 ) -> az.InferenceData:
@@ -343,7 +343,7 @@ def run_inference(
     underlying routine (``nutpie.sample``, ``pm.sample``, ``pm.fit`` or
     ``pm.find_MAP``).
     """
-    seed = _seed(random_seed)
+    seed = _seed(random_state)
     var_names = list(var_names)
     if method == "nuts":
         if sampler == "nutpie":
@@ -355,7 +355,7 @@ def run_inference(
                 draws=draws,
                 tune=tune,
                 chains=chains,
-                random_seed=seed,
+                random_state=seed,
                 progressbar=progressbar,
                 **kwargs,
             )

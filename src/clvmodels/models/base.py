@@ -88,6 +88,7 @@ __all__ = [
     "TransactionModel",
     "check_payload_keys",
     "load",
+    "register_model_factory",
     "registered_models",
     "write_model_file",
 ]
@@ -95,6 +96,9 @@ __all__ = [
 # Every concrete model class registers itself here so that `load` can rebuild it
 # from the name stored in the file, without pickle.
 _REGISTRY: dict[str, type[BaseModel]] = {}
+# Functions that build a model class from its name on demand (e.g. the Bayesian
+# engine's ``Bayesian<Name>``), tried by `load` for names not registered yet.
+_FACTORIES: list[Callable[[str], Any]] = []
 
 @dataclass(frozen=True)
 class SimulatedPurchases:
@@ -214,6 +218,12 @@ class SpendModel(Model, Protocol):
 def registered_models() -> dict[str, type]:
     """Every model class known to :func:`load`, by class name."""
     return dict(_REGISTRY)
+
+
+def register_model_factory(factory: Callable[[str], Any]) -> None:
+    """Let :func:`load` build classes by name: ``factory(name)`` returns one, or None."""
+    if factory not in _FACTORIES:
+        _FACTORIES.append(factory)
 
 
 class BaseModel:
@@ -340,7 +350,8 @@ def load(path: str | Path) -> BaseModel:
             raise ModelFileError(f"{path} is not valid JSON ({type(err).__name__}: {err})") from err
         if not isinstance(payload, dict):
             raise ModelFileError(f"{path} does not hold a JSON object")
-        return _model_class(payload.get("model"), path).from_payload(payload, source=str(path))
+        cls = _model_class(payload.get("model"), path, "from_payload")
+        return cls.from_payload(payload, source=str(path))
     if head.startswith(b"\x89HDF") or head.startswith(b"CDF"):
         try:
             import arviz as az
@@ -352,21 +363,30 @@ def load(path: str | Path) -> BaseModel:
                 f"{path} is not a readable NetCDF model file ({type(err).__name__}: {err})"
             ) from err
         name = attrs.get("clvmodels_model")
-        return _model_class(name, path).from_idata(idata, source=str(path))
+        return _model_class(name, path, "from_idata").from_idata(idata, source=str(path))
     raise ModelFileError(f"{path} is neither a clvmodels JSON nor a NetCDF model file")
 
 
-def _model_class(name: Any, path: Path) -> Any:
-    """The registered class named in a file; model modules are imported on demand."""
+def _model_class(name: Any, path: Path, reader: str) -> Any:
+    """The registered class named in a file, which must read this kind of file
+    (``reader``: its class method); model modules are imported on demand, and
+    registered factories build classes made on demand (``Bayesian<Name>``)."""
     if not isinstance(name, str):
         raise ModelFileError(f"{path}: field 'model' must name a clvmodels model, got {name!r}")
     if name not in _REGISTRY:
         _import_model_modules()
     cls = _REGISTRY.get(name)
+    for factory in _FACTORIES:
+        if cls is not None:
+            break
+        cls = factory(name)
     if cls is None:
         raise ModelFileError(
             f"{path} names an unknown model {name!r}; known models: {sorted(_REGISTRY)}"
         )
+    if not hasattr(cls, reader):
+        kind, other = ("JSON", "NetCDF") if reader == "from_payload" else ("NetCDF", "JSON")
+        raise ModelFileError(f"{path} is a {kind} file, but {name} models are saved as {other}")
     return cls
 
 
