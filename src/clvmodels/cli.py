@@ -8,24 +8,39 @@ runs both on the bundled CDNOW data; ``clvmodels models`` lists the models that
 (:func:`clvmodels.pipeline.run_pipeline`); transaction files are read as
 :func:`clvmodels.rfm_summary` reads them (out of core, in DuckDB).
 
-Errors in the input end the command with one line on stderr and exit code 2, and
-never leave a partial output file behind.
+Failures end the command with one line on stderr (``clvmodels: error: ...``), never a
+traceback, and never leave a partial output file behind; an existing output file is
+replaced only by a complete new one. Exit codes:
+
+====  =====================================================================================
+0     done
+1     an internal error (a bug, or out of memory): the line names the exception; set
+      ``CLVMODELS_TRACEBACK=1`` to see the traceback
+2     bad arguments or settings, bad input data, a file that cannot be read or written
+      (missing, a folder, permission denied, disk full, ...), a model file that cannot be
+      loaded, or a model that cannot be fitted to the data
+130   interrupted (Ctrl-C)
+143   terminated (SIGTERM; 129 for SIGHUP): the output file being written is removed
+====  =====================================================================================
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import pandas as pd
 import typer
+from typer.core import TyperGroup
 
-from clvmodels._io import write_atomically
+from clvmodels._io import describe_os_error, removing_temporary_files_on_signals, write_atomically
 from clvmodels.pipeline import (
     DEFAULT_SPEND_MODEL,
     DEFAULT_TRANSACTION_MODEL,
@@ -37,41 +52,105 @@ from clvmodels.pipeline import (
 )
 from clvmodels.units import unit_name
 
-app = typer.Typer(
-    name="clvmodels",
-    help="Customer lifetime value: BG/NBD, Gamma-Gamma, CLV with intervals, segments.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+try:  # typer 0.20 and later carry their own copy of click
+    from typer._click.exceptions import UsageError as _UsageError
+except ImportError:  # pragma: no cover - older typer, on click
+    from click.exceptions import UsageError as _UsageError
 
-_TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+#: Set (to anything) to see the traceback of an internal error.
+TRACEBACK_VARIABLE = "CLVMODELS_TRACEBACK"
 
 
 class CLIError(Exception):
     """An error the user can fix; printed as one line."""
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    lines = message.strip().splitlines()
+    typer.echo(f"clvmodels: error: {lines[0] if lines else 'failed'}", err=True)
+    raise typer.Exit(code=code)
+
+
+def _failure(err: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message for an exception a command raised."""
+    from clvmodels.errors import ConvergenceError
+
+    text = str(err).strip()
+    if isinstance(err, OSError):
+        return EXIT_USAGE, describe_os_error(err)
+    # DuckDB's own errors (a file it cannot parse) are the user's to fix too.
+    if isinstance(err, CLIError | ValueError | ConvergenceError | KeyError) or type(
+        err
+    ).__module__.startswith("duckdb"):
+        return EXIT_USAGE, text or type(err).__name__
+    if isinstance(err, MemoryError):
+        return EXIT_INTERNAL, f"out of memory ({type(err).__name__}: {text})"
+    first = text.splitlines()[0] if text else ""
+    return EXIT_INTERNAL, (
+        f"internal error, {type(err).__name__}: {first} (please report it; set "
+        f"{TRACEBACK_VARIABLE}=1 to see where it happened)"
+    )
+
+
 def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected failures into a one-line message and exit code 2."""
+    """Turn every failure into a one-line message and its exit code (see the module)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from clvmodels.errors import ConvergenceError
-
         try:
             return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
         except Exception as err:
-            expected = (CLIError, ValueError, OSError, ConvergenceError, KeyError)
-            # DuckDB's own errors (a file it cannot parse) are the user's to fix too.
-            if not isinstance(err, expected) and not type(err).__module__.startswith("duckdb"):
+            code, message = _failure(err)
+            if code == EXIT_INTERNAL and os.environ.get(TRACEBACK_VARIABLE):
                 raise
-            text = str(err).strip()
-            message = text.splitlines()[0] if text else repr(err)
-            typer.echo(f"clvmodels: error: {message}", err=True)
-            raise typer.Exit(code=2) from None
+            _fail(message, code)
 
     return wrapper
+
+
+@contextmanager
+def _usage_errors_in_one_line() -> Iterator[None]:
+    """Argument errors (a value that is not a number, an unknown option) in one line."""
+    try:
+        yield
+    except _UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # shows the help
+            raise
+        hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+        _fail(err.format_message() + hint, EXIT_USAGE)
+
+
+class _Commands(TyperGroup):
+    """The command group: argument errors in one line, Ctrl-C exits 130, and SIGTERM
+    (or SIGHUP) removes the output being written before the command exits 143 (129)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_errors_in_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            with _usage_errors_in_one_line(), removing_temporary_files_on_signals():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise typer.Exit(code=EXIT_INTERRUPTED) from None
+
+
+app = typer.Typer(
+    name="clvmodels",
+    help="Customer lifetime value: BG/NBD, Gamma-Gamma, CLV with intervals, segments.",
+    cls=_Commands,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+_TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def _table_kind(path: Path, what: str) -> str:
@@ -100,12 +179,33 @@ def write_table_atomically(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def _check_output(path: Path, suffixes: tuple[str, ...] | None = None) -> None:
+    """Refuse an output that cannot be written, before any work is done."""
     if path.is_dir():
         raise CLIError(f"output {path} is a directory; give a file name")
     if suffixes is None:
         _table_kind(path, "output file")
     elif path.suffix.lower() not in suffixes:
         raise CLIError(f"output {path} must end in {' or '.join(suffixes)}")
+    _check_folder(path, "output")
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder we may write in."""
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    shown = next((p for p in path.parents if p.absolute() == folder), folder)
+    if not folder.is_dir():
+        raise CLIError(f"cannot write {what} {path}: {shown} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {what} {path}: no permission to write in folder {shown}")
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name the file in the error when writing it fails (disk full, I/O error, ...)."""
+    try:
+        yield
+    except OSError as err:
+        raise CLIError(f"cannot write {path}: {describe_os_error(err)}") from err
 
 
 def _source(transactions: str) -> str:
@@ -231,7 +331,8 @@ def forecast(
     )
     result = run_pipeline(settings, progressbar=not quiet)
     table = result.customers()
-    write_table_atomically(table, output)
+    with _writing(output):
+        write_table_atomically(table, output)
     if not quiet:
         typer.echo(f"Portfolio CLV over {settings.describe_horizon()}: "
                    f"{_fmt_total(result.forecast.total())}")
@@ -361,6 +462,7 @@ def demo(
 
     if output_dir.exists() and not output_dir.is_dir():
         raise CLIError(f"output directory {output_dir} is a file")
+    _check_folder(output_dir / "customers.csv", "output")
     console = Console(quiet=quiet)
     transactions = load_cdnow(sample=True)
     console.print(

@@ -61,6 +61,7 @@ from clvmodels.progress import ProgressBar, progress_bar
 from clvmodels.units import (
     Calendar,
     check_time_unit,
+    cutoff,
     freq_base,
     period_name,
     resolve_time_unit,
@@ -228,6 +229,40 @@ def _fit_options(fit: Any, options: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------
+#: Sampler settings of ``fit_options`` and their smallest values, checked before any
+#: data is read for every model whose ``fit`` names them (Bayesian models).
+_SAMPLER_MINIMUMS = {"draws": 1, "tune": 0, "chains": 1, "cores": 1}
+
+
+def _fit_parameters(spec: Any) -> set[str]:
+    """The keyword arguments a model's ``fit`` names (not its ``**kwargs``)."""
+    target = _model_class(spec, None) if isinstance(spec, str) else spec
+    try:
+        parameters = inspect.signature(target.fit).parameters.values()
+    except (AttributeError, TypeError, ValueError):
+        return set()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in kinds}
+
+
+def _check_sampler_options(
+    options: Mapping[str, Any], models: Mapping[str, tuple[Any, Any]]
+) -> None:
+    """Refuse sampler settings that cannot give a model, naming the setting and model.
+
+    A setting no model's ``fit`` takes is not checked: ``{"draws": 0}`` is how the
+    command line says "no Bayesian model", and a maximum-likelihood fit ignores it.
+    """
+    for spec in {id(m): m for pair in models.values() for m in pair}.values():
+        for name in sorted(_fit_parameters(spec) & set(options) & set(_SAMPLER_MINIMUMS)):
+            value, least = options[name], _SAMPLER_MINIMUMS[name]
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+                raise ValueError(
+                    f"fit_options[{name!r}] must be a whole number >= {least} for "
+                    f"{_label(spec)}, got {value!r}"
+                )
+
+
 def _json(value: Any) -> Any:
     """``value`` as plain JSON types; paths by file name only (no machine paths)."""
     if value is None or isinstance(value, bool | int | float | str):
@@ -351,11 +386,15 @@ class PipelineSettings:
         for name in ("customer_col", "date_col", "value_col"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name} must be a column name, got {getattr(self, name)!r}")
+        self._check_plain_settings()
         calendar = Calendar(self.horizon, self.period, self.discount_rate)
         object.__setattr__(self, "horizon", calendar.horizon)
         object.__setattr__(self, "discount_rate", calendar.discount_rate)
         check_time_unit(self.time_unit)
         freq_base(self.freq)
+        for name in ("observation_end", "calibration_end"):  # dates, before data is read
+            if getattr(self, name) is not None:
+                cutoff(getattr(self, name), name, self.date_format, self.freq)
         if not (isinstance(self.interval, int | float) and 0 < self.interval < 1):
             raise ValueError(f"interval must lie strictly between 0 and 1, got {self.interval!r}")
         n_draws = self.n_draws
@@ -369,6 +408,22 @@ class PipelineSettings:
         if not isinstance(self.fit_options, Mapping):
             raise ValueError(f"fit_options must be a mapping, got {self.fit_options!r}")
         object.__setattr__(self, "fit_options", MappingProxyType(dict(self.fit_options)))
+        _check_sampler_options(self.fit_options, self.models)
+
+    def _check_plain_settings(self) -> None:
+        """Switches, optional names and the seed: of the right type, or refused by name."""
+        for name in ("predictive", "segments"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("group_col", "date_format", "forecast_model"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
+        seed = self.random_state
+        if seed is None or isinstance(seed, np.random.Generator | np.random.SeedSequence):
+            return
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"random_state must be None or a whole number >= 0, got {seed!r}")
 
     def _model_pairs(self) -> dict[str, tuple[Any, Any]]:
         models = self.models
