@@ -388,23 +388,6 @@ def mutated_model_files(draw, saved):
     return name, payload
 
 
-def _known_model_file_hole(payload: dict, err: BaseException | None) -> bool:
-    """Cases models/mle.py still gets wrong (reported; the fix belongs to models/):
-    a ``time_unit`` that is a list or object (TypeError), an integer too large for a
-    float (OverflowError), and a finite, positive-definite covariance so wide that
-    parameter draws overflow to inf or underflow to 0."""
-    if isinstance(err, TypeError):
-        return isinstance(payload.get("time_unit"), list | dict)
-    if isinstance(err, OverflowError):
-        return "int too large" in str(err)
-    if err is None:  # non-finite or zero draws
-        try:
-            return max(abs(float(v)) for row in payload["covariance"] for v in row) > 100
-        except (KeyError, TypeError, ValueError):
-            return False
-    return False
-
-
 def _check_loaded(model, name: str, summary: pd.DataFrame) -> bool:
     """Assert finite, positive parameters and finite predictions; whether the parameter
     draws are finite and positive too."""
@@ -452,12 +435,7 @@ def test_fuzzed_model_files_load_valid_or_are_refused_naming_the_file(
     except ModelFileError as err:
         assert str(path) in _one_line(str(err))
         return
-    except (TypeError, OverflowError) as err:
-        if _known_model_file_hole(payload, err):
-            return
-        raise
-    if not _check_loaded(model, name, cdnow_summary):
-        assert _known_model_file_hole(payload, None), payload
+    assert _check_loaded(model, name, cdnow_summary), payload
 
 
 HEADS = [b"", b"{", b"\xef\xbb\xbf{", b"  {", b"[", b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02",
