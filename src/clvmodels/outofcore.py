@@ -19,6 +19,10 @@ sums, which is bounded by the values added, not by the result: at most about
 (``eps`` = 2.2e-16). Where purchases and refunds nearly cancel, that bound is large
 relative to the mean itself (a mean of -0.0233 from purchases and returns worth
 hundreds may differ in its 13th significant digit); the difference never exceeds it.
+The opt-in columns ``monetary_log_mean`` and ``log_interpurchase_sum`` are sums of logs:
+the gaps between purchase periods are computed with the float operations of the pandas
+path (bit for bit), and the sums then differ by the rounding of the logs (a few units in
+the last place each) and of their addition in another order.
 
 Conventions specific to files:
 

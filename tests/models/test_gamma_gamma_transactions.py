@@ -257,6 +257,27 @@ def _simulated(n, truth, seed, **kwargs):
                             observation_end=log.attrs["observation_end"], log_spend=True)
 
 
+def test_simulated_logs_have_one_purchase_per_customer_and_day():
+    log = simulate_transactions(5_000, BGNBD, FHL, weeks=52, acquisition_weeks=4,
+                                random_state=2, return_latent=True)
+    assert not log.duplicated(["customer_id", "date"]).any()
+    assert log["customer_id"].nunique() == 5_000 and (log["amount"] > 0).all()
+    first = log.groupby("customer_id")["date"].min()
+    assert first.min() == pd.Timestamp("2020-01-06") and first.max() < pd.Timestamp("2020-02-03")
+    assert log["date"].max() <= pd.Timestamp(log.attrs["observation_end"]) == pd.Timestamp(
+        "2020-01-06") + pd.Timedelta(days=52 * 7 - 1)
+    assert (log.groupby("customer_id")["nu"].nunique() == 1).all()
+    # E[X(T)] repeat purchases per customer (BG/NBD, FHL 2005 eq. 7, at each customer's
+    # T) within Monte-Carlo error; same-day purchases merge, which removes about 1%
+    counts = log.groupby("customer_id").size() - 1
+    T = (pd.Timestamp(log.attrs["observation_end"]) - first).dt.days / 7
+    expected = BetaGeo.from_params(BGNBD).expected_purchases_new_customer(t=T.to_numpy())
+    error = counts.mean() - np.mean(expected)
+    assert abs(error) < 4 * counts.std() / np.sqrt(len(counts)), error
+    with pytest.raises(ValueError, match="must not exceed"):
+        simulate_transactions(10, BGNBD, FHL, weeks=4, acquisition_weeks=5)
+
+
 def test_recovers_parameters_from_simulated_transactions():
     truth = {"p": 4.0, "q": 5.0, "gamma": 30.0}
     _, data = _simulated(30_000, truth, seed=4)
