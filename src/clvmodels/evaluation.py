@@ -79,8 +79,9 @@ _FIT_STATISTICS = ("log_likelihood", "aic", "bic", "elpd_loo", "elpd_loo_se")
 #: The spend model of :func:`family_models` (a registry name).
 DEFAULT_SPEND_MODEL = "GammaGamma"
 # Summary columns some models read that rfm_summary does not make, and how to compute
-# each from the transaction log: f(summary, transactions) -> summary with the column.
-_COLUMN_MAKERS: dict[str, Callable[[pd.DataFrame, Any], pd.DataFrame]] = {
+# each from the transaction log: f(summary, transactions, *, date_format) -> summary
+# with the column.
+_COLUMN_MAKERS: dict[str, Callable[..., pd.DataFrame]] = {
     LITT_COLUMN: add_log_interpurchase_sum,
 }
 # Values per block when simulating purchases for intervals (32 MB of float64).
@@ -903,7 +904,9 @@ def _missing_columns(summary: pd.DataFrame, models: Iterable[Any]) -> list[str]:
     return [c for c in read if c not in summary.columns]
 
 
-def add_model_columns(summary: pd.DataFrame, models: Any, transactions: Any) -> pd.DataFrame:
+def add_model_columns(
+    summary: pd.DataFrame, models: Any, transactions: Any, *, date_format: str | None = None
+) -> pd.DataFrame:
     """``summary`` with the columns the models read that it lacks, computed from the log.
 
     Some models read more than :func:`clvmodels.rfm_summary` gives: the (M)BG/CNBD-k
@@ -921,6 +924,8 @@ def add_model_columns(summary: pd.DataFrame, models: Any, transactions: Any) -> 
     transactions : DataFrame or callable
         The transaction log the summary was made from, or a function of no arguments
         that reads it (called only when a column is missing).
+    date_format : str, optional
+        ``strftime`` format of text dates in the log, as in :func:`clvmodels.rfm_summary`.
 
     Raises
     ------
@@ -947,7 +952,7 @@ def add_model_columns(summary: pd.DataFrame, models: Any, transactions: Any) -> 
     if missing and callable(transactions) and not hasattr(transactions, "columns"):
         transactions = transactions()
     for column in missing:
-        summary = _COLUMN_MAKERS[column](summary, transactions)
+        summary = _COLUMN_MAKERS[column](summary, transactions, date_format=date_format)
     return summary
 
 
