@@ -340,7 +340,8 @@ def plot_repeat_purchase_histogram(
     ax.set_xticks(x, table.index)
     ax.set_xlabel("repeat purchases in the calibration period")
     ax.set_ylabel("customers")
-    ax.set_title("Repeat-purchase frequency: model vs actual")
+    ax.set_title(f"Repeat-purchase frequency: {'models' if len(series) > 1 else 'model'} vs "
+                 "actual")
     ax.legend(frameon=False, fontsize="small" if len(series) > 2 else None)
     ax.grid(axis="y", alpha=0.3)
     return ax
@@ -453,8 +454,9 @@ def _plot_tracking(tracking: Any, ax: Any, incremental: bool) -> Any:
     per = f"per {_span(first.attrs.get('step', 1.0), unit_code)}"
     ax.set_xlabel(f"{unit} since {first.attrs.get('start', 'the first purchase')}")
     ax.set_ylabel(f"repeat purchases {per}" if incremental else "cumulative repeat purchases")
+    models = "models" if len(frames) > 1 else "model"
     ax.set_title(
-        ("Incremental" if incremental else "Cumulative") + " repeat purchases: model vs actual"
+        ("Incremental" if incremental else "Cumulative") + f" repeat purchases: {models} vs actual"
     )
     ax.legend(frameon=False, loc="upper left" if not incremental else "best")
     ax.grid(alpha=0.3)
