@@ -623,6 +623,8 @@ def test_compare_default_family_without_the_log(cdnow_split, bgnbd, gamma_gamma)
         compare({"CNBD": (BetaGeoCNBD(), gamma_gamma)}, cdnow_split, progressbar=False)
     with pytest.raises(TypeError, match="calibration_holdout"):
         compare({"BG": (bgnbd, gamma_gamma)})
+    with pytest.raises(ValueError, match="mapping"):
+        compare([(bgnbd, gamma_gamma)], cdnow_split)
 
 
 def test_family_checks_in_one_table(family, cdnow_split, cdnow_transactions):

@@ -1139,7 +1139,7 @@ def compare(
     from scipy import stats  # imported here: scipy.stats is slow to import
 
     context = "compare"
-    if calibration_holdout is None and models is not None and not isinstance(models, Mapping):
+    if calibration_holdout is None and hasattr(models, "columns"):
         models, calibration_holdout = None, models  # compare(split)
     if calibration_holdout is None:
         raise TypeError(f"{context}: pass calibration_holdout, the output of "
