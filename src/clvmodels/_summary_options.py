@@ -23,6 +23,7 @@ __all__ = [
     "REGULARITY_COLUMN",
     "check_log_options",
     "log_attrs",
+    "summary_options_for",
 ]
 
 #: Column added by ``log_spend=True``: mean log value of the repeat purchase periods.
@@ -60,3 +61,16 @@ def log_attrs(frame: pd.DataFrame) -> dict[str, int]:
         return {}
     no_log = frame[LOG_SPEND_COLUMN].isna().to_numpy() & (frame["frequency"].to_numpy() > 0)
     return {NONPOSITIVE_ATTR: int(np.count_nonzero(no_log))}
+
+
+def summary_options_for(columns: Any) -> dict[str, bool]:
+    """The opt-in summary options that give ``columns`` (e.g. the ``data_columns`` of
+    the models that will read the summary).
+
+    Examples
+    --------
+    >>> summary_options_for(["frequency", "recency", "T", "log_interpurchase_sum"])
+    {'log_spend': False, 'regularity': True}
+    """
+    wanted = set(columns)
+    return {"log_spend": LOG_SPEND_COLUMN in wanted, "regularity": REGULARITY_COLUMN in wanted}

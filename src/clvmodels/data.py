@@ -85,6 +85,7 @@ from clvmodels.units import strip_offset_code as _strip_offset_code
 __all__ = [
     "LOG_SPEND_COLUMN",
     "REGULARITY_COLUMN",
+    "add_summary_columns",
     "calibration_holdout_split",
     "compress",
     "compress_arrays",
@@ -1129,6 +1130,77 @@ def _ids_of(frame: pd.DataFrame) -> np.ndarray | pd.Index:
     if isinstance(frame.index, pd.RangeIndex) and "customer_id" in frame.columns:
         return frame["customer_id"].to_numpy()
     return frame.index
+
+
+def add_summary_columns(
+    summary: pd.DataFrame,
+    transactions: Any,
+    *,
+    log_spend: bool = False,
+    regularity: bool = False,
+    date_format: str | None = None,
+) -> pd.DataFrame:
+    """``summary`` with the opt-in columns of :func:`rfm_summary`, from the same log.
+
+    For a summary made without ``log_spend=True`` / ``regularity=True``: the settings
+    come from its ``attrs`` (customer, date and value columns, ``freq``, ``time_unit``
+    and ``calibration_end`` or ``observation_end``), and the columns are those of
+    ``rfm_summary(..., log_spend=..., regularity=...)`` on ``transactions`` (a frame, or
+    files read by DuckDB), so they follow the summary's conventions exactly. Each
+    customer's repeat purchases in the log are checked against its ``frequency``.
+
+    Examples
+    --------
+    >>> from clvmodels import load_cdnow, rfm_summary
+    >>> log = load_cdnow()
+    >>> summary = rfm_summary(log, "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30")
+    >>> add_summary_columns(summary, log, log_spend=True, regularity=True).columns.tolist()
+    ['frequency', 'recency', 'T', 'monetary_value', 'monetary_log_mean', 'log_interpurchase_sum']
+    """
+    from clvmodels._summary_options import LOG_SPEND_COLUMN, REGULARITY_COLUMN
+
+    context = "add_summary_columns"
+    if not (log_spend or regularity):
+        return summary
+    attrs = summary.attrs
+    needed = ("customer_col", "date_col", "freq", "time_unit") + (
+        ("value_col",) if log_spend else ()
+    )
+    lacking = [key for key in needed if not attrs.get(key)]
+    end = attrs.get("calibration_end", attrs.get("observation_end"))
+    if lacking or end is None:
+        raise ValueError(
+            f"{context} needs a summary made by rfm_summary or calibration_holdout_split "
+            f"(its attrs lack {lacking or ['observation_end']})"
+        )
+    extra = rfm_summary(
+        transactions, attrs["customer_col"], attrs["date_col"],
+        attrs.get("value_col") if log_spend else None, observation_end=end,
+        freq=attrs["freq"], time_unit=attrs["time_unit"], date_format=date_format,
+        log_spend=log_spend, regularity=regularity,
+    )
+    repeats = extra["frequency"].reindex(summary.index)
+    if repeats.isna().any():
+        missing = repeats.isna().to_numpy()
+        raise DataValidationError(
+            f"{context}: {int(missing.sum())} customers of the summary have no transactions "
+            f"in this log (first ids {_as_list(summary.index[missing])})"
+        )
+    differ = repeats.to_numpy() != summary["frequency"].to_numpy()
+    if differ.any():
+        raise DataValidationError(
+            f"{context}: the log gives other repeat purchases than the summary's frequency "
+            f"for {int(differ.sum())} customers (first ids {_as_list(summary.index[differ])}): "
+            "is it the same log?"
+        )
+    out = summary.copy()
+    for flag, column in ((log_spend, LOG_SPEND_COLUMN), (regularity, REGULARITY_COLUMN)):
+        if flag:
+            out[column] = extra[column].reindex(summary.index).to_numpy(dtype=float)
+    for key, value in extra.attrs.items():
+        out.attrs.setdefault(key, value)
+    return out
 
 
 def validate_summary(

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, gammaln, polygamma
 
-from clvmodels.data import rfm_summary, validate_summary
+from clvmodels.data import add_summary_columns, validate_summary
 from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError
 from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
@@ -185,37 +185,7 @@ def add_log_interpurchase_sum(
     >>> summary.columns.tolist()
     ['frequency', 'recency', 'T', 'log_interpurchase_sum']
     """
-    attrs = summary.attrs
-    needed = ("customer_col", "date_col", "freq", "time_unit")
-    lacking = [key for key in needed if not attrs.get(key)]
-    end = attrs.get("calibration_end", attrs.get("observation_end"))
-    if lacking or end is None:
-        raise ValueError(
-            "add_log_interpurchase_sum needs a summary made by rfm_summary or "
-            f"calibration_holdout_split (attrs lack {lacking or ['observation_end']}); "
-            "otherwise call log_interpurchase_sum with the summary's settings"
-        )
-    litt = rfm_summary(
-        transactions, attrs["customer_col"], attrs["date_col"], observation_end=end,
-        freq=attrs["freq"], time_unit=attrs["time_unit"], date_format=date_format,
-        regularity=True,
-    )
-    values = litt[LITT_COLUMN].reindex(summary.index)
-    repeats = litt["frequency"].reindex(summary.index)
-    if values.isna().any():
-        ids = summary.index[values.isna().to_numpy()][:5].tolist()
-        raise DataValidationError(
-            f"add_log_interpurchase_sum: {int(values.isna().sum())} customers of the summary "
-            f"have no transactions in this log (first ids {ids})"
-        )
-    if not np.array_equal(repeats.to_numpy(), summary["frequency"].to_numpy()):
-        ids = summary.index[repeats.to_numpy() != summary["frequency"].to_numpy()][:5].tolist()
-        raise DataValidationError(
-            "add_log_interpurchase_sum: the log gives other repeat purchases than the "
-            f"summary's frequency for some customers (first ids {ids}): is it the same log?"
-        )
-    out = summary.copy()
-    out[LITT_COLUMN] = values.to_numpy(dtype=float)
+    out = add_summary_columns(summary, transactions, regularity=True, date_format=date_format)
     _check_litt(out, "add_log_interpurchase_sum")
     return out
 
