@@ -379,6 +379,7 @@ def test_bayesian_versions_clv_segments_and_files(name, group, bayesian_fits, co
                                    model.expected_purchases(t=39, data=cohorts))
 
 
+@pytest.mark.filterwarnings("ignore::clvmodels.errors.SamplingWarning")  # 40 draws
 @pytest.mark.parametrize("name", BAYESIAN)
 def test_command_line_forecasts_with_a_bayesian_model(name, transactions_csv, tmp_path):
     out = tmp_path / "forecast.csv"
