@@ -496,12 +496,26 @@ def expected_cumulative_purchases(
     keep = acquisition_days <= last
     n_late = int(np.count_nonzero(~keep))
     cohorts = pd.DataFrame({"day": acquisition_days[keep], "group": acq_groups[keep]})
-    cohort = cohorts.value_counts().reset_index(name="count")
+    # Covariates: a new customer's purchases depend on them too; each customer's values
+    # are those of its first transaction.
+    covariates = [c for c in _new_customer_columns(model) if c != _model_group_col(model)]
+    missing = [c for c in covariates if c not in frame.columns]
+    if missing:
+        raise DataValidationError(
+            f"{context}: the model's predictions depend on covariate column(s) {missing}, "
+            "which the transaction log does not have"
+        )
+    _, first_rows = np.unique(codes, return_index=True)
+    for col in covariates:
+        cohorts[col] = frame[col].to_numpy()[first_rows][acquisition_codes[keep]]
+    cohort = cohorts.value_counts(dropna=False).reset_index(name="count")
 
     # Exposure of each cohort at each boundary; cohorts share few distinct values.
     exposure_days = bounds[:, None] - cohort["day"].to_numpy()[None, :]
     exposure = np.clip(exposure_days, 0, None) / unit_days
-    expected = _new_customer_purchases(model, exposure, cohort["group"].to_numpy(), group_col)
+    expected = _new_customer_purchases(
+        model, exposure, cohort["group"].to_numpy(), group_col, cohort[covariates]
+    )
     expected_cum = expected @ cohort["count"].to_numpy(dtype=float)
     actual_cum = np.searchsorted(repeat_days, bounds, side="left").astype(float)
 
@@ -563,9 +577,20 @@ def _new_customer_purchases(
     exposure: np.ndarray,
     cohort_groups: np.ndarray,
     group_col: str | None,
+    cohort_covariates: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """E[X(t)] for each (boundary, cohort) exposure, through the model's public API."""
     flat = exposure.ravel()
+    if cohort_covariates is not None and len(cohort_covariates.columns):
+        # One evaluation per (exposure, cohort): each cohort's group and covariates.
+        rows = pd.DataFrame(
+            {c: np.tile(cohort_covariates[c].to_numpy(), exposure.shape[0])
+             for c in cohort_covariates.columns}
+        )
+        if group_col is not None:
+            rows[_model_group_col(model) or group_col] = np.tile(cohort_groups, exposure.shape[0])
+        values = model.expected_purchases_new_customer(t=flat, data=rows)
+        return np.asarray(values, dtype=float).reshape(exposure.shape)
     if group_col is None:
         values, inverse = np.unique(flat, return_inverse=True)
         out = np.asarray(model.expected_purchases_new_customer(t=values), dtype=float)

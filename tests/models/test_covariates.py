@@ -43,22 +43,6 @@ BG_POINT = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5, **COEFFICIENTS}
 PNBD_POINT = {"r": 0.55, "alpha": 10.5, "s": 0.6, "beta": 11.7, **COEFFICIENTS}
 
 
-@pytest.fixture(scope="module")
-def cdnow_covariates(cdnow_transactions, cdnow_summary):
-    """The CDNOW calibration summary with covariates derived from the log itself: the
-    number of CDs in the first order (``first_cds``), whether it was more than one
-    (``multi_cd``, numeric 0/1) and a made-up three-level ``channel``."""
-    tx = cdnow_transactions.sort_values(["customer_id", "date"], kind="stable")
-    first = tx.groupby("customer_id")["quantity"].first().reindex(cdnow_summary.index)
-    frame = cdnow_summary.copy()
-    frame["first_cds"] = first.astype(float)
-    frame["multi_cd"] = (first > 1).astype(float)
-    frame["channel"] = np.array(["web", "store", "email"], dtype=object)[
-        np.asarray(frame.index) % 3
-    ]
-    return frame
-
-
 def _arrays(model, frame):
     arrays = {c: frame[c].to_numpy(float) for c in model._likelihood_columns()}
     arrays[DESIGN] = model.covariate_design_.matrix(frame, "test")

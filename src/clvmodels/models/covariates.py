@@ -451,9 +451,12 @@ class CovariateDesign:
         return {"levels": {c: list(v) for c, v in self.levels.items()}}
 
     @classmethod
-    def from_json(cls, spec: CovariateSpec, value: Any, source: str) -> CovariateDesign:
-        """The fitted design saved with a model, every field checked."""
-        field_ = "extra.covariates"
+    def from_json(
+        cls, spec: CovariateSpec, value: Any, source: str, field: str = "extra.covariates"
+    ) -> CovariateDesign:
+        """The fitted design saved with a model, every field checked (``field``: where it
+        sits in the file, for the messages)."""
+        field_ = field
         if not isinstance(value, Mapping) or set(value) != {"levels"}:
             raise ModelFileError(f"{source}: field '{field_}' must be an object with 'levels'")
         levels = value["levels"]

@@ -451,7 +451,10 @@ class MaximumLikelihoodModel(BaseModel, register=False):
             return base
         coefficients = list(design.coefficients)
         if draws is None:
-            gamma = self.params_[coefficients].to_numpy(dtype=float)
+            point = self.params_[coefficients]
+            if isinstance(point, pd.DataFrame):  # grouped models: shared by every group
+                point = point.iloc[0]
+            gamma = point.to_numpy(dtype=float)
         else:
             frame = draws
             if "draw" in draws.columns:  # long frames of grouped models: one row per group
