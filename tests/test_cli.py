@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -193,10 +195,238 @@ def test_demo_writes_table_models_and_report(tmp_path):
     result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path), "--draws", "100",
                                  "--mcmc-draws", "0"])
     assert result.exit_code == 0, result.output
-    assert "BetaGeo parameters" in result.output
+    # The family is compared; the best on holdout value (MBG/NBD on CDNOW) forecasts.
+    assert "ModifiedBetaGeo parameters" in result.output
     assert "Top 10 customers by CLV" in result.output
     table = pd.read_csv(tmp_path / "customers.csv", index_col=0)
     assert len(table) == 2357
     assert {"clv", "clv_lower", "clv_upper", "tier"} <= set(table.columns)
-    assert (tmp_path / "beta_geo.json").exists() and (tmp_path / "gamma_gamma.json").exists()
+    assert {p.name for p in tmp_path.glob("*.json")} == {"modified_beta_geo.json",
+                                                         "gamma_gamma.json"}
     assert (tmp_path / "report.html").stat().st_size > 50_000
+    assert "4 models compared" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_report_model_selection_defaults(transactions_csv, tmp_path, monkeypatch):
+    import clvmodels.report
+
+    seen = []
+    monkeypatch.setattr(clvmodels.report, "build_report",
+                        lambda *args, **kwargs: seen.append(kwargs) or args[5])
+    base = ["report", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
+            "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
+            "--output", str(tmp_path / "r.html"), "--quiet"]
+    # No --model: the family (the report's default), the best forecasting, no MCMC.
+    assert runner.invoke(app, base).exit_code == 0
+    assert (seen[-1]["models"], seen[-1]["forecast_model"], seen[-1]["bayesian"]) == (
+        None, None, False)
+    # A forecasting model by its transaction model's name; the Bayesian versions too.
+    assert runner.invoke(app, [*base, "--forecast-model", "ParetoNBD", "--bayesian"]).exit_code == 0
+    assert seen[-1]["forecast_model"] == "ParetoNBD + GammaGamma" and seen[-1]["bayesian"]
+    args = [*base, "--model", "BetaGeoCNBD", "--model", "ParetoNBD", "--spend-model",
+            "GammaGamma", "--forecast-model", "ParetoNBD + GammaGamma"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert seen[-1]["models"] == {"BetaGeoCNBD + GammaGamma": ("BetaGeoCNBD", "GammaGamma"),
+                                  "ParetoNBD + GammaGamma": ("ParetoNBD", "GammaGamma")}
+    assert seen[-1]["forecast_model"] == "ParetoNBD + GammaGamma"
+
+
+def test_report_forecast_model_must_be_compared(transactions_csv, tmp_path):
+    result = runner.invoke(app, [
+        "report", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
+        "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
+        "--output", str(tmp_path / "r.html"), "--model", "BetaGeo", "--forecast-model",
+        "ParetoNBD",
+    ])
+    assert result.exit_code == 2
+    assert "forecast_model='ParetoNBD + GammaGamma' is not one of ['BetaGeo + GammaGamma']" in (
+        result.output)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------
+# Reliability (issue 15): one line on stderr and a documented exit code, never a
+# traceback; an existing output untouched and nothing left beside it
+# --------------------------------------------------------------------------------------
+def _one_line(result, code):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clvmodels: error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--n-draws", "nan"], "Invalid value for '--n-draws'"),
+        (["--n-draws", "0"], "n_draws must be a positive whole number, got 0"),
+        (["--horizon", "abc"], "Invalid value for '--horizon'"),
+        (["--horizon", "1000000"], "horizon=1000000 periods is beyond the supported 10,000"),
+        (["--horizon", "0"], "horizon must be at least 1 period"),
+        (["--interval", "1.5"], "interval must lie strictly between 0 and 1, got 1.5"),
+        (["--interval", "nan"], "interval must lie strictly between 0 and 1, got nan"),
+        (["--discount-rate", "-0.01"], "discount_rate must be a finite non-negative rate"),
+        (["--discount-rate", "inf"], "discount_rate must be a finite non-negative rate"),
+        (["--period", "fortnight"], "period='fortnight' is not supported"),
+        (["--time-unit", "fortnight"], "time_unit"),
+        (["--freq", "x"], "freq"),
+        (["--seed", "-1"], "random_state must be None or a whole number >= 0, got -1"),
+        (["--observation-end", "yesterday"], "observation_end='yesterday' is not a date"),
+        (["--observation-end", "9999-12-31"], "outside the supported years 1678 to 2261"),
+        (["--model", "os.system"], "unknown transaction model 'os.system'"),
+        (["--model", "HierarchicalBetaGeo", "--mcmc-draws", "-3"],
+         "fit_options['draws'] must be a whole number >= 1 for HierarchicalBetaGeo, got -3"),
+        (["--model", "HierarchicalBetaGeo", "--mcmc-chains", "0"],
+         "fit_options['chains'] must be a whole number >= 1 for HierarchicalBetaGeo, got 0"),
+        (["--no-such-option", "1"], "No such option: --no-such-option"),
+    ],
+)
+def test_settings_are_refused_up_front_in_one_line(tmp_path, extra, message, monkeypatch):
+    """Refused before the data is read: the transactions file here does not parse."""
+    src = tmp_path / "tx.csv"
+    src.write_text("this is not read\n")
+    out = tmp_path / "f.csv"
+    out.write_text("old")
+    line = _one_line(runner.invoke(app, _forecast_args(src, out, *extra)), 2)
+    assert message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv", "tx.csv"]
+    assert out.read_text() == "old"
+
+
+def test_mcmc_settings_of_no_bayesian_model_are_not_checked(transactions_csv, tmp_path):
+    out = tmp_path / "f.csv"
+    result = runner.invoke(app, _forecast_args(transactions_csv, out, "--mcmc-draws", "0"))
+    assert result.exit_code == 0, result.output
+
+
+def test_file_errors_name_the_file_before_any_work(transactions_csv, tmp_path):
+    (tmp_path / "plain").write_text("x")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "output under a file": (transactions_csv, tmp_path / "plain" / "f.csv",
+                                f"cannot write output {tmp_path / 'plain' / 'f.csv'}: "
+                                f"{tmp_path / 'plain'} is a file, not a folder"),
+        "output is a folder": (transactions_csv, tmp_path / "empty",
+                               "is a directory; give a file name"),
+        "input is an empty folder": (tmp_path / "empty", tmp_path / "f.csv",
+                                     "holds no Parquet or CSV files"),
+        "input under a file": (tmp_path / "plain" / "tx.csv", tmp_path / "f.csv",
+                               "does not exist"),
+        "input is not a table": (tmp_path / "plain", tmp_path / "f.csv", "cannot tell the format"),
+    }
+    for name, (src, out, message) in cases.items():
+        line = _one_line(runner.invoke(app, _forecast_args(src, out)), 2)
+        assert message in line, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "plain"]
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_an_output_folder_without_write_permission_is_refused_up_front(
+    transactions_csv, tmp_path, monkeypatch
+):
+    # Root may write anywhere, so the permission answer is simulated.
+    monkeypatch.setattr("clvmodels.cli.os.access", lambda path, mode: False)
+    line = _one_line(runner.invoke(app, _forecast_args(transactions_csv, tmp_path / "f.csv")), 2)
+    assert "no permission to write in folder" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (OSError(28, "No space left on device"), "No space left on device"),
+        (OSError(5, "Input/output error"), "input/output error"),
+        (PermissionError(13, "Permission denied", "f.csv"), "permission denied: f.csv"),
+        (KeyboardInterrupt(), None),
+    ],
+)
+def test_a_failed_write_leaves_the_old_output_and_no_temporary(
+    transactions_csv, tmp_path, monkeypatch, error, message
+):
+    out = tmp_path / "f.csv"
+    out.write_text("old")
+
+    def failing_to_csv(self, path, *args, **kwargs):
+        Path(path).write_text("half")
+        raise error
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", failing_to_csv)
+    result = runner.invoke(app, _forecast_args(transactions_csv, out))
+    if message is None:  # Ctrl-C: exit 130, quietly
+        assert result.exit_code == 130 and "Traceback" not in result.output
+    else:
+        line = _one_line(result, 2)
+        assert line.startswith(f"clvmodels: error: cannot write {out}: ")
+        assert message.lower() in line.lower()
+    assert [p.name for p in tmp_path.iterdir()] == ["f.csv"]
+    assert out.read_text() == "old"
+
+
+def test_an_unreadable_input_is_one_line(transactions_csv, tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(transactions_csv))
+
+    monkeypatch.setattr("clvmodels.cli.run_pipeline", denied)
+    line = _one_line(runner.invoke(app, _forecast_args(transactions_csv, tmp_path / "f.csv")), 2)
+    assert line == f"clvmodels: error: permission denied: {transactions_csv}"
+
+
+def test_an_internal_error_is_one_line_with_exit_1(transactions_csv, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'posterior'\nmore detail")
+
+    monkeypatch.setattr("clvmodels.cli.run_pipeline", broken)
+    args = _forecast_args(transactions_csv, tmp_path / "f.csv")
+    line = _one_line(runner.invoke(app, args), 1)
+    assert "internal error, AttributeError: 'NoneType' object has no attribute" in line
+    assert "CLVMODELS_TRACEBACK=1" in line
+    # Asked for, the traceback is there.
+    monkeypatch.setenv("CLVMODELS_TRACEBACK", "1")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and isinstance(result.exception, AttributeError)
+
+
+def test_out_of_memory_is_one_line(transactions_csv, tmp_path, monkeypatch):
+    def hungry(*args, **kwargs):
+        raise MemoryError("Unable to allocate 80.0 GiB")
+
+    monkeypatch.setattr("clvmodels.cli.run_pipeline", hungry)
+    line = _one_line(runner.invoke(app, _forecast_args(transactions_csv, tmp_path / "f.csv")), 1)
+    assert "out of memory (MemoryError: Unable to allocate 80.0 GiB)" in line
+
+
+def test_ctrl_c_during_the_run_exits_130_and_writes_nothing(transactions_csv, tmp_path,
+                                                            monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("clvmodels.cli.run_pipeline", interrupted)
+    result = runner.invoke(app, _forecast_args(transactions_csv, tmp_path / "f.csv"))
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_signal_handlers_are_restored_after_a_command(transactions_csv, tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        raise ValueError("stop here")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("clvmodels.cli.run_pipeline", spy)
+        _one_line(runner.invoke(app, _forecast_args(transactions_csv, tmp_path / "f.csv")), 2)
+    assert seen and seen[0] is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_report_refuses_an_output_under_a_file_before_fitting(transactions_csv, tmp_path):
+    (tmp_path / "plain").write_text("x")
+    result = runner.invoke(app, [
+        "report", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
+        "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
+        "--output", str(tmp_path / "plain" / "r.html"), "--mcmc-draws", "0",
+    ])
+    assert "plain is a file, not a folder" in _one_line(result, 2)

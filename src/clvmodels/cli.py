@@ -1,31 +1,48 @@
 """The ``clvmodels`` command line.
 
 ``clvmodels forecast`` turns a transaction log into a per-customer forecast file,
-``clvmodels report`` into an HTML model-comparison report, and ``clvmodels demo``
-runs both on the bundled CDNOW data; ``clvmodels models`` lists the models that
-``--model`` and ``--spend-model`` accept. Every command parses its arguments into
+``clvmodels report`` into an HTML model-comparison report (by default of the whole
+family: every maximum-likelihood transaction model with Gamma-Gamma, the best on the
+holdout forecasting), and ``clvmodels demo`` runs both on the bundled CDNOW data;
+``clvmodels models`` lists the models that ``--model`` and ``--spend-model`` accept
+(every registered model, by name). Every command parses its arguments into
 :class:`clvmodels.pipeline.PipelineSettings` and runs the one pipeline
 (:func:`clvmodels.pipeline.run_pipeline`); transaction files are read as
 :func:`clvmodels.rfm_summary` reads them (out of core, in DuckDB).
 
-Errors in the input end the command with one line on stderr and exit code 2, and
-never leave a partial output file behind.
+Failures end the command with one line on stderr (``clvmodels: error: ...``), never a
+traceback, and never leave a partial output file behind; an existing output file is
+replaced only by a complete new one. Exit codes:
+
+====  =====================================================================================
+0     done
+1     an internal error (a bug, or out of memory): the line names the exception; set
+      ``CLVMODELS_TRACEBACK=1`` to see the traceback
+2     bad arguments or settings, bad input data, a file that cannot be read or written
+      (missing, a folder, permission denied, disk full, ...), a model file that cannot be
+      loaded, or a model that cannot be fitted to the data
+130   interrupted (Ctrl-C)
+143   terminated (SIGTERM; 129 for SIGHUP): the output file being written is removed
+====  =====================================================================================
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import pandas as pd
 import typer
+from typer.core import TyperGroup
 
-from clvmodels._io import write_atomically
+from clvmodels._io import describe_os_error, removing_temporary_files_on_signals, write_atomically
 from clvmodels.pipeline import (
     DEFAULT_SPEND_MODEL,
     DEFAULT_TRANSACTION_MODEL,
@@ -37,41 +54,105 @@ from clvmodels.pipeline import (
 )
 from clvmodels.units import unit_name
 
-app = typer.Typer(
-    name="clvmodels",
-    help="Customer lifetime value: BG/NBD, Gamma-Gamma, CLV with intervals, segments.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+try:  # typer 0.20 and later carry their own copy of click
+    from typer._click.exceptions import UsageError as _UsageError
+except ImportError:  # pragma: no cover - older typer, on click
+    from click.exceptions import UsageError as _UsageError
 
-_TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+#: Set (to anything) to see the traceback of an internal error.
+TRACEBACK_VARIABLE = "CLVMODELS_TRACEBACK"
 
 
 class CLIError(Exception):
     """An error the user can fix; printed as one line."""
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    lines = message.strip().splitlines()
+    typer.echo(f"clvmodels: error: {lines[0] if lines else 'failed'}", err=True)
+    raise typer.Exit(code=code)
+
+
+def _failure(err: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message for an exception a command raised."""
+    from clvmodels.errors import ConvergenceError
+
+    text = str(err).strip()
+    if isinstance(err, OSError):
+        return EXIT_USAGE, describe_os_error(err)
+    # DuckDB's own errors (a file it cannot parse) are the user's to fix too.
+    if isinstance(err, CLIError | ValueError | ConvergenceError | KeyError) or type(
+        err
+    ).__module__.startswith("duckdb"):
+        return EXIT_USAGE, text or type(err).__name__
+    if isinstance(err, MemoryError):
+        return EXIT_INTERNAL, f"out of memory ({type(err).__name__}: {text})"
+    first = text.splitlines()[0] if text else ""
+    return EXIT_INTERNAL, (
+        f"internal error, {type(err).__name__}: {first} (please report it; set "
+        f"{TRACEBACK_VARIABLE}=1 to see where it happened)"
+    )
+
+
 def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected failures into a one-line message and exit code 2."""
+    """Turn every failure into a one-line message and its exit code (see the module)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from clvmodels.errors import ConvergenceError
-
         try:
             return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
         except Exception as err:
-            expected = (CLIError, ValueError, OSError, ConvergenceError, KeyError)
-            # DuckDB's own errors (a file it cannot parse) are the user's to fix too.
-            if not isinstance(err, expected) and not type(err).__module__.startswith("duckdb"):
+            code, message = _failure(err)
+            if code == EXIT_INTERNAL and os.environ.get(TRACEBACK_VARIABLE):
                 raise
-            text = str(err).strip()
-            message = text.splitlines()[0] if text else repr(err)
-            typer.echo(f"clvmodels: error: {message}", err=True)
-            raise typer.Exit(code=2) from None
+            _fail(message, code)
 
     return wrapper
+
+
+@contextmanager
+def _usage_errors_in_one_line() -> Iterator[None]:
+    """Argument errors (a value that is not a number, an unknown option) in one line."""
+    try:
+        yield
+    except _UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # shows the help
+            raise
+        hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+        _fail(err.format_message() + hint, EXIT_USAGE)
+
+
+class _Commands(TyperGroup):
+    """The command group: argument errors in one line, Ctrl-C exits 130, and SIGTERM
+    (or SIGHUP) removes the output being written before the command exits 143 (129)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_errors_in_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            with _usage_errors_in_one_line(), removing_temporary_files_on_signals():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise typer.Exit(code=EXIT_INTERRUPTED) from None
+
+
+app = typer.Typer(
+    name="clvmodels",
+    help="Customer lifetime value: BG/NBD, Gamma-Gamma, CLV with intervals, segments.",
+    cls=_Commands,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+_TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def _table_kind(path: Path, what: str) -> str:
@@ -100,12 +181,33 @@ def write_table_atomically(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def _check_output(path: Path, suffixes: tuple[str, ...] | None = None) -> None:
+    """Refuse an output that cannot be written, before any work is done."""
     if path.is_dir():
         raise CLIError(f"output {path} is a directory; give a file name")
     if suffixes is None:
         _table_kind(path, "output file")
     elif path.suffix.lower() not in suffixes:
         raise CLIError(f"output {path} must end in {' or '.join(suffixes)}")
+    _check_folder(path, "output")
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder we may write in."""
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    shown = next((p for p in path.parents if p.absolute() == folder), folder)
+    if not folder.is_dir():
+        raise CLIError(f"cannot write {what} {path}: {shown} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {what} {path}: no permission to write in folder {shown}")
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name the file in the error when writing it fails (disk full, I/O error, ...)."""
+    try:
+        yield
+    except OSError as err:
+        raise CLIError(f"cannot write {path}: {describe_os_error(err)}") from err
 
 
 def _source(transactions: str) -> str:
@@ -231,7 +333,8 @@ def forecast(
     )
     result = run_pipeline(settings, progressbar=not quiet)
     table = result.customers()
-    write_table_atomically(table, output)
+    with _writing(output):
+        write_table_atomically(table, output)
     if not quiet:
         typer.echo(f"Portfolio CLV over {settings.describe_horizon()}: "
                    f"{_fmt_total(result.forecast.total())}")
@@ -243,7 +346,7 @@ def forecast(
 def _report_models(
     models: list[str] | None, spend_models: list[str] | None
 ) -> dict[str, tuple[str, str]] | None:
-    """``--model`` / ``--spend-model`` as named pairs (None: the report's default set)."""
+    """``--model`` / ``--spend-model`` as named pairs (None: the family)."""
     if not models:
         if spend_models:
             raise CLIError("--spend-model needs --model: name the transaction models too")
@@ -256,6 +359,14 @@ def _report_models(
             f"give one --spend-model, or one for each --model ({len(models)}), not {len(spend)}"
         )
     return {f"{tx} + {sp}": (tx, sp) for tx, sp in zip(models, spend, strict=True)}
+
+
+def _forecast_pair(name: str | None, spend_models: list[str] | None) -> str | None:
+    """``--forecast-model``: a pair's name, or a transaction model's (with the spend model)."""
+    if name is None or " + " in name:
+        return name
+    spend = spend_models[0] if spend_models and len(set(spend_models)) == 1 else None
+    return f"{name} + {spend or DEFAULT_SPEND_MODEL}"
 
 
 @app.command()
@@ -273,14 +384,25 @@ def report(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            help="Transaction model to compare, by name (repeat for several; default: BetaGeo "
-            "and, with --mcmc-draws > 0, its hierarchical Bayesian version). The first forecasts."
+            help="Transaction model to compare, by name (repeat for several; see `clvmodels "
+            "models`). Default: the whole family (every maximum-likelihood transaction model)."
         ),
     ] = None,
     spend_model: Annotated[
         list[str] | None,
         typer.Option(help="Spend model: one for all --model, or one each (default: GammaGamma)"),
     ] = None,
+    forecast_model: Annotated[
+        str | None,
+        typer.Option(
+            help="The model that forecasts CLV: a transaction model or 'Model + SpendModel' "
+            "(default: the best on the holdout, by squared error of value per customer)"
+        ),
+    ] = None,
+    bayesian: Annotated[
+        bool,
+        typer.Option(help="Also compare the Bayesian versions of the family (MCMC: slow)"),
+    ] = False,
     group_col: GroupCol = None,
     horizon: Horizon = 12,
     period: Period = "M",
@@ -289,7 +411,7 @@ def report(
     n_draws: NDraws = 1000,
     mcmc_draws: Annotated[
         int,
-        typer.Option(help="Posterior draws per chain for Bayesian models (0: none by default)"),
+        typer.Option(help="Posterior draws per chain for Bayesian models (0: no --bayesian)"),
     ] = 500,
     mcmc_tune: McmcTune = 500,
     mcmc_chains: McmcChains = 2,
@@ -315,6 +437,8 @@ def report(
         observation_end=observation_end,
         group_col=group_col,
         models=_report_models(model, spend_model),
+        forecast_model=_forecast_pair(forecast_model, spend_model),
+        bayesian=bayesian,
         mcmc_draws=mcmc_draws,
         mcmc_tune=mcmc_tune,
         mcmc_chains=mcmc_chains,
@@ -350,17 +474,19 @@ def demo(
 ) -> None:
     """Run the main job on the bundled CDNOW sample and write the results.
 
-    Models are fitted on the calibration period of Fader, Hardie & Lee (2005) and
-    compared on the 39-week holdout that follows; the maximum-likelihood pair,
-    refitted on all of the sample's history, forecasts CLV.
+    The family (and, with --mcmc-draws > 0, the Bayesian BG/NBD) is fitted on the
+    calibration period of Fader, Hardie & Lee (2005) and compared on the 39-week holdout
+    that follows; the best on holdout value, refitted on all of the sample's history,
+    forecasts CLV.
     """
     from rich.console import Console
 
     from clvmodels.datasets import load_cdnow
-    from clvmodels.report import default_models, write_report
+    from clvmodels.report import write_report
 
     if output_dir.exists() and not output_dir.is_dir():
         raise CLIError(f"output directory {output_dir} is a file")
+    _check_folder(output_dir / "customers.csv", "output")
     console = Console(quiet=quiet)
     transactions = load_cdnow(sample=True)
     console.print(
@@ -375,7 +501,7 @@ def demo(
         "amount",
         calibration_end="1997-09-30",
         observation_end="1998-06-30",
-        models=default_models(bayesian=mcmc_draws > 0),
+        models=_demo_models(mcmc_draws > 0),
         fit_options=_mcmc(mcmc_draws, 500, 2),
         n_draws=n_draws,
         predictive=True,
@@ -394,6 +520,18 @@ def demo(
         progressbar=not quiet,
     )
     console.print(f"Wrote the model comparison report to {report_path}")
+
+
+def _demo_models(bayesian: bool) -> dict[str, Any]:
+    """The family, and with ``bayesian`` the hierarchical Bayesian BG/NBD (one MCMC fit)."""
+    from clvmodels.report import default_models
+
+    models: dict[str, Any] = dict(default_models())
+    if bayesian:
+        models["HierarchicalBetaGeo + HierarchicalGammaGamma"] = (
+            "HierarchicalBetaGeo", "HierarchicalGammaGamma"
+        )
+    return models
 
 
 @app.command(name="models")

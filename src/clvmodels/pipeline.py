@@ -10,9 +10,19 @@ all run it, so the flow exists once:
    ``models`` is fitted and scored (:func:`clvmodels.evaluation.compare`);
 2. the summary of all the data up to ``observation_end``
    (:func:`clvmodels.rfm_summary`);
-3. the forecasting pair (``forecast_model``) fitted on that summary;
+3. the forecasting pair fitted on that summary: ``forecast_model`` where named, else
+   the pair that forecast the holdout value best (lowest squared error per customer;
+   the first pair without a holdout);
 4. discounted CLV with intervals (:func:`clvmodels.customer_lifetime_value`);
 5. value tiers with membership probabilities (:func:`clvmodels.segment`).
+
+By default ``models`` is the whole family (:func:`clvmodels.evaluation.family_models`:
+every maximum-likelihood transaction model with Gamma-Gamma); without a holdout only
+the first pair (BG/NBD) is fitted. A model that reads a column the default summary
+lacks (``BetaGeoCNBD``: ``log_interpurchase_sum``; ``GammaGammaTransactions``:
+``monetary_log_mean``) gets it from the summary itself, asked for with the opt-in
+options of :func:`clvmodels.rfm_summary` (``regularity``, ``log_spend``) only when such a
+model is used.
 
 Data is read once, by the functions that read it everywhere else: a pandas or Polars
 frame in memory; a path, glob, folder or list of Parquet / CSV files out of core in
@@ -57,10 +67,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._summary_options import summary_options_for
+from clvmodels.evaluation import family_models
 from clvmodels.progress import ProgressBar, progress_bar
 from clvmodels.units import (
     Calendar,
     check_time_unit,
+    cutoff,
     freq_base,
     period_name,
     resolve_time_unit,
@@ -228,6 +241,40 @@ def _fit_options(fit: Any, options: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------
+#: Sampler settings of ``fit_options`` and their smallest values, checked before any
+#: data is read for every model whose ``fit`` names them (Bayesian models).
+_SAMPLER_MINIMUMS = {"draws": 1, "tune": 0, "chains": 1, "cores": 1}
+
+
+def _fit_parameters(spec: Any) -> set[str]:
+    """The keyword arguments a model's ``fit`` names (not its ``**kwargs``)."""
+    target = _model_class(spec, None) if isinstance(spec, str) else spec
+    try:
+        parameters = inspect.signature(target.fit).parameters.values()
+    except (AttributeError, TypeError, ValueError):
+        return set()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in kinds}
+
+
+def _check_sampler_options(
+    options: Mapping[str, Any], models: Mapping[str, tuple[Any, Any]]
+) -> None:
+    """Refuse sampler settings that cannot give a model, naming the setting and model.
+
+    A setting no model's ``fit`` takes is not checked: ``{"draws": 0}`` is how the
+    command line says "no Bayesian model", and a maximum-likelihood fit ignores it.
+    """
+    for spec in {id(m): m for pair in models.values() for m in pair}.values():
+        for name in sorted(_fit_parameters(spec) & set(options) & set(_SAMPLER_MINIMUMS)):
+            value, least = options[name], _SAMPLER_MINIMUMS[name]
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+                raise ValueError(
+                    f"fit_options[{name!r}] must be a whole number >= {least} for "
+                    f"{_label(spec)}, got {value!r}"
+                )
+
+
 def _json(value: Any) -> Any:
     """``value`` as plain JSON types; paths by file name only (no machine paths)."""
     if value is None or isinstance(value, bool | int | float | str):
@@ -288,15 +335,19 @@ class PipelineSettings:
         Period of aggregation and unit of ``recency`` / ``T``, as in
         :func:`clvmodels.rfm_summary` (default: days, weeks).
     models : mapping of name to (transaction, spend), or one (transaction, spend) pair
-        Model pairs, each model a registry name, a class or an object; default
-        ``("BetaGeo", "GammaGamma")``. Several pairs are compared on the holdout
-        (``calibration_end``).
+        Model pairs, each model a registry name, a class or an object. Default: the
+        family, :func:`clvmodels.evaluation.family_models` by name
+        (``"BetaGeo + GammaGamma"``, ``"BetaGeoCNBD + GammaGamma"``,
+        ``"ModifiedBetaGeo + GammaGamma"``, ``"ParetoNBD + GammaGamma"``). Several
+        pairs are compared on the holdout (``calibration_end``).
     forecast_model : str, optional
-        The name of the pair that forecasts CLV (default: the first).
+        The name of the pair that forecasts CLV. Default: with ``calibration_end`` and
+        several pairs, the one that forecast the holdout value best (lowest squared
+        error per customer, ``comparison.attrs["best"]``); otherwise the first.
     fit_options : mapping, optional
         Options for every ``fit`` that accepts them (e.g. ``{"draws": 500,
-        "tune": 500, "chains": 2}`` for Bayesian models); ``random_seed`` defaults to
-        ``random_state`` where a fit takes one.
+        "tune": 500, "chains": 2}`` for Bayesian models); every fit that takes a
+        ``random_state`` gets the pipeline's unless the options give one.
     horizon, period, discount_rate : int, str, float
         The CLV forecast: ``horizon`` periods of ``period`` at ``discount_rate`` per
         period (see :class:`clvmodels.units.Calendar`).
@@ -315,8 +366,11 @@ class PipelineSettings:
     --------
     >>> from clvmodels import load_cdnow
     >>> settings = PipelineSettings(load_cdnow(), "customer_id", "date", "amount")
-    >>> dict(settings.models)
-    {'BetaGeo + GammaGamma': ('BetaGeo', 'GammaGamma')}
+    >>> list(settings.models)  # doctest: +NORMALIZE_WHITESPACE
+    ['BetaGeo + GammaGamma', 'BetaGeoCNBD + GammaGamma', 'ModifiedBetaGeo + GammaGamma',
+     'ParetoNBD + GammaGamma']
+    >>> settings.models["ParetoNBD + GammaGamma"], settings.forecast_name
+    (('ParetoNBD', 'GammaGamma'), 'BetaGeo + GammaGamma')
     >>> settings.calendar.describe()
     '12 months at 0.01 a month'
     >>> PipelineSettings(load_cdnow(), "customer_id", "date", "amount", period="fortnight")
@@ -335,7 +389,7 @@ class PipelineSettings:
     calibration_end: Any = None
     freq: str = "D"
     time_unit: str = "W"
-    models: Any = (DEFAULT_TRANSACTION_MODEL, DEFAULT_SPEND_MODEL)
+    models: Any = None
     forecast_model: str | None = None
     fit_options: Mapping[str, Any] = field(default_factory=dict)
     horizon: int = 12
@@ -351,11 +405,15 @@ class PipelineSettings:
         for name in ("customer_col", "date_col", "value_col"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name} must be a column name, got {getattr(self, name)!r}")
+        self._check_plain_settings()
         calendar = Calendar(self.horizon, self.period, self.discount_rate)
         object.__setattr__(self, "horizon", calendar.horizon)
         object.__setattr__(self, "discount_rate", calendar.discount_rate)
         check_time_unit(self.time_unit)
         freq_base(self.freq)
+        for name in ("observation_end", "calibration_end"):  # dates, before data is read
+            if getattr(self, name) is not None:
+                cutoff(getattr(self, name), name, self.date_format, self.freq)
         if not (isinstance(self.interval, int | float) and 0 < self.interval < 1):
             raise ValueError(f"interval must lie strictly between 0 and 1, got {self.interval!r}")
         n_draws = self.n_draws
@@ -369,9 +427,29 @@ class PipelineSettings:
         if not isinstance(self.fit_options, Mapping):
             raise ValueError(f"fit_options must be a mapping, got {self.fit_options!r}")
         object.__setattr__(self, "fit_options", MappingProxyType(dict(self.fit_options)))
+        _check_sampler_options(self.fit_options, self.models)
+
+    def _check_plain_settings(self) -> None:
+        """Switches, optional names and the seed: of the right type, or refused by name."""
+        for name in ("predictive", "segments"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("group_col", "date_format", "forecast_model"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
+        seed = self.random_state
+        if seed is None or isinstance(seed, np.random.Generator | np.random.SeedSequence):
+            return
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"random_state must be None or a whole number >= 0, got {seed!r}")
 
     def _model_pairs(self) -> dict[str, tuple[Any, Any]]:
         models = self.models
+        if models is None:  # the family, by name
+            family = family_models(DEFAULT_SPEND_MODEL)
+            models = {name: tuple(type(m).__name__ for m in pair)
+                      for name, pair in family.items()}
         if isinstance(models, tuple | list) and len(models) == 2 and not any(
             isinstance(m, tuple | list) for m in models
         ):
@@ -399,9 +477,15 @@ class PipelineSettings:
         return Calendar(self.horizon, self.period, self.discount_rate)
 
     @property
-    def forecast_name(self) -> str:
-        """The name of the pair that forecasts CLV."""
-        return self.forecast_model or next(iter(self.models))
+    def forecast_name(self) -> str | None:
+        """The name of the pair that forecasts CLV; None while it is for the holdout
+        comparison to choose (``calibration_end`` with several pairs and no
+        ``forecast_model``)."""
+        if self.forecast_model is not None:
+            return self.forecast_model
+        if self.calibration_end is not None and len(self.models) > 1:
+            return None
+        return next(iter(self.models))
 
     def describe_horizon(self) -> str:
         """The forecast's calendar in words.
@@ -431,8 +515,8 @@ class PipelineSettings:
         --------
         >>> from clvmodels import load_cdnow
         >>> d = PipelineSettings(load_cdnow(), "customer_id", "date", "amount").to_dict()
-        >>> d["source"], d["models"], d["horizon"]
-        ('DataFrame (6,919 rows)', {'BetaGeo + GammaGamma': ['BetaGeo', 'GammaGamma']}, 12)
+        >>> d["source"], d["models"]["ParetoNBD + GammaGamma"], d["horizon"]
+        ('DataFrame (6,919 rows)', ['ParetoNBD', 'GammaGamma'], 12)
         """
         out = {}
         for f in fields(self):
@@ -472,6 +556,10 @@ class PipelineResult:
         Seconds spent in each step.
     warnings : list of str
         The warnings raised on the way (they are shown as well, not swallowed).
+    forecast_name : str
+        The name of the pair that forecast CLV: ``settings.forecast_model`` where
+        named, else the best on the holdout (``comparison.attrs["best"]``), else the
+        first pair.
     """
 
     settings: PipelineSettings
@@ -485,11 +573,11 @@ class PipelineResult:
     models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    forecast_name: str = ""
 
-    @property
-    def forecast_name(self) -> str:
-        """The name of the pair that forecast CLV."""
-        return self.settings.forecast_name
+    def __post_init__(self) -> None:
+        if not self.forecast_name:
+            self.forecast_name = _forecast_name(self.settings, self.comparison)
 
     @property
     def time_unit(self) -> str:
@@ -531,6 +619,7 @@ class PipelineResult:
             "settings": self.settings.to_dict(),
             "customers": len(self.summary),
             "time_unit": self.time_unit,
+            "forecast_model": self.forecast_name,
             "total": _json(self.forecast.total().to_dict()),
             "timings": _json(self.timings),
             "warnings": list(self.warnings),
@@ -538,6 +627,7 @@ class PipelineResult:
         if self.comparison is not None:
             frame = self.comparison.astype(object).where(self.comparison.notna(), None)
             out["comparison"] = _json(frame.to_dict(orient="index"))
+            out["verdict"] = self.comparison.attrs.get("verdict")
         return out
 
 
@@ -567,6 +657,16 @@ def _fit(model: Any, data: pd.DataFrame, options: Mapping[str, Any], progressbar
     model.fit(data, **accepted)
 
 
+def _forecast_name(settings: PipelineSettings, comparison: pd.DataFrame | None) -> str:
+    """The pair to forecast with: the user's, else the best on the holdout, else the first."""
+    named = settings.forecast_name
+    if named is not None:
+        return named
+    if comparison is not None and comparison.attrs.get("best") in settings.models:
+        return str(comparison.attrs["best"])
+    return next(iter(settings.models))
+
+
 def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> PipelineResult:
     """Run summary -> fit -> CLV -> segments (-> holdout comparison) from ``settings``.
 
@@ -591,18 +691,20 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
 
     Examples
     --------
+    The family compared on the holdout; the best on value forecasts:
+
     >>> from clvmodels import load_cdnow
     >>> settings = PipelineSettings(
     ...     load_cdnow(), "customer_id", "date", "amount", calibration_end="1997-09-30",
-    ...     observation_end="1998-06-30", n_draws=100, segments=False)
+    ...     observation_end="1998-06-30", n_draws=50, segments=False)
     >>> result = run_pipeline(settings, progressbar=False)
-    >>> int(result.comparison.loc["BetaGeo + GammaGamma", "purchases_actual"])
-    1882
-    >>> result.segmentation is None
-    True
+    >>> result.comparison["purchases_actual"].tolist()
+    [1882.0, 1882.0, 1882.0, 1882.0]
+    >>> result.forecast_name, result.segmentation is None
+    ('ModifiedBetaGeo + GammaGamma', True)
     >>> list(result.timings)  # doctest: +NORMALIZE_WHITESPACE
     ['calibration/holdout split', 'comparing models', 'summary',
-     'fitting BetaGeo + GammaGamma', 'forecasting CLV']
+     'fitting ModifiedBetaGeo + GammaGamma', 'forecasting CLV']
     """
     timings: dict[str, float] = {}
     caught: list[warnings.WarningMessage] = []
@@ -638,18 +740,18 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     read = {"freq": s.freq, "time_unit": s.time_unit, "group_col": s.group_col,
             "date_format": s.date_format}
     columns = (s.source, s.customer_col, s.date_col, s.value_col)
-    options = {"random_seed": s.random_state, **s.fit_options}
+    options = {"random_state": s.random_state, **s.fit_options}
     out: dict[str, Any] = {"split": None, "comparison": None, "models": {}}
+    # Columns some models read beyond the default summary (BG/CNBD-k's regularity,
+    # Gamma-Gamma on transactions' log spend) are asked of the summary itself.
+    read.update(summary_options_for(
+        c for pair in s.models.values() for spec in pair
+        for c in make_model(spec).data_columns
+    ))
     observation_end = s.observation_end
     if s.calibration_end is not None:
         from clvmodels.evaluation import compare
 
-        with step("calibration/holdout split"):
-            split = calibration_holdout_split(
-                *columns, calibration_end=s.calibration_end, observation_end=observation_end,
-                **read,
-            )
-        observation_end = split.attrs["observation_end"]
         models = {
             name: (
                 make_model(tx, kind="transaction", group_col=s.group_col),
@@ -657,6 +759,12 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
             )
             for name, (tx, spend) in s.models.items()
         }
+        with step("calibration/holdout split"):
+            split = calibration_holdout_split(
+                *columns, calibration_end=s.calibration_end, observation_end=observation_end,
+                **read,
+            )
+        observation_end = split.attrs["observation_end"]
         with step("comparing models"):
             comparison = compare(
                 models, split, interval=s.interval, n_draws=s.n_draws,
@@ -664,12 +772,13 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
                 progressbar=progressbar,
             )
         out.update(split=split, comparison=comparison, models=models)
-    with step("summary"):
-        summary = rfm_summary(*columns, observation_end=observation_end, **read)
-    tx_spec, spend_spec = s.models[s.forecast_name]
+    name = _forecast_name(s, out["comparison"])
+    tx_spec, spend_spec = s.models[name]
     tx = make_model(tx_spec, kind="transaction", group_col=s.group_col)
     spend = make_model(spend_spec, kind="spend", group_col=s.group_col)
-    with step(f"fitting {s.forecast_name}"):
+    with step("summary"):
+        summary = rfm_summary(*columns, observation_end=observation_end, **read)
+    with step(f"fitting {name}"):
         _fit(tx, summary, options, progressbar)
         _fit(spend, summary, options, progressbar)
     with step("forecasting CLV"):
@@ -685,6 +794,6 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
         with step("segmenting"):
             segmentation = segment(forecast, progressbar=progressbar)
     out.update(summary=summary, transaction_model=tx, spend_model=spend, forecast=forecast,
-               segmentation=segmentation)
+               segmentation=segmentation, forecast_name=name)
     return out
 

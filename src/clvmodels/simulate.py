@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["simulate_bgnbd", "simulate_customers", "simulate_pareto_nbd"]
+__all__ = ["simulate_bgnbd", "simulate_customers", "simulate_pareto_nbd", "simulate_transactions"]
 
 
 def _check_positive(**values: Any) -> None:
@@ -248,4 +248,104 @@ def simulate_pareto_nbd(
         frame["mu"] = mu
         frame["alive"] = lifetime > T_arr
     frame.attrs["time_unit"] = time_unit
+    return frame
+
+
+def simulate_transactions(
+    n_customers: int,
+    bgnbd: dict[str, float],
+    gamma_gamma: dict[str, float],
+    *,
+    weeks: float = 78.0,
+    acquisition_weeks: float = 12.0,
+    start: str = "2020-01-06",
+    random_state: Any = None,
+    return_latent: bool = False,
+) -> pd.DataFrame:
+    """Simulate a transaction log: BG/NBD purchase times, Gamma-Gamma values of each purchase.
+
+    Customers make their first purchase on a day drawn uniformly from the first
+    ``acquisition_weeks`` weeks after ``start``; the log ends after ``weeks`` weeks.
+    While alive a customer buys at rate ``lambda ~ Gamma(r, rate=alpha)`` per week and
+    drops out after each repeat purchase with probability ``p ~ Beta(a, b)`` (as
+    :func:`simulate_bgnbd`). Each purchase is worth ``Gamma(p, rate=nu)`` with the
+    customer's ``nu ~ Gamma(q, rate=gamma)`` (Fader & Hardie 2013), drawn for every
+    purchase: the individual-level Gamma-Gamma model. A purchase falls on the day of its
+    time; purchases of one customer on one day are one purchase (as ``rfm_summary``
+    counts them), so each day with a purchase has one transaction and one value.
+
+    Parameters
+    ----------
+    n_customers : int
+        Number of customers.
+    bgnbd : dict
+        ``{"r", "alpha", "a", "b"}``, with rates per week.
+    gamma_gamma : dict
+        ``{"p", "q", "gamma"}``.
+    weeks, acquisition_weeks : float
+        Length of the log, and of the period in which customers are acquired.
+    start : date-like
+        First day of the log.
+    random_state : int or numpy Generator, optional
+        Seed.
+    return_latent : bool
+        Also return each transaction's customer ``nu`` (true mean spend ``p / nu``).
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id, date, amount``, one row per purchase, sorted by date and customer;
+        summarise it with ``rfm_summary(log, "customer_id", "date", "amount",
+        observation_end=...)`` (``attrs["observation_end"]`` holds the last day).
+
+    Examples
+    --------
+    >>> from clvmodels import rfm_summary
+    >>> log = simulate_transactions(500, {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43},
+    ...                             {"p": 6.25, "q": 3.74, "gamma": 15.44}, random_state=1)
+    >>> list(log.columns), bool((log["amount"] > 0).all())
+    (['customer_id', 'date', 'amount'], True)
+    >>> summary = rfm_summary(log, "customer_id", "date", "amount",
+    ...                       observation_end=log.attrs["observation_end"], log_spend=True)
+    >>> len(summary)
+    500
+    """
+    _check_positive(weeks=weeks, acquisition_weeks=acquisition_weeks, **bgnbd, **gamma_gamma)
+    n = int(n_customers)
+    last_day = round(float(weeks) * 7) - 1
+    if acquisition_weeks * 7 > last_day + 1:
+        raise ValueError(
+            f"acquisition_weeks={acquisition_weeks} must not exceed weeks={weeks}"
+        )
+    rng = np.random.default_rng(random_state)
+    first_day = rng.integers(0, max(round(float(acquisition_weeks) * 7), 1), size=n)
+    T = (last_day - first_day) / 7.0
+    lam = rng.gamma(bgnbd["r"], 1.0 / bgnbd["alpha"], size=n)
+    dropout_at = rng.geometric(rng.beta(bgnbd["a"], bgnbd["b"], size=n))
+    arrivals = rng.poisson(lam * T)
+    # The first min(arrivals, dropout_at) of the Poisson arrivals (uniform on (0, T]
+    # given their number) are the repeat purchases.
+    owner = np.repeat(np.arange(n), arrivals)
+    times = rng.random(owner.size) * T[owner]
+    order = np.lexsort((times, owner))
+    owner, times = owner[order], times[order]
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(arrivals) - arrivals, arrivals)
+    repeat = rank < np.minimum(arrivals, dropout_at)[owner]
+    customer = np.concatenate([np.arange(n), owner[repeat]])
+    day = np.concatenate([first_day, first_day[owner[repeat]] + np.floor(times[repeat] * 7)])
+    day = np.minimum(day.astype(np.int64), last_day)
+    # One purchase per customer and day, the first purchase's day included.
+    key = np.unique(customer * (last_day + 1) + day)
+    customer, day = np.divmod(key, last_day + 1)
+    nu = rng.gamma(gamma_gamma["q"], 1.0 / gamma_gamma["gamma"], size=n)
+    amount = rng.gamma(gamma_gamma["p"], 1.0 / nu[customer])
+    origin = np.datetime64(pd.Timestamp(start).normalize().date(), "D")
+    frame = pd.DataFrame(
+        {"customer_id": customer, "date": (origin + day).astype("datetime64[us]"),
+         "amount": amount}
+    )
+    if return_latent:
+        frame["nu"] = nu[customer]
+    frame = frame.sort_values(["date", "customer_id"], kind="stable", ignore_index=True)
+    frame.attrs["observation_end"] = str(origin + last_day)
     return frame

@@ -398,7 +398,8 @@ def cutoff(value: Any, name: str, date_format: str | None, freq: str) -> tuple[n
         else:
             raise TypeError(type(value).__name__)
     except (ValueError, TypeError, OverflowError) as err:
-        raise ValueError(f"{name}={value!r} is not a date ({err})") from err
+        reason = " ".join(str(err).split())  # one line, whatever the parser said
+        raise ValueError(f"{name}={value!r} is not a date ({reason})") from err
     if stamp is pd.NaT:
         raise ValueError(f"{name} is missing (NaT)")
     if stamp.tzinfo is not None:

@@ -96,6 +96,10 @@ _THREADPOOLS: ThreadpoolController | None = None
 _LOG_LIMIT = 60.0
 # Key of the covariate design matrix among a fit's arrays (rows x design columns).
 DESIGN = "_design"
+#: Largest standard error on the transformed scale that a covariance may imply: beyond
+#: it the data do not identify the parameter (one standard error multiplies it by e^10)
+#: and draws would overflow.
+MAX_STANDARD_ERROR = 10.0
 
 
 def _single_threaded_blas() -> Any:
@@ -985,6 +989,10 @@ class MaximumLikelihoodModel(BaseModel, register=False):
             eig = np.linalg.eigvalsh(hess)
             if not np.all(np.isfinite(cov)) or eig.min() <= 0:
                 raise np.linalg.LinAlgError("Hessian is not positive definite")
+            if np.sqrt(np.diag(cov)).max() > MAX_STANDARD_ERROR:
+                raise np.linalg.LinAlgError(
+                    f"standard errors above {MAX_STANDARD_ERROR:g} on the transformed scale"
+                )
         except np.linalg.LinAlgError as err:
             self.hessian_warning_ = (
                 f"standard errors unavailable: the observed information matrix is singular "
@@ -1258,7 +1266,7 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         if time_unit is not None:
             from clvmodels.units import TIME_UNIT_DAYS
 
-            if time_unit not in TIME_UNIT_DAYS:
+            if not isinstance(time_unit, str) or time_unit not in TIME_UNIT_DAYS:
                 raise ModelFileError(
                     f"{source}: field 'time_unit' is {time_unit!r}; expected one of "
                     f"{list(TIME_UNIT_DAYS)} or null"
@@ -1394,7 +1402,10 @@ def _json_matrix(matrix: np.ndarray) -> list[list[float]] | None:
 def _number(value: Any, field: str, source: str, finite: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ModelFileError(f"{source}: field '{field}' must be a number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError as err:
+        raise ModelFileError(f"{source}: field '{field}' is beyond the range of a float") from err
     if finite and not math.isfinite(value):
         raise ModelFileError(f"{source}: field '{field}' must be finite, got {value!r}")
     return value
@@ -1421,4 +1432,10 @@ def _covariance_from(value: Any, k: int, field: str, source: str) -> np.ndarray:
         raise ModelFileError(f"{source}: field '{field}' is not symmetric")
     if np.linalg.eigvalsh((matrix + matrix.T) / 2).min() <= 0:
         raise ModelFileError(f"{source}: field '{field}' is not positive definite")
+    if np.sqrt(np.diag(matrix)).max() > MAX_STANDARD_ERROR:
+        raise ModelFileError(
+            f"{source}: field '{field}' implies standard errors above {MAX_STANDARD_ERROR:g} "
+            "on the transformed scale (a factor of e^10 per standard error): no fit produces "
+            "that, and parameter draws would overflow"
+        )
     return (matrix + matrix.T) / 2
