@@ -45,7 +45,12 @@ from clvmodels._summary_options import LOG_SPEND_COLUMN, REGULARITY_COLUMN, summ
 from clvmodels.clv import customer_lifetime_value, interval_probabilities, predictive_interval
 from clvmodels.data import add_summary_columns, validate_summary
 from clvmodels.errors import DataValidationError
-from clvmodels.models.base import SpendModel, TransactionModel, registered_models
+from clvmodels.models.base import (
+    SpendModel,
+    TransactionModel,
+    accepted_fit_options,
+    registered_models,
+)
 from clvmodels.models.mle import MaximumLikelihoodModel
 from clvmodels.progress import progress_bar
 from clvmodels.units import (
@@ -906,14 +911,14 @@ def family_models(
     }
     bayesian_spend = next(
         (cls for name, cls in sorted(ours.items()) if name.endswith(spend_class.__name__)
-         and _plays(cls, "expected_spend") and not issubclass(cls, MaximumLikelihoodModel)),
+         and _plays(cls, "expected_spend") and getattr(cls, "is_bayesian", False)),
         None,
     )
     pairs: dict[str, tuple[Any, Any]] = {}
     for name, cls in sorted(ours.items(), key=lambda item: (
-        not issubclass(item[1], MaximumLikelihoodModel), item[0]
+        not _is_mle(item[1]), item[0]
     )):
-        mle = issubclass(cls, MaximumLikelihoodModel)
+        mle = _is_mle(cls)
         if not _plays(cls, "expected_purchases") or not (mle or bayesian):
             continue
         if not mle and bayesian_spend is not None:
@@ -924,6 +929,10 @@ def family_models(
             spend = copy.deepcopy(spend_model)
         pairs[f"{name} + {type(spend).__name__}"] = (_construct(cls, group_col), spend)
     return pairs
+
+
+def _is_mle(cls: type) -> bool:
+    return issubclass(cls, MaximumLikelihoodModel) and not getattr(cls, "is_bayesian", False)
 
 
 def _models_of(models: Any) -> list[Any]:
@@ -1004,10 +1013,8 @@ def _fit_if_needed(
     """Fit an unfitted model on ``data``; the seconds it took (NaN if already fitted)."""
     if getattr(model, "is_fitted", False):
         return float("nan")
-    accepted = inspect.signature(model.fit).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    options = {k: v for k, v in kwargs.items() if takes_any or k in accepted}
-    if "progressbar" in accepted and "progressbar" not in options:
+    options = accepted_fit_options(model.fit, kwargs)
+    if "progressbar" in inspect.signature(model.fit).parameters and "progressbar" not in options:
         options["progressbar"] = progressbar
     started = time.perf_counter()
     model.fit(data, **options)

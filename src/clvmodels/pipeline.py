@@ -57,7 +57,7 @@ import os
 import pkgutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -228,14 +228,6 @@ def _resolve_spec(spec: Any, kind: str) -> None:
     if isinstance(spec, str):
         spec = _model_class(spec, kind)
     _check_kind(spec, spec, kind)
-
-
-def _fit_options(fit: Any, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options a ``fit`` method accepts (all of them where it takes ``**kwargs``)."""
-    accepted = inspect.signature(fit).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        return dict(options)
-    return {k: v for k, v in options.items() if k in accepted}
 
 
 # --------------------------------------------------------------------------------------
@@ -653,7 +645,9 @@ class _Steps:
 
 
 def _fit(model: Any, data: pd.DataFrame, options: Mapping[str, Any], progressbar: bool) -> None:
-    accepted = _fit_options(model.fit, {**options, "progressbar": progressbar})
+    from clvmodels.models.base import accepted_fit_options
+
+    accepted = accepted_fit_options(model.fit, {**options, "progressbar": progressbar})
     model.fit(data, **accepted)
 
 
@@ -743,11 +737,13 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     options = {"random_state": s.random_state, **s.fit_options}
     out: dict[str, Any] = {"split": None, "comparison": None, "models": {}}
     # Columns some models read beyond the default summary (BG/CNBD-k's regularity,
-    # Gamma-Gamma on transactions' log spend) are asked of the summary itself.
-    read.update(summary_options_for(
-        c for pair in s.models.values() for spec in pair
-        for c in make_model(spec).data_columns
-    ))
+    # Gamma-Gamma on transactions' log spend) are asked of the summary itself: the split
+    # for every model compared, the final summary for the pair that forecasts.
+    def reading(pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
+        return {**read, **summary_options_for(
+            c for pair in pairs for spec in pair for c in make_model(spec).data_columns
+        )}
+
     observation_end = s.observation_end
     if s.calibration_end is not None:
         from clvmodels.evaluation import compare
@@ -762,7 +758,7 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
         with step("calibration/holdout split"):
             split = calibration_holdout_split(
                 *columns, calibration_end=s.calibration_end, observation_end=observation_end,
-                **read,
+                **reading(s.models.values()),
             )
         observation_end = split.attrs["observation_end"]
         with step("comparing models"):
@@ -777,7 +773,9 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     tx = make_model(tx_spec, kind="transaction", group_col=s.group_col)
     spend = make_model(spend_spec, kind="spend", group_col=s.group_col)
     with step("summary"):
-        summary = rfm_summary(*columns, observation_end=observation_end, **read)
+        summary = rfm_summary(
+            *columns, observation_end=observation_end, **reading([s.models[name]])
+        )
     with step(f"fitting {name}"):
         _fit(tx, summary, options, progressbar)
         _fit(spend, summary, options, progressbar)
