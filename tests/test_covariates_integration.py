@@ -160,6 +160,23 @@ def test_tracking_uses_each_customers_covariates(models, log):
         expected_cumulative_purchases(bg, log.drop(columns="channel"), "customer_id", "date")
 
 
+def test_tracking_a_family_reads_each_models_own_covariates(models, split, log):
+    bg, _ = models
+    others = {"plain": BetaGeo().fit(split),
+              "channel only": BetaGeo(purchase_covariates=["channel"]).fit(split)}
+    both = expected_cumulative_purchases({"covariates": bg, **others}, log, "customer_id",
+                                         "date")
+    for name, model in {"covariates": bg, **others}.items():
+        alone = expected_cumulative_purchases(model, log, "customer_id", "date")
+        # the same sums over the same cohorts (grouped by other columns in the family)
+        np.testing.assert_allclose(both[name], alone["expected"], rtol=1e-10)
+    with pytest.raises(DataValidationError, match="channel only's predictions"):
+        expected_cumulative_purchases(
+            {"channel only": others["channel only"]}, log.drop(columns="channel"),
+            "customer_id", "date",
+        )
+
+
 @pytest.mark.slow
 def test_report_with_a_covariate_model(log, tmp_path):
     from clvmodels.report import build_report
