@@ -686,6 +686,23 @@ def test_tampered_covariate_files_are_refused_naming_the_field(
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("unit", [1e-4, 1e4])
+def test_a_covariate_in_any_units_saves_and_loads(apparel, tmp_path, unit):
+    """A coefficient scales inversely with its covariate's units: only the model's own
+    parameters are bounded in files (here purchase:gender is about 1e4 and 1e-4)."""
+    frame = apparel.assign(gender=apparel["gender"] * unit)
+    model = ParetoNBD(purchase_covariates=["gender"]).fit(frame)
+    assert model.params_["purchase:gender"] * unit == pytest.approx(
+        ParetoNBD(purchase_covariates=["gender"]).fit(apparel).params_["purchase:gender"],
+        rel=1e-4,  # the same optimum in other units, to the optimiser's tolerance
+    )
+    loaded = load(model.save(tmp_path / "pnbd.json"))
+    pd.testing.assert_series_equal(loaded.params_, model.params_)
+    pd.testing.assert_series_equal(loaded.expected_purchases(t=10, data=frame),
+                                   model.expected_purchases(t=10, data=frame))
+    assert np.all(np.isfinite(loaded.param_draws(5, random_state=0)))
+
+
 def test_from_params_with_covariates_checks_its_levels():
     model = BetaGeo.from_params(
         {**BG_POINT, "purchase:z1": 0.1}, **BOTH

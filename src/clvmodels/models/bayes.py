@@ -1520,7 +1520,8 @@ class BayesianModel(BaseModel, register=False):
                             f"draw (smallest {values.min()!r})"
                         )
                     values = np.log(values)
-                if np.any(np.abs(values) > _LOG_LIMIT):
+                # a coefficient's scale is that of its covariate's units: not bounded
+                if name in base and np.any(np.abs(values) > _LOG_LIMIT):
                     raise ModelFileError(
                         f"{source}: field 'posterior.{name}' is outside the supported range "
                         f"(transformed values within +-{_LOG_LIMIT:g})"

@@ -1249,14 +1249,17 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         if bad:
             raise ModelFileError(f"{source}: parameter(s) {bad} must be positive")
         theta = self._to_theta(values)
-        if np.any(np.abs(theta) > _LOG_LIMIT):
+        # The model's own parameters are bounded; a coefficient's scale is that of its
+        # covariate's units (gamma' z is what matters), so it is not.
+        k = len(type(self).param_names)
+        if np.any(np.abs(theta[:k]) > _LOG_LIMIT):
             raise ModelFileError(
                 f"{source}: parameter values {dict(zip(names, values.tolist(), strict=True))} "
                 f"are outside the supported range (transformed values within +-{_LOG_LIMIT:g})"
             )
         if isinstance(covariance, np.ndarray):
             covariance = covariance.tolist()
-        matrix = _covariance_from(covariance, len(names), covariance_field, source)
+        matrix = _covariance_from(covariance, len(names), covariance_field, source, bounded=k)
         log_lik = (
             float("nan") if log_likelihood is None
             else _number(log_likelihood, "log_likelihood", source, finite=False)
@@ -1411,8 +1414,12 @@ def _number(value: Any, field: str, source: str, finite: bool = True) -> float:
     return value
 
 
-def _covariance_from(value: Any, k: int, field: str, source: str) -> np.ndarray:
-    """A k x k symmetric positive definite matrix, or all-NaN (no covariance)."""
+def _covariance_from(
+    value: Any, k: int, field: str, source: str, bounded: int | None = None
+) -> np.ndarray:
+    """A k x k symmetric positive definite matrix, or all-NaN (no covariance); the
+    standard errors of the first ``bounded`` entries (default all) at most
+    MAX_STANDARD_ERROR."""
     if value is None:
         return np.full((k, k), np.nan)
     if not (
@@ -1432,7 +1439,7 @@ def _covariance_from(value: Any, k: int, field: str, source: str) -> np.ndarray:
         raise ModelFileError(f"{source}: field '{field}' is not symmetric")
     if np.linalg.eigvalsh((matrix + matrix.T) / 2).min() <= 0:
         raise ModelFileError(f"{source}: field '{field}' is not positive definite")
-    if np.sqrt(np.diag(matrix)).max() > MAX_STANDARD_ERROR:
+    if np.sqrt(np.diag(matrix)[:bounded]).max() > MAX_STANDARD_ERROR:
         raise ModelFileError(
             f"{source}: field '{field}' implies standard errors above {MAX_STANDARD_ERROR:g} "
             "on the transformed scale (a factor of e^10 per standard error): no fit produces "
