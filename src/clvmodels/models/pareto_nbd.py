@@ -1012,6 +1012,18 @@ class ParetoNBD(ParetoNBDPredictions, PurchaseDropoutModel):
     {'r': 0.553, 'alpha': 10.578, 's': 0.606, 'beta': 11.669}
     >>> round(model.log_likelihood_, 2)
     -9594.98
+
+    With covariates, CLVTools' vignette example (version 0.5.0: LL -3481.6392,
+    ``trans.Gender`` 1.1772, ``trans.Channel`` 0.5996):
+
+    >>> from clvmodels import load_apparel, load_apparel_covariates
+    >>> apparel = rfm_summary(load_apparel(), "customer_id", "date",
+    ...                       observation_end="2005-10-10").assign(**load_apparel_covariates())
+    >>> both = ["gender", "channel"]
+    >>> model = ParetoNBD(purchase_covariates=both, dropout_covariates=both).fit(apparel)
+    >>> round(model.log_likelihood_, 2), model.params_[["purchase:gender",
+    ...                                                  "purchase:channel"]].round(2).tolist()
+    (-3481.64, [1.18, 0.6])
     """
 
     param_names = ("r", "alpha", "s", "beta")
