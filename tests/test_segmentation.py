@@ -3,6 +3,7 @@ the value-by-activity grid, RFM scores, honesty of tier intervals, bad input."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -290,10 +291,15 @@ def test_realised_tier_probabilities_match_a_recount(predictive_forecast):
     assert got["tier_probability"].mean() > 0.9
     assert got["tier_probability_realised"].mean() < 0.6
     assert seg.settings["realised"] is True
-    # The histogram route settles every boundary to the same tiers.
+    # The histogram route settles every boundary to the same tiers, from the histogram
+    # the forecast filled while simulating or, without it, from a pass of its own.
+    assert fc.realised_histogram is not None
     streamed = segment(fc, exact_limit=0)
     cols = ["tier_probability_realised", "top_tier_probability_realised"]
     np.testing.assert_allclose(streamed.customers[cols], got[cols], atol=1e-12)
+    bare = copy.copy(fc)
+    bare.realised_histogram = None
+    np.testing.assert_allclose(segment(bare, exact_limit=0).customers[cols], got[cols], atol=1e-12)
 
 
 def test_realised_tier_probabilities_need_a_predictive_forecast(segmentation):

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._histogram import LogGrid
 from clvmodels._validation import whole_number
 from clvmodels.clv import CLVForecast, interval_probabilities
 from clvmodels.data import validate_summary
@@ -77,11 +78,9 @@ DEFAULT_ACTIVITY_BANDS: tuple[tuple[str, float], ...] = (
 
 # Per-draw boundaries are computed exactly up to this many draw-values (80 MB a copy).
 EXACT_LIMIT = 10_000_000
-# Histogram bins: 0.15% wide in value, spanning a factor 16 below the lowest and above
-# the highest point boundary (draws move boundaries by far less).
-_BIN_WIDTH = 0.0015
+# Histogram bins (0.15% wide in value, see clvmodels._histogram) span a factor 16 below
+# the lowest and above the highest point boundary (draws move boundaries by far less).
 _SPAN = 16.0
-_MAX_BINS = 20_000
 # Realised values stray much further from the point CLVs than expected values do.
 _REALISED_SPAN = 256.0
 
@@ -187,45 +186,14 @@ def _exact_boundaries(values: np.ndarray, weights: np.ndarray, cuts: np.ndarray)
     return out
 
 
-@dataclass(frozen=True)
-class _LogGrid:
-    """Uniform bins in log value over ``[low, high)``, plus one bin below, one above.
-
-    Bin 0 holds values below ``low`` (and zeros), bin ``k`` (1..n) the values in
-    ``[low e^{(k-1) step}, low e^{k step})`` and bin ``n + 1`` the values from ``high`` up.
-    With ``zero_bin`` zeros (and negative values) get bin 0 to themselves and every
-    other bin moves up by one: realised values have an atom at zero, and a boundary
-    that falls on it needs no settling (equal values share a tier).
-    """
-
-    log_low: float
-    step: float
-    n: int
-    zero_bin: bool = False
-
-    @classmethod
-    def around(
-        cls, point_bounds: np.ndarray, span: float = _SPAN, zero_bin: bool = False
-    ) -> _LogGrid:
-        positive = point_bounds[point_bounds > 0]
-        if positive.size == 0:
-            positive = np.array([1e-9, 1.0])
-        low, high = float(positive.min()) / span, float(positive.max()) * span
-        n = min(math.ceil(math.log(high / low) / _BIN_WIDTH), _MAX_BINS)
-        return cls(math.log(low), math.log(high / low) / n, n, zero_bin)
-
-    @property
-    def n_bins(self) -> int:
-        return self.n + 2 + int(self.zero_bin)
-
-    def bins(self, values: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            position = np.floor((np.log(values) - self.log_low) / self.step) + 1
-        position[np.isnan(position)] = 0.0  # NaN CLVs (never expected) count as lowest
-        bins = np.clip(position, 0, self.n + 1, out=position).astype(np.int64)
-        if self.zero_bin:
-            bins += values > 0
-        return bins
+def _grid_around(point_bounds: np.ndarray, span: float, zero_bin: bool = False) -> LogGrid:
+    """A grid from ``span`` times below the lowest positive point boundary to ``span``
+    times above the highest."""
+    positive = point_bounds[point_bounds > 0]
+    if positive.size == 0:
+        positive = np.array([1e-9, 1.0])
+    low, high = float(positive.min()) / span, float(positive.max()) * span
+    return LogGrid.spanning(low, high, zero_bin=zero_bin)
 
 
 def _unit_targets(cuts: np.ndarray, total: float) -> np.ndarray:
@@ -308,11 +276,12 @@ def _drawn_tier_shares(
     n_draws: int,
     cuts: np.ndarray | None,
     bounds: np.ndarray | None,
-    grid: _LogGrid | None,
+    grid: LogGrid | None,
     exact_limit: int,
     advance: Callable[[], None],
     on_values: Callable[[slice, np.ndarray, np.ndarray], None] | None = None,
     split_zeros: bool = False,
+    histogram: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Share of draws placing each unit in its point tier, and in the top tier.
 
@@ -330,6 +299,9 @@ def _drawn_tier_shares(
     tier they reach: ties are broken at random, so that a customer realising zero is
     in each tier with the share of the zeros' ranks that the tier covers. The grid
     must then keep zeros in a bin of their own (``zero_bin``).
+
+    ``histogram`` (draws x ``grid.n_bins``), when given, is the first pass's histogram
+    already filled: the histogram route then makes one pass instead of two.
     """
     n_units = weights.size
     fixed = cuts is None
@@ -337,6 +309,9 @@ def _drawn_tier_shares(
     cached = np.empty((n_draws, n_units)) if exact else None
     unit_tier = np.empty(n_units, dtype=np.int8)
     hist = np.zeros((n_draws, grid.n_bins)) if not (fixed or exact) else None
+    first_pass = on_values is not None or hist is None or histogram is None
+    if hist is not None and histogram is not None:
+        hist = histogram
     same = np.zeros(n_units)  # draws agreeing with the point tier
     top = np.zeros(n_units)  # draws in the top tier
 
@@ -356,7 +331,7 @@ def _drawn_tier_shares(
         same[units] += np.count_nonzero(drawn_tier == unit_tier[units], axis=0)
         top[units] += np.count_nonzero(drawn_tier == 0, axis=0)
 
-    for units, w, values, tier in passes():
+    for units, w, values, tier in passes() if first_pass else ():
         unit_tier[units] = tier
         if on_values is not None:
             on_values(units, w, values)
@@ -365,13 +340,7 @@ def _drawn_tier_shares(
         elif exact:
             cached[:, units] = values
         else:
-            bins = grid.bins(values)
-            bins += hist.shape[1] * np.arange(n_draws)[:, None]
-            hist += np.bincount(
-                bins.ravel(),
-                weights=np.broadcast_to(w, values.shape).ravel(),
-                minlength=hist.size,
-            ).reshape(hist.shape)
+            grid.add(hist, values, w)
         advance()
     if exact:
         boundaries = _exact_boundaries(cached, weights, cuts)
@@ -386,7 +355,8 @@ def _drawn_tier_shares(
         if split_zeros:
             zero_share = _zero_tier_shares(hist[:, 0], float(weights.sum()), cuts)
         pending = _PendingCells()
-        for units, w, values, _ in passes():
+        for units, w, values, tier in passes():
+            unit_tier[units] = tier
             bins = grid.bins(values)
             drawn_tier = np.zeros(bins.shape, dtype=np.int8)
             cells = []
@@ -457,9 +427,12 @@ def _realised_tier_shares(
             start += at.size
         advance()
 
-    grid = None
-    if cuts is not None:
-        grid = _LogGrid.around(point_bounds, span=_REALISED_SPAN, zero_bin=True)
+    grid = hist = None
+    if cuts is not None and forecast.realised_histogram is not None:
+        # Filled while the forecast simulated these futures: one pass fewer here.
+        grid, hist = forecast.realised_histogram
+    elif cuts is not None:
+        grid = _grid_around(point_bounds, _REALISED_SPAN, zero_bin=True)
     same, top, _ = _drawn_tier_shares(
         passes,
         np.ones(index.size),
@@ -470,6 +443,7 @@ def _realised_tier_shares(
         exact_limit,
         lambda: None,
         split_zeros=cuts is not None,
+        histogram=hist,
     )
     at = np.concatenate(positions)
     same_out, top_out = np.empty(index.size), np.empty(index.size)
@@ -636,13 +610,13 @@ def segment(
         tier_totals += values @ (w[:, None] * one_hot[rows])
 
     realised = forecast.predictive_totals is not None
-    grid = None if cuts is None else _LogGrid.around(point_bounds)
+    grid = None if cuts is None else _grid_around(point_bounds, _SPAN)
     n_passes = 2 if grid is not None and n_rows * n_draws > exact_limit else 1
     n_realised_passes = 0
     if realised:
         n_customers = len(row_of_customer)
         big = cuts is not None and n_customers * n_draws > exact_limit
-        n_realised_passes = 2 if big else 1
+        n_realised_passes = 2 if big and forecast.realised_histogram is None else 1
     steps = forecast.n_row_blocks * n_passes + n_realised_passes
     show = steps > 1 if progressbar is None else bool(progressbar)
     with progress_bar(steps, "segments", enabled=show) as bar:
