@@ -18,6 +18,8 @@ import numpy as np
 # Bins 0.15% wide in value, at most this many.
 BIN_WIDTH = 0.0015
 MAX_BINS = 20_000
+# Histogram cells counted per call of np.bincount.
+_CALL_CELLS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,14 @@ class LogGrid:
         """Add ``values`` (draws x units, each unit standing for ``weights``) to the
         per-draw histogram ``hist`` (draws x :attr:`n_bins`)."""
         bins = self.bins(values)
-        bins += hist.shape[1] * np.arange(values.shape[0])[:, None]
-        hist += np.bincount(
-            bins.ravel(),
-            weights=np.broadcast_to(weights, values.shape).ravel(),
-            minlength=hist.size,
-        ).reshape(hist.shape)
+        n_bins = hist.shape[1]
+        # A few draws at a time, so that the counts of one call stay small (~8 MB).
+        step = max(1, _CALL_CELLS // n_bins)
+        for d0 in range(0, values.shape[0], step):
+            part = bins[d0 : d0 + step]
+            part += n_bins * np.arange(part.shape[0])[:, None]
+            hist[d0 : d0 + step] += np.bincount(
+                part.ravel(),
+                weights=np.broadcast_to(weights, part.shape).ravel(),
+                minlength=part.shape[0] * n_bins,
+            ).reshape(part.shape[0], n_bins)
