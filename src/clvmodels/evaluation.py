@@ -594,7 +594,7 @@ def expected_cumulative_purchases(
     >>> both = expected_cumulative_purchases(
     ...     {"BG/NBD": BetaGeo().fit(split), "Pareto/NBD": ParetoNBD().fit(split)}, log,
     ...     "customer_id", "date", calibration_end="1997-09-30")
-    >>> both.loc[25, ["actual", "BG/NBD", "Pareto/NBD"]].round(1).tolist()
+    >>> [round(float(v), 1) for v in both.loc[25, ["actual", "BG/NBD", "Pareto/NBD"]]]
     [1672.0, 1669.6, 1674.3]
     """
     context = "expected_cumulative_purchases"
