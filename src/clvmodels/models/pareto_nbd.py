@@ -57,6 +57,7 @@ from scipy.special import digamma, expit, exprel, gammaln, logsumexp, roots_lege
 
 from clvmodels.data import compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError
+from clvmodels.models._hypergeometric import hyp_series_value
 from clvmodels.models._shared import check_horizon, n_draws, purchase_times, shaped
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.beta_geo import BetaGeoPredictions
@@ -250,6 +251,10 @@ def pnbd_log_hyp2f1(p, q, log_rho, derivatives: bool = False):
         pm, qm, lm = p[mask], q[mask], log_rho[mask]
         # rho <= 1: K = S(p, p + q; 1 - rho); rho > 1: K = S(q, p + q; 1 - 1/rho) / rho
         z = -np.expm1(-lm) if swap else -np.expm1(lm)
+        if not derivatives:
+            total = hyp_series_value(qm if swap else pm, pm + qm, z, _SERIES_TERMS)
+            out[0, mask] = np.log(total) - (lm if swap else 0.0)
+            continue
         total, d_a, d_c, d_z = _hyp_series(qm if swap else pm, pm + qm, z)
         out[0, mask] = np.log(total) - (lm if swap else 0.0)
         if derivatives:
