@@ -1,13 +1,18 @@
-"""Bayesian BG/NBD speed: clvmodels vs pymc-marketing, and a million customers.
+"""Bayesian speed: clvmodels vs pymc-marketing on CDNOW, and a million customers.
 
-1. Pooled BG/NBD by NUTS on the CDNOW calibration data (2,357 customers), 4 chains x
-   (1000 tune + 1000 draws), with nutpie in both libraries: clvmodels'
-   ``HierarchicalBetaGeo().fit`` against pymc-marketing's ``BetaGeoModel.fit(
-   nuts_sampler="nutpie")``. Every fit runs in a fresh Python process (so neither
-   inherits the other's warm JIT) and the clock covers the whole ``fit`` call: model
-   building, compilation and sampling. The first fit of each library fills the
-   on-disk compilation caches and is reported separately as "cold"; the timed
-   repeats alternate between the libraries.
+1. Pooled BG/NBD, Pareto/NBD and MBG/NBD by NUTS on the CDNOW calibration data (2,357
+   customers), 4 chains x (1000 tune + 1000 draws), with nutpie in both libraries:
+   clvmodels' ``HierarchicalBetaGeo()``, ``bayesian(ParetoNBD)()`` and
+   ``bayesian(ModifiedBetaGeo)()`` against pymc-marketing's ``BetaGeoModel``,
+   ``ParetoNBDModel`` and ``ModifiedBetaGeoModel`` (``fit(method="mcmc",
+   nuts_sampler="nutpie")``), each library with its own default priors. Every fit
+   runs in a fresh Python process (so neither inherits the other's warm JIT) and the
+   clock covers the whole ``fit`` call: model building, compilation and sampling. The
+   first fit of each library fills the on-disk compilation caches and is reported
+   separately as "cold"; the timed repeats alternate between the libraries. With
+   ``--agreement`` pymc-marketing also samples once with our priors (log-normal, as
+   the fit records them), and the posterior means must then agree within Monte Carlo
+   error.
 2. The README's worked example: BG/NBD and Gamma-Gamma on CDNOW by acquisition
    month (three groups), default settings; sampler diagnostics and time per fit.
 3. The hierarchical BG/NBD on one million simulated customers in ten groups,
@@ -19,6 +24,7 @@ Usage::
     python benchmarks/bench_bayesian.py                # both parts, full size
     python benchmarks/bench_bayesian.py --quick        # one repeat, 100k customers
     python benchmarks/bench_bayesian.py --part cdnow --repeats 5
+    python benchmarks/bench_bayesian.py --part cdnow --models pnbd mbgnbd --agreement
     python benchmarks/bench_bayesian.py --part cohorts --seeds 1 2 3
 
 pymc-marketing is the ``bench`` extra (``pip install -e ".[bench]"``).
@@ -48,33 +54,76 @@ def _cdnow_summary():
     return rfm_summary(load_cdnow(), "customer_id", "date", observation_end="1997-09-30")
 
 
-def worker_clvmodels(seed: int) -> dict[str, Any]:
+# Our model, pymc-marketing's class and the parameters compared, per benchmark name.
+MODELS = {
+    "bgnbd": ("BG/NBD", "BetaGeoModel", ("r", "alpha", "a", "b")),
+    "pnbd": ("Pareto/NBD", "ParetoNBDModel", ("r", "alpha", "s", "beta")),
+    "mbgnbd": ("MBG/NBD", "ModifiedBetaGeoModel", ("r", "alpha", "a", "b")),
+}
+
+
+def _our_model(name: str):
+    from clvmodels import ModifiedBetaGeo, ParetoNBD
+    from clvmodels.models.bayes import bayesian
     from clvmodels.models.hierarchical import HierarchicalBetaGeo
 
-    data = _cdnow_summary()
-    start = time.perf_counter()
-    model = HierarchicalBetaGeo().fit(data, random_state=seed, progressbar=False)
-    seconds = time.perf_counter() - start
-    table = model.summary()
+    if name == "bgnbd":
+        return HierarchicalBetaGeo()
+    return bayesian({"pnbd": ParetoNBD, "mbgnbd": ModifiedBetaGeo}[name])()
+
+
+def _posterior_report(idata, names) -> dict[str, Any]:
+    import arviz as az
+
+    summary = az.summary(idata, var_names=list(names), round_to="none")
     return {
-        "seconds": seconds,
-        "means": model.params_.to_dict(),
-        "min_ess_bulk": float(table["ess_bulk"].min()),
-        "max_r_hat": float(table["r_hat"].max()),
-        "divergences": int(model.idata_.sample_stats["diverging"].sum()),
-        "backend": model.idata_.posterior.attrs.get("nutpie_backend"),
+        "means": {k: float(summary.loc[k, "mean"]) for k in names},
+        "sds": {k: float(summary.loc[k, "sd"]) for k in names},
+        "mcse": {k: float(summary.loc[k, "mcse_mean"]) for k in names},
+        "min_ess_bulk": float(summary["ess_bulk"].min()),
+        "max_r_hat": float(summary["r_hat"].max()),
+        "divergences": int(idata.sample_stats["diverging"].sum()),
     }
 
 
-def worker_pymc_marketing(seed: int) -> dict[str, Any]:
-    import arviz as az
-    from pymc_marketing.clv import BetaGeoModel
+def worker_clvmodels(name: str, seed: int, log_likelihood: str = "yes") -> dict[str, Any]:
+    """Our fit; ``log_likelihood="no"`` leaves out the pointwise log-likelihood (for
+    LOO), which pymc-marketing's fit does not compute either."""
+    data = _cdnow_summary()
+    start = time.perf_counter()
+    model = _our_model(name).fit(
+        data, random_state=seed, progressbar=False, log_likelihood=log_likelihood == "yes"
+    )
+    seconds = time.perf_counter() - start
+    config = json.loads(model.idata_.posterior.attrs["clvmodels_config"])
+    return {
+        "seconds": seconds,
+        **_posterior_report(model.idata_, MODELS[name][2]),
+        "backend": model.idata_.posterior.attrs.get("nutpie_backend"),
+        "priors": {k: v for k, v in config["priors_resolved"].items() if k != "group_sigma"},
+    }
+
+
+def worker_pymc_marketing(name: str, seed: int, priors: str = "") -> dict[str, Any]:
+    """pymc-marketing's fit of the same model; with ``priors`` (JSON: a normal prior on
+    each ``log_<parameter>``, as our fit records it) its priors are replaced by those
+    log-normal ones, so that both libraries sample the same posterior."""
+    import pymc_marketing.clv as clv
+    from pymc_extras.prior import Prior
 
     data = _cdnow_summary().reset_index()[["customer_id", "frequency", "recency", "T"]]
+    _, class_name, names = MODELS[name]
+    config = None
+    if priors:
+        config = {
+            k: Prior("LogNormal", mu=v["mu"], sigma=v["sigma"])
+            for k, v in ((k, json.loads(priors)[f"log_{k}"]) for k in names)
+        }
     start = time.perf_counter()
-    model = BetaGeoModel()
+    model = getattr(clv, class_name)(model_config=config)
     idata = model.fit(
         data,
+        method="mcmc",
         nuts_sampler="nutpie",
         draws=1000,
         tune=1000,
@@ -83,15 +132,7 @@ def worker_pymc_marketing(seed: int) -> dict[str, Any]:
         progressbar=False,
     )
     seconds = time.perf_counter() - start
-    names = ["r", "alpha", "a", "b"]
-    summary = az.summary(idata, var_names=names)
-    return {
-        "seconds": seconds,
-        "means": {k: float(idata.posterior[k].mean()) for k in names},
-        "min_ess_bulk": float(summary["ess_bulk"].min()),
-        "max_r_hat": float(summary["r_hat"].max()),
-        "divergences": int(idata.sample_stats["diverging"].sum()),
-    }
+    return {"seconds": seconds, **_posterior_report(idata, names)}
 
 
 def worker_cohorts(seed: int) -> dict[str, Any]:
@@ -195,59 +236,135 @@ def worker_million(n_customers: int, resolution: str, seed: int) -> dict[str, An
 
 
 # -- driver -------------------------------------------------------------------------------
-def run_worker(*args: str) -> dict[str, Any]:
+def run_worker(*args: str, timeout: float | None = None) -> dict[str, Any]:
+    """One worker in a fresh process; past ``timeout`` seconds it is stopped and
+    reported as ``{"seconds": timeout, "finished": False}`` (a lower bound)."""
     cmd = [sys.executable, __file__, "--worker", *args]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return {"seconds": float(timeout or 0.0), "finished": False}
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_cdnow(repeats: int) -> list[dict[str, Any]]:
-    print("CDNOW pooled BG/NBD, NUTS 4 x (1000 + 1000), nutpie in both", flush=True)
-    cold = {
-        "clvmodels": run_worker("clvmodels", str(SEED)),
-        "pymc-marketing": run_worker("pymc-marketing", str(SEED)),
+def _describe(res: dict[str, Any]) -> str:
+    means = ", ".join(f"{k}={v:.3f} (sd {res['sds'][k]:.3f})" for k, v in res["means"].items())
+    return (
+        f"{means}; min bulk ESS {res['min_ess_bulk']:.0f}, max R-hat {res['max_r_hat']:.3f}, "
+        f"divergences {res['divergences']}"
+    )
+
+
+def _agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
+    """Per parameter, the difference of the posterior means in units of its Monte Carlo
+    standard error (both runs' errors combined)."""
+    return {
+        k: (ours["means"][k] - theirs["means"][k])
+        / float(np.hypot(ours["mcse"][k], theirs["mcse"][k]))
+        for k in ours["means"]
     }
-    for name, res in cold.items():
-        print(f"  cold {name:15s} {res['seconds']:7.2f} s", flush=True)
+
+
+def _seconds(res: dict[str, Any]) -> str:
+    if res.get("finished", True):
+        return f"{res['seconds']:7.2f} s"
+    return f"not finished in {res['seconds']:.0f} s"
+
+
+def bench_cdnow(
+    repeats: int, models: list[str], agreement: bool, timeout: float | None,
+    log_likelihood: bool = True,
+) -> list[dict[str, Any]]:
+    return [
+        _bench_cdnow_model(name, repeats, agreement, timeout, log_likelihood)
+        for name in models
+    ]
+
+
+def _bench_cdnow_model(
+    name: str, repeats: int, agreement: bool, timeout: float | None, log_likelihood: bool
+) -> dict[str, Any]:
+    label = MODELS[name][0]
+    ours_ll = "yes" if log_likelihood else "no"
+    print(f"CDNOW pooled {label}, NUTS 4 x (1000 + 1000), nutpie in both"
+          f"{'' if log_likelihood else ', our pointwise log-likelihood left out'} "
+          f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    cold = {
+        "clvmodels": run_worker("clvmodels", name, str(SEED), ours_ll),
+        "pymc-marketing": run_worker("pymc-marketing", name, str(SEED), timeout=timeout),
+    }
+    for lib, res in cold.items():
+        print(f"  cold {lib:15s} {_seconds(res)}", flush=True)
     times: dict[str, list[float]] = {"clvmodels": [], "pymc-marketing": []}
-    last: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {"clvmodels": [], "pymc-marketing": []}
+    if not cold["pymc-marketing"].get("finished", True):
+        # Compilation is cached after the cold run, but sampling, which did not finish,
+        # is not: its timed-out cold run stands for every repeat, as a lower bound.
+        times["pymc-marketing"].append(cold["pymc-marketing"]["seconds"])
     for i in range(repeats):
-        for name in times:
-            res = run_worker(name, str(SEED + 1 + i))
-            times[name].append(res["seconds"])
-            last[name] = res
-            print(f"  warm {name:15s} {res['seconds']:7.2f} s", flush=True)
+        for lib in times:
+            if lib == "pymc-marketing" and not cold[lib].get("finished", True):
+                continue
+            if lib == "clvmodels":
+                res = run_worker(lib, name, str(SEED + 1 + i), ours_ll)
+            else:
+                res = run_worker(lib, name, str(SEED + 1 + i), timeout=timeout)
+            times[lib].append(res["seconds"])
+            runs[lib].append(res)
+            print(f"  warm {lib:15s} {_seconds(res)} (load average "
+                  f"{os.getloadavg()[0]:.1f})", flush=True)
     ours, theirs = float(np.median(times["clvmodels"])), float(np.median(times["pymc-marketing"]))
+    bound = "" if all(r.get("finished", True) for r in cold.values()) else "at most "
     print(
-        f"  median: clvmodels {ours:.2f} s, pymc-marketing {theirs:.2f} s, "
-        f"ratio {ours / theirs:.3f} (target <= 0.2), speed-up {theirs / ours:.1f}x",
+        f"  median: clvmodels {ours:.2f} s, pymc-marketing {theirs:.2f} s, ratio "
+        f"{bound}{ours / theirs:.3f} (target <= 0.2), speed-up {theirs / ours:.1f}x",
         flush=True,
     )
-    for name, res in last.items():
-        means = ", ".join(f"{k}={v:.3f}" for k, v in res["means"].items())
-        print(
-            f"  {name}: {means}; min bulk ESS {res['min_ess_bulk']:.0f}, max R-hat "
-            f"{res['max_r_hat']:.3f}, divergences {res['divergences']}",
-            flush=True,
-        )
-    return [
-        {
-            "task": "pooled BG/NBD NUTS, CDNOW (2,357 customers)",
-            "customers": 2357,
-            "clvmodels_s": ours,
-            "pymc_marketing_s": theirs,
-            "ratio": ours / theirs,
-            "speedup": theirs / ours,
-            "clvmodels_cold_s": cold["clvmodels"]["seconds"],
-            "pymc_marketing_cold_s": cold["pymc-marketing"]["seconds"],
-            "repeats": repeats,
-            "clvmodels_min_ess": last["clvmodels"]["min_ess_bulk"],
-            "pymc_marketing_min_ess": last["pymc-marketing"]["min_ess_bulk"],
-        }
-    ]
+    for lib, results in runs.items():
+        for res in results:
+            if not res.get("finished", True):
+                continue
+            print(f"  {lib} ({'its own' if lib == 'pymc-marketing' else 'our'} priors): "
+                  f"{_describe(res)}", flush=True)
+    row: dict[str, Any] = {
+        "task": f"pooled {label} NUTS, CDNOW (2,357 customers)"
+        + ("" if log_likelihood else ", no pointwise log-likelihood"),
+        "customers": 2357,
+        "clvmodels_s": ours,
+        "pymc_marketing_s": theirs,
+        "ratio": ours / theirs,
+        "speedup": theirs / ours,
+        "clvmodels_cold_s": cold["clvmodels"]["seconds"],
+        "pymc_marketing_cold_s": cold["pymc-marketing"]["seconds"],
+        "pymc_marketing_finished": bool(cold["pymc-marketing"].get("finished", True)),
+        "repeats": repeats,
+    }
+    for lib, results in runs.items():
+        done = [r for r in results if r.get("finished", True)]
+        key = lib.replace("-", "_")
+        if done:
+            row[f"{key}_min_ess"] = min(r["min_ess_bulk"] for r in done)
+            row[f"{key}_divergences"] = sum(r["divergences"] for r in done)
+    priors = cold["clvmodels"]["priors"]
+    if agreement and all(f"log_{k}" in priors for k in MODELS[name][2]):
+        matched = run_worker("pymc-marketing", name, str(SEED), json.dumps(priors),
+                             timeout=timeout)
+        if not matched.get("finished", True):
+            print(f"  pymc-marketing with our priors: not finished in {timeout:.0f} s",
+                  flush=True)
+            return row
+        z = _agreement(cold["clvmodels"], matched)
+        print(f"  pymc-marketing with our priors ({matched['seconds']:.1f} s): "
+              f"{_describe(matched)}", flush=True)
+        print("  difference of posterior means / Monte Carlo error: "
+              + ", ".join(f"{k} {v:+.2f}" for k, v in z.items()), flush=True)
+        row["agreement_z"] = z
+    return row
 
 
 def bench_cohorts(seeds: list[int]) -> list[dict[str, Any]]:
@@ -311,6 +428,14 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                        help="the pooled models of the CDNOW part")
+    parser.add_argument("--agreement", action="store_true",
+                        help="also sample pymc-marketing with our priors and compare means")
+    parser.add_argument("--no-log-likelihood", action="store_true",
+                        help="our fits skip the pointwise log-likelihood, as pymc-marketing's do")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="stop a pymc-marketing fit after this many seconds (a bound)")
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--resolution", nargs="+", choices=["day", "week"],
                         default=["day", "week"])
@@ -321,9 +446,9 @@ def main() -> None:
     if args.worker:
         kind, *rest = args.worker
         if kind == "clvmodels":
-            result = worker_clvmodels(int(rest[0]))
+            result = worker_clvmodels(rest[0], int(rest[1]), *rest[2:])
         elif kind == "pymc-marketing":
-            result = worker_pymc_marketing(int(rest[0]))
+            result = worker_pymc_marketing(rest[0], int(rest[1]), *rest[2:])
         elif kind == "cohorts":
             result = worker_cohorts(int(rest[0]))
         else:
@@ -335,7 +460,8 @@ def main() -> None:
         args.repeats, args.customers = 1, 100_000
     rows: list[dict[str, Any]] = []
     if args.part in ("cdnow", "all"):
-        rows += bench_cdnow(args.repeats)
+        rows += bench_cdnow(args.repeats, args.models, args.agreement, args.timeout,
+                            not args.no_log_likelihood)
     if args.part in ("cohorts", "all"):
         rows += bench_cohorts(args.seeds)
     if args.part in ("million", "all"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 
 import matplotlib
 
@@ -290,3 +291,105 @@ def test_spark_scores_every_model_as_one_machine_does(spark, family, split):
         pd.testing.assert_frame_equal(actual[expected.columns], expected, check_exact=True,
                                       obj=name)
     frame.unpersist()
+
+
+# --------------------------------------------------------------------------------------
+# The Bayesian versions, pooled and by group: fit, CLV with both intervals, segments,
+# NetCDF files and the command line
+# --------------------------------------------------------------------------------------
+BAYESIAN = ["ModifiedBetaGeo", "ParetoNBD"]
+GROUPINGS = [None, "cohort"]
+
+
+@pytest.fixture(scope="module")
+def cohorts(cdnow_summary, cdnow_transactions):
+    """500 CDNOW customers with their acquisition month (three groups)."""
+    first = cdnow_transactions.groupby("customer_id")["date"].min()
+    data = cdnow_summary.assign(cohort=first.dt.strftime("%b").reindex(cdnow_summary.index))
+    return data.sample(500, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def bayesian_fits(cohorts):
+    """Each model pooled and by cohort, with few draws: these tests check that every
+    step works; the posterior itself is compared with pymc-marketing's in
+    benchmarks/bench_bayesian.py."""
+    from clvmodels import GammaGamma
+    from clvmodels.errors import SamplingWarning
+    from clvmodels.models.bayes import bayesian
+
+    fits = {}
+    for name in BAYESIAN:
+        cls = bayesian(available_models("transaction")[name])
+        for group in GROUPINGS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SamplingWarning)  # 60 draws: low ESS
+                fits[name, group] = cls(group_col=group).fit(
+                    cohorts, draws=60, tune=60, chains=2, random_state=1, progressbar=False
+                )
+    return fits, GammaGamma().fit(cohorts)
+
+
+@pytest.mark.parametrize("group", GROUPINGS)
+@pytest.mark.parametrize("name", BAYESIAN)
+def test_bayesian_versions_fit_near_the_maximum_likelihood(name, group, bayesian_fits, cohorts):
+    model = bayesian_fits[0][name, group]
+    mle = available_models("transaction")[name]().fit(cohorts)
+    table = model.summary()
+    assert model.is_fitted and type(model).__name__ == f"Bayesian{name}"
+    if group is None:
+        estimates = model.params_
+        sds = table["sd"]
+    else:
+        assert sorted(model.params_.index) == ["Feb", "Jan", "Mar"]
+        estimates = model.params_.mean()  # groups shrink towards one another
+        sds = table["sd"].groupby(level="parameter").max()
+    # Every parameter within 3 posterior sd of the MLE on the same customers (the
+    # priors are weak next to 500 customers' likelihood).
+    for k in mle.params_.index:
+        assert abs(estimates[k] - mle.params_[k]) < 3 * sds[k], k
+
+
+@pytest.mark.parametrize("group", GROUPINGS)
+@pytest.mark.parametrize("name", BAYESIAN)
+def test_bayesian_versions_clv_segments_and_files(name, group, bayesian_fits, cohorts,
+                                                  tmp_path):
+    model, spend = bayesian_fits[0][name, group], bayesian_fits[1]
+    forecast = customer_lifetime_value(model, spend, cohorts, horizon=12, period="M",
+                                       n_draws=200, predictive=True, random_state=0,
+                                       progressbar=False)
+    table = forecast.table
+    assert len(table) == 500
+    # The point forecast (at the posterior means) sits inside the 90% interval of the
+    # draws; by cohort the posterior is skewed and the point lies near 0.7 of the way up,
+    # so the interval needs some 200 draws (with 50, all customers' upper ends move
+    # together and half of them fall below the point).
+    inside = (table["clv_lower"] <= table["clv"]) & (table["clv"] <= table["clv_upper"])
+    assert inside.mean() > 0.95
+    assert (table["clv_pred_lower"] <= table["clv_pred_upper"]).all()
+    total = forecast.total()
+    assert total["clv_lower"] < total["clv"] < total["clv_upper"]
+    assert total["clv_pred_lower"] < total["clv"] < total["clv_pred_upper"]
+    tiers = segment(forecast, progressbar=False).tiers
+    assert tiers["customers"].sum() == 500
+    path = model.save(tmp_path / "model.nc")
+    loaded = load(path)
+    assert type(loaded) is type(model) and loaded.group_col == group
+    pd.testing.assert_series_equal(loaded.expected_purchases(t=39, data=cohorts),
+                                   model.expected_purchases(t=39, data=cohorts))
+
+
+@pytest.mark.filterwarnings("ignore::clvmodels.errors.SamplingWarning")  # 40 draws
+@pytest.mark.parametrize("name", BAYESIAN)
+def test_command_line_forecasts_with_a_bayesian_model(name, transactions_csv, tmp_path):
+    out = tmp_path / "forecast.csv"
+    result = runner.invoke(app, [
+        "forecast", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
+        "--date-col", "date", "--value-col", "amount", "--observation-end", "1997-09-30",
+        "--model", f"Bayesian{name}", "--mcmc-draws", "40", "--mcmc-tune", "40",
+        "--mcmc-chains", "2", "--draws", "20", "--segments", "--quiet", "--output", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, index_col=0)
+    assert len(table) == 2357 and table["tier"].notna().all()
+    assert (table["clv_lower"] <= table["clv_upper"]).all()

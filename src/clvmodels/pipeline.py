@@ -160,9 +160,10 @@ def available_models(kind: str | None = None) -> dict[str, type]:
 
 def _model_class(name: str, kind: str | None) -> type:
     cls = _registry().get(name)
-    if cls is None:  # not imported yet: look through every model module
-        _import_model_modules()
-        cls = _registry().get(name)
+    if cls is None:  # not imported yet, or made on demand (``Bayesian<Name>``)
+        from clvmodels.models.base import find_model_class
+
+        cls = find_model_class(name)
     if cls is None:
         choices = list(available_models(kind))
         what = f"{kind} model" if kind else "model"

@@ -2,7 +2,7 @@
 
 ``S(a, c; z) = sum_n (a)_n / (c)_n z^n`` for ``0 <= z <= 0.9`` and ``0 < a < c``: the
 same terms, added in the same order and stopped by the same rule (checked every 8 terms)
-as the NumPy loop in :mod:`clvmodels.models.pareto_nbd`, which also carries the partial
+as the loop of :mod:`clvmodels.models.pareto_nbd` that also carries the partial
 derivatives that fitting needs. Predictions (P(alive), expected purchases) need only the
 value, for millions of customer-draw pairs; a loop per entry that stops when that entry
 has converged does in one pass what the vectorised loop does in ~380 passes over

@@ -88,6 +88,7 @@ __all__ = [
     "SpendModel",
     "TransactionModel",
     "check_payload_keys",
+    "find_model_class",
     "load",
     "register_model_factory",
     "registered_models",
@@ -400,13 +401,7 @@ def _model_class(name: Any, path: Path, reader: str) -> Any:
     registered factories build classes made on demand (``Bayesian<Name>``)."""
     if not isinstance(name, str):
         raise ModelFileError(f"{path}: field 'model' must name a clvmodels model, got {name!r}")
-    if name not in _REGISTRY:
-        _import_model_modules()
-    cls = _REGISTRY.get(name)
-    for factory in _FACTORIES:
-        if cls is not None:
-            break
-        cls = factory(name)
+    cls = find_model_class(name)
     if cls is None:
         raise ModelFileError(
             f"{path} names an unknown model {name!r}; known models: {sorted(_REGISTRY)}"
@@ -414,6 +409,28 @@ def _model_class(name: Any, path: Path, reader: str) -> Any:
     if not hasattr(cls, reader):
         kind, other = ("JSON", "NetCDF") if reader == "from_payload" else ("NetCDF", "JSON")
         raise ModelFileError(f"{path} is a {kind} file, but {name} models are saved as {other}")
+    return cls
+
+
+def find_model_class(name: str) -> type | None:
+    """The model class registered as ``name``, or built by a registered factory
+    (``Bayesian<Name>`` for every maximum-likelihood model), or None; model modules
+    are imported on demand.
+
+    Examples
+    --------
+    >>> find_model_class("BayesianParetoNBD").__name__
+    'BayesianParetoNBD'
+    >>> find_model_class("NoSuchModel") is None
+    True
+    """
+    if name not in _REGISTRY:
+        _import_model_modules()
+    cls = _REGISTRY.get(name)
+    for factory in _FACTORIES:
+        if cls is not None:
+            break
+        cls = factory(name)
     return cls
 
 

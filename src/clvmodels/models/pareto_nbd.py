@@ -47,10 +47,12 @@ The pure functions below take broadcastable NumPy arrays and work in log space;
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy.special import digamma, expit, exprel, gammaln, logsumexp, roots_legendre, xlogy
@@ -180,36 +182,39 @@ def _log_k_quadrature_grad(p, q, log_rho, n_nodes):
     return value, 1.0 / b + d_p / total, 1.0 / b + d_q / total, d_rho / total
 
 
+@numba.njit(cache=True, nogil=True)
 def _hyp_series(a, c, z):
     """``S = sum_n (a)_n / (c)_n z^n`` for ``0 <= z <= 0.9``, ``0 < a < c``, with
     ``dS/da``, ``dS/dc`` and ``dS/dz``. Every term is positive and at most ``z`` times
-    the previous one, so the sum stops at full precision (at most ~380 terms); entries
-    leave the loop as they converge."""
+    the previous one, so the sum stops at full precision (at most ~380 terms), checked
+    every 8 terms. One entry at a time in Numba: the loop stops where each entry
+    converges, and nothing is allocated per term (the Pareto/NBD gradient spends
+    nearly all its time here)."""
     out = np.empty((4, z.size))
-    live = np.arange(z.size)
-    a, c, z = a.copy(), c.copy(), z.copy()
-    term = np.ones_like(z)
-    state = np.zeros((6, z.size))  # total - 1, d_a, d_c, d_z, sum 1/(a+k), -sum 1/(c+k)
-    n = 0
-    while live.size:
-        for _ in range(8):
-            n += 1
-            a_n, c_n = a + (n - 1), c + (n - 1)
-            before_z = term * (a_n / c_n)
-            state[3] += n * before_z
-            term = before_z * z
-            state[4] += 1.0 / a_n
-            state[5] -= 1.0 / c_n
-            state[0] += term
-            state[1] += term * state[4]
-            state[2] += term * state[5]
-        done = (term <= 1e-17 * (1.0 + state[0])) | (n >= _SERIES_TERMS)
-        if done.any():
-            out[:, live[done]] = state[:4, done]
-            keep = ~done
-            live, a, c, z, term = live[keep], a[keep], c[keep], z[keep], term[keep]
-            state = state[:, keep]
-    out[0] += 1.0
+    for i in range(z.size):
+        a_i, c_i, z_i = a[i], c[i], z[i]
+        term = 1.0
+        total = d_a = d_c = d_z = 0.0  # total - 1 and the three derivatives
+        sum_a = sum_c = 0.0  # sum 1/(a+k) and -sum 1/(c+k)
+        n = 0
+        while True:
+            for _ in range(8):
+                n += 1
+                a_n, c_n = a_i + (n - 1), c_i + (n - 1)
+                before_z = term * (a_n / c_n)
+                d_z += n * before_z
+                term = before_z * z_i
+                sum_a += 1.0 / a_n
+                sum_c -= 1.0 / c_n
+                total += term
+                d_a += term * sum_a
+                d_c += term * sum_c
+            if term <= 1e-17 * (1.0 + total) or n >= _SERIES_TERMS:
+                break
+        out[0, i] = total + 1.0
+        out[1, i] = d_a
+        out[2, i] = d_c
+        out[3, i] = d_z
     return out
 
 
@@ -294,7 +299,64 @@ def _log_k(p, q, log_rho, ops):
         # first-order expansion around the values: exact value, exact derivatives
         return (value + d_p * (p - values[0]) + d_q * (q - values[1])
                 + d_rho * (log_rho - values[2]))
+    if getattr(ops, "name", "") == "pytensor":
+        return _log_k_op()(p, q, log_rho)
     return _log_k_quadrature(p, q, log_rho, ops)
+
+
+@functools.cache
+def _log_k_op():
+    """``log K`` as a PyTensor Op over :func:`pnbd_log_hyp2f1` (series in Numba, or
+    quadrature), with its exact partial derivatives as the gradient.
+
+    The graph of the quadrature costs some 200 terms per entry and its automatic
+    gradient as much again, in every evaluation; the Op evaluates the series, about 15
+    terms per entry near ``rho = 1``. Built on first use: importing the module does not
+    import PyTensor. The Op runs in Python, so graphs that contain it sample through
+    nutpie's C or Numba (object mode) backends or PyMC's sampler, not through JAX.
+    """
+    import pytensor.tensor as pt
+    from pytensor.graph.basic import Apply
+    from pytensor.graph.op import Op
+
+    class LogKGrad(Op):
+        """The three partial derivatives of ``log K`` (:func:`pnbd_log_hyp2f1`)."""
+
+        __props__ = ()
+
+        def make_node(self, p, q, log_rho):
+            inputs = [pt.as_tensor_variable(v) for v in (p, q, log_rho)]
+            return Apply(self, inputs, [inputs[0].type() for _ in range(3)])
+
+        def perform(self, node, inputs, outputs):
+            _, d_p, d_q, d_rho = pnbd_log_hyp2f1(*inputs, derivatives=True)
+            for out, value in zip(outputs, (d_p, d_q, d_rho), strict=True):
+                out[0] = np.asarray(value, dtype=float)
+
+    class LogK(Op):
+        """``log K(p, q, rho)`` elementwise over arguments of one shape."""
+
+        __props__ = ()
+
+        def make_node(self, p, q, log_rho):
+            inputs = [pt.as_tensor_variable(v) for v in (p, q, log_rho)]
+            return Apply(self, inputs, [inputs[0].type()])
+
+        def perform(self, node, inputs, outputs):
+            outputs[0][0] = np.asarray(pnbd_log_hyp2f1(*inputs), dtype=float)
+
+        def grad(self, inputs, output_grads):
+            (g,) = output_grads
+            return [g * d for d in grad_op(*inputs)]
+
+    grad_op, value_op = LogKGrad(), LogK()
+
+    def log_k(p, q, log_rho):
+        args = pt.broadcast_arrays(*(pt.cast(pt.as_tensor_variable(v), "float64")
+                                     for v in (p, q, log_rho)))
+        return value_op(*args)
+
+    return log_k
 
 
 # --------------------------------------------------------------------------------------
