@@ -249,3 +249,148 @@ def simulate_pareto_nbd(
         frame["alive"] = lifetime > T_arr
     frame.attrs["time_unit"] = time_unit
     return frame
+
+
+# --------------------------------------------------------------------------------------
+# A transaction log with common period shocks (issue 13: coverage of portfolio totals)
+# --------------------------------------------------------------------------------------
+__all__ += ["ar1_log_shocks", "simulate_transaction_log"]
+
+
+def ar1_log_shocks(
+    n_steps: int, sd: float, persistence: float, *, random_state: Any = None
+) -> np.ndarray:
+    """A stationary Gaussian AR(1) path of log shocks with mean ``-sd**2 / 2``.
+
+    ``e_k = persistence * e_{k-1} + eta_k`` with stationary variance ``sd**2``; the
+    mean makes every multiplier ``exp(e_k)`` average 1 (mean-preserving).
+
+    Examples
+    --------
+    >>> path = ar1_log_shocks(100_000, 0.2, 0.5, random_state=0)
+    >>> round(float(np.exp(path).mean()), 2), round(float(path.std()), 2)
+    (1.0, 0.2)
+    """
+    if not (isinstance(n_steps, int | np.integer) and n_steps >= 1):
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if not (np.isfinite(sd) and sd >= 0):
+        raise ValueError(f"sd must be a non-negative number, got {sd!r}")
+    if not -1 < persistence < 1:
+        raise ValueError(f"persistence must lie in (-1, 1), got {persistence!r}")
+    rng = np.random.default_rng(random_state)
+    innovations = rng.standard_normal(int(n_steps)) * sd * np.sqrt(1 - persistence**2)
+    path = np.empty(int(n_steps))
+    path[0] = rng.standard_normal() * sd
+    for k in range(1, int(n_steps)):
+        path[k] = persistence * path[k - 1] + innovations[k]
+    return path - sd**2 / 2
+
+
+def simulate_transaction_log(
+    n_customers: int,
+    bgnbd: dict[str, float],
+    gamma_gamma: dict[str, float],
+    *,
+    acquisition: float = 12.0,
+    length: float = 78.0,
+    shock_sd: float = 0.0,
+    shock_persistence: float = 0.0,
+    shock_step: float = 1.0,
+    start: str = "1997-01-01",
+    time_unit: str = "W",
+    random_state: Any = None,
+) -> pd.DataFrame:
+    """A BG/NBD + Gamma-Gamma transaction log, optionally with common period shocks.
+
+    Customers are acquired at a uniformly random day in the first ``acquisition`` time
+    units and observed until ``length``. While alive, customer ``i`` buys at rate
+    ``lambda_i * m(t)``, where ``m(t) = exp(e_k)`` in shock step ``k`` is common to all
+    customers (``e`` from :func:`ar1_log_shocks`; no shocks: ``m = 1``, the BG/NBD
+    itself); after each repeat purchase it drops out with probability ``p_i``. Every
+    purchase, the first included, is worth ``Gamma(p, rate nu_i)``. Purchases are
+    uniform in the *operational time* ``M(t) = int_0^t m``, so each customer's process
+    is the BG/NBD's with time run through ``M``.
+
+    Parameters
+    ----------
+    n_customers : int
+    bgnbd : dict
+        ``{"r", "alpha", "a", "b"}`` in ``time_unit``.
+    gamma_gamma : dict
+        ``{"p", "q", "gamma"}``.
+    acquisition, length : float
+        Acquisition window and whole observation length, in ``time_unit``.
+    shock_sd, shock_persistence, shock_step : float
+        Stationary sd and lag-one correlation of the log shocks, and the length of a
+        shock step in ``time_unit``.
+    start : str
+        Date of time 0.
+    time_unit : str
+        Unit of the parameters and lengths ("D" or "W").
+    random_state : int or numpy Generator, optional
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id``, ``date`` (day resolution), ``amount``, one row per purchase,
+        sorted by customer and date; ``attrs["shock_multipliers"]`` holds ``m`` per step.
+
+    Examples
+    --------
+    >>> log = simulate_transaction_log(500, {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43},
+    ...                                {"p": 6.25, "q": 3.74, "gamma": 15.44},
+    ...                                shock_sd=0.2, shock_persistence=0.5, random_state=3)
+    >>> list(log.columns), int(log["customer_id"].nunique())
+    (['customer_id', 'date', 'amount'], 500)
+    >>> len(log.attrs["shock_multipliers"])
+    78
+    """
+    from clvmodels.units import TIME_UNIT_DAYS
+
+    _check_positive(**bgnbd, **gamma_gamma, acquisition=acquisition, length=length,
+                    shock_step=shock_step)  # fmt: skip
+    if acquisition > length:
+        raise ValueError(f"acquisition ({acquisition}) must not exceed length ({length})")
+    rng = np.random.default_rng(random_state)
+    n = int(n_customers)
+    unit_days = TIME_UNIT_DAYS[time_unit]
+    n_steps = int(np.ceil(length / shock_step))
+    multipliers = np.exp(ar1_log_shocks(n_steps, shock_sd, shock_persistence, random_state=rng))
+    edges = np.arange(n_steps + 1) * shock_step
+    operational = np.r_[0.0, np.cumsum(multipliers * shock_step)]  # M at the step edges
+
+    def clock(t: np.ndarray) -> np.ndarray:
+        return np.interp(t, edges, operational)
+
+    acquired_day = rng.integers(0, max(1, int(acquisition * unit_days)), size=n)
+    acquired = acquired_day / unit_days
+    lam = rng.gamma(bgnbd["r"], 1.0 / bgnbd["alpha"], size=n)
+    p_drop = np.clip(rng.beta(bgnbd["a"], bgnbd["b"], size=n), 1e-12, 1.0)
+    window = clock(np.full(n, float(length))) - clock(acquired)
+    arrivals = rng.poisson(lam * window)
+    kept = np.minimum(arrivals, rng.geometric(p_drop))
+    # The first `kept` of `arrivals` uniform operational times, customer by customer.
+    owner = np.repeat(np.arange(n), arrivals)
+    u = rng.random(owner.size)
+    order = np.lexsort((u, owner))
+    owner, u = owner[order], u[order]
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(arrivals) - arrivals, arrivals)
+    keep = rank < kept[owner]
+    owner, u = owner[keep], u[keep]
+    at = clock(acquired[owner]) + u * window[owner]
+    repeat_time = np.interp(at, operational, edges)
+    repeat_day = np.maximum(np.floor(repeat_time * unit_days).astype(np.int64), acquired_day[owner])
+    customers = np.r_[np.arange(n), owner]
+    days = np.r_[acquired_day, repeat_day]
+    nu = rng.gamma(gamma_gamma["q"], 1.0 / gamma_gamma["gamma"], size=n)
+    amount = rng.gamma(gamma_gamma["p"], 1.0 / nu[customers])
+    order = np.lexsort((days, customers))
+    log = pd.DataFrame(
+        {
+            "customer_id": customers[order],
+            "date": pd.Timestamp(start) + pd.to_timedelta(days[order], unit="D"),
+            "amount": np.round(amount[order], 2),
+        }
+    )
+    log.attrs["shock_multipliers"] = multipliers
+    return log
