@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -124,7 +125,10 @@ def backtest_purchases(
             observation_end=block_end, time_unit=time_unit,
         )  # fmt: skip
         try:
-            refit = copy.deepcopy(transaction_model).fit(split, **dict(fit_kwargs or {}))
+            with warnings.catch_warnings():
+                # A refit that cannot give standard errors is skipped below, and named.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                refit = copy.deepcopy(transaction_model).fit(split, **dict(fit_kwargs or {}))
             draws = refit.param_draws(int(n_simulations), random_state=rng)
         except (ConvergenceError, ValueError) as err:
             # A short window may not identify the model (no fit, or no covariance).

@@ -10,7 +10,8 @@ Way", *Marketing Science* 24(2) (FHL 2005), and the value metrics a CLV user nee
 * :func:`expected_cumulative_purchases`: the tracking plot of cumulative repeat
   purchases of the whole cohort over calendar time (FHL 2005, figure 4);
 * :func:`compare`: one row per model with holdout errors for purchases and value,
-  rank quality, interval coverage, fit statistics and fit time.
+  rank quality, interval coverage (customers, the portfolio total, tier
+  probabilities: :mod:`clvmodels.calibration`), fit statistics and fit time.
 
 The metric helpers (:func:`top_share`, :func:`interval_coverage`) are small pure
 functions on arrays.
@@ -28,7 +29,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels.clv import customer_lifetime_value
+from clvmodels.calibration import (
+    ModelCalibration,
+    coverage_by_level,
+    pit_histogram,
+    randomized_pit,
+    rank_share_tiers,
+    tier_calibration,
+    total_coverage,
+)
+from clvmodels.clv import CLVForecast, customer_lifetime_value
 from clvmodels.data import validate_summary
 from clvmodels.errors import DataValidationError
 from clvmodels.models.base import SpendModel, TransactionModel
@@ -638,6 +648,8 @@ def compare(
     n_draws: int = 1000,
     random_state: int | None = 0,
     fit_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    tier_probability_col: str = "top_tier_probability",
+    tier_event: str = "top",
     progressbar: bool = True,
 ) -> pd.DataFrame:
     """Compare (transaction model, spend model) pairs on a calibration/holdout split.
@@ -674,6 +686,14 @@ def compare(
     fit_kwargs : mapping of str to dict, optional
         Extra ``fit`` arguments per model name (e.g. ``{"Bayesian": {"draws": 500}}``),
         passed to whichever of the pair's ``fit`` methods accept them.
+    tier_probability_col : str, default "top_tier_probability"
+        The column of :func:`clvmodels.segment`'s ``customers`` whose calibration is
+        measured (the probability of a tier given to each customer).
+    tier_event : {"top", "assigned"}, default "top"
+        What that column is the probability of: the customer's realised holdout value
+        lands in the top tier, or in the tier its point CLV assigns it (as for
+        ``tier_probability``). Realised tiers are by rank share of realised value, as
+        :func:`clvmodels.segment` places forecasts (:data:`DEFAULT_TIERS`).
     progressbar : bool, default True
         Show progress (also passed to the fits that accept it).
 
@@ -692,6 +712,15 @@ def compare(
           top 10% / 20% of customers);
         * ``value_interval_coverage``: share of customers whose realised holdout
           value lies in their ``interval`` predictive interval;
+        * ``value_total_lower`` and ``value_total_upper``: the ``interval``
+          predictive interval of the total (parameter uncertainty and purchase noise;
+          no common shocks: :func:`clvmodels.shocks.shocked_total` adds them),
+          ``value_total_inside`` (1 when the realised total lies in it, else 0) and
+          ``value_total_widths_outside`` (by how many interval widths it falls
+          outside: positive above, negative below);
+        * ``tier_probability_gap``: mean absolute gap between the tier probability
+          given and the share that reached the tier, over probability deciles,
+          weighted by customers;
         * ``log_likelihood``, ``aic``, ``bic`` (maximum likelihood) and ``elpd_loo``,
           ``elpd_loo_se`` (Bayesian) of the transaction model, and the same with a
           ``spend_`` prefix for the spend model;
@@ -699,7 +728,10 @@ def compare(
 
         ``attrs`` records ``horizon`` (periods), ``period``, ``horizon_length`` (the
         forecast length in ``time_unit``), ``time_unit``, ``discount_rate``,
-        ``interval``, ``n_draws`` and ``random_state``.
+        ``interval``, ``n_draws`` and ``random_state``, and ``calibration``: per model
+        a :class:`clvmodels.calibration.ModelCalibration` (the total's interval, the
+        customers' PIT histogram and coverage by level, the tier-probability
+        calibration table), which :mod:`clvmodels.plotting` draws.
 
     Examples
     --------
@@ -738,11 +770,14 @@ def compare(
     unknown = set(fit_kwargs) - set(models)
     if unknown:
         raise ValueError(f"fit_kwargs names unknown models {sorted(unknown)}")
+    if tier_event not in ("top", "assigned"):
+        raise ValueError(f"tier_event must be 'top' or 'assigned', got {tier_event!r}")
 
     actual_purchases = frame["frequency_holdout"].to_numpy(dtype=float)
     realised = actual_purchases * frame["monetary_value_holdout"].to_numpy(dtype=float)
 
     rows = {}
+    calibrations = {}
     with progress_bar(3 * len(models), "Comparing models", enabled=progressbar) as bar:
         for name, (transaction_model, spend_model) in models.items():
             bar.update(description=f"Comparing models: fitting {name}")
@@ -769,6 +804,13 @@ def compare(
                 progressbar=False,
             )
             table = forecast.table.reindex(frame.index)
+            calibrations[name] = _calibration(
+                forecast,
+                pd.Series(realised, index=frame.index),
+                tier_probability_col=tier_probability_col,
+                tier_event=tier_event,
+                random_state=random_state,
+            )
             predicted_value = table["clv"].to_numpy(dtype=float)
             p_mae, p_rmse, p_pct = _errors(predicted_purchases, actual_purchases)
             v_mae, _, v_pct = _errors(predicted_value, realised)
@@ -795,6 +837,7 @@ def compare(
                 "value_interval_coverage": interval_coverage(
                     realised, table["clv_pred_lower"], table["clv_pred_upper"]
                 ),
+                **_calibration_columns(calibrations[name]),
                 **_fit_statistics(transaction_model, ""),
                 **_fit_statistics(spend_model, "spend_"),
                 "fit_seconds": float(fit_seconds),
@@ -812,6 +855,68 @@ def compare(
             "interval": interval,
             "n_draws": n_draws,
             "random_state": random_state,
+            "calibration": calibrations,
         }
     )
     return result
+
+
+def _calibration(
+    forecast: CLVForecast,
+    realised: pd.Series,
+    *,
+    tier_probability_col: str,
+    tier_event: str,
+    random_state: Any,
+) -> ModelCalibration:
+    """One forecast's calibration on the realised holdout values (by customer id)."""
+    from clvmodels.segmentation import DEFAULT_TIERS, segment
+
+    total = forecast.total()
+    outside = total_coverage(realised.sum(), total["clv_pred_lower"], total["clv_pred_upper"])
+    rng = np.random.default_rng(random_state)
+    pit = np.concatenate(
+        [
+            randomized_pit(values, realised.reindex(ids).to_numpy(dtype=float), rng)
+            for ids, values in forecast.iter_draws("predictive")
+        ]
+    )
+    tiers = segment(forecast, progressbar=False).customers.reindex(realised.index)
+    if tier_probability_col not in tiers.columns:
+        raise ValueError(
+            f"compare: segment() gives no column {tier_probability_col!r} "
+            f"(it gives {sorted(tiers.columns)})"
+        )
+    names = [name for name, _ in DEFAULT_TIERS]
+    reached = rank_share_tiers(realised.to_numpy(dtype=float), [s for _, s in DEFAULT_TIERS])
+    if tier_event == "top":
+        hit = reached == 0
+    else:
+        hit = reached == pd.Categorical(tiers["tier"].astype(str), categories=names).codes
+    table = tier_calibration(tiers[tier_probability_col].to_numpy(dtype=float), hit)
+    table.attrs.update({"column": tier_probability_col, "event": tier_event})
+    return ModelCalibration(
+        total={
+            "realised": float(realised.sum()),
+            "lower": float(total["clv_pred_lower"]),
+            "upper": float(total["clv_pred_upper"]),
+            **outside,
+        },
+        pit=pit_histogram(pit),
+        coverage=coverage_by_level(pit),
+        tiers=table,
+        interval=forecast.interval,
+    )
+
+
+def _calibration_columns(calibration: ModelCalibration) -> dict[str, float]:
+    """The columns of :func:`compare` that summarise a :class:`ModelCalibration`."""
+    total, tiers = calibration.total, calibration.tiers
+    gap = np.abs(tiers["probability"] - tiers["share"]) @ tiers["customers"]
+    return {
+        "value_total_lower": total["lower"],
+        "value_total_upper": total["upper"],
+        "value_total_inside": float(total["inside"]),
+        "value_total_widths_outside": total["widths_outside"],
+        "tier_probability_gap": float(gap / max(tiers["customers"].sum(), 1)),
+    }
