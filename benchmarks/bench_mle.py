@@ -10,7 +10,11 @@ Data sets: the CDNOW 1/10 sample (2,357 customers) and customers simulated from 
 BG/NBD / Gamma-Gamma with the CDNOW estimates, acquired over 12 weeks and observed
 for 27-39 weeks at daily resolution (as a real daily transaction log gives). The
 Pareto/NBD is fitted on the CDNOW sample and on customers simulated from a Pareto/NBD
-with its CDNOW estimates, in the same way.
+with its CDNOW estimates, in the same way. The Gamma-Gamma on transactions
+(GammaGammaTransactions, no lifetimes peer) is timed beside the mean-based Gamma-Gamma on
+the same customers, on CDNOW (where pymc-marketing's individual-level likelihood, if
+installed, is evaluated at its optimum and must agree) and on transaction logs simulated
+with the CDNOW estimates.
 
 Usage::
 
@@ -292,6 +296,95 @@ def bench_pareto(
     return rows
 
 
+# -- Gamma-Gamma on transactions --------------------------------------------------------
+def simulated_transaction_summary(n_customers: int, seed: int = 0) -> pd.DataFrame:
+    """A transaction log simulated with CDNOW's BG/NBD and Gamma-Gamma estimates (every
+    purchase its own Gamma value), summarised with ``log_spend=True``."""
+    from clvmodels import rfm_summary
+    from clvmodels.simulate import simulate_transactions
+
+    log = simulate_transactions(n_customers, CDNOW_BGNBD, CDNOW_GG, weeks=39, random_state=seed)
+    return rfm_summary(log, "customer_id", "date", "amount",
+                       observation_end=log.attrs["observation_end"], log_spend=True)
+
+
+def pymc_marketing_log_likelihood(transactions: pd.DataFrame, params: dict[str, float],
+                                  end: str) -> float:
+    """Total log-likelihood of pymc-marketing's ``GammaGammaModelIndividual`` on the
+    repeat-day values, ``nu`` integrated out by conjugacy: the model's joint log density
+    at ``nu`` minus that of ``nu``'s posterior (the same for every ``nu``). NaN where
+    pymc-marketing (the ``bench`` extra) is not installed."""
+    try:
+        from pymc_marketing.clv import GammaGammaModelIndividual
+    except ImportError:
+        return float("nan")
+    from scipy import stats
+
+    log = transactions[transactions["date"] <= end]
+    days = log.groupby(["customer_id", log["date"].dt.normalize()])["amount"].sum().reset_index()
+    repeat = days[days.groupby("customer_id").cumcount() > 0]
+    codes, _ = pd.factorize(repeat["customer_id"], sort=True)
+    values = repeat["amount"].to_numpy()
+    model = GammaGammaModelIndividual()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.build_model(pd.DataFrame({"customer_id": codes,
+                                        "individual_transaction_value": values}))
+    logp = model.model.compile_logp(jacobian=False)
+    p, q, gamma = params["p"], params["q"], params["gamma"]
+    x = np.bincount(codes).astype(float)
+    shape, rate = p * x + q, gamma + np.bincount(codes, weights=values)
+    nu = (shape - 1) / rate
+    joint = logp({"p_log__": np.log(p), "q_log__": np.log(q), "v_log__": np.log(gamma),
+                  "nu_log__": np.log(nu)})
+    return float(joint - stats.gamma.logpdf(nu, shape, scale=1 / rate).sum())
+
+
+def bench_transactions(
+    name: str, data: pd.DataFrame, repeats: int, transactions: pd.DataFrame | None = None,
+    end: str | None = None,
+) -> list[dict[str, Any]]:
+    """GammaGammaTransactions (analytic and automatic gradient) beside GammaGamma on the
+    same customers; on CDNOW also pymc-marketing's individual-level likelihood at our
+    optimum, which must equal ours."""
+    from clvmodels import GammaGammaTransactions
+
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_ours, ours = median_time(lambda: GammaGammaTransactions().fit(data), repeats)
+        t_auto, auto = median_time(
+            lambda: automatic_gradient(GammaGammaTransactions)().fit(data), repeats)
+        t_mean, _ = median_time(lambda: GammaGamma().fit(data), repeats)
+    row = {"data": name, "customers": len(data), "task": "Gamma-Gamma (transactions) fit",
+           "clvmodels_s": t_ours, "clvmodels_loglik": ours.log_likelihood_,
+           "mean-based fit_s": t_mean}
+    if transactions is not None and end is not None:
+        row["pymc_marketing_loglik"] = pymc_marketing_log_likelihood(
+            transactions, ours.params_.to_dict(), end)
+    rows.append(row)
+    rows.append({"data": name, "customers": len(data),
+                 "task": "Gamma-Gamma (transactions) fit, automatic gradient",
+                 "clvmodels_s": t_auto, "clvmodels_loglik": auto.log_likelihood_,
+                 "analytic_speed-up": t_auto / t_ours})
+    return rows
+
+
+def run_transactions(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+    """The GammaGammaTransactions rows: CDNOW, then simulated transaction logs."""
+    end = "1997-09-30"
+    transactions = load_cdnow()
+    cdnow = calibration_holdout_split(transactions, "customer_id", "date", "amount",
+                                      calibration_end=end, observation_end="1998-06-30",
+                                      log_spend=True)
+    bench_transactions("warm-up", cdnow, 1)
+    rows = bench_transactions("CDNOW sample", cdnow, repeats, transactions, end)
+    for n in sizes:
+        rows += bench_transactions(f"simulated log {n:,}", simulated_transaction_summary(n),
+                                   repeats)
+    return rows
+
+
 def run(sizes: list[int], repeats: int) -> pd.DataFrame:
     cdnow = calibration_holdout_split(
         load_cdnow(), "customer_id", "date", "amount",
@@ -310,10 +403,13 @@ def run(sizes: list[int], repeats: int) -> pd.DataFrame:
         rows += bench_pareto(f"simulated {n:,} (Pareto/NBD)", simulated_pareto_summary(n),
                              repeats, 1 if n > 10_000 else peer)
     rows += run_modified(sizes, repeats, cdnow)
+    rows += run_transactions(sizes, repeats)
     table = pd.DataFrame(rows)
     table["speed-up"] = table["lifetimes_s"] / table["clvmodels_s"]
     if "clvmodels_loglik" in table:
         table["loglik_gap"] = table["clvmodels_loglik"] - table["lifetimes_loglik"]
+    if "pymc_marketing_loglik" in table:
+        table["pymc_marketing_gap"] = table["clvmodels_loglik"] - table["pymc_marketing_loglik"]
     return table
 
 

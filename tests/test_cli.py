@@ -195,13 +195,53 @@ def test_demo_writes_table_models_and_report(tmp_path):
     result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path), "--draws", "100",
                                  "--mcmc-draws", "0"])
     assert result.exit_code == 0, result.output
-    assert "BetaGeo parameters" in result.output
+    # The family is compared; the best on holdout value (MBG/NBD on CDNOW) forecasts.
+    assert "ModifiedBetaGeo parameters" in result.output
     assert "Top 10 customers by CLV" in result.output
     table = pd.read_csv(tmp_path / "customers.csv", index_col=0)
     assert len(table) == 2357
     assert {"clv", "clv_lower", "clv_upper", "tier"} <= set(table.columns)
-    assert (tmp_path / "beta_geo.json").exists() and (tmp_path / "gamma_gamma.json").exists()
+    assert {p.name for p in tmp_path.glob("*.json")} == {"modified_beta_geo.json",
+                                                         "gamma_gamma.json"}
     assert (tmp_path / "report.html").stat().st_size > 50_000
+    assert "4 models compared" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_report_model_selection_defaults(transactions_csv, tmp_path, monkeypatch):
+    import clvmodels.report
+
+    seen = []
+    monkeypatch.setattr(clvmodels.report, "build_report",
+                        lambda *args, **kwargs: seen.append(kwargs) or args[5])
+    base = ["report", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
+            "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
+            "--output", str(tmp_path / "r.html"), "--quiet"]
+    # No --model: the family (the report's default), the best forecasting, no MCMC.
+    assert runner.invoke(app, base).exit_code == 0
+    assert (seen[-1]["models"], seen[-1]["forecast_model"], seen[-1]["bayesian"]) == (
+        None, None, False)
+    # A forecasting model by its transaction model's name; the Bayesian versions too.
+    assert runner.invoke(app, [*base, "--forecast-model", "ParetoNBD", "--bayesian"]).exit_code == 0
+    assert seen[-1]["forecast_model"] == "ParetoNBD + GammaGamma" and seen[-1]["bayesian"]
+    args = [*base, "--model", "BetaGeoCNBD", "--model", "ParetoNBD", "--spend-model",
+            "GammaGamma", "--forecast-model", "ParetoNBD + GammaGamma"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert seen[-1]["models"] == {"BetaGeoCNBD + GammaGamma": ("BetaGeoCNBD", "GammaGamma"),
+                                  "ParetoNBD + GammaGamma": ("ParetoNBD", "GammaGamma")}
+    assert seen[-1]["forecast_model"] == "ParetoNBD + GammaGamma"
+
+
+def test_report_forecast_model_must_be_compared(transactions_csv, tmp_path):
+    result = runner.invoke(app, [
+        "report", "--transactions", str(transactions_csv), "--customer-col", "customer_id",
+        "--date-col", "date", "--value-col", "amount", "--calibration-end", "1997-09-30",
+        "--output", str(tmp_path / "r.html"), "--model", "BetaGeo", "--forecast-model",
+        "ParetoNBD",
+    ])
+    assert result.exit_code == 2
+    assert "forecast_model='ParetoNBD + GammaGamma' is not one of ['BetaGeo + GammaGamma']" in (
+        result.output)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------

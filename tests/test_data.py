@@ -2,6 +2,7 @@
 conventions and properties, then bad input."""
 
 import datetime as dt
+import itertools
 import sys
 
 import numpy as np
@@ -426,13 +427,22 @@ def test_matches_a_naive_reference(rows, end):
         with pytest.raises(DataValidationError, match="no transaction"):
             rfm_summary(log, "customer_id", "date", "amount", observation_end=end_date)
         return
-    s = rfm_summary(log, "customer_id", "date", "amount", observation_end=end_date)
+    s = rfm_summary(log, "customer_id", "date", "amount", observation_end=end_date,
+                    log_spend=True, regularity=True)
     assert list(s.index) == list(expected)
     got = s[["frequency", "recency", "T", "monetary_value"]].to_numpy()
     np.testing.assert_allclose(got, np.array(list(expected.values())), rtol=1e-12, atol=1e-9)
     assert s.attrs["n_transactions_excluded_after_end"] == sum(r[1] > end for r in rows)
     assert s.attrs["n_customers_first_purchase_after_end"] == len({r[0] for r in rows}) - len(s)
     validate_summary(s)  # every summary we produce is valid model input
+    # the opt-in columns, from their definitions
+    logs = s[["monetary_log_mean", "log_interpurchase_sum"]].to_numpy()
+    naive = np.array(list(_naive_log_columns(rows, end).values()))
+    np.testing.assert_allclose(logs, naive, rtol=1e-12, atol=1e-12)
+    x, m, lm = s["frequency"].to_numpy(), s["monetary_value"].to_numpy(), logs[:, 0]
+    usable = (x > 0) & ~np.isnan(lm)  # mean of logs <= log of mean (Jensen)
+    assert np.all(m[usable] > 0) and np.all(lm[usable] <= np.log(m[usable]) + 1e-12)
+    assert s.attrs["n_customers_nonpositive_repeat_period"] == int(np.isnan(lm).sum())
 
 
 # --------------------------------------------------------------------------------------
@@ -907,3 +917,190 @@ def test_iso_strings_with_and_without_times(transactions):
     s = rfm_summary(frame, "customer_id", "date", time_unit="D")
     assert s.loc["a"].tolist() == [1, 4.0, 8.0]
     assert s.loc["c"].tolist() == [1, 6.0, 6.0]
+
+
+# --------------------------------------------------------------------------------------
+# Opt-in columns: monetary_log_mean (log_spend) and log_interpurchase_sum (regularity)
+# --------------------------------------------------------------------------------------
+_LOG_OPTIONS = [
+    {},
+    {"freq": "W"},
+    {"freq": "W-WED", "time_unit": "Y"},
+    {"freq": "M", "time_unit": "W"},
+    {"freq": "M", "time_unit": "M"},
+    {"freq": "Q", "time_unit": "D"},
+    {"freq": "Y", "time_unit": "h"},
+    {"freq": "h", "time_unit": "h"},
+    {"time_unit": "D"},
+]
+
+
+@pytest.mark.parametrize("options", _LOG_OPTIONS, ids=lambda o: "-".join(o.values()) or "D-W")
+def test_regularity_column_is_the_reference_to_the_last_bit(cdnow_master, options):
+    """The BG/CNBD-k statistic of the summary equals ``log_interpurchase_sum`` of
+    ``beta_geo_cnbd`` (its reference implementation, from the log) bit for bit, on the
+    full CDNOW cohort, in every period and unit."""
+    from clvmodels.models.beta_geo_cnbd import log_interpurchase_sum
+
+    for end in ("1997-09-30", None):
+        summary = rfm_summary(cdnow_master, "customer_id", "date", observation_end=end,
+                              regularity=True, **options)
+        reference = log_interpurchase_sum(cdnow_master, "customer_id", "date",
+                                          observation_end=end, **options)
+        pd.testing.assert_index_equal(summary.index, reference.index)
+        np.testing.assert_array_equal(summary["log_interpurchase_sum"].to_numpy(),
+                                      reference.to_numpy())
+    split = calibration_holdout_split(cdnow_master, "customer_id", "date", regularity=True,
+                                      calibration_end="1997-09-30", **options)
+    np.testing.assert_array_equal(
+        split["log_interpurchase_sum"].to_numpy(),
+        log_interpurchase_sum(cdnow_master, "customer_id", "date",
+                              observation_end="1997-09-30", **options).to_numpy(),
+    )
+
+
+def test_log_columns_on_cdnow(cdnow_transactions):
+    summary = rfm_summary(cdnow_transactions, "customer_id", "date", "amount",
+                          observation_end="1997-09-30", log_spend=True, regularity=True)
+    assert summary.columns.tolist() == [
+        "frequency", "recency", "T", "monetary_value", "monetary_log_mean",
+        "log_interpurchase_sum",
+    ]
+    # Customer 1 (FHL 2005): repeat purchases of $29.73 and $14.96, 17 and 196 days after
+    # the purchase before.
+    assert summary.loc[1, "monetary_log_mean"] == pytest.approx(
+        (np.log(29.73) + np.log(14.96)) / 2, rel=1e-15)
+    assert summary.loc[1, "log_interpurchase_sum"] == pytest.approx(
+        np.log(17 / 7) + np.log(196 / 7), rel=1e-15)
+    none = summary["frequency"] == 0
+    assert (summary.loc[none, ["monetary_log_mean", "log_interpurchase_sum"]] == 0).all(axis=None)
+    # An independent computation: day values of each customer, first day dropped.
+    log = cdnow_transactions[cdnow_transactions["date"] <= "1997-09-30"]
+    days = log.groupby(["customer_id", log["date"].dt.normalize()])["amount"].sum()
+    repeat = days.groupby(level=0).apply(lambda s: np.log(s.to_numpy()[1:]).mean()
+                                         if len(s) > 1 else 0.0)
+    np.testing.assert_allclose(summary["monetary_log_mean"], repeat.loc[summary.index],
+                               rtol=1e-13, atol=1e-14)
+    # Mean of logs <= log of mean (Jensen), with equality for a single repeat purchase.
+    buyers = summary[~none]
+    gap = np.log(buyers["monetary_value"]) - buyers["monetary_log_mean"]
+    assert (gap >= -1e-14).all()
+    np.testing.assert_allclose(gap[buyers["frequency"] == 1], 0.0, atol=1e-14)
+    assert summary.attrs["n_customers_nonpositive_repeat_period"] == 0
+
+
+def test_log_columns_are_opt_in(cdnow_transactions):
+    """Without the flags nothing changes; with them only the new columns (and one attrs
+    count) are added, and the other columns are the same to the last bit."""
+    kwargs = {"calibration_end": "1997-09-30", "observation_end": "1998-06-30"}
+    for make, extra in ((rfm_summary, {"observation_end": "1997-09-30"}),
+                        (calibration_holdout_split, kwargs)):
+        plain = make(cdnow_transactions, "customer_id", "date", "amount", **extra)
+        assert not {"monetary_log_mean", "log_interpurchase_sum"} & set(plain.columns)
+        assert "n_customers_nonpositive_repeat_period" not in plain.attrs
+        both = make(cdnow_transactions, "customer_id", "date", "amount", log_spend=True,
+                    regularity=True, **extra)
+        pd.testing.assert_frame_equal(
+            both.drop(columns=["monetary_log_mean", "log_interpurchase_sum"]), plain,
+            check_exact=True)
+        assert both.attrs == {**plain.attrs, "n_customers_nonpositive_repeat_period": 0}
+        assert list(both.columns[4:6]) == ["monetary_log_mean", "log_interpurchase_sum"]
+        one = make(cdnow_transactions, "customer_id", "date", "amount", regularity=True, **extra)
+        assert "monetary_log_mean" not in one.columns and one.attrs == plain.attrs
+
+
+def test_periods_without_a_log_value_are_nan_and_counted():
+    log = _log(
+        [
+            ("full_refund", "2024-01-01", 10.0),
+            ("full_refund", "2024-01-05", 20.0),
+            ("full_refund", "2024-01-05", -20.0),  # the period nets to exactly 0
+            ("full_refund", "2024-01-09", 7.0),
+            ("rounding", "2024-01-01", 10.0),
+            ("rounding", "2024-01-05", 0.1),
+            ("rounding", "2024-01-05", 0.2),
+            ("rounding", "2024-01-05", -0.3),  # 5.6e-17 in this order: rounding noise
+            ("net_return", "2024-01-01", 10.0),
+            ("net_return", "2024-01-05", -4.0),
+            ("net_return", "2024-01-09", 30.0),  # monetary_value 13 > 0, yet no log of -4
+            ("first_refund", "2024-01-01", -5.0),  # the first period is not averaged
+            ("first_refund", "2024-01-03", 8.0),
+            ("small", "2024-01-01", 1.0),
+            ("small", "2024-01-03", 1e-12),  # tiny but clearly positive
+        ]
+    )
+    s = rfm_summary(log, "customer_id", "date", "amount", log_spend=True)
+    assert s["monetary_log_mean"].isna().to_dict() == {
+        "first_refund": False, "full_refund": True, "net_return": True, "rounding": True,
+        "small": False,
+    }
+    assert s.loc["first_refund", "monetary_log_mean"] == np.log(8.0)
+    assert s.loc["small", "monetary_log_mean"] == np.log(1e-12)
+    assert s.loc["net_return", "monetary_value"] == 13.0
+    assert s.attrs["n_customers_nonpositive_repeat_period"] == 3
+    split = calibration_holdout_split(log, "customer_id", "date", "amount", log_spend=True,
+                                      calibration_end="2024-01-05")
+    assert split["monetary_log_mean"].isna().to_dict() == {
+        "first_refund": False, "full_refund": True, "net_return": True, "rounding": True,
+        "small": False,
+    }
+    assert split.attrs["n_customers_nonpositive_repeat_period"] == 3
+
+
+def test_log_options_are_checked(cdnow_transactions):
+    with pytest.raises(ValueError, match=r"log_spend=True .* needs value_col"):
+        rfm_summary(cdnow_transactions, "customer_id", "date", log_spend=True)
+    with pytest.raises(ValueError, match=r"log_spend=True .* needs value_col"):
+        calibration_holdout_split(cdnow_transactions, "customer_id", "date", log_spend=True,
+                                  calibration_end="1997-09-30")
+    with pytest.raises(ValueError, match="regularity must be True or False"):
+        rfm_summary(cdnow_transactions, "customer_id", "date", regularity="yes")
+
+
+def _naive_log_columns(rows, end):
+    """The opt-in columns by per-customer loops straight from their definitions."""
+    eps = np.finfo(float).eps
+    out = {}
+    for cust in sorted({r[0] for r in rows}):
+        by_day: dict[int, list[float]] = {}
+        for c, day, value in rows:
+            if c == cust and day <= end:
+                by_day.setdefault(day, []).append(value)
+        if not by_day:
+            continue
+        days = sorted(by_day)
+        sums = [sum(by_day[d]) for d in days[1:]]
+        noise = [len(by_day[d]) * eps * sum(map(abs, by_day[d])) for d in days[1:]]
+        if any(v <= n for v, n in zip(sums, noise, strict=True)):
+            log_mean = np.nan
+        else:
+            log_mean = sum(np.log(v) for v in sums) / len(sums) if sums else 0.0
+        gaps = sum(np.log((b - a) / 7) for a, b in itertools.pairwise(days))
+        out[cust] = (log_mean, gaps)
+    return out
+
+
+def test_regularity_models_read_the_column_as_produced(cdnow_transactions, tmp_path):
+    """BetaGeoCNBD fits on ``rfm_summary(..., regularity=True)`` directly, as on the
+    column ``add_log_interpurchase_sum`` adds (now through the same summary, also from
+    files), and ``add_log_interpurchase_sum`` refuses a log that is not the summary's."""
+    from clvmodels import BetaGeoCNBD, add_log_interpurchase_sum
+
+    kwargs = {"observation_end": "1997-09-30"}
+    direct = rfm_summary(cdnow_transactions, "customer_id", "date", regularity=True, **kwargs)
+    plain = rfm_summary(cdnow_transactions, "customer_id", "date", **kwargs)
+    added = add_log_interpurchase_sum(plain, cdnow_transactions)
+    pd.testing.assert_frame_equal(added, direct, check_exact=True)
+    path = tmp_path / "cdnow.parquet"
+    cdnow_transactions.to_parquet(path)
+    from_files = add_log_interpurchase_sum(plain, path)
+    np.testing.assert_allclose(from_files["log_interpurchase_sum"],
+                               direct["log_interpurchase_sum"], rtol=1e-13, atol=1e-13)
+    model = BetaGeoCNBD(k=2).fit(direct)
+    np.testing.assert_allclose(model.params_, BetaGeoCNBD(k=2).fit(added).params_, rtol=1e-12)
+    second = (cdnow_transactions["customer_id"] == 1) & (cdnow_transactions["date"] == "1997-01-18")
+    other = cdnow_transactions[~second]  # customer 1 without its first repeat purchase
+    with pytest.raises(DataValidationError, match=r"other repeat purchases .*\[1"):
+        add_log_interpurchase_sum(plain, other)
+    with pytest.raises(DataValidationError, match="regularity=True"):
+        BetaGeoCNBD(k=2).fit(plain)

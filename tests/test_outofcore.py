@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from log_columns import assert_same_log_summary
 from summation import assert_same_summary
 
 from clvmodels.data import DataValidationError, calibration_holdout_split, rfm_summary
@@ -185,21 +186,23 @@ def test_split_without_values_and_default_end(log_files):
     n_customers=st.integers(1, 60),
     freq=st.sampled_from(["D", "W", "M", "h"]),
     end_day=st.integers(0, 500),
+    logs=st.booleans(),
 )
-def test_any_log_matches_pandas(tmp_path, seed, n_customers, freq, end_day):
+def test_any_log_matches_pandas(tmp_path, seed, n_customers, freq, end_day, logs):
     log = synthetic_log(seed, n_customers)
     path = tmp_path / f"log-{seed}-{n_customers}.parquet"
     log.to_parquet(path)
     end = pd.Timestamp("2019-12-30") + pd.Timedelta(days=end_day)
+    options = {"observation_end": end, "freq": freq, "log_spend": logs, "regularity": logs}
     try:
-        expected = rfm_summary(log, "customer", "ts", "value", observation_end=end, freq=freq)
+        expected = rfm_summary(log, "customer", "ts", "value", **options)
     except DataValidationError as err:
         with pytest.raises(DataValidationError, match="no transaction falls on or before"):
-            rfm_summary_duckdb(path, "customer", "ts", "value", observation_end=end, freq=freq)
+            rfm_summary_duckdb(path, "customer", "ts", "value", **options)
         assert "no transaction" in str(err)
         return
-    actual = rfm_summary_duckdb(path, "customer", "ts", "value", observation_end=end, freq=freq)
-    assert_same_summary(expected, actual, log)
+    actual = rfm_summary_duckdb(path, "customer", "ts", "value", **options)
+    assert_same_log_summary(expected, actual, log)
 
 
 def test_time_zone_aware_parquet_uses_wall_clock(tmp_path):
@@ -370,3 +373,101 @@ def test_cut_offs_out_of_range(cdnow_parquet):
         )
     with pytest.raises(ValueError, match="freq='2D' is not supported"):
         rfm_summary_duckdb(cdnow_parquet, "customer_id", "date", freq="2D")
+
+
+# --------------------------------------------------------------------------------------
+# Opt-in log columns: monetary_log_mean (log_spend) and log_interpurchase_sum (regularity)
+# --------------------------------------------------------------------------------------
+LOG_OPTIONS = {"log_spend": True, "regularity": True}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"observation_end": "1997-09-30"},
+        {"freq": "W-WED", "time_unit": "D"},
+        {"freq": "M", "time_unit": "W"},
+        {"freq": "Q", "time_unit": "M"},
+        {"freq": "Y", "time_unit": "h"},
+        {"freq": "h", "time_unit": "h"},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_cdnow_log_columns_match_pandas(cdnow_transactions, cdnow_parquet, options):
+    expected = rfm_summary(cdnow_transactions, "customer_id", "date", "amount", **options,
+                           **LOG_OPTIONS)
+    actual = rfm_summary_duckdb(cdnow_parquet, "customer_id", "date", "amount", **options,
+                                **LOG_OPTIONS)
+    assert_same_log_summary(expected, actual, cdnow_transactions)
+    # rfm_summary sends files here, flags included
+    routed = rfm_summary(cdnow_parquet, "customer_id", "date", "amount", **options,
+                         **LOG_OPTIONS)
+    assert_same_log_summary(expected, routed, cdnow_transactions)
+
+
+def test_bundled_master_csv_log_columns_and_split():
+    """The full cohort, from the gzipped CSV: 8 repeat buyers have a repeat day worth
+    $0.00 (no log), counted alike by both engines."""
+    full = load_cdnow(sample=False)
+    expected = rfm_summary(full, "customer_id", "date", "amount", **LOG_OPTIONS)
+    actual = rfm_summary_duckdb(CDNOW_MASTER_CSV, "customer_id", "date", "amount", **LOG_OPTIONS)
+    assert_same_log_summary(expected, actual, full)
+    assert actual.attrs["n_customers_nonpositive_repeat_period"] == 8
+    split = {"calibration_end": "1997-09-30", "observation_end": "1998-06-30"}
+    expected = calibration_holdout_split(full, "customer_id", "date", "amount", **split,
+                                         **LOG_OPTIONS)
+    actual = calibration_holdout_split_duckdb(CDNOW_MASTER_CSV, "customer_id", "date", "amount",
+                                              **split, **LOG_OPTIONS)
+    assert_same_log_summary(expected, actual, full)
+
+
+@pytest.mark.parametrize("source", ["parts/*.parquet", "log.csv"])
+def test_synthetic_log_columns_match_pandas(log_files, source):
+    log, root = log_files
+    options = {"observation_end": "2020-09-30", "group_col": "region", **LOG_OPTIONS}
+    expected = rfm_summary(log, "customer", "ts", "value", **options)
+    actual = rfm_summary_duckdb(str(root / source), "customer", "ts", "value", **options)
+    assert_same_log_summary(expected, actual, log)
+    assert expected.columns[-1] == "region"
+    # returns make some repeat periods non-positive
+    assert expected.attrs["n_customers_nonpositive_repeat_period"] > 0
+    split = {"calibration_end": "2020-03-31", "observation_end": "2020-12-31",
+             "group_col": "region", "time_unit": "D", **LOG_OPTIONS}
+    expected = calibration_holdout_split(log, "customer", "ts", "value", **split)
+    actual = calibration_holdout_split_duckdb(str(root / source), "customer", "ts", "value",
+                                              **split)
+    assert_same_log_summary(expected, actual, log)
+
+
+def test_cancelling_periods_have_no_log_in_either_engine(tmp_path):
+    """A refund that cancels its period leaves 0 or rounding noise of either sign,
+    depending on the order of addition: both engines call it "no log" alike."""
+    day = pd.Timestamp("2024-01-05")
+    rows = [("a", day - pd.Timedelta(days=4), 10.0), ("a", day, 0.1), ("a", day, 0.2),
+            ("a", day, -0.3), ("b", day - pd.Timedelta(days=4), 1.0), ("b", day, 0.3),
+            ("b", day, -0.2), ("b", day, -0.1), ("c", day - pd.Timedelta(days=1), 3.0),
+            ("c", day, 2.5)]
+    log = pd.DataFrame(rows, columns=["id", "at", "spend"])
+    log.to_parquet(tmp_path / "cancel.parquet")
+    expected = rfm_summary(log, "id", "at", "spend", log_spend=True)
+    actual = rfm_summary_duckdb(tmp_path / "cancel.parquet", "id", "at", "spend", log_spend=True)
+    assert_same_log_summary(expected, actual, log)
+    assert actual["monetary_log_mean"].isna().tolist() == [True, True, False]
+
+
+def test_log_column_bounds_are_strict(cdnow_transactions, cdnow_parquet):
+    """The engine comparison fails for a change far smaller than any real error (a gap
+    off by a day, a value off by a cent), and for a NaN in the wrong place."""
+    options = {"observation_end": "1997-09-30", **LOG_OPTIONS}
+    expected = rfm_summary(cdnow_transactions, "customer_id", "date", "amount", **options)
+    actual = rfm_summary_duckdb(cdnow_parquet, "customer_id", "date", "amount", **options)
+    assert_same_log_summary(expected, actual, cdnow_transactions)
+    for column in ("monetary_log_mean", "log_interpurchase_sum"):
+        wrong = actual.copy()
+        wrong.loc[1, column] += 1e-11
+        with pytest.raises(AssertionError, match=f"{column}: customer 1"):
+            assert_same_log_summary(expected, wrong, cdnow_transactions)
+    wrong = actual.copy()
+    wrong.loc[1, "monetary_log_mean"] = np.nan
+    with pytest.raises(AssertionError, match="NaNs"):
+        assert_same_log_summary(expected, wrong, cdnow_transactions)

@@ -246,3 +246,75 @@ def test_models_are_named_never_imported(module):
         # No BG/NBD parameter names: parameter tables come from summary().
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             assert node.value not in {"r", "alpha", "a", "b", "p", "q", "gamma"}, module
+
+
+# --------------------------------------------------------------------------------------
+# The family by default; the best forecasts; columns a model needs come from the log
+# --------------------------------------------------------------------------------------
+FAMILY = ["BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma", "ModifiedBetaGeo + GammaGamma",
+          "ParetoNBD + GammaGamma"]
+
+
+def test_the_default_models_are_the_family():
+    settings = _settings("log.parquet")
+    assert list(settings.models) == FAMILY
+    assert settings.to_dict()["models"]["BetaGeoCNBD + GammaGamma"] == ["BetaGeoCNBD",
+                                                                        "GammaGamma"]
+    # Without a holdout the first pair forecasts; with one, the comparison chooses.
+    assert settings.forecast_name == "BetaGeo + GammaGamma"
+    assert _settings("log.parquet", calibration_end="1997-09-30").forecast_name is None
+    chosen = _settings("log.parquet", calibration_end="1997-09-30",
+                       forecast_model="ParetoNBD + GammaGamma")
+    assert chosen.forecast_name == "ParetoNBD + GammaGamma"
+
+
+@pytest.fixture(scope="module")
+def family_result(cdnow_transactions):
+    return run_pipeline(
+        _settings(cdnow_transactions, calibration_end="1997-09-30", observation_end="1998-06-30",
+                  n_draws=50, segments=False),
+        progressbar=False,
+    )
+
+
+def test_the_family_is_compared_and_the_best_forecasts(family_result, cdnow_transactions):
+    result = family_result
+    assert list(result.comparison.index) == list(result.models) == FAMILY
+    # BG/CNBD-k's regularity column was computed from the same log for the comparison.
+    assert "log_interpurchase_sum" in result.split.columns
+    assert result.models["BetaGeoCNBD + GammaGamma"][0].k_ == 1
+    # The best on holdout value forecasts, refitted on all the data.
+    best = result.comparison.attrs["best"]
+    assert best == result.forecast_name == "ModifiedBetaGeo + GammaGamma"
+    assert type(result.transaction_model).__name__ == "ModifiedBetaGeo"
+    assert result.transaction_model.params_["r"] != pytest.approx(
+        result.models[best][0].params_["r"]
+    )
+    assert "log_interpurchase_sum" not in result.summary.columns  # MBG/NBD does not read it
+    d = result.to_dict()
+    json.dumps(d)
+    assert d["forecast_model"] == best and d["verdict"].startswith(f"{best} forecasts")
+
+
+def test_a_model_s_extra_columns_come_from_files_too(cdnow_transactions, tmp_path, monkeypatch):
+    cdnow_transactions.to_csv(tmp_path / "log.csv", index=False)
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: pytest.fail("files go to DuckDB"))
+    settings = _settings(str(tmp_path / "log.csv"), observation_end="1997-09-30",
+                         models=("BetaGeoCNBD", "GammaGamma"), segments=False)
+    result = run_pipeline(settings, progressbar=False)
+    assert result.forecast_name == "BetaGeoCNBD + GammaGamma"
+    from clvmodels import add_log_interpurchase_sum, rfm_summary
+
+    direct = add_log_interpurchase_sum(
+        rfm_summary(cdnow_transactions, *COLUMNS, observation_end="1997-09-30"),
+        cdnow_transactions,
+    )
+    np.testing.assert_allclose(result.summary["log_interpurchase_sum"],
+                               direct["log_interpurchase_sum"], rtol=1e-12)
+    # CDNOW shows no regularity (BTYDplus: "k=1 -> no regularity detected").
+    assert result.transaction_model.k_ == 1
+    assert result.transaction_model.params_.round(4).to_dict() == {
+        "r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
+    # The default forecast without a holdout (BG/NBD) reads no extra column.
+    plain = run_pipeline(dataclasses.replace(settings, models=None), progressbar=False)
+    assert "log_interpurchase_sum" not in plain.summary.columns

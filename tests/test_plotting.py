@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from clvmodels import BetaGeo, GammaGamma
+from clvmodels import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD
 from clvmodels import plotting as P
 from clvmodels.clv import customer_lifetime_value
 from clvmodels.evaluation import (
@@ -150,6 +150,48 @@ def test_tracking_plots(tracking):
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), tracking["expected_incremental"])
     with pytest.raises(TypeError, match="tracking"):
         P.plot_cumulative_purchases([tracking])
+
+
+@pytest.fixture(scope="module")
+def family(cdnow_split, bgnbd):
+    return {
+        "BG/NBD": (bgnbd, GammaGamma()),  # pairs as compare takes them: the first is used
+        "MBG/NBD": ModifiedBetaGeo().fit(cdnow_split),
+        "Pareto/NBD": ParetoNBD().fit(cdnow_split),
+    }
+
+
+def test_family_checks_one_colour_per_model(family, cdnow_split, cdnow_transactions):
+    names = ["actual", "BG/NBD", "MBG/NBD", "Pareto/NBD"]
+    ax = P.plot_calibration_vs_holdout(family, cdnow_split)
+    _labelled(ax)
+    table = conditional_expectations_by_frequency(family, cdnow_split)
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == names
+    for line, name in zip(lines, names, strict=True):
+        np.testing.assert_allclose(line.get_ydata(), table[name])
+    assert len({line.get_color() for line in lines}) == 4
+    # Pareto/NBD, BTYD's walkthrough: 0.138 for customers without repeat purchases.
+    assert lines[3].get_ydata()[0] == pytest.approx(0.138, abs=0.001)
+
+    ax = P.plot_repeat_purchase_histogram(family, cdnow_split)
+    hist = repeat_purchase_histogram(family, cdnow_split)
+    heights = np.array([p.get_height() for p in ax.patches]).reshape(4, 8)
+    np.testing.assert_allclose(heights, hist[names].to_numpy().T)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == names
+
+    track = expected_cumulative_purchases(family, cdnow_transactions, "customer_id", "date",
+                                          calibration_end="1997-09-30")
+    for plot, suffix in ((P.plot_cumulative_purchases, ""),
+                         (P.plot_incremental_purchases, "_incremental")):
+        ax = plot(track)
+        _labelled(ax)
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == names
+        one = expected_cumulative_purchases(family["Pareto/NBD"], cdnow_transactions,
+                                            "customer_id", "date")
+        np.testing.assert_allclose(ax.get_lines()[3].get_ydata(), one["expected" + suffix])
+        np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), one["actual" + suffix])
+        assert len([ln for ln in ax.get_lines() if np.all(np.asarray(ln.get_xdata()) == 39)]) == 1
 
 
 def test_clv_by_rank(forecast):

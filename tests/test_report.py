@@ -83,9 +83,10 @@ def test_writes_one_self_contained_file(built):
 def test_figures_are_embedded_pngs(built):
     _, html, _ = built
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    # 2 tracking + 2 per model + 2 maps + rank + tiers + trace + posterior + 4 calibration
-    # (holdout total, PIT, coverage by level, tier probabilities).
-    assert len(images) == 16
+    # 2 tracking + conditional expectations + histogram (all models on each) + 2 maps +
+    # rank + tiers + trace + posterior + 4 calibration (holdout total, PIT, coverage by
+    # level, tier probabilities).
+    assert len(images) == 14
     for data in images:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert html.count("<figcaption>") == len(images)
@@ -229,11 +230,16 @@ def test_templates_are_package_data():
 
 
 def test_default_models():
-    mle_only = default_models(bayesian=False)
-    assert list(mle_only) == ["BG/NBD + Gamma-Gamma (MLE)"]
-    transaction, spend = mle_only["BG/NBD + Gamma-Gamma (MLE)"]
+    mle_only = default_models()
+    assert list(mle_only) == ["BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma",
+                              "ModifiedBetaGeo + GammaGamma", "ParetoNBD + GammaGamma"]
+    transaction, spend = mle_only["BetaGeo + GammaGamma"]
     assert isinstance(transaction, BetaGeo) and isinstance(spend, GammaGamma)
     assert not transaction.is_fitted
+    with_bayes = default_models("cohort", bayesian=True)
+    assert list(with_bayes)[:4] == list(mle_only)
+    transaction, spend = with_bayes["HierarchicalBetaGeo + HierarchicalGammaGamma"]
+    assert transaction.group_col == spend.group_col == "cohort"
 
 
 # --------------------------------------------------------------------------------------
@@ -341,3 +347,34 @@ def test_any_model_of_the_contract(tmp_path, cdnow_transactions):
     ])
     assert result.exit_code == 0, result.output
     assert "ToyNBD + GammaGamma" in out.read_text(encoding="utf-8")
+
+
+def test_comparison_opens_with_the_verdict(built):
+    _, html, _ = built
+    comparison = html[html.index('<section id="comparison">'):html.index('<section id="checks">')]
+    verdict = comparison[comparison.index('<div class="verdict">'):]
+    verdict = verdict[:verdict.index("</div>")]
+    assert comparison.index('<div class="verdict">') < comparison.index("<table>")
+    # The posterior stand-in forecasts with the MLE: the same forecast, told apart by nothing.
+    assert verdict == (
+        '<div class="verdict">BG/NBD + GG (MLE) forecasts holdout value best: root mean squared '
+        "error 72.30 per customer (mean absolute error 30.41, total -15.6% off) against 72.30 "
+        "(30.41, -15.6%) for the runner-up Posterior stand-in; the paired difference in squared "
+        "error, 0.00 per customer (95% interval 0.00 to 0.00), is within its noise, so the two "
+        "cannot be told apart on this holdout."
+    )
+    # Purchases in words below it, then the table with ranks and paired differences.
+    assert "forecasts holdout purchases best: root mean squared error 1.608" in comparison
+    for label in ("Value: rank (squared error)", "Purchases: rank (squared error)",
+                  "Value: squared error above the best, per customer (95% interval)",
+                  "Purchases inside their 90% predictive interval", "-12.1%"):
+        assert f">{label}<" in comparison
+    assert '<td class="text">best</td>' in comparison
+    assert ">0.00 (0.00 to 0.00)<" in comparison
+    # The checks show both models on one table and one figure each; the forecast says
+    # how its model was chosen (the first of two equals: the best on the holdout).
+    checks = html[html.index('<section id="checks">'):html.index('<section id="forecast">')]
+    assert "<th>BG/NBD + GG (MLE)</th><th>Posterior stand-in</th>" in checks
+    forecast = html[html.index('<section id="forecast">'):]
+    assert ("BG/NBD + GG (MLE), the best of the 2 models on the holdout by the squared error "
+            "of holdout value per customer, refitted on all data up to 1998-06-30") in forecast

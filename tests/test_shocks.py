@@ -24,19 +24,19 @@ from clvmodels.shocks import (
     shocked_total,
     total_multipliers,
 )
-from clvmodels.simulate import ar1_log_shocks, simulate_transaction_log
+from clvmodels.simulate import ar1_log_shocks, simulate_transactions
 
 BGNBD = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}  # CDNOW's fit
 SPEND = {"p": 6.25, "q": 3.74, "gamma": 15.44}
-CAL_END, OBS_END = "1997-09-30", "1998-06-29"  # 39 + 39 weeks from 1997-01-01
+START, CAL_END, OBS_END = "1997-01-01", "1997-09-30", "1998-06-29"  # 39 + 39 weeks
 
 
 def _replication(seed: int, n_customers: int, shock_sd: float, persistence: float,
                  n_draws: int = 200):  # fmt: skip
     """Simulate a log, fit on 39 weeks, forecast the next 39: plain and shocked totals of
     the realised holdout value, and the realised value itself."""
-    log = simulate_transaction_log(n_customers, BGNBD, SPEND, shock_sd=shock_sd,
-                                   shock_persistence=persistence, random_state=seed)  # fmt: skip
+    log = simulate_transactions(n_customers, BGNBD, SPEND, start=START, shock_sd=shock_sd,
+                                shock_persistence=persistence, random_state=seed)  # fmt: skip
     split = calibration_holdout_split(log, "customer_id", "date", "amount",
                                       calibration_end=CAL_END, observation_end=OBS_END)  # fmt: skip
     with warnings.catch_warnings():
@@ -94,8 +94,8 @@ def test_with_shocks_total_coverage_returns_to_nominal():
 def test_estimate_recovers_the_shock_size():
     # 5,000 customers, 39 weekly steps with sd 0.25 (lag-one 0.5): the posterior mean of
     # sigma is within 0.07 of the truth (its posterior sd is about 0.035 here).
-    log = simulate_transaction_log(5000, BGNBD, SPEND, shock_sd=0.25, shock_persistence=0.5,
-                                   random_state=11)  # fmt: skip
+    log = simulate_transactions(5000, BGNBD, SPEND, start=START, shock_sd=0.25,
+                                shock_persistence=0.5, random_state=11)  # fmt: skip
     split = calibration_holdout_split(log, "customer_id", "date", calibration_end=CAL_END,
                                       observation_end=OBS_END)  # fmt: skip
     shocks = estimate_common_shocks(BetaGeo().fit(split), log, "customer_id", "date",

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from log_columns import assert_same_log_summary
 from summation import EPS, assert_same_summary
 
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -211,6 +212,53 @@ def test_bad_input_is_reported(spark):
         rfm_summary_spark(good, "id", "day", "amount")
     with pytest.raises(DataValidationError, match="no transaction falls on or before"):
         rfm_summary_spark(good, "id", "day", observation_end="2019-01-01")
+
+
+# --------------------------------------------------------------------------------------
+# Opt-in log columns: monetary_log_mean (log_spend) and log_interpurchase_sum (regularity)
+# --------------------------------------------------------------------------------------
+LOG_OPTIONS = {"log_spend": True, "regularity": True}
+
+
+@pytest.fixture(scope="module")
+def cdnow_master_spark(spark):
+    from clvmodels.datasets import load_cdnow
+
+    frame = load_cdnow(sample=False)
+    return frame, spark.createDataFrame(frame).repartition(3).cache()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"freq": "M", "time_unit": "W"}, {"freq": "Q", "time_unit": "M"}],
+    ids=["days", "months-in-weeks", "quarters-in-months"],
+)
+def test_cdnow_master_log_columns_match_pandas(cdnow_master_spark, options):
+    """The full cohort, with its 8 repeat buyers who have a repeat day worth $0.00."""
+    frame, sdf = cdnow_master_spark
+    expected = rfm_summary(frame, "customer_id", "date", "amount", **options, **LOG_OPTIONS)
+    actual = to_pandas(rfm_summary_spark(sdf, "customer_id", "date", "amount", **options,
+                                         **LOG_OPTIONS))
+    assert_same_log_summary(expected, actual, frame)
+    if not options:  # with longer periods the $0.00 days merge with others
+        assert actual.attrs["n_customers_nonpositive_repeat_period"] == 8
+
+
+def test_log_columns_of_synthetic_split(log):
+    frame, sdf = log
+    options = {"calibration_end": "2021-04-15", "observation_end": "2021-08-31",
+               "group_col": "region", "time_unit": "D", **LOG_OPTIONS}
+    expected = calibration_holdout_split(frame, "customer", "ts", "value", **options)
+    actual = to_pandas(calibration_holdout_split_spark(sdf, "customer", "ts", "value", **options))
+    assert_same_log_summary(expected, actual, frame)
+    assert expected.attrs["n_customers_nonpositive_repeat_period"] > 0
+    only = {"observation_end": "2021-08-31", "regularity": True}
+    expected = rfm_summary(frame, "customer", "ts", "value", **only)
+    actual = to_pandas(rfm_summary_spark(sdf, "customer", "ts", "value", **only))
+    assert_same_log_summary(expected, actual, frame)
+    assert "monetary_log_mean" not in actual.columns
+    with pytest.raises(ValueError, match="needs value_col"):
+        rfm_summary_spark(sdf, "customer", "ts", log_spend=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from clvmodels.models.base import load
 from clvmodels.models.beta_geo import BetaGeo
 from clvmodels.models.beta_geo_cnbd import BetaGeoCNBD, add_log_interpurchase_sum
 from clvmodels.models.gamma_gamma import GammaGamma
+from clvmodels.models.gamma_gamma_transactions import GammaGammaTransactions
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeo
 from clvmodels.models.pareto_nbd import ParetoNBD
 from clvmodels.pipeline import PipelineResult, PipelineSettings, run_pipeline
@@ -62,6 +63,7 @@ __all__ = [
     "ConvergenceError",
     "DataValidationError",
     "GammaGamma",
+    "GammaGammaTransactions",
     "HierarchicalBetaGeo",
     "HierarchicalGammaGamma",
     "ModelFileError",

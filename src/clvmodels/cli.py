@@ -1,9 +1,11 @@
 """The ``clvmodels`` command line.
 
 ``clvmodels forecast`` turns a transaction log into a per-customer forecast file,
-``clvmodels report`` into an HTML model-comparison report, and ``clvmodels demo``
-runs both on the bundled CDNOW data; ``clvmodels models`` lists the models that
-``--model`` and ``--spend-model`` accept. Every command parses its arguments into
+``clvmodels report`` into an HTML model-comparison report (by default of the whole
+family: every maximum-likelihood transaction model with Gamma-Gamma, the best on the
+holdout forecasting), and ``clvmodels demo`` runs both on the bundled CDNOW data;
+``clvmodels models`` lists the models that ``--model`` and ``--spend-model`` accept
+(every registered model, by name). Every command parses its arguments into
 :class:`clvmodels.pipeline.PipelineSettings` and runs the one pipeline
 (:func:`clvmodels.pipeline.run_pipeline`); transaction files are read as
 :func:`clvmodels.rfm_summary` reads them (out of core, in DuckDB).
@@ -344,7 +346,7 @@ def forecast(
 def _report_models(
     models: list[str] | None, spend_models: list[str] | None
 ) -> dict[str, tuple[str, str]] | None:
-    """``--model`` / ``--spend-model`` as named pairs (None: the report's default set)."""
+    """``--model`` / ``--spend-model`` as named pairs (None: the family)."""
     if not models:
         if spend_models:
             raise CLIError("--spend-model needs --model: name the transaction models too")
@@ -357,6 +359,14 @@ def _report_models(
             f"give one --spend-model, or one for each --model ({len(models)}), not {len(spend)}"
         )
     return {f"{tx} + {sp}": (tx, sp) for tx, sp in zip(models, spend, strict=True)}
+
+
+def _forecast_pair(name: str | None, spend_models: list[str] | None) -> str | None:
+    """``--forecast-model``: a pair's name, or a transaction model's (with the spend model)."""
+    if name is None or " + " in name:
+        return name
+    spend = spend_models[0] if spend_models and len(set(spend_models)) == 1 else None
+    return f"{name} + {spend or DEFAULT_SPEND_MODEL}"
 
 
 @app.command()
@@ -374,14 +384,25 @@ def report(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            help="Transaction model to compare, by name (repeat for several; default: BetaGeo "
-            "and, with --mcmc-draws > 0, its hierarchical Bayesian version). The first forecasts."
+            help="Transaction model to compare, by name (repeat for several; see `clvmodels "
+            "models`). Default: the whole family (every maximum-likelihood transaction model)."
         ),
     ] = None,
     spend_model: Annotated[
         list[str] | None,
         typer.Option(help="Spend model: one for all --model, or one each (default: GammaGamma)"),
     ] = None,
+    forecast_model: Annotated[
+        str | None,
+        typer.Option(
+            help="The model that forecasts CLV: a transaction model or 'Model + SpendModel' "
+            "(default: the best on the holdout, by squared error of value per customer)"
+        ),
+    ] = None,
+    bayesian: Annotated[
+        bool,
+        typer.Option(help="Also compare the Bayesian versions of the family (MCMC: slow)"),
+    ] = False,
     group_col: GroupCol = None,
     horizon: Horizon = 12,
     period: Period = "M",
@@ -390,7 +411,7 @@ def report(
     n_draws: NDraws = 1000,
     mcmc_draws: Annotated[
         int,
-        typer.Option(help="Posterior draws per chain for Bayesian models (0: none by default)"),
+        typer.Option(help="Posterior draws per chain for Bayesian models (0: no --bayesian)"),
     ] = 500,
     mcmc_tune: McmcTune = 500,
     mcmc_chains: McmcChains = 2,
@@ -416,6 +437,8 @@ def report(
         observation_end=observation_end,
         group_col=group_col,
         models=_report_models(model, spend_model),
+        forecast_model=_forecast_pair(forecast_model, spend_model),
+        bayesian=bayesian,
         mcmc_draws=mcmc_draws,
         mcmc_tune=mcmc_tune,
         mcmc_chains=mcmc_chains,
@@ -451,14 +474,15 @@ def demo(
 ) -> None:
     """Run the main job on the bundled CDNOW sample and write the results.
 
-    Models are fitted on the calibration period of Fader, Hardie & Lee (2005) and
-    compared on the 39-week holdout that follows; the maximum-likelihood pair,
-    refitted on all of the sample's history, forecasts CLV.
+    The family (and, with --mcmc-draws > 0, the Bayesian BG/NBD) is fitted on the
+    calibration period of Fader, Hardie & Lee (2005) and compared on the 39-week holdout
+    that follows; the best on holdout value, refitted on all of the sample's history,
+    forecasts CLV.
     """
     from rich.console import Console
 
     from clvmodels.datasets import load_cdnow
-    from clvmodels.report import default_models, write_report
+    from clvmodels.report import write_report
 
     if output_dir.exists() and not output_dir.is_dir():
         raise CLIError(f"output directory {output_dir} is a file")
@@ -477,7 +501,7 @@ def demo(
         "amount",
         calibration_end="1997-09-30",
         observation_end="1998-06-30",
-        models=default_models(bayesian=mcmc_draws > 0),
+        models=_demo_models(mcmc_draws > 0),
         fit_options=_mcmc(mcmc_draws, 500, 2),
         n_draws=n_draws,
         predictive=True,
@@ -496,6 +520,18 @@ def demo(
         progressbar=not quiet,
     )
     console.print(f"Wrote the model comparison report to {report_path}")
+
+
+def _demo_models(bayesian: bool) -> dict[str, Any]:
+    """The family, and with ``bayesian`` the hierarchical Bayesian BG/NBD (one MCMC fit)."""
+    from clvmodels.report import default_models
+
+    models: dict[str, Any] = dict(default_models())
+    if bayesian:
+        models["HierarchicalBetaGeo + HierarchicalGammaGamma"] = (
+            "HierarchicalBetaGeo", "HierarchicalGammaGamma"
+        )
+    return models
 
 
 @app.command(name="models")

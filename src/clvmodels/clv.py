@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._validation import whole_number
 from clvmodels.data import compress, compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError, NotFittedError
 from clvmodels.models.base import SimulatedPurchases, SpendModel, TransactionModel
@@ -215,12 +216,13 @@ def _array(values: Any) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------
+#: More draws than this add nothing to an interval's precision and would only exhaust
+#: memory (a million customers x a million draws).
+MAX_N_DRAWS = 1_000_000
+
+
 def _check_n_draws(n_draws: Any) -> int:
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int | np.integer | float):
-        raise ValueError(f"n_draws must be an integer of at least 2, got {n_draws!r}")
-    if int(n_draws) != n_draws or int(n_draws) < 2:
-        raise ValueError(f"n_draws must be an integer of at least 2, got {n_draws!r}")
-    return int(n_draws)
+    return whole_number(n_draws, "n_draws", 2, MAX_N_DRAWS)
 
 
 def _entropy(random_state: Any) -> int:
@@ -235,9 +237,9 @@ def _entropy(random_state: Any) -> int:
         if random_state < 0:
             raise ValueError(f"random_state must be non-negative, got {random_state}")
         return int(random_state)
-    raise TypeError(
+    raise ValueError(
         f"random_state must be None, an int, a numpy Generator or SeedSequence, "
-        f"got {type(random_state).__name__}"
+        f"got {random_state!r}"
     )
 
 
@@ -509,11 +511,13 @@ class CLVScorer:
         self.period_length = self.calendar.period_length(self.time_unit)
         self.period_ends = self.calendar.period_ends(self.time_unit)
         self.discount = self.calendar.discount_factors()
+        if not isinstance(predictive, bool | np.bool_):
+            raise ValueError(f"predictive must be True or False, got {predictive!r}")
         self.predictive = bool(predictive)
         self.seed = _entropy(random_state)
-        if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        self.chunk_size = int(chunk_size or max(64, _BLOCK_ELEMENTS // n_draws))
+        if chunk_size is not None:
+            chunk_size = whole_number(chunk_size, "chunk_size", 1)
+        self.chunk_size = chunk_size or max(64, _BLOCK_ELEMENTS // n_draws)
         tx_group = _group_col(transaction_model)
         self.group_cols = tuple(dict.fromkeys(g for g in (tx_group, _group_col(spend_model)) if g))
         self._tx_columns = _with_group(transaction_model.data_columns, tx_group)

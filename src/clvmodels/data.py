@@ -24,6 +24,20 @@ Conventions that a user might not guess:
   lines beforehand if they should not count as purchases.
 * Nothing is dropped silently: transactions after ``observation_end`` and customers
   whose first purchase falls after the cut-off are counted in ``DataFrame.attrs``.
+* Two opt-in columns serve models that need more than counts and means (existing
+  outputs do not change unless asked): ``log_spend=True`` adds ``monetary_log_mean``,
+  the mean natural log of the repeat purchase periods' values (each period's values
+  summed first, as for ``monetary_value``; 0 without repeat purchases), which the
+  transaction-level Gamma-Gamma model reads. A period whose net value is <= 0 has no
+  log (nor has one whose value lies within the rounding of its sum, ``n * eps *
+  sum(|x|)`` for ``n`` transactions: a refund that cancels the period's purchases
+  leaves rounding noise of either sign, which would otherwise decide by the order of
+  addition): such a customer's ``monetary_log_mean`` is NaN, the customer is counted in
+  ``attrs["n_customers_nonpositive_repeat_period"]``, and the spend model leaves it
+  out of its fit (with a count) instead of the summary refusing the whole log.
+  ``regularity=True`` adds ``log_interpurchase_sum``, the sum of the natural logs of
+  the times (in ``time_unit``) between consecutive purchase periods (0 without repeat
+  purchases), which the (M)BG/CNBD-k models read.
 * Dates are read at their wall-clock time: a UTC offset or time zone is ignored, so
   ``"2024-03-01T23:30+02:00"`` is 23:30 on 1 March, and logs that mix offsets, zones and
   naive dates need no conversion (the DuckDB and Spark engines follow the same rule).
@@ -44,11 +58,17 @@ import math
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from clvmodels._summary_options import (
+    LOG_SPEND_COLUMN,
+    REGULARITY_COLUMN,
+    check_log_options,
+    log_attrs,
+)
 from clvmodels.errors import DataValidationError
 from clvmodels.units import DATE_RANGE_TEXT as _DATE_RANGE_TEXT
 from clvmodels.units import OFFSET_PATTERN as _OFFSET_PATTERN
@@ -63,6 +83,9 @@ from clvmodels.units import period_ordinals as _period_ordinals
 from clvmodels.units import strip_offset_code as _strip_offset_code
 
 __all__ = [
+    "LOG_SPEND_COLUMN",
+    "REGULARITY_COLUMN",
+    "add_summary_columns",
     "calibration_holdout_split",
     "compress",
     "compress_arrays",
@@ -74,6 +97,7 @@ __all__ = [
 
 _SUMMARY_COLUMNS = ("frequency", "recency", "T")
 _SHOW = 5  # how many offending ids an error message names
+_EPS = float(np.finfo(np.float64).eps)
 
 
 # --------------------------------------------------------------------------------------
@@ -565,12 +589,24 @@ def _prepare_log(
 # --------------------------------------------------------------------------------------
 # Aggregation
 # --------------------------------------------------------------------------------------
+class _Pairs(NamedTuple):
+    """Distinct (customer, period) pairs, sorted by customer then period."""
+
+    codes: np.ndarray  # customer code of each pair
+    periods: np.ndarray  # period ordinal of each pair
+    values: np.ndarray | None  # summed value of each pair
+    # Rounding bound of each summed value, n * eps * sum(|x|) over its n transactions
+    # (only where asked for): a net value within it has no meaningful sign.
+    noise: np.ndarray | None = None
+
+
 def _distinct_periods(
-    codes: np.ndarray, periods: np.ndarray, values: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    codes: np.ndarray, periods: np.ndarray, values: np.ndarray | None, *, noise: bool = False
+) -> _Pairs:
     """Collapse rows into distinct (customer, period) pairs, sorted by customer then period.
 
-    Returns the customer code, period ordinal and summed value of each pair.
+    Returns the customer code, period ordinal and summed value of each pair (and, with
+    ``noise``, the rounding bound of each sum).
     """
     lo, hi = int(periods.min()), int(periods.max())
     span = hi - lo + 1
@@ -585,10 +621,13 @@ def _distinct_periods(
     np.not_equal(c[1:], c[:-1], out=new_pair[1:])
     new_pair[1:] |= p[1:] != p[:-1]
     starts = np.flatnonzero(new_pair)
-    pair_values = None
+    pair_values = pair_noise = None
     if values is not None:
         pair_values = np.add.reduceat(values[order], starts)
-    return c[starts], p[starts], pair_values
+        if noise:
+            rows = np.diff(np.append(starts, c.size))
+            pair_noise = rows * _EPS * np.add.reduceat(np.abs(values[order]), starts)
+    return _Pairs(c[starts], p[starts], pair_values, pair_noise)
 
 
 @dataclass
@@ -621,6 +660,44 @@ def _customer_stats(
     )
 
 
+def _log_statistics(
+    pairs: _Pairs,
+    stats: _CustomerStats,
+    freq: str,
+    time_unit: str,
+    *,
+    log_spend: bool,
+    regularity: bool,
+) -> dict[str, np.ndarray]:
+    """The opt-in columns :data:`LOG_SPEND_COLUMN` and :data:`REGULARITY_COLUMN`, one
+    entry per customer of ``stats``, from the distinct (customer, period) pairs sorted by
+    customer then period (:func:`_distinct_periods`).
+
+    A repeat purchase period is a pair whose predecessor belongs to the same customer;
+    its gap is the time since that predecessor. Sums run over the pairs in that order
+    (``np.bincount``), the order of :func:`clvmodels.models.beta_geo_cnbd.log_interpurchase_sum`,
+    so the regularity column equals that function's result to the last bit.
+    """
+    n = len(stats.codes)
+    slot = np.repeat(np.arange(n), stats.n_periods)
+    repeat = np.flatnonzero(pairs.codes[1:] == pairs.codes[:-1]) + 1
+    columns: dict[str, np.ndarray] = {}
+    if log_spend and pairs.values is not None and pairs.noise is not None:
+        values = pairs.values[repeat]
+        # Positive beyond the rounding of its sum: a refund that cancels a period's
+        # purchases leaves 0 or rounding noise of either sign, in any engine.
+        positive = values > pairs.noise[repeat]
+        logs = np.log(np.where(positive, values, 1.0))
+        total = np.bincount(slot[repeat], weights=logs, minlength=n)
+        no_log = np.bincount(slot[repeat], weights=~positive, minlength=n) > 0
+        mean = _mean_or_zero(total, stats.n_periods - 1)
+        columns[LOG_SPEND_COLUMN] = np.where(no_log, np.nan, mean)
+    if regularity:
+        gaps = _durations(pairs.periods[repeat - 1], pairs.periods[repeat], freq, time_unit)
+        columns[REGULARITY_COLUMN] = np.bincount(slot[repeat], weights=np.log(gaps), minlength=n)
+    return columns
+
+
 def _summary_frame(
     log: _Log,
     stats: _CustomerStats,
@@ -629,6 +706,7 @@ def _summary_frame(
     time_unit: str,
     customer_col: str,
     group_col: str | None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     frequency = stats.n_periods - 1
     columns: dict[str, Any] = {
@@ -638,6 +716,7 @@ def _summary_frame(
     }
     if stats.repeat_value is not None:
         columns["monetary_value"] = _mean_or_zero(stats.repeat_value, frequency)
+    columns.update(extra or {})
     if group_col is not None and log.groups is not None:
         columns[group_col] = log.groups.take(stats.codes).to_numpy()
     index = log.customers.take(stats.codes)
@@ -665,6 +744,8 @@ def rfm_summary(
     time_unit: str = "W",
     group_col: str | None = None,
     date_format: str | None = None,
+    log_spend: bool = False,
+    regularity: bool = False,
 ) -> pd.DataFrame:
     """One row per customer: frequency, recency, T (and monetary value) from a transaction log.
 
@@ -698,6 +779,13 @@ def rfm_summary(
         a customer with several groups is an error.
     date_format : str, optional
         ``strftime`` format of string (or integer) dates, e.g. ``"%Y%m%d"``.
+    log_spend : bool, default False
+        Add ``monetary_log_mean`` (needs ``value_col``), the statistic of the
+        transaction-level Gamma-Gamma model
+        (:class:`~clvmodels.models.gamma_gamma_transactions.GammaGammaTransactions`).
+    regularity : bool, default False
+        Add ``log_interpurchase_sum``, the statistic of the regularity models
+        (:class:`~clvmodels.models.beta_geo_cnbd.BetaGeoCNBD`).
 
     Returns
     -------
@@ -709,12 +797,20 @@ def rfm_summary(
         * ``T``: first purchase period to the ``observation_end`` period;
         * ``monetary_value``: mean value of the repeat purchase periods (the first
           purchase excluded), 0 where frequency is 0 — only with ``value_col``;
+        * ``monetary_log_mean``: mean of the natural logs of the repeat purchase
+          periods' values, 0 where frequency is 0, and NaN where a repeat period's net
+          value is <= 0 (it has no log; see the module notes) — only with ``log_spend``;
+        * ``log_interpurchase_sum``: sum of the natural logs of the times between
+          consecutive purchase periods, in ``time_unit`` (BTYDplus's ``litt``), 0 where
+          frequency is 0 — only with ``regularity``;
         * the ``group_col`` column, when given.
 
         ``attrs`` records ``time_unit``, ``freq``, ``observation_end`` (ISO string),
         the column names, ``n_customers``, ``n_transactions`` (rows used),
         ``n_transactions_excluded_after_end``,
-        ``n_customers_first_purchase_after_end`` and ``n_negative_values``.
+        ``n_customers_first_purchase_after_end`` and ``n_negative_values``; with
+        ``log_spend`` also ``n_customers_nonpositive_repeat_period`` (the repeat buyers
+        whose ``monetary_log_mean`` is NaN).
 
     Raises
     ------
@@ -726,7 +822,8 @@ def rfm_summary(
         transaction up to ``observation_end``; the message names the column, the
         count and the first rows.
     ValueError
-        For unsupported ``freq`` or ``time_unit``, or a cut-off that is not a date.
+        For unsupported ``freq`` or ``time_unit``, a cut-off that is not a date, or
+        ``log_spend`` without ``value_col``.
 
     Examples
     --------
@@ -743,15 +840,29 @@ def rfm_summary(
     (2357, 2457, 'W')
     >>> summary.attrs["n_transactions_excluded_after_end"]
     1959
+
+    The statistics of the transaction-level spend model and of the regularity models:
+    customer 1's repeat purchases were worth $29.73 and $14.96, 17 and 196 days apart
+    from the purchase before.
+
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30", log_spend=True, regularity=True)
+    >>> row = summary.loc[1, ["monetary_log_mean", "log_interpurchase_sum"]]
+    >>> bool(np.isclose(row.iloc[0], (np.log(29.73) + np.log(14.96)) / 2, rtol=1e-12))
+    True
+    >>> bool(np.isclose(row.iloc[1], np.log(17 / 7) + np.log(196 / 7), rtol=1e-12))
+    True
     """
     from clvmodels.outofcore import is_file_source, rfm_summary_duckdb
 
+    context = "rfm_summary"
+    check_log_options(value_col, log_spend, regularity, context)
     if is_file_source(transactions):
         return rfm_summary_duckdb(
             transactions, customer_col, date_col, value_col, observation_end=observation_end,
             freq=freq, time_unit=time_unit, group_col=group_col, date_format=date_format,
+            log_spend=log_spend, regularity=regularity,
         )
-    context = "rfm_summary"
     _check_time_unit(time_unit)
     log = _prepare_log(
         transactions, customer_col, date_col, value_col, group_col, date_format, freq, context
@@ -768,8 +879,14 @@ def rfm_summary(
             f"{_iso(end_moment)}; the first is on {_iso(log.dates.min())}"
         )
     values = None if log.values is None else log.values[keep]
-    stats = _customer_stats(*_distinct_periods(log.codes[keep], log.periods[keep], values))
-    frame = _summary_frame(log, stats, end_period, freq, time_unit, customer_col, group_col)
+    pairs = _distinct_periods(log.codes[keep], log.periods[keep], values, noise=log_spend)
+    stats = _customer_stats(pairs.codes, pairs.periods, pairs.values)
+    extra = _log_statistics(
+        pairs, stats, freq, time_unit, log_spend=log_spend, regularity=regularity
+    )
+    frame = _summary_frame(
+        log, stats, end_period, freq, time_unit, customer_col, group_col, extra
+    )
     frame.attrs.update(
         {
             "kind": "rfm_summary",
@@ -785,6 +902,7 @@ def rfm_summary(
             "n_transactions_excluded_after_end": int((~keep).sum()),
             "n_customers_first_purchase_after_end": len(log.customers) - len(frame),
             "n_negative_values": log.n_negative,
+            **log_attrs(frame),
         }
     )
     return frame
@@ -802,6 +920,8 @@ def calibration_holdout_split(
     time_unit: str = "W",
     group_col: str | None = None,
     date_format: str | None = None,
+    log_spend: bool = False,
+    regularity: bool = False,
 ) -> pd.DataFrame:
     """Calibration summary plus what each customer did in the holdout period.
 
@@ -816,9 +936,15 @@ def calibration_holdout_split(
       (only with ``value_col``);
     * ``duration_holdout``: length of the holdout in ``time_unit``.
 
+    With ``log_spend`` and ``regularity`` the calibration part also has
+    ``monetary_log_mean`` and ``log_interpurchase_sum`` (as in :func:`rfm_summary`, of
+    the calibration transactions).
+
     Parameters
     ----------
     transactions, customer_col, date_col, value_col, freq, time_unit, group_col, date_format
+        As in :func:`rfm_summary`.
+    log_spend, regularity
         As in :func:`rfm_summary`.
     calibration_end : date-like
         Last date of the calibration period (its whole ``freq`` period included).
@@ -849,13 +975,15 @@ def calibration_holdout_split(
     """
     from clvmodels.outofcore import calibration_holdout_split_duckdb, is_file_source
 
+    context = "calibration_holdout_split"
+    check_log_options(value_col, log_spend, regularity, context)
     if is_file_source(transactions):
         return calibration_holdout_split_duckdb(
             transactions, customer_col, date_col, value_col, calibration_end=calibration_end,
             observation_end=observation_end, freq=freq, time_unit=time_unit,
-            group_col=group_col, date_format=date_format,
+            group_col=group_col, date_format=date_format, log_spend=log_spend,
+            regularity=regularity,
         )
-    context = "calibration_holdout_split"
     _check_time_unit(time_unit)
     log = _prepare_log(
         transactions, customer_col, date_col, value_col, group_col, date_format, freq, context
@@ -880,10 +1008,16 @@ def calibration_holdout_split(
     in_window = log.periods <= end_period
 
     values = None if log.values is None else log.values[calibration]
-    stats = _customer_stats(
-        *_distinct_periods(log.codes[calibration], log.periods[calibration], values)
+    pairs = _distinct_periods(
+        log.codes[calibration], log.periods[calibration], values, noise=log_spend
     )
-    frame = _summary_frame(log, stats, cal_period, freq, time_unit, customer_col, group_col)
+    stats = _customer_stats(pairs.codes, pairs.periods, pairs.values)
+    extra = _log_statistics(
+        pairs, stats, freq, time_unit, log_spend=log_spend, regularity=regularity
+    )
+    frame = _summary_frame(
+        log, stats, cal_period, freq, time_unit, customer_col, group_col, extra
+    )
 
     known = np.zeros(len(log.customers), dtype=bool)
     known[stats.codes] = True
@@ -893,7 +1027,7 @@ def calibration_holdout_split(
     totals = np.zeros(n_customers, dtype=np.float64)
     if holdout.any():
         values = None if log.values is None else log.values[holdout]
-        pair_codes, _, pair_values = _distinct_periods(
+        pair_codes, _, pair_values, _ = _distinct_periods(
             log.codes[holdout], log.periods[holdout], values
         )
         counts = np.bincount(pair_codes, minlength=n_customers)
@@ -926,6 +1060,7 @@ def calibration_holdout_split(
             ),
             "n_customers_first_purchase_after_end": int(np.count_nonzero(first > end_period)),
             "n_negative_values": log.n_negative,
+            **log_attrs(frame),
         }
     )
     return frame
@@ -995,6 +1130,77 @@ def _ids_of(frame: pd.DataFrame) -> np.ndarray | pd.Index:
     if isinstance(frame.index, pd.RangeIndex) and "customer_id" in frame.columns:
         return frame["customer_id"].to_numpy()
     return frame.index
+
+
+def add_summary_columns(
+    summary: pd.DataFrame,
+    transactions: Any,
+    *,
+    log_spend: bool = False,
+    regularity: bool = False,
+    date_format: str | None = None,
+) -> pd.DataFrame:
+    """``summary`` with the opt-in columns of :func:`rfm_summary`, from the same log.
+
+    For a summary made without ``log_spend=True`` / ``regularity=True``: the settings
+    come from its ``attrs`` (customer, date and value columns, ``freq``, ``time_unit``
+    and ``calibration_end`` or ``observation_end``), and the columns are those of
+    ``rfm_summary(..., log_spend=..., regularity=...)`` on ``transactions`` (a frame, or
+    files read by DuckDB), so they follow the summary's conventions exactly. Each
+    customer's repeat purchases in the log are checked against its ``frequency``.
+
+    Examples
+    --------
+    >>> from clvmodels import load_cdnow, rfm_summary
+    >>> log = load_cdnow()
+    >>> summary = rfm_summary(log, "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30")
+    >>> add_summary_columns(summary, log, log_spend=True, regularity=True).columns.tolist()
+    ['frequency', 'recency', 'T', 'monetary_value', 'monetary_log_mean', 'log_interpurchase_sum']
+    """
+    from clvmodels._summary_options import LOG_SPEND_COLUMN, REGULARITY_COLUMN
+
+    context = "add_summary_columns"
+    if not (log_spend or regularity):
+        return summary
+    attrs = summary.attrs
+    needed = ("customer_col", "date_col", "freq", "time_unit") + (
+        ("value_col",) if log_spend else ()
+    )
+    lacking = [key for key in needed if not attrs.get(key)]
+    end = attrs.get("calibration_end", attrs.get("observation_end"))
+    if lacking or end is None:
+        raise ValueError(
+            f"{context} needs a summary made by rfm_summary or calibration_holdout_split "
+            f"(its attrs lack {lacking or ['observation_end']})"
+        )
+    extra = rfm_summary(
+        transactions, attrs["customer_col"], attrs["date_col"],
+        attrs.get("value_col") if log_spend else None, observation_end=end,
+        freq=attrs["freq"], time_unit=attrs["time_unit"], date_format=date_format,
+        log_spend=log_spend, regularity=regularity,
+    )
+    repeats = extra["frequency"].reindex(summary.index)
+    if repeats.isna().any():
+        missing = repeats.isna().to_numpy()
+        raise DataValidationError(
+            f"{context}: {int(missing.sum())} customers of the summary have no transactions "
+            f"in this log (first ids {_as_list(summary.index[missing])})"
+        )
+    differ = repeats.to_numpy() != summary["frequency"].to_numpy()
+    if differ.any():
+        raise DataValidationError(
+            f"{context}: the log gives other repeat purchases than the summary's frequency "
+            f"for {int(differ.sum())} customers (first ids {_as_list(summary.index[differ])}): "
+            "is it the same log?"
+        )
+    out = summary.copy()
+    for flag, column in ((log_spend, LOG_SPEND_COLUMN), (regularity, REGULARITY_COLUMN)):
+        if flag:
+            out[column] = extra[column].reindex(summary.index).to_numpy(dtype=float)
+    for key, value in extra.attrs.items():
+        out.attrs.setdefault(key, value)
+    return out
 
 
 def validate_summary(

@@ -19,6 +19,10 @@ sums, which is bounded by the values added, not by the result: at most about
 (``eps`` = 2.2e-16). Where purchases and refunds nearly cancel, that bound is large
 relative to the mean itself (a mean of -0.0233 from purchases and returns worth
 hundreds may differ in its 13th significant digit); the difference never exceeds it.
+The opt-in columns ``monetary_log_mean`` and ``log_interpurchase_sum`` are sums of logs:
+the gaps between purchase periods are computed with the float operations of the pandas
+path (bit for bit), and the sums then differ by the rounding of the logs (a few units in
+the last place each) and of their addition in another order.
 
 Conventions specific to files:
 
@@ -48,12 +52,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._summary_options import (
+    LOG_SPEND_COLUMN,
+    REGULARITY_COLUMN,
+    check_log_options,
+    log_attrs,
+)
 from clvmodels.errors import DataValidationError
 from clvmodels.units import (
+    CALENDAR_PERIOD_MONTHS,
     DATE_END,
     DATE_MIN,
     DATE_RANGE_TEXT,
+    FIXED_PERIOD_HOURS,
     OFFSET_PATTERN,
+    UNIT_HOURS,
     check_time_unit,
     cutoff,
     durations,
@@ -73,6 +86,7 @@ __all__ = [
 ]
 
 _SHOW = 5  # offending examples named in an error message
+EPS = float(np.finfo(np.float64).eps)
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _COMPRESSION_SUFFIXES = (".gz", ".zst")
@@ -659,17 +673,70 @@ def _plan(
     )
 
 
-def _aggregate(plan: _Plan, cal_period: int, end_period: int) -> pd.DataFrame:
+def _duration_sql(start: str, end: str, freq: str, time_unit: str) -> str:
+    """SQL for :func:`clvmodels.units.durations` between the period ordinals ``start``
+    and ``end``, with the same float operations, so the results agree to the last bit."""
+    base = freq_base(freq)
+    steps = f"(({end}) - ({start}))"
+    unit = f"{UNIT_HOURS[time_unit]!r}::DOUBLE"
+    if base in FIXED_PERIOD_HOURS:
+        return f"(CAST({steps} AS DOUBLE) * {FIXED_PERIOD_HOURS[base]!r}::DOUBLE / {unit})"
+    months = CALENDAR_PERIOD_MONTHS[base]
+    if time_unit in ("M", "Y"):
+        per_unit = 1.0 if time_unit == "M" else 12.0
+        return f"(CAST({steps} * {months} AS DOUBLE) / {per_unit!r}::DOUBLE)"
+
+    def period_start(ordinal: str) -> str:
+        return f"(TIMESTAMP '1970-01-01' + to_months(CAST(({ordinal}) * {months} AS INTEGER)))"
+
+    hours = f"date_diff('hour', {period_start(start)}, {period_start(end)})"
+    return f"(CAST({hours} AS DOUBLE) / {unit})"
+
+
+def _aggregate(
+    plan: _Plan,
+    cal_period: int,
+    end_period: int,
+    time_unit: str = "W",
+    *,
+    log_spend: bool = False,
+    regularity: bool = False,
+) -> pd.DataFrame:
     """Per-customer statistics of the calibration window (up to ``cal_period``) and of
     the holdout window ``(cal_period, end_period]``, from one group-by.
 
     Every customer of the log comes back, including those whose first purchase is
     after the cut-off (their calibration columns are NULL), so they can be counted.
     The checks that need the group-by (values too large to add up, groups) run here.
+    With ``log_spend`` or ``regularity`` each purchase period also learns its
+    customer's previous one (a window over the periods), which marks the repeat periods
+    and gives the gaps: ``log_value_sum`` and ``n_nonpositive`` (logs of the repeat
+    periods' values, and how many have none), ``log_gap_sum`` (logs of the gaps).
     """
     cal = f"per <= {cal_period}"
     hold = f"per > {cal_period} AND per <= {end_period}"
     g_min, g_max = ("min(g)", "max(g)") if plan.group else ("NULL", "NULL")
+    logs = ""
+    source = "pp"
+    if log_spend or regularity:
+        source = "(SELECT *, lag(per) OVER (PARTITION BY cid ORDER BY per) AS prev FROM pp)"
+        repeat = f"{cal} AND prev IS NOT NULL"
+        # Positive beyond the rounding of the period's sum (as in the pandas path); CASE
+        # keeps ln away from the others (an error in DuckDB): they are counted instead.
+        positive = f"v > n_rows * {EPS!r}::DOUBLE * av"
+        logs = "".join(
+            [
+                f"fsum(ln(CASE WHEN {positive} THEN v END)) FILTER (WHERE {repeat}) "
+                f"AS log_value_sum, count(*) FILTER (WHERE {repeat} AND NOT ({positive})) "
+                "AS n_nonpositive,"
+                if log_spend
+                else "",
+                f"fsum(ln({_duration_sql('prev', 'per', plan.freq, time_unit)})) "
+                f"FILTER (WHERE {repeat}) AS log_gap_sum,"
+                if regularity
+                else "",
+            ]
+        )
     sql = f"""
         WITH pp AS (
             SELECT cid, per, fsum(v) AS v, fsum(abs(v)) AS av, count(*) AS n_rows,
@@ -677,6 +744,7 @@ def _aggregate(plan: _Plan, cal_period: int, end_period: int) -> pd.DataFrame:
             FROM ({plan.tx()}) GROUP BY cid, per
         )
         SELECT
+            {logs}
             cid,
             count(*) FILTER (WHERE {cal}) AS n_periods,
             min(per) AS first_any,
@@ -689,7 +757,7 @@ def _aggregate(plan: _Plan, cal_period: int, end_period: int) -> pd.DataFrame:
             fsum(av) AS magnitude,
             min(g_min) AS g_min,
             max(g_max) AS g_max
-        FROM pp GROUP BY cid ORDER BY cid
+        FROM {source} GROUP BY cid ORDER BY cid
     """
     frame = plan.engine.run(sql).df()
     if plan.value is not None:
@@ -742,6 +810,12 @@ def _summary_columns(
     if plan.value is not None:
         repeat = agg["repeat_value"].to_numpy(dtype=np.float64)
         columns["monetary_value"] = mean_or_zero(repeat, frequency)
+    if "log_value_sum" in agg.columns:
+        total = agg["log_value_sum"].fillna(0.0).to_numpy(dtype=np.float64)
+        no_log = agg["n_nonpositive"].to_numpy(dtype=np.int64) > 0
+        columns[LOG_SPEND_COLUMN] = np.where(no_log, np.nan, mean_or_zero(total, frequency))
+    if "log_gap_sum" in agg.columns:
+        columns[REGULARITY_COLUMN] = agg["log_gap_sum"].fillna(0.0).to_numpy(dtype=np.float64)
     if plan.group_col is not None:
         columns[plan.group_col] = _hashable(pd.Index(agg["g_min"])).to_numpy()
     index = _hashable(pd.Index(agg["cid"], name=plan.customer_col))
@@ -784,6 +858,8 @@ def rfm_summary_duckdb(
     time_unit: str = "W",
     group_col: str | None = None,
     date_format: str | None = None,
+    log_spend: bool = False,
+    regularity: bool = False,
     memory_limit: str | None = "2GB",
     temp_directory: str | Path | None = None,
     threads: int | None = None,
@@ -798,6 +874,11 @@ def rfm_summary_duckdb(
         means every such file below it.
     customer_col, date_col, value_col, observation_end, freq, time_unit, group_col, date_format
         As in :func:`clvmodels.rfm_summary`.
+    log_spend, regularity
+        As in :func:`clvmodels.rfm_summary`: ``monetary_log_mean`` and
+        ``log_interpurchase_sum`` (a window over each customer's purchase periods;
+        their logs and sums agree with the pandas path up to rounding, see the module
+        notes).
     memory_limit : str or None, default "2GB"
         DuckDB's memory limit (e.g. ``"500MB"``); beyond it DuckDB spills to
         ``temp_directory``. None leaves DuckDB's default (80% of the RAM).
@@ -835,6 +916,7 @@ def rfm_summary_duckdb(
     (2357, 2457)
     """
     context = "rfm_summary"
+    check_log_options(value_col, log_spend, regularity, context)
     check_time_unit(time_unit)
     freq_base(freq)
     end_moment = end_period = None
@@ -848,7 +930,9 @@ def rfm_summary_duckdb(
         if end_period is None:
             end_moment = plan.max_moment
             end_period = period_ordinal(end_moment, freq)
-        agg = _aggregate(plan, end_period, end_period)
+        agg = _aggregate(
+            plan, end_period, end_period, time_unit, log_spend=log_spend, regularity=regularity
+        )
     present = agg["n_periods"].to_numpy() > 0
     if not present.any():
         raise DataValidationError(
@@ -874,6 +958,7 @@ def rfm_summary_duckdb(
             "n_transactions_excluded_after_end": plan.n_rows - n_kept,
             "n_customers_first_purchase_after_end": n_customers_all - len(frame),
             "n_negative_values": plan.n_negative,
+            **log_attrs(frame),
         }
     )
     return frame
@@ -948,6 +1033,8 @@ def calibration_holdout_split_duckdb(
     time_unit: str = "W",
     group_col: str | None = None,
     date_format: str | None = None,
+    log_spend: bool = False,
+    regularity: bool = False,
     memory_limit: str | None = "2GB",
     temp_directory: str | Path | None = None,
     threads: int | None = None,
@@ -960,7 +1047,7 @@ def calibration_holdout_split_duckdb(
         As in :func:`rfm_summary_duckdb`.
     customer_col, date_col, value_col, calibration_end, observation_end, freq, time_unit
         As in :func:`clvmodels.calibration_holdout_split`.
-    group_col, date_format
+    group_col, date_format, log_spend, regularity
         As in :func:`clvmodels.calibration_holdout_split`.
 
     Returns
@@ -983,6 +1070,7 @@ def calibration_holdout_split_duckdb(
     (2457, 1882)
     """
     context = "calibration_holdout_split"
+    check_log_options(value_col, log_spend, regularity, context)
     check_time_unit(time_unit)
     freq_base(freq)
     cal_moment, cal_period = cutoff(calibration_end, "calibration_end", date_format, freq)
@@ -999,7 +1087,9 @@ def calibration_holdout_split_duckdb(
             end_moment = plan.max_moment
             end_period = period_ordinal(end_moment, freq)
             _check_split(context, cal_moment, cal_period, end_moment, end_period, freq)
-        agg = _aggregate(plan, cal_period, end_period)
+        agg = _aggregate(
+            plan, cal_period, end_period, time_unit, log_spend=log_spend, regularity=regularity
+        )
     present = agg["n_periods"].to_numpy() > 0
     if not present.any():
         raise DataValidationError(
@@ -1039,6 +1129,7 @@ def calibration_holdout_split_duckdb(
             ),
             "n_customers_first_purchase_after_end": int(np.count_nonzero(first_any > end_period)),
             "n_negative_values": plan.n_negative,
+            **log_attrs(frame),
         }
     )
     return frame

@@ -10,9 +10,19 @@ all run it, so the flow exists once:
    ``models`` is fitted and scored (:func:`clvmodels.evaluation.compare`);
 2. the summary of all the data up to ``observation_end``
    (:func:`clvmodels.rfm_summary`);
-3. the forecasting pair (``forecast_model``) fitted on that summary;
+3. the forecasting pair fitted on that summary: ``forecast_model`` where named, else
+   the pair that forecast the holdout value best (lowest squared error per customer;
+   the first pair without a holdout);
 4. discounted CLV with intervals (:func:`clvmodels.customer_lifetime_value`);
 5. value tiers with membership probabilities (:func:`clvmodels.segment`).
+
+By default ``models`` is the whole family (:func:`clvmodels.evaluation.family_models`:
+every maximum-likelihood transaction model with Gamma-Gamma); without a holdout only
+the first pair (BG/NBD) is fitted. A model that reads a column the default summary
+lacks (``BetaGeoCNBD``: ``log_interpurchase_sum``; ``GammaGammaTransactions``:
+``monetary_log_mean``) gets it from the summary itself, asked for with the opt-in
+options of :func:`clvmodels.rfm_summary` (``regularity``, ``log_spend``) only when such a
+model is used.
 
 Data is read once, by the functions that read it everywhere else: a pandas or Polars
 frame in memory; a path, glob, folder or list of Parquet / CSV files out of core in
@@ -47,7 +57,7 @@ import os
 import pkgutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,6 +67,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._summary_options import summary_options_for
+from clvmodels.evaluation import family_models
 from clvmodels.progress import ProgressBar, progress_bar
 from clvmodels.units import (
     Calendar,
@@ -218,14 +230,6 @@ def _resolve_spec(spec: Any, kind: str) -> None:
     _check_kind(spec, spec, kind)
 
 
-def _fit_options(fit: Any, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options a ``fit`` method accepts (all of them where it takes ``**kwargs``)."""
-    accepted = inspect.signature(fit).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        return dict(options)
-    return {k: v for k, v in options.items() if k in accepted}
-
-
 # --------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------
@@ -323,15 +327,19 @@ class PipelineSettings:
         Period of aggregation and unit of ``recency`` / ``T``, as in
         :func:`clvmodels.rfm_summary` (default: days, weeks).
     models : mapping of name to (transaction, spend), or one (transaction, spend) pair
-        Model pairs, each model a registry name, a class or an object; default
-        ``("BetaGeo", "GammaGamma")``. Several pairs are compared on the holdout
-        (``calibration_end``).
+        Model pairs, each model a registry name, a class or an object. Default: the
+        family, :func:`clvmodels.evaluation.family_models` by name
+        (``"BetaGeo + GammaGamma"``, ``"BetaGeoCNBD + GammaGamma"``,
+        ``"ModifiedBetaGeo + GammaGamma"``, ``"ParetoNBD + GammaGamma"``). Several
+        pairs are compared on the holdout (``calibration_end``).
     forecast_model : str, optional
-        The name of the pair that forecasts CLV (default: the first).
+        The name of the pair that forecasts CLV. Default: with ``calibration_end`` and
+        several pairs, the one that forecast the holdout value best (lowest squared
+        error per customer, ``comparison.attrs["best"]``); otherwise the first.
     fit_options : mapping, optional
         Options for every ``fit`` that accepts them (e.g. ``{"draws": 500,
-        "tune": 500, "chains": 2}`` for Bayesian models); ``random_seed`` defaults to
-        ``random_state`` where a fit takes one.
+        "tune": 500, "chains": 2}`` for Bayesian models); every fit that takes a
+        ``random_state`` gets the pipeline's unless the options give one.
     horizon, period, discount_rate : int, str, float
         The CLV forecast: ``horizon`` periods of ``period`` at ``discount_rate`` per
         period (see :class:`clvmodels.units.Calendar`).
@@ -350,8 +358,11 @@ class PipelineSettings:
     --------
     >>> from clvmodels import load_cdnow
     >>> settings = PipelineSettings(load_cdnow(), "customer_id", "date", "amount")
-    >>> dict(settings.models)
-    {'BetaGeo + GammaGamma': ('BetaGeo', 'GammaGamma')}
+    >>> list(settings.models)  # doctest: +NORMALIZE_WHITESPACE
+    ['BetaGeo + GammaGamma', 'BetaGeoCNBD + GammaGamma', 'ModifiedBetaGeo + GammaGamma',
+     'ParetoNBD + GammaGamma']
+    >>> settings.models["ParetoNBD + GammaGamma"], settings.forecast_name
+    (('ParetoNBD', 'GammaGamma'), 'BetaGeo + GammaGamma')
     >>> settings.calendar.describe()
     '12 months at 0.01 a month'
     >>> PipelineSettings(load_cdnow(), "customer_id", "date", "amount", period="fortnight")
@@ -370,7 +381,7 @@ class PipelineSettings:
     calibration_end: Any = None
     freq: str = "D"
     time_unit: str = "W"
-    models: Any = (DEFAULT_TRANSACTION_MODEL, DEFAULT_SPEND_MODEL)
+    models: Any = None
     forecast_model: str | None = None
     fit_options: Mapping[str, Any] = field(default_factory=dict)
     horizon: int = 12
@@ -427,6 +438,10 @@ class PipelineSettings:
 
     def _model_pairs(self) -> dict[str, tuple[Any, Any]]:
         models = self.models
+        if models is None:  # the family, by name
+            family = family_models(DEFAULT_SPEND_MODEL)
+            models = {name: tuple(type(m).__name__ for m in pair)
+                      for name, pair in family.items()}
         if isinstance(models, tuple | list) and len(models) == 2 and not any(
             isinstance(m, tuple | list) for m in models
         ):
@@ -454,9 +469,15 @@ class PipelineSettings:
         return Calendar(self.horizon, self.period, self.discount_rate)
 
     @property
-    def forecast_name(self) -> str:
-        """The name of the pair that forecasts CLV."""
-        return self.forecast_model or next(iter(self.models))
+    def forecast_name(self) -> str | None:
+        """The name of the pair that forecasts CLV; None while it is for the holdout
+        comparison to choose (``calibration_end`` with several pairs and no
+        ``forecast_model``)."""
+        if self.forecast_model is not None:
+            return self.forecast_model
+        if self.calibration_end is not None and len(self.models) > 1:
+            return None
+        return next(iter(self.models))
 
     def describe_horizon(self) -> str:
         """The forecast's calendar in words.
@@ -486,8 +507,8 @@ class PipelineSettings:
         --------
         >>> from clvmodels import load_cdnow
         >>> d = PipelineSettings(load_cdnow(), "customer_id", "date", "amount").to_dict()
-        >>> d["source"], d["models"], d["horizon"]
-        ('DataFrame (6,919 rows)', {'BetaGeo + GammaGamma': ['BetaGeo', 'GammaGamma']}, 12)
+        >>> d["source"], d["models"]["ParetoNBD + GammaGamma"], d["horizon"]
+        ('DataFrame (6,919 rows)', ['ParetoNBD', 'GammaGamma'], 12)
         """
         out = {}
         for f in fields(self):
@@ -527,6 +548,10 @@ class PipelineResult:
         Seconds spent in each step.
     warnings : list of str
         The warnings raised on the way (they are shown as well, not swallowed).
+    forecast_name : str
+        The name of the pair that forecast CLV: ``settings.forecast_model`` where
+        named, else the best on the holdout (``comparison.attrs["best"]``), else the
+        first pair.
     """
 
     settings: PipelineSettings
@@ -540,11 +565,11 @@ class PipelineResult:
     models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    forecast_name: str = ""
 
-    @property
-    def forecast_name(self) -> str:
-        """The name of the pair that forecast CLV."""
-        return self.settings.forecast_name
+    def __post_init__(self) -> None:
+        if not self.forecast_name:
+            self.forecast_name = _forecast_name(self.settings, self.comparison)
 
     @property
     def time_unit(self) -> str:
@@ -586,6 +611,7 @@ class PipelineResult:
             "settings": self.settings.to_dict(),
             "customers": len(self.summary),
             "time_unit": self.time_unit,
+            "forecast_model": self.forecast_name,
             "total": _json(self.forecast.total().to_dict()),
             "timings": _json(self.timings),
             "warnings": list(self.warnings),
@@ -593,6 +619,7 @@ class PipelineResult:
         if self.comparison is not None:
             frame = self.comparison.astype(object).where(self.comparison.notna(), None)
             out["comparison"] = _json(frame.to_dict(orient="index"))
+            out["verdict"] = self.comparison.attrs.get("verdict")
         return out
 
 
@@ -618,8 +645,20 @@ class _Steps:
 
 
 def _fit(model: Any, data: pd.DataFrame, options: Mapping[str, Any], progressbar: bool) -> None:
-    accepted = _fit_options(model.fit, {**options, "progressbar": progressbar})
+    from clvmodels.models.base import accepted_fit_options
+
+    accepted = accepted_fit_options(model.fit, {**options, "progressbar": progressbar})
     model.fit(data, **accepted)
+
+
+def _forecast_name(settings: PipelineSettings, comparison: pd.DataFrame | None) -> str:
+    """The pair to forecast with: the user's, else the best on the holdout, else the first."""
+    named = settings.forecast_name
+    if named is not None:
+        return named
+    if comparison is not None and comparison.attrs.get("best") in settings.models:
+        return str(comparison.attrs["best"])
+    return next(iter(settings.models))
 
 
 def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> PipelineResult:
@@ -646,18 +685,20 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
 
     Examples
     --------
+    The family compared on the holdout; the best on value forecasts:
+
     >>> from clvmodels import load_cdnow
     >>> settings = PipelineSettings(
     ...     load_cdnow(), "customer_id", "date", "amount", calibration_end="1997-09-30",
-    ...     observation_end="1998-06-30", n_draws=100, segments=False)
+    ...     observation_end="1998-06-30", n_draws=50, segments=False)
     >>> result = run_pipeline(settings, progressbar=False)
-    >>> int(result.comparison.loc["BetaGeo + GammaGamma", "purchases_actual"])
-    1882
-    >>> result.segmentation is None
-    True
+    >>> result.comparison["purchases_actual"].tolist()
+    [1882.0, 1882.0, 1882.0, 1882.0]
+    >>> result.forecast_name, result.segmentation is None
+    ('ModifiedBetaGeo + GammaGamma', True)
     >>> list(result.timings)  # doctest: +NORMALIZE_WHITESPACE
     ['calibration/holdout split', 'comparing models', 'summary',
-     'fitting BetaGeo + GammaGamma', 'forecasting CLV']
+     'fitting ModifiedBetaGeo + GammaGamma', 'forecasting CLV']
     """
     timings: dict[str, float] = {}
     caught: list[warnings.WarningMessage] = []
@@ -693,18 +734,20 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     read = {"freq": s.freq, "time_unit": s.time_unit, "group_col": s.group_col,
             "date_format": s.date_format}
     columns = (s.source, s.customer_col, s.date_col, s.value_col)
-    options = {"random_seed": s.random_state, **s.fit_options}
+    options = {"random_state": s.random_state, **s.fit_options}
     out: dict[str, Any] = {"split": None, "comparison": None, "models": {}}
+    # Columns some models read beyond the default summary (BG/CNBD-k's regularity,
+    # Gamma-Gamma on transactions' log spend) are asked of the summary itself: the split
+    # for every model compared, the final summary for the pair that forecasts.
+    def reading(pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
+        return {**read, **summary_options_for(
+            c for pair in pairs for spec in pair for c in make_model(spec).data_columns
+        )}
+
     observation_end = s.observation_end
     if s.calibration_end is not None:
         from clvmodels.evaluation import compare
 
-        with step("calibration/holdout split"):
-            split = calibration_holdout_split(
-                *columns, calibration_end=s.calibration_end, observation_end=observation_end,
-                **read,
-            )
-        observation_end = split.attrs["observation_end"]
         models = {
             name: (
                 make_model(tx, kind="transaction", group_col=s.group_col),
@@ -712,6 +755,12 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
             )
             for name, (tx, spend) in s.models.items()
         }
+        with step("calibration/holdout split"):
+            split = calibration_holdout_split(
+                *columns, calibration_end=s.calibration_end, observation_end=observation_end,
+                **reading(s.models.values()),
+            )
+        observation_end = split.attrs["observation_end"]
         with step("comparing models"):
             comparison = compare(
                 models, split, interval=s.interval, n_draws=s.n_draws,
@@ -719,12 +768,15 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
                 progressbar=progressbar,
             )
         out.update(split=split, comparison=comparison, models=models)
-    with step("summary"):
-        summary = rfm_summary(*columns, observation_end=observation_end, **read)
-    tx_spec, spend_spec = s.models[s.forecast_name]
+    name = _forecast_name(s, out["comparison"])
+    tx_spec, spend_spec = s.models[name]
     tx = make_model(tx_spec, kind="transaction", group_col=s.group_col)
     spend = make_model(spend_spec, kind="spend", group_col=s.group_col)
-    with step(f"fitting {s.forecast_name}"):
+    with step("summary"):
+        summary = rfm_summary(
+            *columns, observation_end=observation_end, **reading([s.models[name]])
+        )
+    with step(f"fitting {name}"):
         _fit(tx, summary, options, progressbar)
         _fit(spend, summary, options, progressbar)
     with step("forecasting CLV"):
@@ -740,6 +792,6 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
         with step("segmenting"):
             segmentation = segment(forecast, progressbar=progressbar)
     out.update(summary=summary, transaction_model=tx, spend_model=spend, forecast=forecast,
-               segmentation=segmentation)
+               segmentation=segmentation, forecast_name=name)
     return out
 

@@ -5,6 +5,11 @@ returns the Axes it drew on; figures of several panels (ArviZ posterior and trac
 plots, group parameters) take and return an array of Axes. Axes are labelled with
 their units: time in the summary's ``time_unit``, values in the currency of the data.
 
+The model checks (repeat-purchase histogram, conditional expectations, tracking) show
+one model or a whole family together: pass a mapping of name to model (or to
+(transaction, spend) pairs, as :func:`clvmodels.evaluation.compare` takes them), and
+each model gets its own colour against the one actual series.
+
 References: the model checks are those of Fader, Hardie and Lee (2005), "'Counting
 Your Customers' the Easy Way", *Marketing Science* 24(2): figure 3 (repeat-purchase
 histogram), figure 4 (tracking), figure 5 (conditional expectations).
@@ -88,6 +93,19 @@ def _model_unit(model: Any, data: pd.DataFrame | None = None) -> str | None:
 
 def _model_label(model: Any) -> str:
     return type(model).__name__
+
+
+def _model_series(table: pd.DataFrame, model: Any) -> dict[str, pd.Series]:
+    """The model columns of a check table, by legend label: ``expected`` for one model,
+    one column per name for a mapping (``attrs["models"]``)."""
+    names = table.attrs.get("models")
+    if names:
+        return {name: table[name] for name in names}
+    return {_model_label(model): table["expected"]}
+
+
+def _colors(n: int) -> list[str]:
+    return [_MODEL_COLORS[i % len(_MODEL_COLORS)] for i in range(n)]
 
 
 def _group_col(model: Any) -> str | None:
@@ -278,9 +296,23 @@ def plot_probability_alive_matrix(
 
 
 def plot_repeat_purchase_histogram(
-    model: TransactionModel, data: pd.DataFrame, *, max_frequency: int = 7, ax: Any = None
+    model: TransactionModel | Mapping[str, Any],
+    data: pd.DataFrame,
+    *,
+    max_frequency: int = 7,
+    ax: Any = None,
 ) -> Any:
-    """Customers by number of repeat purchases in calibration: actual and model.
+    """Customers by number of repeat purchases in calibration: actual and model(s).
+
+    Parameters
+    ----------
+    model : TransactionModel or mapping of name to model
+        Fitted; a mapping draws one bar per model beside the actual one.
+    data : DataFrame
+        The summary the models were fitted on.
+    max_frequency : int, default 7
+        Frequencies from here up are pooled.
+    ax : matplotlib Axes, optional
 
     Returns
     -------
@@ -288,37 +320,56 @@ def plot_repeat_purchase_histogram(
 
     Examples
     --------
-    >>> from clvmodels import BetaGeo, load_cdnow, rfm_summary
+    >>> from clvmodels import BetaGeo, ParetoNBD, load_cdnow, rfm_summary
     >>> summary = rfm_summary(load_cdnow(), "customer_id", "date",
     ...                       observation_end="1997-09-30")
     >>> model = BetaGeo().fit(summary)
     >>> [t.get_text() for t in plot_repeat_purchase_histogram(model, summary).get_xticklabels()]
     ['0', '1', '2', '3', '4', '5', '6', '7+']
+    >>> family = {"BG/NBD": model, "Pareto/NBD": ParetoNBD().fit(summary)}
+    >>> len(plot_repeat_purchase_histogram(family, summary).patches)  # 8 groups x 3 bars
+    24
     """
     table = repeat_purchase_histogram(model, data, max_frequency=max_frequency)
+    series = _model_series(table, model)
     ax = _axes(ax)
     x = np.arange(len(table))
-    width = 0.4
-    ax.bar(x - width / 2, table["actual"], width, color=_ACTUAL, label="actual")
-    ax.bar(x + width / 2, table["expected"], width, color=_MODEL, label=_model_label(model))
+    width = 0.8 / (len(series) + 1)
+    offsets = (np.arange(len(series) + 1) - len(series) / 2) * width
+    ax.bar(x + offsets[0], table["actual"], width, color=_ACTUAL, label="actual")
+    for (label, values), offset, color in zip(
+        series.items(), offsets[1:], _colors(len(series)), strict=True
+    ):
+        ax.bar(x + offset, values, width, color=color, label=label)
     ax.set_xticks(x, table.index)
     ax.set_xlabel("repeat purchases in the calibration period")
     ax.set_ylabel("customers")
-    ax.set_title("Repeat-purchase frequency: model vs actual")
-    ax.legend(frameon=False)
+    ax.set_title(f"Repeat-purchase frequency: {'models' if len(series) > 1 else 'model'} vs "
+                 "actual")
+    ax.legend(frameon=False, fontsize="small" if len(series) > 2 else None)
     ax.grid(axis="y", alpha=0.3)
     return ax
 
 
 def plot_calibration_vs_holdout(
-    model: TransactionModel,
+    model: TransactionModel | Mapping[str, Any],
     calibration_holdout: pd.DataFrame,
     *,
     max_frequency: int = 7,
     ax: Any = None,
 ) -> Any:
-    """Mean holdout purchases by calibration frequency: actual and model (conditional
+    """Mean holdout purchases by calibration frequency: actual and model(s) (conditional
     expectations).
+
+    Parameters
+    ----------
+    model : TransactionModel or mapping of name to model
+        Fitted on the calibration columns; a mapping draws one line per model.
+    calibration_holdout : DataFrame
+        Output of :func:`clvmodels.calibration_holdout_split`.
+    max_frequency : int, default 7
+        Frequencies from here up are pooled.
+    ax : matplotlib Axes, optional
 
     Returns
     -------
@@ -326,22 +377,31 @@ def plot_calibration_vs_holdout(
 
     Examples
     --------
-    >>> from clvmodels import BetaGeo, calibration_holdout_split, load_cdnow
+    >>> from clvmodels import BetaGeo, ParetoNBD, calibration_holdout_split, load_cdnow
     >>> split = calibration_holdout_split(load_cdnow(), "customer_id", "date",
     ...     calibration_end="1997-09-30", observation_end="1998-06-30")
     >>> model = BetaGeo().fit(split)
     >>> round(float(plot_calibration_vs_holdout(model, split).get_lines()[1].get_ydata()[0]), 3)
     0.225
+    >>> ax = plot_calibration_vs_holdout({"BG/NBD": model, "Pareto/NBD": ParetoNBD().fit(split)},
+    ...                                  split)
+    >>> [line.get_label() for line in ax.get_lines()]
+    ['actual', 'BG/NBD', 'Pareto/NBD']
     """
     table = conditional_expectations_by_frequency(
         model, calibration_holdout, max_frequency=max_frequency
     )
+    series = _model_series(table, model)
     length = table.attrs["holdout_length"]
     unit = unit_name(table.attrs.get("time_unit"))
     ax = _axes(ax)
     x = np.arange(len(table))
     ax.plot(x, table["actual"], "o-", color=_ACTUAL, label="actual")
-    ax.plot(x, table["expected"], "s--", color=_MODEL, label=_model_label(model))
+    markers = "sD^vP*X"
+    for i, ((label, values), color) in enumerate(
+        zip(series.items(), _colors(len(series)), strict=True)
+    ):
+        ax.plot(x, values, "--", marker=markers[i % len(markers)], color=color, label=label)
     ax.set_xticks(x, table.index)
     ax.set_xlabel("repeat purchases in the calibration period")
     ax.set_ylabel(f"mean purchases in the holdout\n(per customer, {length:g} {unit})")
@@ -352,6 +412,17 @@ def plot_calibration_vs_holdout(
 
 
 def _tracking_frames(tracking: Any) -> dict[str, pd.DataFrame]:
+    if isinstance(tracking, pd.DataFrame) and tracking.attrs.get("models"):
+        # One column per model (expected_cumulative_purchases of a mapping).
+        frames = {}
+        for name in tracking.attrs["models"]:
+            frame = pd.DataFrame({"t": tracking["t"], "actual": tracking["actual"],
+                                  "expected": tracking[name]})
+            for col in ("actual", "expected"):
+                frame[f"{col}_incremental"] = np.diff(frame[col].to_numpy(), prepend=0.0)
+            frame.attrs = dict(tracking.attrs)
+            frames[name] = frame
+        return frames
     if isinstance(tracking, pd.DataFrame):
         return {tracking.attrs.get("model", "model"): tracking}
     if isinstance(tracking, Mapping) and tracking:
@@ -370,7 +441,7 @@ def _plot_tracking(tracking: Any, ax: Any, incremental: bool) -> Any:
     suffix = "_incremental" if incremental else ""
     ax = _axes(ax, figsize=(7.2, 4.2))
     ax.plot(first["t"], first["actual" + suffix], color=_ACTUAL, lw=1.6, label="actual")
-    for (name, frame), color in zip(frames.items(), _MODEL_COLORS * 4, strict=False):
+    for (name, frame), color in zip(frames.items(), _colors(len(frames)), strict=True):
         ax.plot(frame["t"], frame["expected" + suffix], "--", color=color, lw=1.6, label=name)
     cal = first.attrs.get("calibration_end_t")
     if cal is not None:
@@ -387,8 +458,9 @@ def _plot_tracking(tracking: Any, ax: Any, incremental: bool) -> Any:
     per = f"per {_span(first.attrs.get('step', 1.0), unit_code)}"
     ax.set_xlabel(f"{unit} since {first.attrs.get('start', 'the first purchase')}")
     ax.set_ylabel(f"repeat purchases {per}" if incremental else "cumulative repeat purchases")
+    models = "models" if len(frames) > 1 else "model"
     ax.set_title(
-        ("Incremental" if incremental else "Cumulative") + " repeat purchases: model vs actual"
+        ("Incremental" if incremental else "Cumulative") + f" repeat purchases: {models} vs actual"
     )
     ax.legend(frameon=False, loc="upper left" if not incremental else "best")
     ax.grid(alpha=0.3)
@@ -402,8 +474,9 @@ def plot_cumulative_purchases(tracking: Any, *, ax: Any = None) -> Any:
     Parameters
     ----------
     tracking : DataFrame or mapping of name to DataFrame
-        From :func:`clvmodels.evaluation.expected_cumulative_purchases` (one per
-        model); the end of calibration is marked when the frame records it.
+        From :func:`clvmodels.evaluation.expected_cumulative_purchases`: of one model,
+        of a mapping of models (one line each), or a mapping of name to one-model
+        frames; the end of calibration is marked when the frame records it.
     ax : matplotlib Axes, optional
 
     Returns
@@ -421,6 +494,17 @@ def plot_cumulative_purchases(tracking: Any, *, ax: Any = None) -> Any:
     ...                                       calibration_end="1997-09-30")
     >>> plot_cumulative_purchases({"BG/NBD": track}).get_xlabel()
     'weeks since 1997-01-01'
+
+    The family on one plot:
+
+    >>> from clvmodels import ParetoNBD
+    >>> summary = rfm_summary(log, "customer_id", "date", observation_end="1997-09-30")
+    >>> family = expected_cumulative_purchases(
+    ...     {"BG/NBD": model, "Pareto/NBD": ParetoNBD().fit(summary)}, log, "customer_id",
+    ...     "date", calibration_end="1997-09-30")
+    >>> ax = plot_cumulative_purchases(family)
+    >>> [text.get_text() for text in ax.get_legend().get_texts()]
+    ['actual', 'BG/NBD', 'Pareto/NBD']
     """
     return _plot_tracking(tracking, ax, incremental=False)
 

@@ -8,11 +8,15 @@ there. Sections:
 
 1. the data: customers, transactions, periods, anything excluded;
 2. the models: parameter estimates with intervals and fit statistics;
-3. the holdout comparison (:func:`clvmodels.evaluation.compare`);
-4. model checks: repeat-purchase histogram, conditional expectations, tracking of
-   cumulative and per-period repeat purchases, frequency-recency and P(alive) maps;
+3. the holdout comparison (:func:`clvmodels.evaluation.compare`), opened by its verdict in
+   one sentence (which model forecasts value best, by how much, and whether the
+   difference is larger than its noise), with every model's errors, ranks, paired
+   differences from the best, interval coverage and fit statistics;
+4. model checks, all models together: tracking of cumulative and per-period repeat
+   purchases, conditional expectations by calibration frequency (table and figure),
+   the repeat-purchase histogram; frequency-recency and P(alive) maps of the forecast;
 5. the forecast: CLV with intervals by customer rank, value tiers, top customers,
-   from the chosen model refitted on all the data;
+   from the best model on the holdout (or the one named) refitted on all the data;
 6. sampler diagnostics for Bayesian models (those with ``idata_``): R-hat, effective
    sample sizes, divergences, trace, posterior and group-parameter plots;
 7. what produced it: package versions, seed, settings and command.
@@ -44,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._io import write_text_atomically
-from clvmodels.pipeline import PipelineResult, PipelineSettings, make_model, run_pipeline
+from clvmodels.evaluation import family_models, summary_text
+from clvmodels.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from clvmodels.progress import progress_bar
 from clvmodels.units import freq_base, period_length, resolve_time_unit, unit_name
 
@@ -62,17 +67,28 @@ _PACKAGES = (
     "nutpie",
 )
 
-# What each comparison metric means, how to show it, and which way is better.
+# What each comparison metric means and how to show it ("diff": a paired difference
+# from the best model with its interval, from three columns).
 _METRICS: tuple[tuple[str, str, str], ...] = (
     ("purchases_actual", "Holdout purchases, actual (total)", "int"),
     ("purchases_expected", "Holdout purchases, expected (total)", "num"),
     ("purchases_error_pct", "Purchases: aggregate error", "pct"),
-    ("purchases_mae", "Purchases: mean absolute error per customer", "num"),
     ("purchases_rmse", "Purchases: root mean squared error per customer", "num"),
+    ("purchases_mae", "Purchases: mean absolute error per customer", "num"),
+    ("purchases_rank", "Purchases: rank ({loss} error)", "int"),
+    ("purchases_loss_diff", "Purchases: {loss} error above the best, per customer "
+                            "({paired} interval)", "diff"),
+    ("purchases_spearman", "Purchases: rank correlation (Spearman)", "num"),
+    ("purchases_interval_coverage", "Purchases inside their {level} predictive interval",
+     "share"),
     ("value_actual", "Holdout value, actual (total)", "money"),
     ("value_expected", "Holdout value, expected (total)", "money"),
     ("value_error_pct", "Value: aggregate error", "pct"),
+    ("value_rmse", "Value: root mean squared error per customer", "num"),
     ("value_mae", "Value: mean absolute error per customer", "num"),
+    ("value_rank", "Value: rank ({loss} error)", "int"),
+    ("value_loss_diff", "Value: {loss} error above the best, per customer ({paired} interval)",
+     "diff"),
     ("value_spearman", "Value: rank correlation (Spearman)", "num"),
     ("value_top10_share", "Value captured by predicted top 10%", "share"),
     ("value_top20_share", "Value captured by predicted top 20%", "share"),
@@ -92,9 +108,10 @@ _METRICS: tuple[tuple[str, str, str], ...] = (
     ("spend_elpd_loo_se", "Spend model: ELPD-LOO standard error", "num"),
     ("fit_seconds", "Fit time (seconds)", "num"),
 )
-# Metrics where lower or higher is better (the rest: see _comparison).
+# Metrics where lower or higher is better (the rest: see _comparison_section).
 _BETTER = {
-    "purchases_mae": "min", "purchases_rmse": "min", "value_mae": "min",
+    "purchases_mae": "min", "purchases_rmse": "min", "value_mae": "min", "value_rmse": "min",
+    "purchases_rank": "min", "value_rank": "min", "purchases_spearman": "max",
     "value_spearman": "max", "value_top10_share": "max", "value_top20_share": "max",
     "elpd_loo": "max", "aic": "min", "bic": "min", "tier_probability_gap": "min",
 }
@@ -253,36 +270,24 @@ def _environment() -> Any:
 # Models
 # --------------------------------------------------------------------------------------
 def default_models(
-    group_col: str | None = None, *, bayesian: bool = True
+    group_col: str | None = None, *, bayesian: bool = False
 ) -> dict[str, tuple[Any, Any]]:
-    """The models a report compares by default (unfitted).
+    """The models a report compares by default (unfitted): the family.
 
-    BG/NBD with Gamma-Gamma by maximum likelihood, and (with ``bayesian``) their
-    hierarchical Bayesian versions, with one set of parameters per group of
-    ``group_col`` when given. The models come from the registry by name.
+    Every maximum-likelihood transaction model of the package with Gamma-Gamma
+    (:func:`clvmodels.evaluation.family_models`) and, with ``bayesian``, the Bayesian
+    versions after them, with one set of parameters per group of ``group_col`` where
+    given. The models come from the registry.
 
     Examples
     --------
-    >>> list(default_models(bayesian=False))
-    ['BG/NBD + Gamma-Gamma (MLE)']
+    >>> list(default_models())  # doctest: +NORMALIZE_WHITESPACE
+    ['BetaGeo + GammaGamma', 'BetaGeoCNBD + GammaGamma', 'ModifiedBetaGeo + GammaGamma',
+     'ParetoNBD + GammaGamma']
+    >>> list(default_models(bayesian=True))[-1]
+    'HierarchicalBetaGeo + HierarchicalGammaGamma'
     """
-    models: dict[str, tuple[Any, Any]] = {
-        "BG/NBD + Gamma-Gamma (MLE)": (
-            make_model("BetaGeo", kind="transaction"),
-            make_model("GammaGamma", kind="spend"),
-        )
-    }
-    if bayesian:
-        name = (
-            f"Hierarchical BG/NBD + Gamma-Gamma by {group_col} (Bayesian)"
-            if group_col
-            else "BG/NBD + Gamma-Gamma (Bayesian)"
-        )
-        models[name] = (
-            make_model("HierarchicalBetaGeo", kind="transaction", group_col=group_col),
-            make_model("HierarchicalGammaGamma", kind="spend", group_col=group_col),
-        )
-    return models
+    return family_models(bayesian=bayesian, group_col=group_col)
 
 
 def _is_bayesian(model: Any) -> bool:
@@ -378,6 +383,7 @@ def build_report(
     group_col: str | None = None,
     models: Mapping[str, tuple[Any, Any]] | None = None,
     forecast_model: str | None = None,
+    bayesian: bool = False,
     mcmc_draws: int = 500,
     mcmc_tune: int = 500,
     mcmc_chains: int = 2,
@@ -421,12 +427,16 @@ def build_report(
         one set of parameters per group, partially pooled.
     models : mapping of name to (transaction model, spend model), optional
         Models to compare: registry names (``"BetaGeo"``), classes or objects (copied,
-        never changed); default :func:`default_models`: BG/NBD + Gamma-Gamma by
-        maximum likelihood and, when ``mcmc_draws > 0``, their (hierarchical)
-        Bayesian versions.
+        never changed); default :func:`default_models`: the whole family (BG/NBD,
+        BG/CNBD-k, MBG/NBD and Pareto/NBD, each with Gamma-Gamma, by maximum
+        likelihood) and, with ``bayesian``, the Bayesian versions.
     forecast_model : str, optional
         Which model forecasts CLV (refitted on all data up to ``observation_end``);
-        default the first.
+        default the best on the holdout: the lowest squared error of holdout value
+        per customer (``comparison.attrs["best"]``).
+    bayesian : bool, default False
+        Add the Bayesian versions to the default models (sampling: minutes, not
+        seconds). Ignored when ``models`` are given.
     mcmc_draws, mcmc_tune, mcmc_chains : int
         Posterior draws and tuning steps per chain, and chains, for Bayesian models;
         ``mcmc_draws=0`` leaves the Bayesian models out of the default set.
@@ -464,13 +474,13 @@ def build_report(
     --------
     >>> from clvmodels import load_cdnow
     >>> path = build_report(load_cdnow(), "customer_id", "date", "amount",
-    ...                     "1997-09-30", "report.html", mcmc_draws=0)  # doctest: +SKIP
+    ...                     "1997-09-30", "report.html")  # doctest: +SKIP
     """
     output = Path(output)
     if output.is_dir():
         raise ValueError(f"output {output} is a directory; give a file name such as report.html")
-    if models is None:
-        models = default_models(group_col, bayesian=mcmc_draws > 0)
+    if models is None and bayesian and mcmc_draws > 0:
+        models = default_models(group_col, bayesian=True)
     settings = PipelineSettings(
         transactions,
         customer_col,
@@ -614,7 +624,6 @@ def render_report(
                 built.append({"anchor": anchor, "title": heading, "data": data})
             bar.advance()
         bar.update(description="Report: writing HTML")
-        s = result.settings
         n_models = len(result.models)
         page = _environment().get_template("report.html.j2").render(
             title=title or "Customer lifetime value report",
@@ -622,7 +631,7 @@ def render_report(
                 f"Calibration to {result.split.attrs['calibration_end']}, holdout to "
                 f"{result.split.attrs['observation_end']}; {n_models} "
                 f"model{'s' if n_models != 1 else ''} compared; forecast by "
-                f"{s.forecast_name}."
+                f"{result.forecast_name}."
             ),
             sections=built,
         )
@@ -715,6 +724,18 @@ def _next_day(iso: str) -> str:
     return (pd.Timestamp(iso) + pd.Timedelta(days=1)).date().isoformat()
 
 
+# Attributes of a summary() table that the fit line or the note already show.
+_SHOWN_ATTRS = {"log_likelihood", "aic", "bic", "n_obs", "note", "elpd_loo", "elpd_loo_se"}
+
+
+def _settings_line(attrs: Mapping[str, Any]) -> str:
+    """Other scalar facts a model's summary() records (e.g. BG/CNBD-k's ``k``)."""
+    scalar = bool | int | float | str | np.generic
+    items = [f"{key} {_fmt(value, 'auto')}" for key, value in attrs.items()
+             if key not in _SHOWN_ATTRS and isinstance(value, scalar)]
+    return "; ".join(items)
+
+
 def _models_section(ctx: _Context) -> dict[str, Any]:
     n_customers = len(ctx.result.split)
     pairs = []
@@ -722,25 +743,50 @@ def _models_section(ctx: _Context) -> dict[str, Any]:
         shown = []
         for role, model in zip(("transaction model", "spend model"), pair, strict=True):
             table = _param_table(model, ctx.level)
+            fit_line = "; ".join(
+                part for part in (_fit_line(model, n_customers), _settings_line(table.attrs))
+                if part
+            )
             shown.append({
                 "kind": f"{type(model).__name__} ({role})",
                 "table": _table(table, index_label="parameter", kinds=_DIAGNOSTIC_KINDS),
-                "fit_line": _fit_line(model, n_customers),
+                "fit_line": fit_line,
                 "note": table.attrs.get("note") or "",
             })
         pairs.append({"name": name, "models": shown})
     return {"level": ctx.level_text, "pairs": pairs}
 
 
+def _interval_cell(mean: float, lower: float, upper: float) -> str:
+    """'34 (-84 to 153)': a difference and its interval, to about three significant
+    digits of the interval's half-width."""
+    half = (upper - lower) / 2
+    digits = 2
+    if np.isfinite(half) and half > 0:
+        digits = int(min(max(2 - np.floor(np.log10(half)), 0), 8))
+    return f"{mean:,.{digits}f} ({lower:,.{digits}f} to {upper:,.{digits}f})"
+
+
 def _comparison_section(ctx: _Context) -> dict[str, Any]:
     comparison = ctx.result.comparison
-    level = ctx.level_text
-    rows = [(key, label.format(level=level), kind) for key, label, kind in _METRICS
+    attrs = comparison.attrs
+    words = {"level": ctx.level_text, "loss": attrs.get("loss", "squared"),
+             "paired": f"{attrs.get('paired_interval', 0.95):.0%}"}
+    rows = [(key, label.format(**words), kind) for key, label, kind in _METRICS
             if key in comparison.columns and comparison[key].notna().any()]
-    table = pd.DataFrame(
-        {name: [comparison.loc[name, key] for key, _, _ in rows] for name in comparison.index},
-        index=pd.Index([label for _, label, _ in rows], name="metric"),
-    )
+    cells = {}
+    for name in comparison.index:
+        column = []
+        for key, _, kind in rows:
+            if kind != "diff":
+                column.append(comparison.loc[name, key])
+            elif name == attrs.get("best" if key.startswith("value") else "best_purchases"):
+                column.append("best")
+            else:
+                column.append(_interval_cell(*(comparison.loc[name, f"{key}{suffix}"]
+                                               for suffix in ("", "_lower", "_upper"))))
+        cells[name] = column
+    table = pd.DataFrame(cells, index=pd.Index([label for _, label, _ in rows], name="metric"))
     best = {}
     if len(comparison) > 1:
         for key, label, _ in rows:
@@ -749,16 +795,23 @@ def _comparison_section(ctx: _Context) -> dict[str, Any]:
                 score = comparison[key] if _BETTER[key] == "min" else -comparison[key]
             elif key.endswith("error_pct"):
                 score = comparison[key].abs()
-            elif key == "value_interval_coverage":
+            elif key.endswith("interval_coverage"):
                 score = (comparison[key] - ctx.level).abs()
             winner = _unique_best(score) if score is not None else None
             if winner is not None:
                 best[label] = winner
     length = float(ctx.result.split["duration_holdout"].iloc[0])
+    verdict = attrs.get("verdict", "")
+    more = summary_text(comparison)[len(verdict):].strip() if "best" in attrs else ""
     figures, notes = _calibration_figures(ctx)
     return {
         "holdout": f"{length:g} {unit_name(ctx.unit, plural=length != 1)}",
-        "level": level,
+        "level": ctx.level_text,
+        "paired": words["paired"],
+        "loss": words["loss"],
+        "verdict": verdict,
+        "more": more,
+        "left_out": attrs.get("left_out") or [],
         "table": _table(table, row_kinds={label: kind for _, label, kind in rows}, best=best),
         "calibration_figures": figures,
         "calibration_notes": notes,
@@ -885,59 +938,46 @@ def _checks_section(ctx: _Context) -> dict[str, Any]:
     s = result.settings
     split = result.split
     one = unit_name(ctx.unit, plural=False)
-    tracking = {}
-    cond_tables = {}
-    for name, (tx_model, _) in result.models.items():
-        tracking[name] = expected_cumulative_purchases(
-            tx_model,
-            ctx.transactions,
-            s.customer_col,
-            s.date_col,
-            end=split.attrs["observation_end"],
-            calibration_end=split.attrs["calibration_end"],
-            time_unit=ctx.unit,
-            group_col=_group_col(tx_model),
-        )
-        cond_tables[name] = conditional_expectations_by_frequency(tx_model, split)
+    # Every model against the one actual series: tables with one column per model.
+    tx_models = {name: pair[0] for name, pair in result.models.items()}
+    tracking = expected_cumulative_purchases(
+        tx_models,
+        ctx.transactions,
+        s.customer_col,
+        s.date_col,
+        end=split.attrs["observation_end"],
+        calibration_end=split.attrs["calibration_end"],
+        time_unit=ctx.unit,
+        group_col=s.group_col,
+    )
+    cond = conditional_expectations_by_frequency(tx_models, split)
 
-    # Tracking: all models on one pair of plots.
     fig, ax = _axes((8.5, 4.2))
     plotting.plot_cumulative_purchases(tracking, ax=ax)
     cumulative = _figure(
         fig,
-        f"Cumulative repeat purchases of the whole cohort, {one} by {one}: models fitted on "
-        "the calibration period (left of the dotted line) forecasting the holdout (right).",
+        f"Cumulative repeat purchases of the whole cohort, {one} by {one}: every model fitted "
+        "on the calibration period (left of the dotted line) forecasting the holdout (right).",
     )
     fig, ax = _axes((8.5, 4.2))
     plotting.plot_incremental_purchases(tracking, ax=ax)
-    incremental = _figure(fig, f"Repeat purchases per {one}, models against actual.")
-    first = next(iter(tracking.values()))
-    track_table = pd.DataFrame(
-        {"actual": first["actual"]} | {name: t["expected"] for name, t in tracking.items()}
-    )
-    last_cal = first.attrs.get("calibration_end_t")
+    incremental = _figure(fig, f"Repeat purchases per {one}, every model against actual.")
+    track_table = tracking[["actual", *tx_models]]
+    last_cal = tracking.attrs.get("calibration_end_t")
     n = len(track_table)
     every = max(n // 6, 1)
     picks = set(range(every, n + 1, every)) | {n}
     if last_cal and float(last_cal).is_integer() and last_cal <= n:
         picks.add(int(last_cal))
 
-    # Conditional expectations: a table over all models, and figures per model.
-    first_cond = next(iter(cond_tables.values()))
-    cond = pd.DataFrame(
-        {"customers": first_cond["customers"], "actual": first_cond["actual"]}
-        | {name: t["expected"] for name, t in cond_tables.items()}
-    )
-    model_figures = []
-    for name, (tx_model, _) in result.models.items():
-        figs = []
-        fig, ax = _axes((6.4, 4.2))
-        plotting.plot_repeat_purchase_histogram(tx_model, split, ax=ax)
-        figs.append(_figure(fig, f"{name}: customers by repeat purchases in calibration."))
-        fig, ax = _axes((6.4, 4.2))
-        plotting.plot_calibration_vs_holdout(tx_model, split, ax=ax)
-        figs.append(_figure(fig, f"{name}: holdout purchases by calibration frequency."))
-        model_figures.append((name, figs))
+    fig, ax = _axes((8.5, 4.2))
+    plotting.plot_calibration_vs_holdout(tx_models, split, ax=ax)
+    conditional = _figure(fig, "Mean holdout purchases by calibration frequency: every model's "
+                               "conditional expectation against actual.")
+    fig, ax = _axes((8.5, 4.2))
+    plotting.plot_repeat_purchase_histogram(tx_models, split, ax=ax)
+    histogram = _figure(fig, "Customers by repeat purchases in calibration: every model "
+                             "against actual (the fit to the calibration data).")
 
     # Maps of the forecasting model's predictions.
     model, summary = result.transaction_model, result.summary
@@ -960,14 +1000,14 @@ def _checks_section(ctx: _Context) -> dict[str, Any]:
         "tracking_table": _table(
             track_table.loc[sorted(picks)],
             index_label=one,
-            kinds={"actual": "int"} | {name: "f1" for name in tracking},
+            kinds={"actual": "int"} | {name: "f1" for name in tx_models},
         ),
         "conditional_table": _table(
             cond,
             index_label="repeat purchases",
-            kinds={"customers": "int", "actual": "f3"} | {name: "f3" for name in cond_tables},
+            kinds={"customers": "int", "actual": "f3"} | {name: "f3" for name in tx_models},
         ),
-        "model_figures": model_figures,
+        "conditional_figures": [conditional, histogram],
         "map_figures": maps,
     }
 
@@ -1046,8 +1086,17 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
     top = customers.sort_values("clv", ascending=False).head(10)[cols]
     top["tier"] = segmentation.customers["tier"].reindex(top.index).astype(str)
     top = top.rename(columns=_CUSTOMER_LABELS)
+    if result.settings.forecast_model is not None:
+        chosen = "chosen by name"
+    elif len(result.models) > 1:
+        loss = result.comparison.attrs.get("loss", "squared")
+        chosen = (f"the best of the {len(result.models)} models on the holdout by the {loss} "
+                  "error of holdout value per customer")
+    else:
+        chosen = ""
     return {
         "name": result.forecast_name,
+        "chosen": chosen,
         "observation_end": result.summary.attrs.get("observation_end"),
         "horizon": result.settings.describe_horizon(),
         "n_draws": result.settings.n_draws,

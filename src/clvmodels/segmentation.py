@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._validation import whole_number
 from clvmodels.clv import CLVForecast, interval_probabilities
 from clvmodels.data import validate_summary
 from clvmodels.progress import progress_bar
@@ -72,13 +73,16 @@ _MAX_BINS = 20_000
 # --------------------------------------------------------------------------------------
 def _pairs(spec: Any, what: str) -> tuple[list[str], np.ndarray]:
     """Names and numbers of a tier / band specification (mapping or (name, value) pairs)."""
-    items = list(spec.items()) if isinstance(spec, Mapping) else list(spec)
+    try:
+        items = list(spec.items()) if isinstance(spec, Mapping) else list(spec)
+    except TypeError as err:
+        raise ValueError(f"{what} must be (name, number) pairs, got {spec!r}") from err
     if len(items) < 2:
         raise ValueError(f"{what} needs at least two (name, value) entries, got {spec!r}")
     try:
         names = [str(name) for name, _ in items]
         values = np.array([float(v) for _, v in items])
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise ValueError(f"{what} must be (name, number) pairs, got {spec!r}") from err
     if len(set(names)) != len(names):
         raise ValueError(f"{what} names must be distinct, got {names}")
@@ -90,7 +94,7 @@ def _pairs(spec: Any, what: str) -> tuple[list[str], np.ndarray]:
 def _check_shares(shares: np.ndarray) -> np.ndarray:
     if np.any(shares <= 0) or not math.isclose(float(shares.sum()), 1.0, abs_tol=1e-9):
         raise ValueError(
-            f"tier shares must be positive and sum to 1, got {shares.tolist()} "
+            f"tiers: shares must be positive and sum to 1, got {shares.tolist()} "
             f"(sum {shares.sum():.6g})"
         )
     return np.cumsum(shares)[:-1]
@@ -364,6 +368,7 @@ def segment(
     """
     if not isinstance(forecast, CLVForecast):
         raise TypeError(f"segment needs a CLVForecast, got {type(forecast).__name__}")
+    exact_limit = whole_number(exact_limit, "exact_limit", 0)
     level = forecast.interval if interval is None else interval
     interval_probabilities(level)  # checks the level
     level = float(level)

@@ -14,12 +14,19 @@ with rate ``mu ~ Gamma(s, rate=beta)``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["simulate_bgnbd", "simulate_customers", "simulate_pareto_nbd"]
+__all__ = [
+    "ar1_log_shocks",
+    "simulate_bgnbd",
+    "simulate_customers",
+    "simulate_pareto_nbd",
+    "simulate_transactions",
+]
 
 
 def _check_positive(**values: Any) -> None:
@@ -251,10 +258,132 @@ def simulate_pareto_nbd(
     return frame
 
 
-# --------------------------------------------------------------------------------------
-# A transaction log with common period shocks (issue 13: coverage of portfolio totals)
-# --------------------------------------------------------------------------------------
-__all__ += ["ar1_log_shocks", "simulate_transaction_log"]
+def simulate_transactions(
+    n_customers: int,
+    bgnbd: dict[str, float],
+    gamma_gamma: dict[str, float],
+    *,
+    weeks: float = 78.0,
+    acquisition_weeks: float = 12.0,
+    start: str = "2020-01-06",
+    shock_sd: float = 0.0,
+    shock_persistence: float = 0.0,
+    random_state: Any = None,
+    return_latent: bool = False,
+) -> pd.DataFrame:
+    """Simulate a transaction log: BG/NBD purchase times, Gamma-Gamma values of each purchase.
+
+    Customers make their first purchase on a day drawn uniformly from the first
+    ``acquisition_weeks`` weeks after ``start``; the log ends after ``weeks`` weeks.
+    While alive a customer buys at rate ``lambda ~ Gamma(r, rate=alpha)`` per week and
+    drops out after each repeat purchase with probability ``p ~ Beta(a, b)`` (as
+    :func:`simulate_bgnbd`). Each purchase is worth ``Gamma(p, rate=nu)`` with the
+    customer's ``nu ~ Gamma(q, rate=gamma)`` (Fader & Hardie 2013), drawn for every
+    purchase: the individual-level Gamma-Gamma model. A purchase falls on the day of its
+    time; purchases of one customer on one day are one purchase (as ``rfm_summary``
+    counts them), so each day with a purchase has one transaction and one value.
+
+    Parameters
+    ----------
+    n_customers : int
+        Number of customers.
+    bgnbd : dict
+        ``{"r", "alpha", "a", "b"}``, with rates per week.
+    gamma_gamma : dict
+        ``{"p", "q", "gamma"}``.
+    weeks, acquisition_weeks : float
+        Length of the log, and of the period in which customers are acquired.
+    start : date-like
+        First day of the log.
+    shock_sd, shock_persistence : float, default 0
+        Shocks common to all customers (issue 13): in week ``k`` every customer's rate
+        is multiplied by ``exp(e_k)``, ``e`` a stationary Gaussian AR(1) path with this
+        sd and lag-one correlation (:func:`ar1_log_shocks`, mean-preserving).
+        Purchases are then uniform in the *operational time* ``M(t) = int_0^t exp(e)``
+        rather than in calendar time, so that each customer's process is the BG/NBD's
+        with time run through ``M``; ``attrs["shock_multipliers"]`` holds ``exp(e_k)``.
+        Without shocks no random numbers are spent on them.
+    random_state : int or numpy Generator, optional
+        Seed.
+    return_latent : bool
+        Also return each transaction's customer ``nu`` (true mean spend ``p / nu``).
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id, date, amount``, one row per purchase, sorted by date and customer;
+        summarise it with ``rfm_summary(log, "customer_id", "date", "amount",
+        observation_end=...)`` (``attrs["observation_end"]`` holds the last day).
+
+    Examples
+    --------
+    >>> from clvmodels import rfm_summary
+    >>> log = simulate_transactions(500, {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43},
+    ...                             {"p": 6.25, "q": 3.74, "gamma": 15.44}, random_state=1)
+    >>> list(log.columns), bool((log["amount"] > 0).all())
+    (['customer_id', 'date', 'amount'], True)
+    >>> summary = rfm_summary(log, "customer_id", "date", "amount",
+    ...                       observation_end=log.attrs["observation_end"], log_spend=True)
+    >>> len(summary)
+    500
+    """
+    _check_positive(weeks=weeks, acquisition_weeks=acquisition_weeks, **bgnbd, **gamma_gamma)
+    n = int(n_customers)
+    last_day = round(float(weeks) * 7) - 1
+    if acquisition_weeks * 7 > last_day + 1:
+        raise ValueError(
+            f"acquisition_weeks={acquisition_weeks} must not exceed weeks={weeks}"
+        )
+    if not (np.isfinite(shock_sd) and shock_sd >= 0):
+        raise ValueError(f"shock_sd must be a non-negative number, got {shock_sd!r}")
+    rng = np.random.default_rng(random_state)
+    first_day = rng.integers(0, max(round(float(acquisition_weeks) * 7), 1), size=n)
+    T = (last_day - first_day) / 7.0
+    lam = rng.gamma(bgnbd["r"], 1.0 / bgnbd["alpha"], size=n)
+    dropout_at = rng.geometric(rng.beta(bgnbd["a"], bgnbd["b"], size=n))
+    # Operational time: calendar weeks run through the common shocks (identity without).
+    n_weeks = math.ceil((last_day + 1) / 7)
+    multipliers = (
+        np.exp(ar1_log_shocks(n_weeks, shock_sd, shock_persistence, random_state=rng))
+        if shock_sd > 0
+        else np.ones(n_weeks)
+    )
+    edges = np.arange(n_weeks + 1, dtype=float)
+    clock = np.r_[0.0, np.cumsum(multipliers)]
+    opened = np.interp(first_day / 7.0, edges, clock)
+    window = T if shock_sd == 0 else np.interp(last_day / 7.0, edges, clock) - opened
+    arrivals = rng.poisson(lam * window)
+    # The first min(arrivals, dropout_at) of the Poisson arrivals (uniform on the
+    # operational window given their number) are the repeat purchases.
+    owner = np.repeat(np.arange(n), arrivals)
+    times = rng.random(owner.size) * window[owner]
+    order = np.lexsort((times, owner))
+    owner, times = owner[order], times[order]
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(arrivals) - arrivals, arrivals)
+    repeat = rank < np.minimum(arrivals, dropout_at)[owner]
+    if shock_sd > 0:  # back to calendar weeks after each customer's first purchase
+        calendar = np.interp(opened[owner] + times, clock, edges)
+        times = calendar - first_day[owner] / 7.0
+    customer = np.concatenate([np.arange(n), owner[repeat]])
+    day = np.concatenate([first_day, first_day[owner[repeat]] + np.floor(times[repeat] * 7)])
+    day = np.minimum(day.astype(np.int64), last_day)
+    # One purchase per customer and day, the first purchase's day included.
+    key = np.unique(customer * (last_day + 1) + day)
+    customer, day = np.divmod(key, last_day + 1)
+    nu = rng.gamma(gamma_gamma["q"], 1.0 / gamma_gamma["gamma"], size=n)
+    amount = rng.gamma(gamma_gamma["p"], 1.0 / nu[customer])
+    origin = np.datetime64(pd.Timestamp(start).normalize().date(), "D")
+    frame = pd.DataFrame(
+        {"customer_id": customer, "date": (origin + day).astype("datetime64[us]"),
+         "amount": amount}
+    )
+    if return_latent:
+        frame["nu"] = nu[customer]
+    frame = frame.sort_values(["date", "customer_id"], kind="stable", ignore_index=True)
+    frame.attrs["observation_end"] = str(origin + last_day)
+    if shock_sd > 0:
+        frame.attrs["shock_multipliers"] = multipliers
+    return frame
 
 
 def ar1_log_shocks(
@@ -284,113 +413,3 @@ def ar1_log_shocks(
     for k in range(1, int(n_steps)):
         path[k] = persistence * path[k - 1] + innovations[k]
     return path - sd**2 / 2
-
-
-def simulate_transaction_log(
-    n_customers: int,
-    bgnbd: dict[str, float],
-    gamma_gamma: dict[str, float],
-    *,
-    acquisition: float = 12.0,
-    length: float = 78.0,
-    shock_sd: float = 0.0,
-    shock_persistence: float = 0.0,
-    shock_step: float = 1.0,
-    start: str = "1997-01-01",
-    time_unit: str = "W",
-    random_state: Any = None,
-) -> pd.DataFrame:
-    """A BG/NBD + Gamma-Gamma transaction log, optionally with common period shocks.
-
-    Customers are acquired at a uniformly random day in the first ``acquisition`` time
-    units and observed until ``length``. While alive, customer ``i`` buys at rate
-    ``lambda_i * m(t)``, where ``m(t) = exp(e_k)`` in shock step ``k`` is common to all
-    customers (``e`` from :func:`ar1_log_shocks`; no shocks: ``m = 1``, the BG/NBD
-    itself); after each repeat purchase it drops out with probability ``p_i``. Every
-    purchase, the first included, is worth ``Gamma(p, rate nu_i)``. Purchases are
-    uniform in the *operational time* ``M(t) = int_0^t m``, so each customer's process
-    is the BG/NBD's with time run through ``M``.
-
-    Parameters
-    ----------
-    n_customers : int
-    bgnbd : dict
-        ``{"r", "alpha", "a", "b"}`` in ``time_unit``.
-    gamma_gamma : dict
-        ``{"p", "q", "gamma"}``.
-    acquisition, length : float
-        Acquisition window and whole observation length, in ``time_unit``.
-    shock_sd, shock_persistence, shock_step : float
-        Stationary sd and lag-one correlation of the log shocks, and the length of a
-        shock step in ``time_unit``.
-    start : str
-        Date of time 0.
-    time_unit : str
-        Unit of the parameters and lengths ("D" or "W").
-    random_state : int or numpy Generator, optional
-
-    Returns
-    -------
-    DataFrame
-        ``customer_id``, ``date`` (day resolution), ``amount``, one row per purchase,
-        sorted by customer and date; ``attrs["shock_multipliers"]`` holds ``m`` per step.
-
-    Examples
-    --------
-    >>> log = simulate_transaction_log(500, {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43},
-    ...                                {"p": 6.25, "q": 3.74, "gamma": 15.44},
-    ...                                shock_sd=0.2, shock_persistence=0.5, random_state=3)
-    >>> list(log.columns), int(log["customer_id"].nunique())
-    (['customer_id', 'date', 'amount'], 500)
-    >>> len(log.attrs["shock_multipliers"])
-    78
-    """
-    from clvmodels.units import TIME_UNIT_DAYS
-
-    _check_positive(**bgnbd, **gamma_gamma, acquisition=acquisition, length=length,
-                    shock_step=shock_step)  # fmt: skip
-    if acquisition > length:
-        raise ValueError(f"acquisition ({acquisition}) must not exceed length ({length})")
-    rng = np.random.default_rng(random_state)
-    n = int(n_customers)
-    unit_days = TIME_UNIT_DAYS[time_unit]
-    n_steps = int(np.ceil(length / shock_step))
-    multipliers = np.exp(ar1_log_shocks(n_steps, shock_sd, shock_persistence, random_state=rng))
-    edges = np.arange(n_steps + 1) * shock_step
-    operational = np.r_[0.0, np.cumsum(multipliers * shock_step)]  # M at the step edges
-
-    def clock(t: np.ndarray) -> np.ndarray:
-        return np.interp(t, edges, operational)
-
-    acquired_day = rng.integers(0, max(1, int(acquisition * unit_days)), size=n)
-    acquired = acquired_day / unit_days
-    lam = rng.gamma(bgnbd["r"], 1.0 / bgnbd["alpha"], size=n)
-    p_drop = np.clip(rng.beta(bgnbd["a"], bgnbd["b"], size=n), 1e-12, 1.0)
-    window = clock(np.full(n, float(length))) - clock(acquired)
-    arrivals = rng.poisson(lam * window)
-    kept = np.minimum(arrivals, rng.geometric(p_drop))
-    # The first `kept` of `arrivals` uniform operational times, customer by customer.
-    owner = np.repeat(np.arange(n), arrivals)
-    u = rng.random(owner.size)
-    order = np.lexsort((u, owner))
-    owner, u = owner[order], u[order]
-    rank = np.arange(owner.size) - np.repeat(np.cumsum(arrivals) - arrivals, arrivals)
-    keep = rank < kept[owner]
-    owner, u = owner[keep], u[keep]
-    at = clock(acquired[owner]) + u * window[owner]
-    repeat_time = np.interp(at, operational, edges)
-    repeat_day = np.maximum(np.floor(repeat_time * unit_days).astype(np.int64), acquired_day[owner])
-    customers = np.r_[np.arange(n), owner]
-    days = np.r_[acquired_day, repeat_day]
-    nu = rng.gamma(gamma_gamma["q"], 1.0 / gamma_gamma["gamma"], size=n)
-    amount = rng.gamma(gamma_gamma["p"], 1.0 / nu[customers])
-    order = np.lexsort((days, customers))
-    log = pd.DataFrame(
-        {
-            "customer_id": customers[order],
-            "date": pd.Timestamp(start) + pd.to_timedelta(days[order], unit="D"),
-            "amount": np.round(amount[order], 2),
-        }
-    )
-    log.attrs["shock_multipliers"] = multipliers
-    return log

@@ -46,6 +46,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._summary_options import (
+    LOG_SPEND_COLUMN,
+    NONPOSITIVE_ATTR,
+    REGULARITY_COLUMN,
+    check_log_options,
+)
 from clvmodels.errors import DataValidationError
 from clvmodels.units import CALENDAR_PERIOD_MONTHS as _CALENDAR_PERIOD_MONTHS
 from clvmodels.units import (
@@ -80,6 +86,7 @@ __all__ = [
     "to_pandas",
 ]
 
+_EPS = float(np.finfo(np.float64).eps)
 _SHOW = 5
 _META_KEY = "clvmodels"
 _SUMMARY_COLUMNS = ("frequency", "recency", "T")
@@ -481,6 +488,48 @@ def _with_meta(df: DataFrame, attrs: Mapping[str, Any], customer_col: str) -> Da
     )
 
 
+def _with_previous_period(periods: DataFrame, log_spend: bool, regularity: bool) -> DataFrame:
+    """The (customer, period) rows with ``prev``, the customer's previous purchase period
+    (null for the first), where the opt-in log columns need it."""
+    if not (log_spend or regularity):
+        return periods
+    F = _functions()
+    from pyspark.sql import Window
+
+    return periods.withColumn("prev", F.lag("per").over(Window.partitionBy("cid").orderBy("per")))
+
+
+def _period_magnitude(log_spend: bool) -> list[Column]:
+    """A period's ``rows`` and ``av`` (sum of absolute values): the rounding bound of
+    its sum, needed to tell a positive value from rounding noise."""
+    if not log_spend:
+        return []
+    F = _functions()
+    return [F.count(F.lit(1)).alias("rows"), F.sum(F.abs("v")).alias("av")]
+
+
+def _log_aggregates(
+    in_window: Column, freq: str, time_unit: str, log_spend: bool, regularity: bool
+) -> list[Column]:
+    """Per-customer sums behind the opt-in log columns, over the repeat periods in
+    ``in_window``: ``log_value_sum`` and ``n_nonpositive`` (logs of the periods' values,
+    and how many have none), ``log_gap_sum`` (logs of the gaps, in ``time_unit``)."""
+    F = _functions()
+    repeat = in_window & F.col("prev").isNotNull()
+    # Positive beyond the rounding of the period's sum, as in the pandas path.
+    positive = F.col("v") > F.col("rows") * F.lit(_EPS) * F.col("av")
+    out = []
+    if log_spend:
+        out += [
+            F.sum(F.when(repeat & positive, F.log(F.col("v")))).alias("log_value_sum"),
+            F.count(F.when(repeat & ~positive, 1)).alias("n_nonpositive"),
+        ]
+    if regularity:
+        gap = _durations(F.col("prev"), F.col("per"), freq, time_unit)
+        out.append(F.sum(F.when(repeat, F.log(gap))).alias("log_gap_sum"))
+    return out
+
+
 def _summary_select(
     parsed: _Parsed, frame: DataFrame, end_period: int, time_unit: str, extra: Sequence = ()
 ) -> DataFrame:
@@ -496,6 +545,18 @@ def _summary_select(
         repeat = F.col("total_value") - F.col("first_value")
         columns.append(
             F.when(frequency > 0, repeat / frequency).otherwise(F.lit(0.0)).alias("monetary_value")
+        )
+    if "log_value_sum" in frame.columns:
+        mean = F.coalesce(F.col("log_value_sum"), F.lit(0.0)) / frequency
+        columns.append(
+            F.when(F.col("n_nonpositive") > 0, F.lit(float("nan")))
+            .when(frequency > 0, mean)
+            .otherwise(F.lit(0.0))
+            .alias(LOG_SPEND_COLUMN)
+        )
+    if "log_gap_sum" in frame.columns:
+        columns.append(
+            F.coalesce(F.col("log_gap_sum"), F.lit(0.0)).cast("double").alias(REGULARITY_COLUMN)
         )
     if parsed.group_col is not None:
         columns.append(F.col("g").alias(parsed.group_col))
@@ -516,6 +577,8 @@ def rfm_summary_spark(
     time_unit: str = "W",
     group_col: str | None = None,
     date_format: str | None = None,
+    log_spend: bool = False,
+    regularity: bool = False,
 ) -> DataFrame:
     """:func:`clvmodels.rfm_summary` of a Spark DataFrame of transactions.
 
@@ -530,16 +593,22 @@ def rfm_summary_spark(
         One row per transaction.
     customer_col, date_col, value_col, observation_end, freq, time_unit, group_col, date_format
         As in :func:`clvmodels.rfm_summary`.
+    log_spend, regularity
+        As in :func:`clvmodels.rfm_summary`: ``monetary_log_mean`` and
+        ``log_interpurchase_sum``, from a window over each customer's purchase periods.
 
     Returns
     -------
     pyspark.sql.DataFrame
         One row per customer, in no particular order: the customer id column, then
-        ``frequency``, ``recency``, ``T`` (and ``monetary_value``, the group column),
-        exactly the values of the pandas path (``monetary_value`` up to the rounding
-        of sums added in another order, bounded by the absolute values added as
-        :mod:`clvmodels.outofcore` states). The pandas ``attrs`` are in the column metadata
-        (:func:`summary_attrs`).
+        ``frequency``, ``recency``, ``T`` (and ``monetary_value``, the opt-in log
+        columns, the group column), exactly the values of the pandas path
+        (``monetary_value`` and the log columns up to the rounding of sums added in
+        another order, bounded by the absolute values added as
+        :mod:`clvmodels.outofcore` states). The pandas ``attrs`` are in the column
+        metadata (:func:`summary_attrs`); with ``log_spend`` their count
+        ``n_customers_nonpositive_repeat_period`` is one more job over the summary
+        (cache or persist the transactions first).
 
     Raises
     ------
@@ -558,6 +627,7 @@ def rfm_summary_spark(
     """
     F = _functions()
     context = "rfm_summary"
+    check_log_options(value_col, log_spend, regularity, context)
     check_time_unit(time_unit)
     parsed = _parse(
         transactions, customer_col, date_col, value_col, group_col, date_format, freq, context
@@ -577,15 +647,20 @@ def rfm_summary_spark(
     periods = (
         parsed.tx.filter(F.col("per") <= end_period)
         .groupBy("cid", "per")
-        .agg(F.sum("v").alias("v"), F.min("g").alias("g"))
+        .agg(
+            F.sum("v").alias("v"),
+            F.min("g").alias("g"),
+            *_period_magnitude(log_spend),
+        )
     )
-    customers = periods.groupBy("cid").agg(
+    customers = _with_previous_period(periods, log_spend, regularity).groupBy("cid").agg(
         F.count(F.lit(1)).alias("n_periods"),
         F.min("per").alias("first"),
         F.max("per").alias("last"),
         F.sum("v").alias("total_value"),
         F.min_by("v", "per").alias("first_value"),
         F.min("g").alias("g"),
+        *_log_aggregates(F.lit(True), freq, time_unit, log_spend, regularity),
     )
     n_customers = int(totals["customers"]) - int(totals["first_after_end"])
     attrs = {
@@ -604,6 +679,7 @@ def rfm_summary_spark(
         "n_negative_values": int(totals["negative"]),
     }
     summary = _summary_select(parsed, customers, end_period, time_unit)
+    attrs.update(_nonpositive_count(summary) if log_spend else {})
     return _with_meta(summary, attrs, customer_col)
 
 
@@ -619,6 +695,8 @@ def calibration_holdout_split_spark(
     time_unit: str = "W",
     group_col: str | None = None,
     date_format: str | None = None,
+    log_spend: bool = False,
+    regularity: bool = False,
 ) -> DataFrame:
     """:func:`clvmodels.calibration_holdout_split` of a Spark DataFrame of transactions.
 
@@ -628,7 +706,7 @@ def calibration_holdout_split_spark(
         One row per transaction.
     customer_col, date_col, value_col, calibration_end, observation_end, freq, time_unit
         As in :func:`clvmodels.calibration_holdout_split`.
-    group_col, date_format
+    group_col, date_format, log_spend, regularity
         As in :func:`clvmodels.calibration_holdout_split`.
 
     Returns
@@ -646,6 +724,7 @@ def calibration_holdout_split_spark(
     """
     F = _functions()
     context = "calibration_holdout_split"
+    check_log_options(value_col, log_spend, regularity, context)
     check_time_unit(time_unit)
     parsed = _parse(
         transactions, customer_col, date_col, value_col, group_col, date_format, freq, context
@@ -677,10 +756,16 @@ def calibration_holdout_split_spark(
     periods = (
         parsed.tx.filter(F.col("per") <= end_period)
         .groupBy("cid", "per")
-        .agg(F.sum("v").alias("v"), F.count(F.lit(1)).alias("rows"), F.min("g").alias("g"))
+        .agg(
+            F.sum("v").alias("v"),
+            F.count(F.lit(1)).alias("rows"),
+            F.min("g").alias("g"),
+            *_period_magnitude(log_spend)[1:],
+        )
     )
     customers = (
-        periods.groupBy("cid")
+        _with_previous_period(periods, log_spend, regularity)
+        .groupBy("cid")
         .agg(
             F.count(F.when(in_cal, 1)).alias("n_periods"),
             F.min("per").alias("first"),
@@ -690,6 +775,7 @@ def calibration_holdout_split_spark(
             F.count(F.when(~in_cal, 1)).alias("n_holdout"),
             F.sum(F.when(~in_cal, F.col("v"))).alias("holdout_value"),
             F.min("g").alias("g"),
+            *_log_aggregates(in_cal, freq, time_unit, log_spend, regularity),
         )
         .filter(F.col("n_periods") > 0)
     )
@@ -731,7 +817,16 @@ def calibration_holdout_split_spark(
         "n_customers_first_purchase_after_end": first_after_end,
         "n_negative_values": int(totals["negative"]),
     }
+    attrs.update(_nonpositive_count(summary) if log_spend else {})
     return _with_meta(summary, attrs, customer_col)
+
+
+def _nonpositive_count(summary: DataFrame) -> dict[str, int]:
+    """The ``attrs`` count of ``log_spend=True`` (see :func:`clvmodels.rfm_summary`): a
+    job over the summary, so over the transactions once more."""
+    F = _functions()
+    no_log = F.isnan(LOG_SPEND_COLUMN) & (F.col("frequency") > 0)
+    return {NONPOSITIVE_ATTR: int(summary.filter(no_log).count())}
 
 
 # --------------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ Spend models (:class:`SpendModel`)
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -220,6 +221,29 @@ def registered_models() -> dict[str, type]:
     return dict(_REGISTRY)
 
 
+def accepted_fit_options(fit: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``options`` that the method ``fit`` accepts.
+
+    All of them where ``fit`` takes ``**kwargs``. A seed given as ``random_state`` goes
+    to a ``fit`` that names it ``random_seed`` instead (PyMC's spelling, which a user's
+    own model may keep).
+
+    Examples
+    --------
+    >>> def fit(data, draws=100, random_seed=None): ...
+    >>> accepted_fit_options(fit, {"draws": 10, "random_state": 3, "chains": 2})
+    {'draws': 10, 'random_seed': 3}
+    """
+    accepted = inspect.signature(fit).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return dict(options)
+    out = {k: v for k, v in options.items() if k in accepted}
+    if ("random_state" in options and "random_state" not in accepted
+            and "random_seed" in accepted and "random_seed" not in options):
+        out["random_seed"] = options["random_state"]
+    return out
+
+
 def register_model_factory(factory: Callable[[str], Any]) -> None:
     """Let :func:`load` build classes by name: ``factory(name)`` returns one, or None."""
     if factory not in _FACTORIES:
@@ -239,6 +263,9 @@ class BaseModel:
     group_col: str | None = None
     #: Time unit of the summary the model was fitted on.
     time_unit_: str | None = None
+    #: True for models fitted by sampling a posterior (they also subclass the
+    #: maximum-likelihood declaration they are built on, so a subclass test cannot tell).
+    is_bayesian: ClassVar[bool] = False
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

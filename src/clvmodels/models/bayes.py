@@ -342,6 +342,7 @@ class BayesianModel(BaseModel, register=False):
         sampler used (1: centred, 0: non-centred).
     """
 
+    is_bayesian: ClassVar[bool] = True
     #: Coordinates of a group, in order (default: each parameter's transformed scale).
     coordinates: ClassVar[tuple[str, ...]] = ()
     #: Name of the pointwise log-likelihood in ``idata_.log_likelihood``.

@@ -16,9 +16,10 @@ the first purchase). ``k = 1`` is the BG/NBD or the MBG/NBD exactly.
 
 Data. The likelihood (RPS 2021; BTYDplus ``xbgcnbd.LL``) needs, besides ``frequency``,
 ``recency`` and ``T``, the sum of the logarithms of each customer's inter-purchase times (BTYDplus's
-``litt``), ``log_interpurchase_sum``: :func:`log_interpurchase_sum` computes it from a
-transaction log with the conventions of :func:`clvmodels.rfm_summary`, and
-:func:`add_log_interpurchase_sum` adds it to a summary. Its term
+``litt``), ``log_interpurchase_sum``: ``rfm_summary(..., regularity=True)`` (and
+``calibration_holdout_split``) add it in every engine, :func:`add_log_interpurchase_sum`
+adds it to a summary made without it, and :func:`log_interpurchase_sum` computes it
+from a log on its own (the reference the summary column equals bit for bit). Its term
 ``(k-1) litt - x log((k-1)!)`` does not involve ``r, alpha, a, b``: it only tells the
 values of ``k`` apart, and predictions never read it.
 
@@ -46,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, gammaln, polygamma
 
-from clvmodels.data import validate_summary
+from clvmodels.data import add_summary_columns, validate_summary
 from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError
 from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
@@ -167,11 +168,13 @@ def add_log_interpurchase_sum(
 ) -> pd.DataFrame:
     """``summary`` with a ``log_interpurchase_sum`` column from the same transaction log.
 
-    The settings come from the summary's ``attrs`` (recorded by ``rfm_summary`` and
-    ``calibration_holdout_split``: customer and date columns, ``freq``, ``time_unit``
-    and ``observation_end`` or ``calibration_end``), so the column follows exactly
-    the conventions of the summary. Each customer's number of inter-purchase times is
-    checked against its ``frequency``.
+    For a summary made without ``regularity=True`` (``rfm_summary`` and
+    ``calibration_holdout_split`` add the column themselves with it). The settings come
+    from the summary's ``attrs`` (customer and date columns, ``freq``, ``time_unit``
+    and ``observation_end`` or ``calibration_end``), and the column is that of
+    ``rfm_summary(..., regularity=True)`` on ``transactions`` (a frame, or files read
+    by DuckDB), so it follows exactly the conventions of the summary. Each customer's
+    number of inter-purchase times is checked against its ``frequency``.
 
     Examples
     --------
@@ -182,29 +185,7 @@ def add_log_interpurchase_sum(
     >>> summary.columns.tolist()
     ['frequency', 'recency', 'T', 'log_interpurchase_sum']
     """
-    attrs = summary.attrs
-    needed = ("customer_col", "date_col", "freq", "time_unit")
-    lacking = [key for key in needed if not attrs.get(key)]
-    end = attrs.get("calibration_end", attrs.get("observation_end"))
-    if lacking or end is None:
-        raise ValueError(
-            "add_log_interpurchase_sum needs a summary made by rfm_summary or "
-            f"calibration_holdout_split (attrs lack {lacking or ['observation_end']}); "
-            "otherwise call log_interpurchase_sum with the summary's settings"
-        )
-    litt = log_interpurchase_sum(
-        transactions, attrs["customer_col"], attrs["date_col"], observation_end=end,
-        freq=attrs["freq"], time_unit=attrs["time_unit"], date_format=date_format,
-    )
-    values = litt.reindex(summary.index)
-    if values.isna().any():
-        ids = list(summary.index[values.isna().to_numpy()][:5])
-        raise DataValidationError(
-            f"add_log_interpurchase_sum: {int(values.isna().sum())} customers of the summary "
-            f"have no transactions in this log (first ids {ids})"
-        )
-    out = summary.copy()
-    out[LITT_COLUMN] = values.to_numpy(dtype=float)
+    out = add_summary_columns(summary, transactions, regularity=True, date_format=date_format)
     _check_litt(out, "add_log_interpurchase_sum")
     return out
 
@@ -243,7 +224,8 @@ def _check_litt(data: pd.DataFrame, context: str) -> None:
     if LITT_COLUMN not in data.columns:
         raise DataValidationError(
             f"{context}: the summary has no '{LITT_COLUMN}' column, which the (M)BG/CNBD-k "
-            "likelihood needs to estimate k (or to fit a given k > 1). Add it with "
+            "likelihood needs to estimate k (or to fit a given k > 1). Summarise with "
+            "rfm_summary(..., regularity=True), or add it with "
             "clvmodels.models.beta_geo_cnbd.add_log_interpurchase_sum(summary, transactions)."
         )
     litt = pd.to_numeric(data[LITT_COLUMN], errors="coerce").to_numpy(dtype=float)
@@ -655,9 +637,9 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
 
     Notes
     -----
-    The summary needs ``log_interpurchase_sum`` (:func:`add_log_interpurchase_sum`)
-    to estimate ``k`` or to fit a given ``k > 1``; predictions read only
-    ``frequency``, ``recency`` and ``T``.
+    The summary needs ``log_interpurchase_sum`` (``rfm_summary(..., regularity=True)``,
+    or :func:`add_log_interpurchase_sum`) to estimate ``k`` or to fit a given ``k > 1``;
+    predictions read only ``frequency``, ``recency`` and ``T``.
 
     Examples
     --------
@@ -665,9 +647,8 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
     detected"), so the MBG/CNBD-k is the MBG/NBD there:
 
     >>> from clvmodels import load_cdnow, rfm_summary
-    >>> log = load_cdnow()
-    >>> summary = rfm_summary(log, "customer_id", "date", observation_end="1997-09-30")
-    >>> summary = add_log_interpurchase_sum(summary, log)
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date",
+    ...                       observation_end="1997-09-30", regularity=True)
     >>> model = BetaGeoCNBD(modified=True).fit(summary)
     >>> model.k_, model.params_.round(3).to_dict()
     (1, {'r': 0.525, 'alpha': 6.183, 'a': 0.891, 'b': 1.614})
