@@ -10,6 +10,7 @@ from clvmodels import BetaGeo, GammaGamma, ParetoNBD, customer_lifetime_value, s
 from clvmodels.averaging import (
     average_forecasts,
     holdout_log_density,
+    holdout_weights,
     mixture_allocation,
     stacking_weights,
 )
@@ -36,6 +37,10 @@ def test_a_dominating_model_gets_almost_all_the_weight():
     weights = stacking_weights(lp)
     assert weights.sum() == pytest.approx(1.0)
     assert weights["truth"] >= 0.95
+    # The same from the models (pairs, as compare takes them).
+    pairs = {"truth": (truth, None), "rival": (rival, None)}
+    again = holdout_weights(pairs, split, n_draws=300, random_state=0)
+    pd.testing.assert_series_equal(again, weights)
 
 
 def test_stacking_weights_split_between_models_each_right_for_half():

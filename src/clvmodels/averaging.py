@@ -32,6 +32,7 @@ __all__ = [
     "AveragedForecast",
     "average_forecasts",
     "holdout_log_density",
+    "holdout_weights",
     "loo_weights",
     "mixture_allocation",
     "stacking_weights",
@@ -162,6 +163,48 @@ def holdout_log_density(
         prob[inside] = (matches.sum(axis=0) + 0.5) / (counts.shape[0] + 1.0)
     values = np.log(prob[np.ravel(pair_of_customer)])
     return pd.Series(values, index=frame.index, name="log_density")
+
+
+def holdout_weights(
+    models: Mapping[str, Any],
+    calibration_holdout: pd.DataFrame,
+    *,
+    n_draws: int = 1000,
+    random_state: Any = None,
+) -> pd.Series:
+    """Stacking weights of fitted models on a holdout: :func:`stacking_weights` of each
+    model's :func:`holdout_log_density`.
+
+    Parameters
+    ----------
+    models : mapping of str to a transaction model or a (transaction, spend) pair
+        Fitted on the calibration columns of ``calibration_holdout``, e.g. the
+        ``models`` that :func:`clvmodels.compare` fitted.
+    calibration_holdout : DataFrame
+        Output of :func:`clvmodels.calibration_holdout_split`.
+    n_draws : int, default 1000
+    random_state : int, optional
+        The same seed for every model.
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, ParetoNBD, calibration_holdout_split, load_cdnow
+    >>> split = calibration_holdout_split(load_cdnow(), "customer_id", "date",
+    ...     calibration_end="1997-09-30", observation_end="1998-06-30")
+    >>> w = holdout_weights({"bgnbd": BetaGeo().fit(split), "pareto": ParetoNBD().fit(split)},
+    ...                     split, n_draws=200, random_state=0)
+    >>> float(w.sum())
+    1.0
+    """
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must be a non-empty mapping of name -> model or pair")
+    densities = {}
+    for name, model in models.items():
+        transaction = model[0] if isinstance(model, tuple | list) else model
+        densities[str(name)] = holdout_log_density(
+            transaction, calibration_holdout, n_draws=n_draws, random_state=random_state
+        )
+    return stacking_weights(pd.DataFrame(densities))
 
 
 def loo_weights(models: Mapping[str, Any]) -> pd.Series:
