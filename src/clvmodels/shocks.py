@@ -112,6 +112,9 @@ SIGMA_PRIOR_SCALE = 0.05
 TAU_PRIOR_SCALE = 0.01
 _N_SIGMA = 41
 _N_TAU = 31
+# Customers simulated for the purchase noise of the tracking curve: a larger cohort is
+# sampled down to this size and its noise scaled up (:func:`_scaled_to_cohort`).
+_MAX_SIMULATED_CUSTOMERS = 200_000
 # Simulated (draw, customer) pairs per block of the noise and total simulations.
 _BLOCK_PAIRS = 2_000_000
 
@@ -412,6 +415,25 @@ def _as_frame(transactions: Any, customer_col: str, date_col: str) -> pd.DataFra
     return frame
 
 
+def _scaled_to_cohort(counts: np.ndarray, sample_size: int, cohort_size: int) -> np.ndarray:
+    """Simulated totals of a random sample of customers, scaled to the whole cohort.
+
+    Customers are independent, so the cohort's totals have ``N / m`` times the sample's
+    mean and variance: the mean is scaled by ``N / m`` and the deviations from it by
+    ``sqrt(N / m)``.
+
+    Examples
+    --------
+    >>> sample = np.random.default_rng(0).poisson(100.0, (20_000, 1)).astype(float)
+    >>> full = _scaled_to_cohort(sample, 1_000, 4_000)
+    >>> round(float(full.mean())), round(float(full.var()), -1)
+    (400, 400.0)
+    """
+    ratio = cohort_size / sample_size
+    mean = counts.mean(axis=0)
+    return ratio * mean + (counts - mean) * math.sqrt(ratio)
+
+
 def _simulated_tracking(
     model: Any,
     acquired: np.ndarray,
@@ -422,7 +444,11 @@ def _simulated_tracking(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Repeat purchases per step of ``n_simulations`` cohorts acquired at ``acquired``
-    (time units after the start), simulated from the model's point estimate."""
+    (time units after the start), simulated from the model's point estimate; a large
+    cohort through a random sample of its customers."""
+    cohort_size = acquired.size
+    if cohort_size > _MAX_SIMULATED_CUSTOMERS:
+        acquired = rng.choice(acquired, _MAX_SIMULATED_CUSTOMERS, replace=False)
     end = n_steps * step
     exposure = end - acquired
     columns = dict.fromkeys(["frequency", "recency", "T", *model.data_columns])
@@ -443,6 +469,8 @@ def _simulated_tracking(
         counts[first : first + n] = np.bincount(
             draw[keep] * n_steps + k[keep], minlength=n * n_steps
         ).reshape(n, n_steps)
+    if acquired.size < cohort_size:
+        return _scaled_to_cohort(counts, acquired.size, cohort_size)
     return counts
 
 
