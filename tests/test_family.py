@@ -102,12 +102,13 @@ def test_the_family_stays_the_same_once_bayesian_models_are_imported():
     import clvmodels.models.hierarchical  # noqa: F401
     from clvmodels.models.bayes import bayesian
     from clvmodels.models.beta_geo import BetaGeo
+    from clvmodels.models.gamma_gamma import GammaGamma
 
-    bayesian(BetaGeo)
+    bayesian(BetaGeo), bayesian(GammaGamma)
     assert list(family_models()) == FAMILY
     with_bayesian = list(family_models(bayesian=True))
     assert with_bayesian[:len(FAMILY)] == FAMILY
-    assert "HierarchicalBetaGeo + HierarchicalGammaGamma" in with_bayesian
+    assert with_bayesian[len(FAMILY):] == ["HierarchicalBetaGeo + HierarchicalGammaGamma"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -368,6 +368,27 @@ def _wall_clock_dates(values: np.ndarray, date_format: str | None) -> np.ndarray
     return out
 
 
+def _calendar_dates(values: np.ndarray, date_format: str | None) -> np.ndarray:
+    """Which values Python's own calendar reads as dates (ISO 8601, or ``date_format``).
+
+    Asked only of values pandas could not parse: those it reads are real dates outside
+    what pandas can hold (year 9999 with pandas 2), to be reported as out of range.
+    """
+    def readable(value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        try:
+            if date_format:
+                _dt.datetime.strptime(value.strip(), date_format)
+            else:
+                _dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return False
+        return True
+
+    return np.fromiter((readable(v) for v in values), dtype=bool, count=len(values))
+
+
 def _in_range_or_nat(dates: np.ndarray) -> np.ndarray:
     """datetime64[us]; values outside the supported years become the year-1 sentinel so
     that they are reported as out of range, not as unparsable."""
@@ -434,6 +455,10 @@ def _parse_dates(
     if unparsed.any():  # empty strings are missing dates, not unparsable ones
         missing[unparsed] = _blank_mask(raw.to_numpy(dtype=object)[unparsed])
         unparsed &= ~missing
+    if unparsed.any():  # pandas < 3 cannot hold year 9999 and calls it unparsable
+        far_away = _calendar_dates(raw.to_numpy(dtype=object)[unparsed], date_format)
+        dates[np.flatnonzero(unparsed)[far_away]] = _OUT_OF_RANGE
+        unparsed[np.flatnonzero(unparsed)[far_away]] = False
     if missing.any():
         raise DataValidationError(
             f"{pre}column '{date_col}': {int(missing.sum())} of {n} rows have no date; "

@@ -610,7 +610,7 @@ def expected_cumulative_purchases(
     >>> both = expected_cumulative_purchases(
     ...     {"BG/NBD": BetaGeo().fit(split), "Pareto/NBD": ParetoNBD().fit(split)}, log,
     ...     "customer_id", "date", calibration_end="1997-09-30")
-    >>> both.loc[25, ["actual", "BG/NBD", "Pareto/NBD"]].round(1).tolist()
+    >>> [round(float(v), 1) for v in both.loc[25, ["actual", "BG/NBD", "Pareto/NBD"]]]
     [1672.0, 1669.6, 1674.3]
     """
     context = "expected_cumulative_purchases"
@@ -846,10 +846,12 @@ def family_models(
     package); models registered elsewhere (a user's subclass) join only when named.
 
     Bayesian models are left out by default (sampling takes minutes where maximum
-    likelihood takes a second). With ``bayesian=True`` every registered Bayesian
-    transaction model of the package follows, each paired with the Bayesian version of
-    the spend model where one is registered (a spend model whose name ends in the spend
-    model's, e.g. ``HierarchicalGammaGamma``), otherwise with ``spend_model``.
+    likelihood takes a second). With ``bayesian=True`` every Bayesian transaction model
+    defined in a model file of the package follows (``HierarchicalBetaGeo`` today; the
+    versions :func:`clvmodels.models.bayes.bayesian` builds on demand join when named),
+    each paired with the Bayesian version of the spend model defined there (a spend
+    model whose name ends in the spend model's, e.g. ``HierarchicalGammaGamma``),
+    otherwise with ``spend_model``.
 
     Parameters
     ----------
@@ -884,9 +886,12 @@ def family_models(
             raise ValueError(f"unknown spend model {spend_model!r}: choose one of {spend_names}")
         spend_model = registry[spend_model]
     spend_class = spend_model if isinstance(spend_model, type) else type(spend_model)
+    # The package's model files; classes that bayesian() makes on demand (in the engine's
+    # module) join only when named, so the family never depends on what ran before.
     ours = {
         name: cls for name, cls in registry.items()
         if cls.__module__.startswith("clvmodels.models.")
+        and cls.__module__ != "clvmodels.models.bayes"
     }
     bayesian_spend = next(
         (cls for name, cls in sorted(ours.items()) if name.endswith(spend_class.__name__)
