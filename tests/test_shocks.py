@@ -78,9 +78,10 @@ def test_without_shocks_widths_stay_within_ten_percent_of_plain():
 def test_with_shocks_total_coverage_returns_to_nominal():
     # Weekly log shocks of sd 0.3 with lag-one correlation 0.7 (a season-like swing):
     # the plain 90% interval of the 39-week total misses often, the shocked one covers
-    # 90% within binomial noise. 50 cohorts: sd of a coverage is 0.042 at 90%, so the
-    # band [0.80, 0.98] is about 2.4 sd below and 1.9 above; the plain interval's
-    # coverage here is about 0.55, so the test fails for a method without the shocks.
+    # close to 90%. 50 cohorts: sd of a coverage is 0.042 at 90%, so the band
+    # [0.80, 0.98] is about 2.4 sd below and 1.9 above; the plain interval's coverage
+    # here is about 0.5, so the test fails for a method without the shocks. (100
+    # cohorts of 2,357 in bench_coverage.py give 85% +- 3%: a residual shortfall.)
     n = 50
     plain_in = shocked_in = 0
     for seed in range(n):
