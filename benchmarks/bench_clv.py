@@ -10,7 +10,11 @@ transaction log gives. Then, each in a fresh process so that its memory is its o
   (sampled every 20 ms from /proc). Time is wall-clock (``*_s``) and CPU time of the
   process (``*_cpu_s``), which is much less disturbed by other work on a shared machine;
 * ``segment`` on that forecast;
-* optionally (``--predictive``) the same forecast with predictive intervals;
+* optionally (``--predictive``) the same forecast with predictive intervals, and
+  ``segment`` on it (tiers with both the parameter and the realised-value
+  probabilities);
+* optionally (``--pareto``) Pareto/NBD + Gamma-Gamma predictive CLV of CDNOW's 2,357
+  customers;
 * pymc-marketing's ``expected_customer_lifetime_value`` with a posterior of the same
   number of draws (our parameter draws, stored as a one-chain posterior), followed by
   the per-customer 90% quantiles so that both produce the same output. It holds the
@@ -134,13 +138,37 @@ def _ours(n: int, draws: int, predictive: bool, queue: mp.Queue) -> None:
     out["segment_peak_gb"] = mem.extra_gb
     out["segment_boundaries"] = seg.settings["boundaries"]
     if predictive:
+        del fc, seg
         with PeakMemory() as mem, Timed() as took:
-            customer_lifetime_value(
+            fc = customer_lifetime_value(
                 bg, gg, data, n_draws=draws, predictive=True, random_state=1, progressbar=False
             )
         out["predictive_s"], out["predictive_cpu_s"] = took.wall, took.cpu
         out["predictive_peak_gb"] = mem.extra_gb
+        # Tiers with both probabilities (realised ones where the package has them).
+        with PeakMemory() as mem, Timed() as took:
+            seg = segment(fc, progressbar=False)
+        out["segment_predictive_s"], out["segment_predictive_cpu_s"] = took.wall, took.cpu
+        out["segment_predictive_peak_gb"] = mem.extra_gb
+        out["realised_tier_probability"] = "tier_probability_realised" in seg.customers
     queue.put(out)
+
+
+def _pareto_cdnow(draws: int, queue: mp.Queue) -> None:
+    """Pareto/NBD + Gamma-Gamma predictive CLV of CDNOW's 2,357 customers."""
+    from clvmodels import GammaGamma, ParetoNBD, load_cdnow, rfm_summary
+    from clvmodels.clv import customer_lifetime_value
+
+    data = rfm_summary(load_cdnow(), "customer_id", "date", "amount", observation_end="1997-09-30")
+    pn, gg = ParetoNBD().fit(data), GammaGamma().fit(data)
+    # One untimed call, so that compiled code (if any) is loaded from its cache.
+    customer_lifetime_value(pn, gg, data, n_draws=2, predictive=True, progressbar=False)
+    with Timed() as took:
+        fc = customer_lifetime_value(
+            pn, gg, data, n_draws=draws, predictive=True, random_state=1, progressbar=False
+        )
+    queue.put({"pareto_cdnow_predictive_s": took.wall, "pareto_cdnow_predictive_cpu_s": took.cpu,
+               "draws": draws, "total": fc.total().to_dict()})  # fmt: skip
 
 
 def _pymc_marketing(n: int, draws: int, limit_gb: float, queue: mp.Queue) -> None:
@@ -241,13 +269,16 @@ def main() -> None:
     parser.add_argument("--predictive", action="store_true")
     parser.add_argument("--pmm-max", type=int, default=100_000)
     parser.add_argument("--pmm-limit-gb", type=float, default=3.0)
+    parser.add_argument("--pareto", action="store_true",
+                        help="also Pareto/NBD predictive CLV on CDNOW")  # fmt: skip
+    parser.add_argument("--no-pmm", action="store_true", help="skip pymc-marketing")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/output/bench_clv.json"))
     args = parser.parse_args()
 
     try:
         import pymc_marketing  # noqa: F401
 
-        have_pmm = True
+        have_pmm = not args.no_pmm
     except ImportError:
         have_pmm = False
 
@@ -256,6 +287,9 @@ def main() -> None:
         row = _in_process(_ours, n, args.draws, args.predictive)
         results["clvmodels"].append(row)
         print(json.dumps(row, default=float))
+    if args.pareto:
+        results["pareto_cdnow"] = _in_process(_pareto_cdnow, args.draws)
+        print(json.dumps(results["pareto_cdnow"], default=float))
     if have_pmm:
         results["agreement"] = _in_process(_agreement)
         print("point CLV vs pymc-marketing:", results["agreement"])

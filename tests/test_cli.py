@@ -201,6 +201,10 @@ def test_demo_writes_table_models_and_report(tmp_path):
     table = pd.read_csv(tmp_path / "customers.csv", index_col=0)
     assert len(table) == 2357
     assert {"clv", "clv_lower", "clv_upper", "tier"} <= set(table.columns)
+    # Both tier probabilities, named apart; the demo's forecast is predictive.
+    assert {"tier_probability", "tier_probability_realised"} <= set(table.columns)
+    assert table["tier_probability_realised"].mean() < table["tier_probability"].mean()
+    assert "realised = share of simulated futures" in " ".join(result.output.split())
     assert {p.name for p in tmp_path.glob("*.json")} == {"modified_beta_geo.json",
                                                          "gamma_gamma.json"}
     assert (tmp_path / "report.html").stat().st_size > 50_000

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from simulated_bases import fitted_base, holdout_value
 
 import clvmodels.clv as clv_module
 from clvmodels import BetaGeo, GammaGamma, rfm_summary
@@ -19,7 +20,6 @@ from clvmodels.clv import (
 )
 from clvmodels.errors import DataValidationError
 from clvmodels.models.base import SimulatedPurchases
-from clvmodels.simulate import simulate_customers
 from clvmodels.units import Calendar, period_length
 
 CDNOW_BG = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
@@ -436,18 +436,12 @@ def test_predictive_intervals_cover_90_percent_of_simulated_futures():
     # sd near 0.003 (more with the shared parameter error): accept 0.87-0.93.
     inside = []
     for rep in range(6):
-        rng = np.random.default_rng(200 + rep)
-        T = rng.integers(27 * 7, 39 * 7 + 1, 3000) / 7
-        data = simulate_customers(3000, CDNOW_BG, CDNOW_GG, T=T, holdout=39, random_state=rng)
-        data["recency"] = np.minimum(np.round(data["recency"] * 7) / 7, data["T"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            bg, gg = BetaGeo().fit(data), GammaGamma().fit(data)
+        data, bg, gg, _ = fitted_base(200 + rep)
         fc = customer_lifetime_value(
             bg, gg, data, horizon=1, period="39W", discount_rate=0.0, n_draws=500,
             predictive=True, random_state=rep,
         )  # fmt: skip
-        realised = data["frequency_holdout"] * data["monetary_value_holdout"]
+        realised = holdout_value(data)
         t = fc.table
         inside.append((realised >= t["clv_pred_lower"]) & (realised <= t["clv_pred_upper"]))
     coverage = float(pd.concat(inside).mean())

@@ -353,6 +353,11 @@ def test_toy_predictive_intervals_cover_its_own_holdout(fitted, split):
     assert abs(fc.predictive_totals.mean() - fc.draw_totals.mean()) < 4 * se
     total = fc.total()
     assert total["clv_pred_lower"] < total["clv"] < total["clv_pred_upper"]
+    # Realised tiers through the contract's simulators alone: every draw puts exactly
+    # a tenth of the 4,000 customers in the top tier (ties at zero split evenly).
+    seg = segment(fc).customers
+    assert seg["tier_probability_realised"].between(0, 1).all()
+    assert seg["top_tier_probability_realised"].mean() == pytest.approx(0.1, abs=1e-9)
 
 
 def test_segment_the_toy(forecast):

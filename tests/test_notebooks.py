@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_quickstart", "02_bayesian_hierarchical", "03_model_comparison"]
+NAMES = ["01_quickstart", "02_bayesian_hierarchical", "03_model_comparison", "04_covariates"]
 KERNEL = "clvmodels-test-python"
 
 
@@ -82,7 +82,7 @@ def test_stored_without_outputs(name):
     assert code and all(not cell.outputs and cell.execution_count is None for cell in code)
     # The notebooks use the bundled data, never a local file.
     source = "\n".join(cell.source for cell in book.cells)
-    assert "load_cdnow()" in source and "read_csv" not in source
+    assert ("load_cdnow()" in source or "load_apparel()" in source) and "read_csv" not in source
 
 
 def test_quickstart_runs(kernel_env, tmp_path, monkeypatch):
@@ -92,6 +92,15 @@ def test_quickstart_runs(kernel_env, tmp_path, monkeypatch):
     assert "top value" in text
     assert _images(book) == 2  # the two maps; CLV by rank with the tiers
     assert "'r': 0.2" in text  # the reloaded model's parameters
+
+
+def test_covariates_runs(kernel_env, tmp_path, monkeypatch):
+    book = _execute("04_covariates", kernel_env, tmp_path, monkeypatch)
+    text = _text(book)
+    # CLVTools' vignette (version 0.5.0): LL -3481.6392 with gender and channel
+    assert "log-likelihood -3481.6392" in text
+    assert "purchase:channel[online]" in text and "spend:channel[online]" in text
+    assert "worth 22% more over the next 12 months" in text
 
 
 @pytest.mark.slow

@@ -195,6 +195,14 @@ def test_every_text_is_escaped_and_units_come_from_the_data(daily, tmp_path):
     assert "2 quarters, discounted at 1% per quarter" in html
 
 
+def test_both_tier_probabilities_are_shown_and_told_apart(daily):
+    html = render_report(daily, progressbar=False)
+    assert "mean tier probability" in html and "mean realised tier probability" in html
+    assert "the realised tier probability is the chance that the customer&#39;s actual" in html
+    tiers = daily.segmentation.tiers
+    assert (tiers["mean_tier_probability_realised"] < tiers["mean_tier_probability"]).all()
+
+
 def test_a_unit_is_never_guessed(daily):
     split = daily.split.copy()
     split.attrs = {k: v for k, v in daily.split.attrs.items() if k != "time_unit"}

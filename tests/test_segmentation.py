@@ -3,11 +3,13 @@ the value-by-activity grid, RFM scores, honesty of tier intervals, bad input."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from simulated_bases import fitted_base, holdout_value
 
 from clvmodels import BetaGeo, GammaGamma, customer_lifetime_value, rfm_segments, segment
 from clvmodels.segmentation import DEFAULT_TIERS, band_index, rank_share_tiers
@@ -238,6 +240,133 @@ def test_tier_total_intervals_cover_the_true_expected_value():
     hits = np.array(hits)
     assert 0.84 <= hits.mean() <= 0.96, hits.mean(axis=0)
     assert np.all((hits.mean(axis=0) >= 0.75) & (hits.mean(axis=0) <= 1.0)), hits.mean(axis=0)
+
+
+# -- realised-value tier probabilities -------------------------------------------------------
+def random_tie_tiers(values, cuts, rng):
+    """Tier of each value by rank share, ties broken at random (as realised values are
+    ranked for ``tier_probability_realised``)."""
+    n = values.size
+    order = np.lexsort((rng.random(n), -values))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return np.searchsorted(np.ceil(cuts * n - 1e-9), rank, side="right")
+
+
+@pytest.fixture(scope="module")
+def predictive_forecast(cdnow_summary):
+    bg, gg = BetaGeo().fit(cdnow_summary), GammaGamma().fit(cdnow_summary)
+    return customer_lifetime_value(
+        bg, gg, cdnow_summary, n_draws=200, predictive=True, random_state=5
+    )
+
+
+def test_realised_tier_probabilities_match_a_recount(predictive_forecast):
+    fc = predictive_forecast
+    seg = segment(fc)
+    parts = [pd.DataFrame(v, columns=ids) for ids, v in fc.iter_draws("predictive")]
+    draws = pd.concat(parts, axis=1)[fc.table.index].to_numpy()
+    point = seg.customers["tier"].cat.codes.to_numpy()
+    n = draws.shape[1]
+    cuts = np.array([0.1, 0.3, 0.6])
+    edges = np.concatenate([[0.0], cuts, [1.0]]) * n
+    same, top = np.zeros(n), np.zeros(n)
+    for row in draws:
+        # Positive values by the rank rule; zeros spread over the ranks they tie on.
+        tier = rank_share_tiers(row, np.ones(n), cuts)
+        zero = row == 0
+        z = zero.sum()
+        share = np.clip(np.minimum(edges[1:], n) - np.maximum(edges[:-1], n - z), 0, None) / z
+        same += np.where(zero, share[point], tier == point)
+        top += np.where(zero, share[0], tier == 0)
+    got = seg.customers
+    # Sums of at most 200 shares: agreement to rounding.
+    np.testing.assert_allclose(got["tier_probability_realised"], same / len(draws), atol=1e-9)
+    np.testing.assert_allclose(got["top_tier_probability_realised"], top / len(draws), atol=1e-9)
+    # Every draw fills each tier with its share of the customers (ties at zero split).
+    means = got.groupby("tier", observed=False)["tier_probability_realised"].mean()
+    np.testing.assert_allclose(means, seg.tiers["mean_tier_probability_realised"], atol=1e-12)
+    assert got["top_tier_probability_realised"].mean() == pytest.approx(0.1, abs=1e-3)
+    # Realised values are far less certain than expected ones (the issue's 98-99%).
+    assert got["tier_probability"].mean() > 0.9
+    assert got["tier_probability_realised"].mean() < 0.6
+    assert seg.settings["realised"] is True
+    # The histogram route settles every boundary to the same tiers, from the histogram
+    # the forecast filled while simulating or, without it, from a pass of its own.
+    assert fc.realised_histogram is not None
+    streamed = segment(fc, exact_limit=0)
+    cols = ["tier_probability_realised", "top_tier_probability_realised"]
+    np.testing.assert_allclose(streamed.customers[cols], got[cols], atol=1e-12)
+    bare = copy.copy(fc)
+    bare.realised_histogram = None
+    np.testing.assert_allclose(segment(bare, exact_limit=0).customers[cols], got[cols], atol=1e-12)
+
+
+def test_realised_tier_probabilities_need_a_predictive_forecast(segmentation):
+    assert "tier_probability_realised" not in segmentation.customers.columns
+    assert "mean_tier_probability_realised" not in segmentation.tiers.columns
+    assert segmentation.settings["realised"] is False
+
+
+def test_realised_tier_probabilities_with_value_thresholds(predictive_forecast):
+    fc = predictive_forecast
+    seg = segment(fc, thresholds=[("high", 100.0), ("some", 1.0), ("none", 0.0)])
+    parts = [pd.DataFrame(v, columns=ids) for ids, v in fc.iter_draws("predictive")]
+    draws = pd.concat(parts, axis=1)[fc.table.index].to_numpy()
+    point = seg.customers["tier"].cat.codes.to_numpy()
+    tier = band_index(draws, np.array([100.0, 1.0]))
+    np.testing.assert_allclose(
+        seg.customers["tier_probability_realised"], np.mean(tier == point, axis=0), atol=1e-12
+    )
+
+
+def test_realised_tier_probabilities_are_calibrated_on_simulated_data():
+    # 6 bases of 3,000 simulated customers (CDNOW parameters, 27-39 weeks at daily
+    # resolution) with a 39-week holdout, fitted by maximum likelihood; 39 weekly
+    # periods undiscounted, 200 draws. The customers' realised holdout values are ranked
+    # (ties broken at random) into the default tiers. Of the customers given about p,
+    # about p must land in their tier (and in the top tier): per decile bin of the
+    # probability, the landed share is within 3 binomial sd (plus 0.02 for the shared
+    # parameter error of each base) of the bin's mean probability.
+    cuts = np.cumsum([share for _, share in DEFAULT_TIERS])[:-1]
+    probs, landed, probs_top, landed_top = [], [], [], []
+    for rep in range(6):
+        data, bg, gg, rng = fitted_base(100 + rep)
+        fc = customer_lifetime_value(
+            bg, gg, data, horizon=39, period="W", discount_rate=0.0, n_draws=200,
+            predictive=True, random_state=rep,
+        )  # fmt: skip
+        seg = segment(fc).customers
+        realised = random_tie_tiers(holdout_value(data), cuts, rng)
+        point = seg["tier"].cat.codes.to_numpy()
+        probs.append(seg["tier_probability_realised"].to_numpy())
+        landed.append(realised == point)
+        probs_top.append(seg["top_tier_probability_realised"].to_numpy())
+        landed_top.append(realised == 0)
+        # The parameter-uncertainty probability answers another question: nearly every
+        # customer gets > 0.9, and far fewer than that land in the tier by realised value.
+        confident = seg["tier_probability"].to_numpy() > 0.9
+        assert confident.mean() > 0.8
+        assert (realised == point)[confident].mean() < 0.6
+    for p, hit in ((probs, landed), (probs_top, landed_top)):
+        p, hit = np.concatenate(p), np.concatenate(hit)
+        bins = np.minimum((p * 10).astype(int), 9)
+        checked = 0
+        for b in range(10):
+            inside = bins == b
+            n = inside.sum()
+            if n < 50:
+                continue
+            mean_p = p[inside].mean()
+            sd = np.sqrt(max(mean_p * (1 - mean_p), 0.01) / n)
+            assert abs(hit[inside].mean() - mean_p) <= 3 * sd + 0.02, (
+                b,
+                n,
+                mean_p,
+                hit[inside].mean(),
+            )
+            checked += 1
+        assert checked >= 4
 
 
 # -- bad input -----------------------------------------------------------------------------

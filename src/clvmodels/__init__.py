@@ -20,7 +20,7 @@ from clvmodels.data import (
     rfm_summary,
     validate_summary,
 )
-from clvmodels.datasets import load_cdnow
+from clvmodels.datasets import load_apparel, load_apparel_covariates, load_cdnow
 from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError, NotFittedError
 from clvmodels.evaluation import compare
 from clvmodels.models.base import load
@@ -81,6 +81,8 @@ __all__ = [
     "compress",
     "customer_lifetime_value",
     "load",
+    "load_apparel",
+    "load_apparel_covariates",
     "load_cdnow",
     "rfm_segments",
     "rfm_summary",

@@ -563,7 +563,10 @@ def _show_forecast(console: Any, result: PipelineResult) -> None:
         console.print(_rich_table(
             _tier_table(result.segmentation.tiers),
             f"Value tiers ({level} intervals; tier probability = share of parameter draws "
-            "that keep a customer in its tier)",
+            "that keep a customer's expected value in its tier"
+            + ("; realised = share of simulated futures in which its realised value lands "
+               "there" if "mean_tier_probability_realised" in result.segmentation.tiers
+               else "") + ")",
         ))
     table = result.customers()
     unit = unit_name(result.time_unit)
@@ -599,7 +602,7 @@ def _rich_table(frame: pd.DataFrame, title: str) -> Any:
 
 
 _TIER_COLUMNS = ("customers", "clv_total", "clv_total_lower", "clv_total_upper",
-                 "share_of_value", "mean_tier_probability")
+                 "share_of_value", "mean_tier_probability", "mean_tier_probability_realised")
 
 
 def _tier_table(tiers: pd.DataFrame) -> pd.DataFrame:

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._histogram import LogGrid
 from clvmodels._validation import whole_number
 from clvmodels.data import compress, compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError, NotFittedError
@@ -719,7 +720,8 @@ class CLVScorer:
         *,
         keep_draws: bool = False,
         progressbar: bool | None = None,
-    ) -> tuple[pd.DataFrame, dict[str, Any], tuple[_Layout, np.ndarray | None]]:
+        histogram: bool = False,
+    ) -> tuple[pd.DataFrame, dict[str, Any], tuple[_Layout, np.ndarray | None, Any]]:
         layout = self._layout(frame)
         n_rows, n_customers = len(layout.rows), len(frame)
         low_p, high_p = interval_probabilities(self.interval)
@@ -745,6 +747,10 @@ class CLVScorer:
         pred_draws = (
             np.empty((self.n_draws, n_customers)) if keep_draws and self.predictive else None
         )
+        realised_grid = realised_hist = None
+        if self.predictive and histogram:
+            realised_grid = self._realised_grid(layout)
+            realised_hist = np.zeros((self.n_draws, realised_grid.n_bins))
         n_invalid = 0
         n_keys = len(layout.key_rows)
         cache_steps = -(-n_keys // self.chunk_size) if n_keys * self.n_draws <= _CACHE_VALUES else 0
@@ -780,6 +786,8 @@ class CLVScorer:
                         pred_lower[sl] += np.bincount(local, low, minlength=stop - start)
                         pred_upper[sl] += np.bincount(local, high, minlength=stop - start)
                         pred_totals += sims.sum(axis=1)
+                        if realised_grid is not None:
+                            realised_grid.add(realised_hist, sims, np.ones(sims.shape[1]))
                         if pred_draws is not None:
                             pred_draws[:, piece] = sims
                 advance()
@@ -804,7 +812,25 @@ class CLVScorer:
             "draws": draws,
             "predictive_draws": pred_draws,
         }
-        return table, extras, (layout, cache)
+        histograms = None if realised_grid is None else (realised_grid, realised_hist)
+        return table, extras, (layout, cache, histograms)
+
+    def _realised_grid(self, layout: _Layout) -> LogGrid:
+        """Bins for the per-draw histogram of realised values: from a hundredth of the
+        smallest point spend per purchase, discounted over the whole horizon, to 256
+        times the largest point CLV (a tier boundary of realised values lies far inside;
+        values outside still count, in the end bins), at most 8,000 bins."""
+        spend = _array(self.spend_model.expected_spend(data=layout.rows))
+        purchases = _array(
+            self.transaction_model.expected_purchases(
+                t=float(self.period_ends[-1]), data=layout.rows
+            )
+        )
+        ok = np.isfinite(spend) & (spend > 0)
+        low = 0.01 * float(spend[ok].min() if ok.any() else 1.0) * float(self.discount[-1])
+        top = float(np.max(purchases[ok] * spend[ok], initial=0.0))
+        high = max(256.0 * top, 1e3 * low) if np.isfinite(top) else 1e6 * low
+        return LogGrid.spanning(low, high, zero_bin=True, max_bins=8_000)
 
     def _pieces(self, customers: np.ndarray) -> list[np.ndarray]:
         return [
@@ -893,7 +919,9 @@ class CLVScorer:
         return self._forecast(self._prepare(data, "customer_lifetime_value"), progressbar)
 
     def _forecast(self, frame: pd.DataFrame, progressbar: bool | None) -> CLVForecast:
-        table, extras, (layout, cache) = self._run(frame, [self.seed], progressbar=progressbar)
+        table, extras, (layout, cache, histogram) = self._run(
+            frame, [self.seed], progressbar=progressbar, histogram=True
+        )
         return CLVForecast(
             table=table,
             draw_totals=extras["draw_totals"],
@@ -902,6 +930,7 @@ class CLVScorer:
             layout=layout,
             index=frame.index,
             purchase_cache=cache,
+            realised_histogram=histogram,
         )
 
 
@@ -925,6 +954,10 @@ class CLVForecast:
         Portfolio realised value, one simulated future per draw (predictive only).
     scorer : CLVScorer
         The draws and settings, to score further customers consistently.
+    realised_histogram : (LogGrid, ndarray (n_draws, bins)) or None
+        Per-draw histogram of the customers' simulated realised values (predictive
+        only), filled while they were simulated; :func:`clvmodels.segment` locates the
+        realised tier boundaries with it.
 
     Notes
     -----
@@ -945,8 +978,10 @@ class CLVForecast:
         layout: _Layout,
         index: pd.Index,
         purchase_cache: np.ndarray | None = None,
+        realised_histogram: tuple[LogGrid, np.ndarray] | None = None,
     ) -> None:
         self.table = table
+        self.realised_histogram = realised_histogram
         self._purchase_cache = purchase_cache
         self.draw_totals = draw_totals
         self.predictive_totals = predictive_totals

@@ -34,7 +34,7 @@ import math
 import pkgutil
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -646,14 +646,33 @@ def expected_cumulative_purchases(
             f"{context}: the log spans {log.last + 1 - log.start} days, less than one step of "
             f"{step:g} {unit}"
         )
-    cohorts = {g: log.cohorts(frame, g, customer_col) for g in dict.fromkeys(groups_of.values())}
+    # Covariates: a new customer's purchases depend on them too; each customer's values
+    # are those of its first row in the log (covariates are static).
+    covariates_of = {
+        name: tuple(c for c in _new_customer_columns(m) if c != _model_group_col(m))
+        for name, m in models.items()
+    }
+    for name, covariates in covariates_of.items():
+        missing = [c for c in covariates if c not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"{context}: {name if named else 'the model'}'s predictions depend on "
+                f"covariate column(s) {missing}, which the transaction log does not have"
+            )
+    cohorts = {
+        key: log.cohorts(frame, key[0], customer_col, key[1])
+        for key in dict.fromkeys(zip(groups_of.values(), covariates_of.values(), strict=True))
+    }
     expected = {}
     for name, m in models.items():
-        cohort = cohorts[groups_of[name]]
+        cohort = cohorts[groups_of[name], covariates_of[name]]
         # Exposure of each cohort at each boundary; cohorts share few distinct values.
         exposure_days = log.bounds[:, None] - cohort["day"].to_numpy()[None, :]
         exposure = np.clip(exposure_days, 0, None) / TIME_UNIT_DAYS[unit]
-        values = _new_customer_purchases(m, exposure, cohort["group"].to_numpy(), groups_of[name])
+        values = _new_customer_purchases(
+            m, exposure, cohort["group"].to_numpy(), groups_of[name],
+            cohort[list(covariates_of[name])],
+        )
         expected[name] = values @ cohort["count"].to_numpy(dtype=float)
     actual_cum = np.searchsorted(log.repeat_days, log.bounds, side="left").astype(float)
 
@@ -757,15 +776,22 @@ class _TrackingLog:
     def n_late(self) -> int:
         return len(self.acquisition_days) - self.n_customers
 
-    def cohorts(self, frame: pd.DataFrame, group_col: str | None, customer_col: str) -> Any:
-        """Customers acquired by the last day, counted by acquisition day (and group)."""
+    def cohorts(
+        self, frame: pd.DataFrame, group_col: str | None, customer_col: str,
+        covariates: Sequence[str] = (),
+    ) -> Any:
+        """Customers acquired by the last day, counted by acquisition day (and group and
+        covariates, each customer's from its first row)."""
         if group_col is not None:
             groups = _customer_groups(frame, self.codes, group_col, customer_col)
         else:
             groups = np.zeros(len(self.acquisition_days), dtype=np.int64)
         keep = self.acquisition_days <= self.last
         cohorts = pd.DataFrame({"day": self.acquisition_days[keep], "group": groups[keep]})
-        return cohorts.value_counts().reset_index(name="count")
+        _, first_rows = np.unique(self.codes, return_index=True)  # codes: 0, 1, 2, ...
+        for col in covariates:
+            cohorts[col] = frame[col].to_numpy()[first_rows][keep]
+        return cohorts.value_counts(dropna=False).reset_index(name="count")
 
 
 def _tracking_unit(model: TransactionModel, time_unit: str | None, context: str) -> str:
@@ -791,9 +817,20 @@ def _new_customer_purchases(
     exposure: np.ndarray,
     cohort_groups: np.ndarray,
     group_col: str | None,
+    cohort_covariates: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """E[X(t)] for each (boundary, cohort) exposure, through the model's public API."""
     flat = exposure.ravel()
+    if cohort_covariates is not None and len(cohort_covariates.columns):
+        # One evaluation per (exposure, cohort): each cohort's group and covariates.
+        rows = pd.DataFrame(
+            {c: np.tile(cohort_covariates[c].to_numpy(), exposure.shape[0])
+             for c in cohort_covariates.columns}
+        )
+        if group_col is not None:
+            rows[_model_group_col(model) or group_col] = np.tile(cohort_groups, exposure.shape[0])
+        values = model.expected_purchases_new_customer(t=flat, data=rows)
+        return np.asarray(values, dtype=float).reshape(exposure.shape)
     if group_col is None:
         values, inverse = np.unique(flat, return_inverse=True)
         out = np.asarray(model.expected_purchases_new_customer(t=values), dtype=float)

@@ -114,9 +114,11 @@ def _group_col(model: Any) -> str | None:
 
 
 def _grid_frame(
-    model: Any, frequency: np.ndarray, recency: np.ndarray, T: float, group: Any
+    model: Any, frequency: np.ndarray, recency: np.ndarray, T: float, group: Any,
+    data: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Summary rows for every (frequency, recency) cell of customers of age ``T``."""
+    """Summary rows for every (frequency, recency) cell of customers of age ``T`` (and,
+    for a model with covariates, the typical covariates of ``data``)."""
     f, r = np.meshgrid(frequency, recency, indexing="ij")
     # A customer without repeat purchases has recency 0 whatever the column says;
     # the prediction then does not depend on recency, so the row is constant.
@@ -130,6 +132,17 @@ def _grid_frame(
                 "to choose whose customers to draw"
             )
         frame[col] = group
+    covariates = [c for c in model.data_columns if c not in ("frequency", "recency", "T", col)]
+    if covariates and data is None:
+        raise ValueError(
+            f"{_model_label(model)} takes covariates {covariates}: pass data= to draw "
+            "customers with its typical covariates"
+        )
+    for c in covariates:
+        # the median of a numeric covariate, the most common value of any other
+        values = data[c]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        frame[c] = values.median() if numeric else values.mode().iloc[0]
     frame.attrs["time_unit"] = getattr(model, "time_unit_", None)
     return frame
 
@@ -219,6 +232,8 @@ def plot_frequency_recency_matrix(
         Largest frequency shown (default: the 99th percentile of ``data``).
     group : optional
         Group whose parameters to use, for models with group-level parameters.
+        A model with covariates draws customers with the typical covariates of
+        ``data`` (the median of a numeric one, the most common value of any other).
     ax : matplotlib Axes, optional
 
     Returns
@@ -235,7 +250,7 @@ def plot_frequency_recency_matrix(
     'frequency (repeat purchases)'
     """
     T, _, frequency, recency = _matrix_axes(model, data, T, max_frequency)
-    grid = _grid_frame(model, frequency, recency, T, group)
+    grid = _grid_frame(model, frequency, recency, T, group, data)
     values = model.expected_purchases(t=t, data=grid).to_numpy().reshape(frequency.size, -1)
     unit = _model_unit(model, data)
     ax = _axes(ax)
@@ -278,7 +293,7 @@ def plot_probability_alive_matrix(
     (0.0, 1.0)
     """
     T, _, frequency, recency = _matrix_axes(model, data, T, max_frequency)
-    grid = _grid_frame(model, frequency, recency, T, group)
+    grid = _grid_frame(model, frequency, recency, T, group, data)
     values = model.probability_alive(data=grid).to_numpy().reshape(frequency.size, -1)
     unit = _model_unit(model, data)
     ax = _axes(ax)

@@ -121,8 +121,16 @@ _TIER_LABELS = {
     "clv_mean": "mean CLV",
     "share_of_value": "share of value",
     "mean_tier_probability": "mean tier probability",
+    "mean_tier_probability_realised": "mean realised tier probability",
     "boundary": "lowest CLV in tier",
 }
+# The difference between the two tier probabilities, in one sentence.
+_REALISED_TIER_NOTE = (
+    " The tier probability says how sure the tier of a customer's expected value is "
+    "(parameter uncertainty only); the realised tier probability is the chance that the "
+    "customer's actual value over the horizon, ranked among everyone's, lands in the "
+    "tier, and is far lower because who buys how much is random."
+)
 _CUSTOMER_LABELS = {
     "monetary_value": "mean spend",
     "probability_alive": "P(alive)",
@@ -1065,7 +1073,8 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
         fig,
         "Tiers by CLV rank: their share of customers and of expected value (with its "
         f"{level} interval); 'sure' is the mean probability that a customer of the tier "
-        "belongs there.",
+        "belongs there." + _REALISED_TIER_NOTE * ("mean_tier_probability_realised"
+                                                   in segmentation.tiers.columns),
     )
     tiers = segmentation.tiers
     tier_frame = pd.DataFrame(index=tiers.index)
@@ -1076,7 +1085,8 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
             f"{_fmt(lo, 'f0')} – {_fmt(hi, 'f0')}"
             for lo, hi in zip(tiers["clv_total_lower"], tiers["clv_total_upper"], strict=True)
         ]
-    for col in ("clv_mean", "share_of_value", "mean_tier_probability", "boundary"):
+    for col in ("clv_mean", "share_of_value", "mean_tier_probability",
+                "mean_tier_probability_realised", "boundary"):
         if col in tiers.columns:
             tier_frame[_TIER_LABELS[col]] = tiers[col]
     customers = result.customers()
@@ -1106,7 +1116,8 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
         "tiers": _table(
             tier_frame,
             kinds={"customers": "int", "share of customers": "share", "share of value": "share",
-                   "mean tier probability": "share", "total CLV": "f0", "mean CLV": "f2",
+                   "mean tier probability": "share",
+                   "mean realised tier probability": "share", "total CLV": "f0", "mean CLV": "f2",
                    "lowest CLV in tier": "f2"},
         ),
         "top": _table(

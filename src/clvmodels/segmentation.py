@@ -6,6 +6,22 @@ how sure that is: under each parameter draw of the forecast the tier boundaries 
 recomputed from that draw's CLVs and the customer is placed again; its
 ``tier_probability`` is the share of draws that agree with the point tier.
 
+Two probabilities, two questions:
+
+* ``tier_probability`` (parameter uncertainty): how sure is it that the customer's
+  *expected* CLV belongs in the tier? Parameter draws barely move ranks, so it is
+  close to 1 for most customers.
+* ``tier_probability_realised`` (forecasts made with ``predictive=True`` only): how
+  likely is it that the customer's *realised* value over the horizon lands in the tier,
+  when every customer's realised value is ranked the same way? Under each draw every
+  customer has one simulated future (purchases and spend); the draw's tiers are formed
+  from those values, and customers who realise exactly zero (many do) are spread over
+  the tiers their tied ranks cover, as if ties were broken at random. This is the
+  probability to use when acting on who will actually be in the top tier.
+
+``top_tier_probability`` and ``top_tier_probability_realised`` are the same for the
+first tier.
+
 Tier boundaries by rank share: with ``N`` customers and a cumulative share ``S`` (e.g.
 0.1 for the top 10%), a customer is above the cut when fewer than ``S * N`` customers
 have a strictly higher CLV; equal CLVs always share a tier, so a tier can hold a few
@@ -23,13 +39,14 @@ customers.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from clvmodels._histogram import LogGrid
 from clvmodels._validation import whole_number
 from clvmodels.clv import CLVForecast, interval_probabilities
 from clvmodels.data import validate_summary
@@ -61,11 +78,11 @@ DEFAULT_ACTIVITY_BANDS: tuple[tuple[str, float], ...] = (
 
 # Per-draw boundaries are computed exactly up to this many draw-values (80 MB a copy).
 EXACT_LIMIT = 10_000_000
-# Histogram bins: 0.15% wide in value, spanning a factor 16 below the lowest and above
-# the highest point boundary (draws move boundaries by far less).
-_BIN_WIDTH = 0.0015
+# Histogram bins (0.15% wide in value, see clvmodels._histogram) span a factor 16 below
+# the lowest and above the highest point boundary (draws move boundaries by far less).
 _SPAN = 16.0
-_MAX_BINS = 20_000
+# Realised values stray much further from the point CLVs than expected values do.
+_REALISED_SPAN = 256.0
 
 
 # --------------------------------------------------------------------------------------
@@ -169,32 +186,14 @@ def _exact_boundaries(values: np.ndarray, weights: np.ndarray, cuts: np.ndarray)
     return out
 
 
-@dataclass(frozen=True)
-class _LogGrid:
-    """Uniform bins in log value over ``[low, high)``, plus one bin below, one above.
-
-    Bin 0 holds values below ``low`` (and zeros), bin ``k`` (1..n) the values in
-    ``[low e^{(k-1) step}, low e^{k step})`` and bin ``n + 1`` the values from ``high`` up.
-    """
-
-    log_low: float
-    step: float
-    n: int
-
-    @classmethod
-    def around(cls, point_bounds: np.ndarray) -> _LogGrid:
-        positive = point_bounds[point_bounds > 0]
-        if positive.size == 0:
-            positive = np.array([1e-9, 1.0])
-        low, high = float(positive.min()) / _SPAN, float(positive.max()) * _SPAN
-        n = min(math.ceil(math.log(high / low) / _BIN_WIDTH), _MAX_BINS)
-        return cls(math.log(low), math.log(high / low) / n, n)
-
-    def bins(self, values: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            position = np.floor((np.log(values) - self.log_low) / self.step) + 1
-        position[np.isnan(position)] = 0.0  # NaN CLVs (never expected) count as lowest
-        return np.clip(position, 0, self.n + 1, out=position).astype(np.int64)
+def _grid_around(point_bounds: np.ndarray, span: float, zero_bin: bool = False) -> LogGrid:
+    """A grid from ``span`` times below the lowest positive point boundary to ``span``
+    times above the highest."""
+    positive = point_bounds[point_bounds > 0]
+    if positive.size == 0:
+        positive = np.array([1e-9, 1.0])
+    low, high = float(positive.min()) / span, float(positive.max()) * span
+    return LogGrid.spanning(low, high, zero_bin=zero_bin)
 
 
 def _unit_targets(cuts: np.ndarray, total: float) -> np.ndarray:
@@ -268,6 +267,190 @@ class _PendingCells:
         np.add.at(top, r, (new == 0).astype(float) - (old == 0))
 
 
+Passes = Callable[[], Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]]
+
+
+def _drawn_tier_shares(
+    passes: Passes,
+    weights: np.ndarray,
+    n_draws: int,
+    cuts: np.ndarray | None,
+    bounds: np.ndarray | None,
+    grid: LogGrid | None,
+    exact_limit: int,
+    advance: Callable[[], None],
+    on_values: Callable[[slice, np.ndarray, np.ndarray], None] | None = None,
+    split_zeros: bool = False,
+    histogram: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Share of draws placing each unit in its point tier, and in the top tier.
+
+    ``passes()`` runs through the units (distinct rows, or customers) block by block,
+    the same values every time: ``(units, weights, values, point_tier)`` with values
+    draws x units. Tiers are by value bounds (``bounds``, the same in every draw) or by
+    rank share (``cuts``): then each draw's boundaries come from all its values, by a
+    full sort when units x draws fit in ``exact_limit``, else from histograms on
+    ``grid`` and a second pass (see the module notes). ``on_values`` sees every block
+    of the first pass. Returns the two shares and the method ("fixed", "exact",
+    "histogram").
+
+    With ``split_zeros`` (rank-share tiers of realised values, where many customers
+    realise exactly zero), the customers tied at zero are not all put in the highest
+    tier they reach: ties are broken at random, so that a customer realising zero is
+    in each tier with the share of the zeros' ranks that the tier covers. The grid
+    must then keep zeros in a bin of their own (``zero_bin``).
+
+    ``histogram`` (draws x ``grid.n_bins``), when given, is the first pass's histogram
+    already filled: the histogram route then makes one pass instead of two.
+    """
+    n_units = weights.size
+    fixed = cuts is None
+    exact = not fixed and n_units * n_draws <= exact_limit
+    cached = np.empty((n_draws, n_units)) if exact else None
+    unit_tier = np.empty(n_units, dtype=np.int8)
+    hist = np.zeros((n_draws, grid.n_bins)) if not (fixed or exact) else None
+    first_pass = on_values is not None or hist is None or histogram is None
+    if hist is not None and histogram is not None:
+        hist = histogram
+    same = np.zeros(n_units)  # draws agreeing with the point tier
+    top = np.zeros(n_units)  # draws in the top tier
+
+    zero_share: np.ndarray | None = None  # per draw, the zeros' share of each tier
+
+    def assign(units: slice, drawn_tier: np.ndarray, values: np.ndarray) -> None:
+        if zero_share is not None:
+            zero = values <= 0
+            drawn_tier = np.where(zero, -1, drawn_tier)  # counted below, in shares
+            shares = zero.T.astype(float) @ zero_share  # units x tiers
+            tier = unit_tier[units].astype(np.int64)
+            same[units] = shares[np.arange(tier.size), tier]
+            top[units] = shares[:, 0]
+        else:
+            same[units] = 0.0
+            top[units] = 0.0
+        same[units] += np.count_nonzero(drawn_tier == unit_tier[units], axis=0)
+        top[units] += np.count_nonzero(drawn_tier == 0, axis=0)
+
+    for units, w, values, tier in passes() if first_pass else ():
+        unit_tier[units] = tier
+        if on_values is not None:
+            on_values(units, w, values)
+        if fixed:
+            assign(units, band_index(values, bounds), values)
+        elif exact:
+            cached[:, units] = values
+        else:
+            grid.add(hist, values, w)
+        advance()
+    if exact:
+        boundaries = _exact_boundaries(cached, weights, cuts)
+        if split_zeros:
+            zero_share = _zero_tier_shares((cached <= 0) @ weights, float(weights.sum()), cuts)
+        assign(slice(0, n_units), band_index(cached, boundaries[:, None, :]), cached)
+    elif not fixed:
+        # Pass 2: every draw's boundary is known to its bin; cells in that bin are
+        # settled exactly once all have been seen.
+        targets = _unit_targets(cuts, float(weights.sum()))
+        target_bin, above = _histogram_targets(hist, targets)
+        if split_zeros:
+            zero_share = _zero_tier_shares(hist[:, 0], float(weights.sum()), cuts)
+        pending = _PendingCells()
+        for units, w, values, tier in passes():
+            unit_tier[units] = tier
+            bins = grid.bins(values)
+            drawn_tier = np.zeros(bins.shape, dtype=np.int8)
+            cells = []
+            for c in range(cuts.size):
+                edge = target_bin[:, c][:, None]
+                drawn_tier += bins < edge
+                # A boundary in the bin of zeros is zero: its cells are all above it.
+                on_edge = (bins == edge) & (edge > 0) if grid.zero_bin else bins == edge
+                cells.append(np.nonzero(on_edge))
+            for c, (d, r) in enumerate(cells):
+                pending.add(d, r + units.start, c, values[d, r], w[r], drawn_tier[d, r])
+            assign(units, drawn_tier, values)
+            advance()
+        pending.settle(above, targets, unit_tier, same, top)
+    method = "fixed" if fixed else ("exact" if exact else "histogram")
+    return same / n_draws, top / n_draws, method
+
+
+def _zero_tier_shares(zeros: np.ndarray, total: float, cuts: np.ndarray) -> np.ndarray:
+    """Per draw and tier, the share of the customers tied at zero that the tier takes
+    when ties are broken at random: the zeros hold the lowest ``zeros[d]`` of ``total``
+    ranks and tier ``k`` the ranks from ``cuts[k-1] * total`` to ``cuts[k] * total``
+    from the top.
+
+    Examples
+    --------
+    >>> _zero_tier_shares(np.array([50.0, 0.0]), 100.0, np.array([0.1, 0.3, 0.6])).round(2)
+    array([[0. , 0. , 0.2, 0.8],
+           [0. , 0. , 0. , 0. ]])
+    """
+    edges = np.concatenate([[0.0], cuts, [1.0]]) * total  # ranks from the top
+    zeros = np.asarray(zeros, dtype=float)[:, None]
+    start = total - zeros  # the zeros' ranks: (start, total]
+    overlap = np.clip(np.minimum(edges[1:], total) - np.maximum(edges[:-1], start), 0.0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(zeros > 0, overlap / zeros, 0.0)
+
+
+def _realised_tier_shares(
+    forecast: CLVForecast,
+    point_tier: np.ndarray,
+    n_draws: int,
+    cuts: np.ndarray | None,
+    bounds: np.ndarray | None,
+    point_bounds: np.ndarray,
+    exact_limit: int,
+    advance: Callable[[], None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Share of the forecast's simulated futures in which each customer's realised value
+    lands in its point tier, and in the top tier, in the order of ``forecast.table``.
+
+    Under each draw every customer has one simulated realised value; the tiers of that
+    draw are formed from those values as from the point CLVs (by rank share, or by
+    value bounds). Realised values spread far wider than expected ones and hold an atom
+    at zero, hence a wider histogram grid with a bin of its own for zeros.
+    """
+    index = forecast.table.index
+    row_tier = point_tier[forecast.row_of_customer]
+    positions: list[np.ndarray] = []  # of each chunk's customers in the table
+
+    def passes() -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+        start, known = 0, bool(positions)
+        for k, (ids, values) in enumerate(forecast.iter_draws("predictive")):
+            if not known:
+                positions.append(index.get_indexer(ids))
+            at = positions[k]
+            yield slice(start, start + at.size), np.ones(at.size), values, row_tier[at]
+            start += at.size
+        advance()
+
+    grid = hist = None
+    if cuts is not None and forecast.realised_histogram is not None:
+        # Filled while the forecast simulated these futures: one pass fewer here.
+        grid, hist = forecast.realised_histogram
+    elif cuts is not None:
+        grid = _grid_around(point_bounds, _REALISED_SPAN, zero_bin=True)
+    same, top, _ = _drawn_tier_shares(
+        passes,
+        np.ones(index.size),
+        n_draws,
+        cuts,
+        bounds,
+        grid,
+        exact_limit,
+        lambda: None,
+        split_zeros=cuts is not None,
+        histogram=hist,
+    )
+    at = np.concatenate(positions)
+    same_out, top_out = np.empty(index.size), np.empty(index.size)
+    same_out[at], top_out[at] = same, top
+    return same_out, top_out
+
+
 # --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
@@ -279,19 +462,25 @@ class Segmentation:
     ----------
     customers : DataFrame
         Per customer (indexed like the forecast): ``clv``, ``probability_alive``,
-        ``tier`` (from the point CLV), ``tier_probability`` (share of draws placing the
-        customer in that same tier), ``top_tier_probability``, ``activity`` (P(alive)
-        band) and ``segment`` (plain name, e.g. "high value, at risk").
+        ``tier`` (from the point CLV), ``tier_probability`` (parameter uncertainty:
+        share of draws placing the customer's expected CLV in that same tier),
+        ``top_tier_probability``, ``activity`` (P(alive) band) and ``segment`` (plain
+        name, e.g. "high value, at risk"); for a predictive forecast also
+        ``tier_probability_realised`` and ``top_tier_probability_realised`` (share of
+        simulated futures in which the realised value lands there; see the module
+        notes).
     tiers : DataFrame
         Per tier: ``customers``, ``share_of_customers``, ``clv_total`` with
         ``clv_total_lower`` / ``clv_total_upper``, ``clv_mean`` with its interval,
-        ``share_of_value`` with its interval, ``mean_tier_probability`` and
+        ``share_of_value`` with its interval, ``mean_tier_probability`` (and
+        ``mean_tier_probability_realised`` for a predictive forecast) and
         ``boundary`` (lowest point CLV of the tier).
     grid : DataFrame
         One row per tier x activity cell: ``segment``, ``customers``, ``clv_total``,
         ``share_of_value``, ``mean_probability_alive``.
     settings : dict
-        Tiers, activity bands, interval level and how the boundaries were computed.
+        Tiers, activity bands, interval level, how the boundaries were computed and
+        whether realised-value probabilities were (``realised``).
     """
 
     customers: pd.DataFrame
@@ -323,6 +512,12 @@ def segment(
 ) -> Segmentation:
     """CLV tiers with membership probabilities, tier totals and a value-by-activity grid.
 
+    Every customer gets ``tier_probability`` (parameter uncertainty of its expected
+    CLV) and, when the forecast was made with ``predictive=True``,
+    ``tier_probability_realised`` (the chance that its realised value lands in the
+    tier, from the forecast's simulated futures, which are run again here: once when
+    customers x draws fit in ``exact_limit``, else twice).
+
     Parameters
     ----------
     forecast : CLVForecast
@@ -343,8 +538,9 @@ def segment(
     interval : float, optional
         Level of the tier-summary intervals; defaults to the forecast's.
     exact_limit : int
-        Largest number of distinct customers x draws for which per-draw boundaries are
-        computed exactly (beyond it: fine histograms, see the module notes).
+        Largest number of distinct customers x draws (customers x draws for realised
+        values) for which per-draw boundaries are computed exactly (beyond it: fine
+        histograms, see the module notes).
     progressbar : bool, optional
         Progress bar over the passes through the draws.
 
@@ -381,6 +577,7 @@ def segment(
     else:
         names, shares = _pairs(DEFAULT_TIERS if tiers is None else tiers, "tiers")
         cuts = _check_shares(shares)
+        bounds = None
     band_names, band_bounds = _pairs(activity_bands, "activity_bands")
     band_bounds = _check_bounds(band_bounds, "activity_bands")
 
@@ -400,64 +597,38 @@ def segment(
         [row_clv[point_tier <= k].min() for k in range(n_tiers - 1)] if cuts is not None else bounds
     )
 
-    # Pass 1: per-draw tier totals (fixed point membership) and what the per-draw
-    # boundaries need: nothing (thresholds), all values (small), or histograms.
-    fixed = cuts is None
-    exact = not fixed and n_rows * n_draws <= exact_limit
-    cached = np.empty((n_draws, n_rows)) if exact else None
-    grid = _LogGrid.around(point_bounds) if not (fixed or exact) else None
-    hist = np.zeros((n_draws, grid.n + 2)) if grid is not None else None
+    # Parameter uncertainty: the per-draw expected CLVs of the distinct rows.
     tier_totals = np.zeros((n_draws, n_tiers))
-    same = np.zeros(n_rows)  # draws agreeing with the point tier
-    top = np.zeros(n_rows)  # draws in the top tier
     one_hot = point_tier[:, None] == np.arange(n_tiers)
 
-    def assign(rows: slice, drawn_tier: np.ndarray) -> None:
-        same[rows] = np.count_nonzero(drawn_tier == point_tier[rows], axis=0)
-        top[rows] = np.count_nonzero(drawn_tier == 0, axis=0)
+    def expected_passes() -> Iterator[tuple[slice, np.ndarray, np.ndarray, np.ndarray]]:
+        for rows, w, values in forecast.iter_row_draws():
+            yield rows, w, values, point_tier[rows]
 
-    steps = forecast.n_row_blocks * (2 if grid is not None else 1)
+    def add_tier_totals(rows: slice, w: np.ndarray, values: np.ndarray) -> None:
+        nonlocal tier_totals
+        tier_totals += values @ (w[:, None] * one_hot[rows])
+
+    realised = forecast.predictive_totals is not None
+    grid = None if cuts is None else _grid_around(point_bounds, _SPAN)
+    n_passes = 2 if grid is not None and n_rows * n_draws > exact_limit else 1
+    n_realised_passes = 0
+    if realised:
+        n_customers = len(row_of_customer)
+        big = cuts is not None and n_customers * n_draws > exact_limit
+        n_realised_passes = 2 if big and forecast.realised_histogram is None else 1
+    steps = forecast.n_row_blocks * n_passes + n_realised_passes
     show = steps > 1 if progressbar is None else bool(progressbar)
     with progress_bar(steps, "segments", enabled=show) as bar:
-        for rows, w, values in forecast.iter_row_draws():
-            tier_totals += values @ (w[:, None] * one_hot[rows])
-            if fixed:
-                assign(rows, band_index(values, bounds))
-            elif exact:
-                cached[:, rows] = values
-            else:
-                bins = grid.bins(values)
-                bins += hist.shape[1] * np.arange(n_draws)[:, None]
-                hist += np.bincount(
-                    bins.ravel(),
-                    weights=np.broadcast_to(w, values.shape).ravel(),
-                    minlength=hist.size,
-                ).reshape(hist.shape)
-            bar.advance()
-        if exact:
-            boundaries = _exact_boundaries(cached, weights, cuts)
-            assign(slice(0, n_rows), band_index(cached, boundaries[:, None, :]))
-        elif not fixed:
-            # Pass 2: every draw's boundary is known to its bin; cells in that bin are
-            # settled exactly once all have been seen.
-            targets = _unit_targets(cuts, float(weights.sum()))
-            target_bin, above = _histogram_targets(hist, targets)
-            pending = _PendingCells()
-            for rows, w, values in forecast.iter_row_draws():
-                bins = grid.bins(values)
-                drawn_tier = np.zeros(bins.shape, dtype=np.int8)
-                cells = []
-                for c in range(cuts.size):
-                    edge = target_bin[:, c][:, None]
-                    drawn_tier += bins < edge
-                    cells.append(np.nonzero(bins == edge))
-                for c, (d, r) in enumerate(cells):
-                    pending.add(d, r + rows.start, c, values[d, r], w[r], drawn_tier[d, r])
-                assign(rows, drawn_tier)
-                bar.advance()
-            pending.settle(above, targets, point_tier, same, top)
-    same /= n_draws
-    top /= n_draws
+        same, top, method = _drawn_tier_shares(
+            expected_passes, weights, n_draws, cuts, bounds, grid, exact_limit,
+            bar.advance, on_values=add_tier_totals,
+        )  # fmt: skip
+        if realised:
+            same_real, top_real = _realised_tier_shares(
+                forecast, point_tier, n_draws, cuts, bounds, point_bounds, exact_limit,
+                bar.advance,
+            )  # fmt: skip
 
     tier_cat = pd.Categorical.from_codes(point_tier, categories=names, ordered=True)
     p_alive = table["probability_alive"].to_numpy()
@@ -472,6 +643,11 @@ def segment(
             "tier": tier_cat[row_of_customer],
             "tier_probability": same[row_of_customer],
             "top_tier_probability": top[row_of_customer],
+            **(
+                {"tier_probability_realised": same_real, "top_tier_probability_realised": top_real}
+                if realised
+                else {}
+            ),
             "activity": activity_cat,
             "segment": pd.Categorical.from_codes(segment_codes, categories=labels),
         },
@@ -480,13 +656,20 @@ def segment(
     summary = _tier_summary(
         names, point_tier, row_clv, weights, same, tier_totals, level, point_bounds
     )
+    if realised:
+        customer_tier = point_tier[row_of_customer]
+        counts = np.bincount(customer_tier, minlength=n_tiers)
+        summary["mean_tier_probability_realised"] = np.bincount(
+            customer_tier, weights=same_real, minlength=n_tiers
+        ) / np.where(counts > 0, counts, np.nan)
     grid = _grid(customers, names, band_names)
     settings = {
         "tiers": dict(zip(names, shares.tolist(), strict=True)) if cuts is not None else None,
         "thresholds": dict(zip(names[:-1], bounds.tolist(), strict=True)) if cuts is None else None,
         "activity_bands": dict(zip(band_names[:-1], band_bounds.tolist(), strict=True)),
         "interval": level,
-        "boundaries": "fixed" if fixed else ("exact" if exact else "histogram"),
+        "boundaries": method,
+        "realised": realised,
         "n_draws": n_draws,
     }
     return Segmentation(customers=customers, tiers=summary, grid=grid, settings=settings)

@@ -167,11 +167,21 @@ def test_fused_row_terms_match_the_plain_graph_in_value_and_gradient(cdnow_summa
         assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 
-@pytest.mark.parametrize("cls", [HierarchicalBetaGeo, HierarchicalGammaGamma])
-def test_pooled_numpy_density_equals_the_pymc_model(cls, cdnow_summary):
-    model = cls()
-    prep = model._prepare(cdnow_summary, "test")
-    priors = model._resolve_priors(prep.centre)
+@pytest.mark.parametrize(
+    ("cls", "covariates"),
+    [
+        (HierarchicalBetaGeo, {}),
+        (HierarchicalGammaGamma, {}),
+        # pooled covariate coefficients join the whitened coordinates
+        (HierarchicalBetaGeo, {"purchase_covariates": ["first_cds", "channel"],
+                               "dropout_covariates": ["multi_cd"]}),
+        (HierarchicalGammaGamma, {"spend_covariates": ["channel"]}),
+    ],
+)
+def test_pooled_numpy_density_equals_the_pymc_model(cls, covariates, cdnow_covariates):
+    model = cls(**covariates)
+    prep = model._prepare(cdnow_covariates, "test")
+    priors = model._resolve_priors(prep.centre, model._coefficient_scales(prep))
     log_density, expand, start = model._pooled_density(prep, priors)
     pymc_model, keep = model._build_model(prep, priors, "auto")
     logp = pymc_model.compile_logp()

@@ -1,7 +1,8 @@
 """Data sets bundled with clvmodels.
 
 The CDNOW transaction logs of Fader, Hardie and Lee (2005), as distributed by Bruce
-Hardie; see ``README.md`` in this folder for the source and the citation.
+Hardie, and the simulated apparel retailer of R's CLVTools with its customer
+covariates; see ``README.md`` in this folder for the sources and the citations.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["load_cdnow"]
+__all__ = ["load_apparel", "load_apparel_covariates", "load_cdnow"]
 
 _FILES = {True: "cdnow_sample.csv.gz", False: "cdnow_master.csv.gz"}
 
@@ -64,3 +65,59 @@ def load_cdnow(sample: bool = True) -> pd.DataFrame:
     2            1 1997-08-02         1   14.96
     """
     return _read(_FILES[bool(sample)]).copy()
+
+
+@lru_cache(maxsize=2)
+def _read_apparel(name: str) -> pd.DataFrame:
+    with resources.files(__name__).joinpath(name).open("rb") as fh:
+        return pd.read_csv(fh, compression="gzip")
+
+
+def load_apparel() -> pd.DataFrame:
+    """The apparel retailer's transactions, 2005-01-03 to 2006-07-16 (simulated).
+
+    The example data of R's CLVTools (``apparelTrans``): 250 customers, each making a
+    first purchase on 3 January 2005, and their 3,648 purchases over 80 weeks.
+    CLVTools' vignette fits the Pareto/NBD on the first 40 weeks (up to 2005-10-10),
+    with and without the covariates of :func:`load_apparel_covariates`; the tests of
+    clvmodels reproduce its published estimates.
+
+    Returns
+    -------
+    DataFrame
+        One row per purchase: ``customer_id`` (int), ``date`` (datetime64) and
+        ``amount`` (the price paid, float). A fresh copy on each call.
+
+    Examples
+    --------
+    >>> from clvmodels import load_apparel
+    >>> log = load_apparel()
+    >>> log.shape, log["customer_id"].nunique(), str(log["date"].min().date())
+    ((3648, 3), 250, '2005-01-03')
+    """
+    frame = _read_apparel("apparel_transactions.csv.gz").copy()
+    frame["date"] = pd.to_datetime(frame["date"], format="%Y-%m-%d")
+    return frame
+
+
+def load_apparel_covariates() -> pd.DataFrame:
+    """Time-invariant covariates of the apparel retailer's customers (simulated).
+
+    CLVTools' ``apparelStaticCov``: one row per customer of :func:`load_apparel`.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``customer_id``, with ``gender`` (0 male, 1 female) and
+        ``channel`` (acquisition channel: 0 online, 1 offline), both int. Join it to a
+        summary to use them as covariates. A fresh copy on each call.
+
+    Examples
+    --------
+    >>> from clvmodels import load_apparel, load_apparel_covariates, rfm_summary
+    >>> summary = rfm_summary(load_apparel(), "customer_id", "date",
+    ...                       observation_end="2005-10-10").join(load_apparel_covariates())
+    >>> summary[["gender", "channel"]].mean().round(3).tolist()
+    [0.712, 0.42]
+    """
+    return _read_apparel("apparel_covariates.csv.gz").set_index("customer_id")

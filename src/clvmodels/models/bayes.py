@@ -149,7 +149,8 @@ from clvmodels.models import ops as _ops
 from clvmodels.models._pytensor_likelihoods import as_data
 from clvmodels.models._sampling import run_inference, sample_density
 from clvmodels.models.base import BaseModel, register_model_factory, write_model_file
-from clvmodels.models.mle import MaximumLikelihoodModel
+from clvmodels.models.covariates import CovariateDesign
+from clvmodels.models.mle import DESIGN, MaximumLikelihoodModel
 
 __all__ = ["BayesianModel", "SamplingWarning", "bayesian", "compare_loo"]
 
@@ -157,6 +158,10 @@ __all__ = ["BayesianModel", "SamplingWarning", "bayesian", "compare_loo"]
 FORMAT_VERSION = 2
 DEFAULT_GROUP_SIGMA = 0.5
 DEFAULT_PRIOR_SIGMA = 2.0
+#: Default prior sd of a covariate coefficient, per standard deviation of its covariate:
+#: ``gamma_j ~ Normal(0, 1 / sd(z_j))``, so a one-sd change of a covariate scales its
+#: parameters by at most about ``e^2`` with 95% prior probability, in any unit.
+DEFAULT_COEFFICIENT_SIGMA = 1.0
 # Pointwise log-likelihood is n_draws x n_customers floats; above this many values
 # (400 MB) it is left out unless asked for.
 LOG_LIKELIHOOD_LIMIT = 50_000_000
@@ -230,6 +235,10 @@ class _Conditioning:
     precision: np.ndarray
     scale: np.ndarray
     variance: np.ndarray
+    # covariate coefficients of a grouped model (pooled across groups): the centre and
+    # Cholesky factor of their Laplace approximation
+    coefficient_centre: np.ndarray
+    coefficient_chol: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -370,10 +379,50 @@ class BayesianModel(BaseModel, register=False):
             )
 
     def __init__(
-        self, group_col: str | None = None, priors: Mapping[str, Any] | None = None
+        self,
+        group_col: str | None = None,
+        priors: Mapping[str, Any] | None = None,
+        **covariates: Any,
     ) -> None:
         self.group_col = group_col
         self.priors = priors
+        self._store_covariate_settings(covariates)
+
+    # -- covariates (pooled coefficients; see the module notes) ------------------------
+    def _coefficient_names(self) -> list[str]:
+        design = self.covariate_design_
+        return [] if design is None else list(design.coefficients)
+
+    def _mle_settings(self) -> dict[str, Any]:
+        """Covariate settings for the maximum-likelihood fits that precondition the
+        sampler (the penalty is the maximum-likelihood engine's; priors replace it)."""
+        settings = self._covariate_settings()
+        settings.pop("covariate_penalty", None)
+        return settings
+
+    def _new_mle(self) -> Any:
+        mle = self._mle_class(**self._mle_settings())
+        mle._set_covariate_design(self.covariate_design_)
+        return mle
+
+    def _full_coordinates_from_theta(self, theta: Sequence[Any], ops: Any) -> list[Any]:
+        k = len(self.coordinates)
+        return [*self._coordinates_from_theta(list(theta[:k]), ops), *theta[k:]]
+
+    def _full_theta_from_coordinates(self, u: Sequence[Any], ops: Any) -> list[Any]:
+        k = len(self.coordinates)
+        return [*self._theta_from_coordinates(list(u[:k]), ops), *u[k:]]
+
+    def _full_theta_and_jacobian(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = len(self.coordinates)
+        theta, jac = self._theta_and_jacobian(np.asarray(u[:k], dtype=float))
+        if len(u) == k:
+            return theta, jac
+        c = len(u) - k
+        full = np.zeros((k + c, k + c))
+        full[:k, :k] = jac
+        full[k:, k:] = np.eye(c)
+        return np.concatenate([theta, u[k:]]), full
 
     # -- declarations a model may override (see the module notes) ---------------------
     def _theta_from_coordinates(self, u: Sequence[Any], ops: Any) -> list[Any]:
@@ -416,11 +465,25 @@ class BayesianModel(BaseModel, register=False):
     ) -> Any:
         """Weighted total log-likelihood as a PyTensor scalar; ``params`` per group."""
         ops = _ops.pytensor_ops()
+        names = type(self).param_names
         if stats.n_groups == 1:
-            per_row = {k: v[0] for k, v in params.items()}
+            per_row = {k: params[k][0] for k in names}
         else:
-            per_row = {k: v[stats.group] for k, v in params.items()}
-        values = self.log_likelihood(per_row, stats.columns, ops)
+            per_row = {k: params[k][stats.group] for k in names}
+        design = self.covariate_design_
+        if design is not None:
+            gamma = pt.stack([params[name] for name in design.coefficients])
+            matrix = stats.columns[DESIGN]
+            for role, effects in self.covariate_effects.items():
+                if role not in design.role_design:
+                    continue
+                eta = pt.dot(
+                    as_data(matrix[:, design.role_design[role]]),
+                    gamma[design.role_coefficients[role]],
+                )
+                for name, sign in effects:
+                    per_row[name] = per_row[name] * pt.exp(sign * eta)
+        values = self.log_likelihood(per_row, self._data(stats.columns), ops)
         return pt.sum(pt.as_tensor(stats.weight) * values)
 
     def _pointwise_log_likelihood(self, params: Mapping[str, np.ndarray], stats: Any) -> np.ndarray:
@@ -428,18 +491,48 @@ class BayesianModel(BaseModel, register=False):
 
         ``params`` have shape ``(..., n_groups)``; the result ``(..., n_rows)``.
         """
-        names = list(params)
+        names = list(type(self).param_names)
         lead = params[names[0]].shape[:-1]
-        flat = {k: np.asarray(v, dtype=float).reshape(-1, v.shape[-1]) for k, v in params.items()}
+        flat = {
+            k: np.asarray(params[k], dtype=float).reshape(-1, params[k].shape[-1]) for k in names
+        }
         n_draws, n_rows = flat[names[0]].shape[0], len(stats.weight)
+        design = self.covariate_design_
+        gamma = None
+        if design is not None:
+            gamma = np.stack(
+                [np.asarray(params[c], dtype=float).reshape(-1) for c in design.coefficients],
+                axis=-1,
+            )
         out = np.empty((n_draws, n_rows))
         step = max(1, 200_000 // max(n_rows, 1))
         with np.errstate(all="ignore"):
             for start in range(0, n_draws, step):
                 block = slice(start, start + step)
                 per_row = {k: v[block][:, stats.group] for k, v in flat.items()}
-                out[block] = self.log_likelihood(per_row, stats.columns, _ops.NUMPY)
+                if gamma is not None:
+                    theta = {k: (v if k in self.real_params else np.log(v))
+                             for k, v in per_row.items()}
+                    per_row = self._natural(
+                        self._row_theta(theta, gamma[block], stats.columns[DESIGN])
+                    )
+                out[block] = self.log_likelihood(per_row, self._data(stats.columns), _ops.NUMPY)
         return out.reshape(*lead, n_rows)
+
+    # The engine's routes to the likelihood: a model's own sufficient statistics where
+    # it has them, the generic rows (RowTable) otherwise and always with covariates.
+    def _statistics(self, arrays, group, weights, n_groups) -> Any:
+        if self.covariate_design_ is not None:
+            return BayesianModel._likelihood_statistics(self, arrays, group, weights, n_groups)
+        return self._likelihood_statistics(arrays, group, weights, n_groups)
+
+    def _route(self, stats: Any, name: str) -> Any:
+        method = getattr(BayesianModel, name)
+        if isinstance(stats, RowTable) and type(self)._likelihood_statistics is not (
+            BayesianModel._likelihood_statistics
+        ):
+            return functools.partial(method, self)
+        return getattr(self, name)
 
     # -- contract members a Bayesian model does not have ------------------------------
     @classmethod
@@ -460,7 +553,17 @@ class BayesianModel(BaseModel, register=False):
 
     # -- preparation --------------------------------------------------------------------
     def _prepare(self, data: Any, context: str) -> _Prepared:
-        columns = tuple(self.data_columns)
+        try:
+            spec = self._covariate_spec()
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}: {err}") from None
+        if spec is not None and any(spec.penalty.values()):
+            raise ValueError(
+                f"{type(self).__name__}: covariate_penalty belongs to maximum likelihood; a "
+                "Bayesian model puts priors on the coefficients (priors={'<coefficient>': "
+                "{'sigma': ...}})"
+            )
+        columns = self._likelihood_columns()
         frame = validate_summary(
             data,
             require_monetary="monetary_value" in columns,
@@ -474,15 +577,26 @@ class BayesianModel(BaseModel, register=False):
         # Every group of the data gets parameters, even one whose customers the
         # likelihood leaves out (e.g. a group without repeat buyers).
         groups = pd.Index(sorted(labels.unique()), dtype=object)
+        design = None if spec is None else CovariateDesign.learn(spec, frame, context)
+        self._set_covariate_design(design)
         pooled_mle = self._pooled_mle(frame, context)
         use = np.asarray(self._fit_rows(frame), dtype=bool)
         rows = frame.loc[use]
         codes = groups.get_indexer(labels[use])
         table = rows[list(columns)].assign(_group=codes)
-        distinct, weights, inverse = compress(table, columns=columns, extra=("_group",))
+        extra: tuple[str, ...] = ("_group",)
+        if design is not None:
+            matrix = design.matrix(rows, context)
+            names = [f"_z{j}" for j in range(matrix.shape[1])]
+            table = table.assign(**dict(zip(names, matrix.T, strict=True)))
+            extra = (*extra, *names)
+        distinct, weights, inverse = compress(table, columns=columns, extra=extra)
         arrays = {c: distinct[c].to_numpy(dtype=float) for c in columns}
+        if design is not None:
+            arrays[DESIGN] = distinct[list(extra[1:])].to_numpy(dtype=float)
+            design.check_identifiable(arrays[DESIGN], weights, context)
         row_codes = distinct["_group"].to_numpy(dtype=np.int64)
-        stats = self._likelihood_statistics(arrays, row_codes, weights, len(groups))
+        stats = self._statistics(arrays, row_codes, weights, len(groups))
         return _Prepared(
             customers=rows.index,
             groups=groups,
@@ -500,7 +614,7 @@ class BayesianModel(BaseModel, register=False):
     def _pooled_mle(self, frame: pd.DataFrame, context: str) -> Any:
         """The maximum-likelihood fit of all customers, which also checks that the data
         suit the model; None where it does not converge (the priors may still do)."""
-        mle = self._mle_class()
+        mle = self._mle_class(**self._mle_settings())
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -514,14 +628,14 @@ class BayesianModel(BaseModel, register=False):
         """The maximum-likelihood fit on the distinct rows in ``mask``, or None."""
         if mask.sum() < len(self.param_names):
             return None
-        mle = self._mle_class()
+        mle = self._new_mle()
         weights = prep.weights[mask]
         arrays = {k: v[mask] for k, v in prep.arrays.items()}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 mle._fit_arrays(
-                    mle._with_cache(arrays, weights), weights, round(float(weights.sum())), 0.0
+                    mle._fit_cache(arrays, weights), weights, round(float(weights.sum())), 0.0
                 )
         except (ConvergenceError, ValueError, np.linalg.LinAlgError, FloatingPointError):
             return None
@@ -535,35 +649,61 @@ class BayesianModel(BaseModel, register=False):
         if not np.all(np.isfinite(cov)) or np.linalg.eigvalsh(cov).min() <= 0:
             return None
         # Delta method: the coordinates are smooth functions of the transformed parameters.
-        u, jac = _value_and_jacobian(self._coordinates_from_theta, mle._theta)
+        u, jac = _value_and_jacobian(self._full_coordinates_from_theta, mle._theta)
         return u, jac @ cov @ jac.T
 
-    def _resolve_priors(self, centre: np.ndarray | None) -> dict[str, Any]:
-        """The priors in force; ``centre`` None only checks the user's overrides."""
+    def _resolve_priors(
+        self, centre: np.ndarray | None, coefficient_scale: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """The priors in force; ``centre`` None only checks the user's overrides.
+
+        Coefficients get ``Normal(0, DEFAULT_COEFFICIENT_SIGMA / sd(z_j))`` unless the
+        user says otherwise (``coefficient_scale``: the sd of each coefficient's
+        covariate among the fitted customers).
+        """
         names = list(self.coordinates)
+        coefficients = self._coefficient_names()
         user = dict(self.priors or {})
-        unknown = set(user) - {*names, "group_sigma"}
+        unknown = set(user) - {*names, *coefficients, "group_sigma"}
+        if centre is None and self.covariate_design_ is None:
+            # coefficient names are known once the data have been seen
+            unknown = {k for k in unknown if ":" not in str(k)}
         if unknown:
             raise ValueError(
-                f"{type(self).__name__}: unknown prior keys {sorted(unknown)}; allowed are "
-                f"{[*names, 'group_sigma']}"
+                f"{type(self).__name__}: unknown prior keys {sorted(map(str, unknown))}; allowed "
+                f"are {[*names, *coefficients, 'group_sigma']}"
             )
         resolved: dict[str, Any] = {}
-        for j, name in enumerate(names):
+        for j, name in enumerate([*names, *coefficients]):
             spec = user.get(name, {})
             if not isinstance(spec, Mapping) or set(spec) - {"mu", "sigma"}:
                 raise ValueError(
                     f"prior for {name!r} must be a dict with keys 'mu' and/or 'sigma' (a "
                     f"normal prior on that coordinate), got {spec!r}"
                 )
+            if j >= len(names):
+                default_mu, default_sigma = 0.0, DEFAULT_COEFFICIENT_SIGMA
+                if coefficient_scale is not None:
+                    default_sigma = DEFAULT_COEFFICIENT_SIGMA / coefficient_scale[j - len(names)]
+            else:
+                default_mu = 0.0 if centre is None else centre[j]
+                default_sigma = DEFAULT_PRIOR_SIGMA
             try:
-                mu = float(spec.get("mu", 0.0 if centre is None else centre[j]))
-                sigma = float(spec.get("sigma", DEFAULT_PRIOR_SIGMA))
+                mu = float(spec.get("mu", default_mu))
+                sigma = float(spec.get("sigma", default_sigma))
             except (TypeError, ValueError) as err:
                 raise ValueError(f"prior for {name!r} needs numbers, got {spec!r}") from err
             if not np.isfinite(mu) or not np.isfinite(sigma) or sigma <= 0:
                 raise ValueError(f"prior for {name!r} needs finite mu and sigma > 0, got {spec}")
             resolved[name] = {"mu": mu, "sigma": sigma}
+        for name, spec in user.items():
+            if name not in resolved and name != "group_sigma" and (
+                not isinstance(spec, Mapping) or set(spec) - {"mu", "sigma"}
+            ):
+                raise ValueError(
+                    f"prior for {name!r} must be a dict with keys 'mu' and/or 'sigma', got "
+                    f"{spec!r}"
+                )
         group_sigma = user.get("group_sigma", DEFAULT_GROUP_SIGMA)
         if not isinstance(group_sigma, Mapping):
             group_sigma = dict.fromkeys(names, group_sigma)
@@ -579,17 +719,31 @@ class BayesianModel(BaseModel, register=False):
             raise ValueError(f"group_sigma must be positive, got {resolved['group_sigma']}")
         return resolved
 
+    def _coefficient_scales(self, prep: _Prepared) -> np.ndarray | None:
+        """The sd of each coefficient's covariate among the fitted customers."""
+        design = self.covariate_design_
+        if design is None:
+            return None
+        matrix, weights = prep.arrays[DESIGN], prep.weights
+        mean = weights @ matrix / weights.sum()
+        sd = np.sqrt(weights @ (matrix - mean) ** 2 / weights.sum())
+        column = np.empty(len(design.coefficients), dtype=np.intp)
+        for role, coef in design.role_coefficients.items():
+            column[coef] = design.role_design[role]
+        return sd[column]
+
     def _preconditioning(self, prep: _Prepared, m0: np.ndarray, s0: np.ndarray) -> _Conditioning:
         """Coordinates for the sampler, from maximum-likelihood fits of the groups and
         of all customers (see :class:`_Conditioning`). None of this changes the
-        posterior."""
+        posterior. ``m0`` and ``s0`` hold the prior of the coordinates and then of the
+        covariate coefficients; a group's fit informs its coordinates only (its
+        coefficients, pooled across groups, are integrated out of its covariance)."""
         G, K = len(prep.groups), len(self.coordinates)
         grouped = self.group_col is not None
-        fits = (
-            [self._mle_coordinates(self._fit_mle_rows(prep, prep.codes == g)) for g in range(G)]
-            if grouped
-            else []
-        )
+        fits = []
+        for g in range(G) if grouped else ():
+            fit = self._mle_coordinates(self._fit_mle_rows(prep, prep.codes == g))
+            fits.append(None if fit is None else (fit[0][:K], fit[1][:K, :K]))
         u_hat, precision, scale = np.zeros((G, K)), np.zeros((G, K, K)), np.zeros((G, K, K))
         variance = np.full((G, K), np.inf)
         for g, fit in enumerate(fits):
@@ -612,16 +766,24 @@ class BayesianModel(BaseModel, register=False):
             noise = np.stack([np.diag(f[1]) for f in known]).mean(axis=0)
             spread = np.sqrt(np.maximum(estimates.var(axis=0, ddof=1) - noise, 0.0))
         pooled = self._mle_coordinates(prep.pooled_mle)
-        if pooled is None:
-            centre, post_cov = m0.copy(), np.diag(s0**2)
-        else:
-            # Laplace approximation of the population posterior: likelihood (widened
-            # by the spread of G groups around their mean) times the prior.
-            m_hat, cov = pooled
-            cov = cov + np.diag(spread**2 / max(G, 1))
-            post_cov = np.linalg.inv(np.linalg.inv(cov) + np.diag(1 / s0**2))
-            centre = post_cov @ (np.linalg.solve(cov, m_hat) + m0 / s0**2)
+        widen = np.zeros(len(m0))
+        widen[:K] = spread**2 / max(G, 1)
+        # Laplace approximation of the population posterior: likelihood (widened by the
+        # spread of G groups around their mean) times the prior; for a grouped model the
+        # coordinates and the coefficients are approximated apart.
+        parts = [slice(0, K), slice(K, len(m0))] if grouped else [slice(0, len(m0))]
+        laplace = []
+        for part in parts:
+            if pooled is None:
+                centre, post_cov = m0[part].copy(), np.diag(s0[part] ** 2)
+            else:
+                m_hat, cov = pooled[0][part], pooled[1][part, part] + np.diag(widen[part])
+                post_cov = np.linalg.inv(np.linalg.inv(cov) + np.diag(1 / s0[part] ** 2))
+                centre = post_cov @ (np.linalg.solve(cov, m_hat) + m0[part] / s0[part] ** 2)
+            laplace.append((centre, post_cov))
+        centre, post_cov = laplace[0]
         sd = np.sqrt(np.diag(post_cov))
+        coefficients = laplace[1] if grouped else (np.zeros(0), np.zeros((0, 0)))
         return _Conditioning(
             centre=centre,
             chol=np.linalg.cholesky(post_cov),
@@ -630,6 +792,10 @@ class BayesianModel(BaseModel, register=False):
             precision=precision,
             scale=scale,
             variance=variance,
+            coefficient_centre=coefficients[0],
+            coefficient_chol=np.linalg.cholesky(coefficients[1]) if len(coefficients[0]) else (
+                np.zeros((0, 0))
+            ),
         )
 
     # -- pooled density without a graph ------------------------------------------------
@@ -643,22 +809,22 @@ class BayesianModel(BaseModel, register=False):
         coordinate map. A pooled posterior has a handful of dimensions; compiling a
         graph for it costs more than the sampling does.
         """
-        names = list(self.coordinates)
+        names = [*self.coordinates, *self._coefficient_names()]
         m0 = np.array([priors[k]["mu"] for k in names])
         s0 = np.array([priors[k]["sigma"] for k in names])
         conditioning = self._preconditioning(prep, m0, s0)
         centre, chol = conditioning.centre, conditioning.chol
-        fitter = self._mle_class()
+        fitter = self._new_mle()
         weights = prep.weights
-        arrays = fitter._with_cache(dict(prep.arrays), weights)
+        arrays = fitter._fit_cache(dict(prep.arrays), weights)
         log_normaliser = float(np.sum(-np.log(s0) - 0.5 * np.log(2 * np.pi)))
 
         def log_density(v: np.ndarray) -> tuple[float, np.ndarray]:
             mu = centre + chol @ v
-            theta, jacobian = self._theta_and_jacobian(mu)
+            theta, jacobian = self._full_theta_and_jacobian(mu)
             # Far in the tails terms overflow to inf: that point is rejected, quietly.
             with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-                neg_loglik, grad = fitter._neg_loglik_grad(theta, arrays, weights)
+                neg_loglik, grad = fitter._nll_and_grad(theta, arrays, weights)
             z = (mu - m0) / s0
             value = -float(neg_loglik) + log_normaliser - 0.5 * float(z @ z)
             if not (np.isfinite(value) and np.all(np.isfinite(grad))):
@@ -666,7 +832,7 @@ class BayesianModel(BaseModel, register=False):
             return value, chol.T @ (-(jacobian.T @ grad) - z / s0)
 
         def expand(v: np.ndarray) -> list[np.ndarray]:
-            theta = self._theta_from_coordinates(list(centre + chol @ v), _ops.NUMPY)
+            theta = self._full_theta_from_coordinates(list(centre + chol @ v), _ops.NUMPY)
             values = self._to_params(theta, _ops.NUMPY)
             return [np.asarray(values[k], dtype=float) for k in self.param_names]
 
@@ -677,10 +843,11 @@ class BayesianModel(BaseModel, register=False):
         self, prep: _Prepared, priors: Mapping[str, Any], centering: str, fused: bool = True
     ) -> tuple[pm.Model, list[str]]:
         coords_ = list(self.coordinates)
-        K = len(coords_)
+        coefficients = self._coefficient_names()
+        K, C = len(coords_), len(coefficients)
         G = len(prep.groups)
-        m0 = np.array([priors[k]["mu"] for k in coords_])
-        s0 = np.array([priors[k]["sigma"] for k in coords_])
+        m0 = np.array([priors[k]["mu"] for k in [*coords_, *coefficients]])
+        s0 = np.array([priors[k]["sigma"] for k in [*coords_, *coefficients]])
         tau = np.array([priors["group_sigma"][k] for k in coords_])
         grouped = self.group_col is not None
         dims = {self.group_col: list(prep.groups)} if grouped else {}
@@ -692,21 +859,38 @@ class BayesianModel(BaseModel, register=False):
 
         # Numbers that change with the data enter as shared data, so that the compiled
         # C code is reused across data sets (see as_data).
-        m0_d, s0_d, tau_d = as_data(m0), as_data(s0), as_data(tau)
+        tau_d = as_data(tau)
         with pm.Model(coords=dims) as model:
-            v = pm.Flat("population_offset", shape=K)
             if not grouped:
-                # The coordinates whitened around their Laplace approximation:
-                # mu = centre + L v has a constant Jacobian.
-                mu = as_data(cond.centre) + (as_data(cond.chol) * v[None, :]).sum(axis=-1)
-                log_jacobian = 0.0
+                # The coordinates (and coefficients) whitened around their Laplace
+                # approximation: mu = centre + L v has a constant Jacobian.
+                v = pm.Flat("population_offset", shape=K + C)
+                full = as_data(cond.centre) + (as_data(cond.chol) * v[None, :]).sum(axis=-1)
+                pm.Potential(
+                    "population_prior",
+                    pm.logp(pm.Normal.dist(as_data(m0), as_data(s0)), full).sum(),
+                )
+                mu, gamma = full[:K], full[K:]
             else:
+                v = pm.Flat("population_offset", shape=K)
                 sigma = _spreads(coords_, tau_d)
-                mu, log_jacobian = _conditional_population(v, sigma, m0, s0, cond)
-            pm.Potential(
-                "population_prior",
-                pm.logp(pm.Normal.dist(m0_d, s0_d), mu).sum() + log_jacobian,
-            )
+                mu, log_jacobian = _conditional_population(v, sigma, m0[:K], s0[:K], cond)
+                pm.Potential(
+                    "population_prior",
+                    pm.logp(pm.Normal.dist(as_data(m0[:K]), as_data(s0[:K])), mu).sum()
+                    + log_jacobian,
+                )
+                gamma = None
+                if C:
+                    # coefficients pooled across groups, whitened likewise
+                    w_c = pm.Flat("coefficient_offset", shape=C)
+                    gamma = as_data(cond.coefficient_centre) + (
+                        as_data(cond.coefficient_chol) * w_c[None, :]
+                    ).sum(axis=-1)
+                    pm.Potential(
+                        "coefficient_prior",
+                        pm.logp(pm.Normal.dist(as_data(m0[K:]), as_data(s0[K:])), gamma).sum(),
+                    )
             if not grouped:
                 u = mu[None, :]
             else:
@@ -721,17 +905,22 @@ class BayesianModel(BaseModel, register=False):
                 pm.Potential("group_prior", log_prior)
             ops = _ops.pytensor_ops()
             theta = self._theta_from_coordinates([u[:, j] for j in range(K)], ops)
-            values = self._to_params(theta, ops)
+            values = {
+                name: value if name in self.real_params else ops.exp(value)
+                for name, value in zip(type(self).param_names, theta, strict=True)
+            }
             params = {}
-            for name in self.param_names:
+            for name in type(self).param_names:
                 if grouped:
                     params[name] = pm.Deterministic(name, values[name], dims=self.group_col)
                 else:
                     params[name] = pm.Deterministic(name, values[name][0])[None]
-            pm.Potential(
-                "log_likelihood", self._total_log_likelihood(params, prep.stats, fused)
-            )
-        keep = list(self.param_names) + (
+            for j, name in enumerate(coefficients):
+                # NetCDF-safe names in the graph; renamed after sampling
+                params[name] = pm.Deterministic(f"coefficient_{j}", gamma[j])
+            total = self._route(prep.stats, "_total_log_likelihood")
+            pm.Potential("log_likelihood", total(params, prep.stats, fused))
+        keep = list(type(self).param_names) + [f"coefficient_{j}" for j in range(C)] + (
             [f"mu_{k}" for k in coords_] + [f"sigma_{k}" for k in coords_] if grouped else []
         )
         return model, keep
@@ -830,10 +1019,11 @@ class BayesianModel(BaseModel, register=False):
         self._resolve_priors(None)  # bad keys fail before any work
         context = f"{type(self).__name__}.fit"
         prep = self._prepare(data, context)
-        priors = self._resolve_priors(prep.centre)
+        priors = self._resolve_priors(prep.centre, self._coefficient_scales(prep))
+        safe = {f"coefficient_{j}": name for j, name in enumerate(self._coefficient_names())}
         if pooled_numpy:
             log_density, expand, start = self._pooled_density(prep, priors)
-            keep = list(self.param_names)
+            keep = [*type(self).param_names, *safe]
             idata = sample_density(
                 lambda: log_density,
                 lambda: expand,
@@ -856,7 +1046,7 @@ class BayesianModel(BaseModel, register=False):
                 method=method,
                 sampler=sampler,
                 backend=backend,
-                n_terms=self._graph_terms(prep.stats),
+                n_terms=self._route(prep.stats, "_graph_terms")(prep.stats),
                 draws=int(draws),
                 tune=int(tune),
                 chains=int(chains),
@@ -864,6 +1054,8 @@ class BayesianModel(BaseModel, register=False):
                 progressbar=progressbar,
                 **kwargs,
             )
+        if safe:
+            idata.posterior = idata.posterior.rename(safe)
         bad = _non_finite(idata.posterior, list(self.param_names))
         if bad:
             raise ConvergenceError(
@@ -886,6 +1078,9 @@ class BayesianModel(BaseModel, register=False):
             "n_excluded": prep.n_excluded,
             "n_rows": len(prep.weights),
         }
+        if self.covariate_design_ is not None:
+            config["covariate_settings"] = self.covariate_design_.spec.settings()
+            config["covariates"] = self.covariate_design_.to_json()
         idata.posterior.attrs["clvmodels_model"] = type(self).__name__
         idata.posterior.attrs["clvmodels_config"] = json.dumps(config)
         self._set_from_idata(idata, config)
@@ -932,7 +1127,8 @@ class BayesianModel(BaseModel, register=False):
             for k in self.param_names:
                 values = posterior[k].to_numpy()
                 params[k] = values if self.group_col else values[..., None]
-            per_row = self._pointwise_log_likelihood(params, prep.stats)
+            pointwise = self._route(prep.stats, "_pointwise_log_likelihood")
+            per_row = pointwise(params, prep.stats)
             per_customer = per_row[..., prep.inverse]
             dim = "customer"
             name = self.log_likelihood_var
@@ -946,10 +1142,14 @@ class BayesianModel(BaseModel, register=False):
 
     # -- fitted state ---------------------------------------------------------------
     def _params_from_coordinates(self, u: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's parameters (not the coefficients) at coordinates ``u``."""
         u = np.asarray(u, dtype=float)
         theta = self._theta_from_coordinates([u[..., j] for j in range(u.shape[-1])], _ops.NUMPY)
-        values = self._to_params(theta, _ops.NUMPY)
-        return {k: np.asarray(values[k], dtype=float) for k in self.param_names}
+        names = type(self).param_names
+        return {
+            k: np.asarray(v if k in self.real_params else np.exp(v), dtype=float)
+            for k, v in zip(names, theta, strict=True)
+        }
 
     def _set_from_idata(self, idata: az.InferenceData, config: Mapping[str, Any]) -> None:
         self.idata_ = idata
@@ -969,12 +1169,18 @@ class BayesianModel(BaseModel, register=False):
             self.population_params_ = self.params_.copy()
         else:
             self.groups_ = pd.Index([str(g) for g in post[self.group_col].to_numpy()], dtype=object)
+            # coefficients are shared by every group
             self.params_ = pd.DataFrame(
-                {k: post[k].mean(("chain", "draw")).to_numpy() for k in names},
+                {
+                    k: np.broadcast_to(post[k].mean(("chain", "draw")).to_numpy(),
+                                       (len(self.groups_),))
+                    for k in names
+                },
                 index=pd.Index(self.groups_, name=self.group_col),
             )
             u = np.array([float(post[f"mu_{k}"].mean()) for k in self.coordinates])
             population = self._params_from_coordinates(u)
+            population.update({k: post[k].mean() for k in self._coefficient_names()})
             self.population_params_ = pd.Series(
                 [float(population[k]) for k in names], index=names, name="population"
             )
@@ -1104,11 +1310,14 @@ class BayesianModel(BaseModel, register=False):
         if self.group_col is None:
             return pd.DataFrame({k: self._posterior_matrix(k)[pick] for k in names})
         G = len(self.groups_)
+        coefficients = self._coefficient_names()
         frame = pd.DataFrame(
             {
                 "draw": np.repeat(np.arange(n), G),
                 self.group_col: np.tile(np.asarray(self.groups_, dtype=object), n),
-                **{k: self._posterior_matrix(k)[pick].ravel() for k in names},
+                **{k: self._posterior_matrix(k)[pick].ravel() for k in type(self).param_names},
+                # coefficients are shared by the groups: the same value on each row of a draw
+                **{k: np.repeat(self._posterior_matrix(k)[pick], G) for k in coefficients},
             }
         )
         # A new group: coordinates drawn from the population distribution per draw.
@@ -1120,15 +1329,24 @@ class BayesianModel(BaseModel, register=False):
             ]
         )
         population = self._params_from_coordinates(u)
+        population.update({k: self._posterior_matrix(k)[pick] for k in coefficients})
         frame.attrs["population"] = pd.DataFrame({"draw": np.arange(n), **population})
         return frame
 
     def _params_for(
         self, data: pd.DataFrame | None, draws: pd.DataFrame | None = None
     ) -> dict[str, np.ndarray]:
-        """Each customer's group parameters: ``(n,)``, or ``(n_draws, n)`` with draws."""
+        """Each customer's group parameters: ``(n,)``, or ``(n_draws, n)`` with draws;
+        with covariates, scaled by each row's covariates (the base parameters without
+        ``data``)."""
+        base = self._group_params_for(data, draws)
+        return self._apply_covariates(base, data, draws)
+
+    def _group_params_for(
+        self, data: pd.DataFrame | None, draws: pd.DataFrame | None = None
+    ) -> dict[str, np.ndarray]:
         self._check_fitted()
-        names = list(self.param_names)
+        names = list(type(self).param_names)
         if self.group_col is None:
             if draws is None:
                 return {k: np.asarray(float(self.params_[k])) for k in names}
@@ -1222,7 +1440,24 @@ class BayesianModel(BaseModel, register=False):
         posterior parameters that are missing, not finite or out of range in any draw.
         """
         config = _checked_config(idata, source)
-        model = cls(group_col=config["group_col"], priors=config.get("priors"))
+        settings = config.get("covariate_settings") or {}
+        try:
+            model = cls(group_col=config["group_col"], priors=config.get("priors"), **settings)
+            spec = model._covariate_spec()
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(
+                f"{source}: field 'clvmodels_config.covariate_settings' is invalid ({err})"
+            ) from err
+        field = "clvmodels_config.covariates"
+        if (spec is None) != (config.get("covariates") is None):
+            raise ModelFileError(
+                f"{source}: fields 'clvmodels_config.covariate_settings' and '{field}' must "
+                "be given together"
+            )
+        if spec is not None:
+            model._set_covariate_design(
+                CovariateDesign.from_json(spec, config["covariates"], source, field=field)
+            )
         try:
             model._resolve_priors(None)
         except ValueError as err:
@@ -1257,12 +1492,13 @@ class BayesianModel(BaseModel, register=False):
                 )
         positive = self._positive()
         names = list(self.param_names)
+        base = set(type(self).param_names)
         hyper = [f"mu_{k}" for k in self.coordinates] + [f"sigma_{k}" for k in self.coordinates]
         for name in names + (hyper if group_col else []):
             if name not in post.data_vars:
                 raise ModelFileError(f"{source}: field 'posterior.{name}' is missing")
             var = post[name]
-            dims = want if name in names else ("chain", "draw")
+            dims = want if name in base else ("chain", "draw")
             if tuple(var.dims) != dims:
                 raise ModelFileError(
                     f"{source}: field 'posterior.{name}' has dims {tuple(var.dims)}, "
@@ -1284,7 +1520,8 @@ class BayesianModel(BaseModel, register=False):
                             f"draw (smallest {values.min()!r})"
                         )
                     values = np.log(values)
-                if np.any(np.abs(values) > _LOG_LIMIT):
+                # a coefficient's scale is that of its covariate's units: not bounded
+                if name in base and np.any(np.abs(values) > _LOG_LIMIT):
                     raise ModelFileError(
                         f"{source}: field 'posterior.{name}' is outside the supported range "
                         f"(transformed values within +-{_LOG_LIMIT:g})"
@@ -1321,6 +1558,8 @@ def _checked_config(idata: Any, source: str) -> dict[str, Any]:
         "n_customers": (int,),
         "n_excluded": (int,),
         "n_rows": (int,),
+        "covariate_settings": (dict, type(None)),
+        "covariates": (dict, type(None)),
     }
     missing = sorted(required - set(config))
     if missing:

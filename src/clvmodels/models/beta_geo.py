@@ -13,7 +13,7 @@ The pure functions below take broadcastable NumPy arrays and work in log space;
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,8 @@ from clvmodels.models._shared import n_draws as _n_draws
 from clvmodels.models._shared import purchase_times as _purchase_times
 from clvmodels.models._shared import shaped as _shaped
 from clvmodels.models.base import SimulatedPurchases
-from clvmodels.models.mle import MaximumLikelihoodModel
+from clvmodels.models.covariates import CovariateEffects
+from clvmodels.models.mle import PurchaseDropoutModel
 from clvmodels.models.ops import NUMPY
 
 __all__ = [
@@ -178,12 +179,15 @@ class BetaGeoPredictions:
     transaction-model contract (:mod:`clvmodels.models.base`) from here.
     """
 
-    #: Given alive, a BG/NBD customer's future depends on (x, T) alone (FHL 2005 eq. 10).
-    alive_future_columns: tuple[str, ...] | None = ("frequency", "T")
+    @property
+    def alive_future_columns(self) -> tuple[str, ...] | None:
+        """Given alive, a BG/NBD customer's future depends on (x, T) alone (FHL 2005 eq.
+        10), and on its covariates."""
+        return ("frequency", "T", *getattr(self, "covariate_columns", ()))
 
     @property
     def data_columns(self) -> tuple[str, ...]:
-        return _SUMMARY_COLUMNS
+        return (*_SUMMARY_COLUMNS, *getattr(self, "covariate_columns", ()))
 
     def expected_purchases(
         self, t: Any, data: pd.DataFrame, *, draws: pd.DataFrame | None = None
@@ -368,14 +372,17 @@ class BetaGeoPredictions:
             params = self._population_draws(draws)
             # (n_draws, 1...) against t's shape
             return {k: v.reshape(v.shape[:1] + (1,) * t.ndim) for k, v in params.items()}, None
-        frame = _new_customer_frame(data, getattr(self, "group_col", None))
+        frame = _new_customer_frame(
+            data, getattr(self, "group_col", None), getattr(self, "covariate_columns", ())
+        )
         return self._params_for(frame, draws), frame.index
 
     def _population_draws(self, draws: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Per-draw parameters of a new customer of no known group."""
+        """Per-draw parameters of a new customer of no known group (and covariates at 0
+        or their reference level)."""
         population = draws.attrs.get("population")
         source = draws if population is None else population
-        return {k: source[k].to_numpy(dtype=float) for k in self.param_names}
+        return {k: source[k].to_numpy(dtype=float) for k in type(self).param_names}
 
     # Large frames repeat the same (frequency, recency, T) many times over: with shared
     # parameters, predict each distinct row once.
@@ -387,6 +394,15 @@ class BetaGeoPredictions:
         func: Callable[[dict[str, np.ndarray], pd.DataFrame], Any],
         per_row: bool = False,
     ) -> np.ndarray:
+        covariates = tuple(getattr(self, "covariate_columns", ()))
+        if covariates and getattr(self, "group_col", None) is None:
+            # each row's parameters follow from its covariates: predict each distinct
+            # (history, covariates) row once
+            if len(data) >= self._DISTINCT_ROWS_FROM and not per_row:
+                rows, _, inverse = compress(data, columns=(*_SUMMARY_COLUMNS, *covariates))
+                rows.attrs = dict(data.attrs)
+                return np.asarray(func(self._params_for(rows), rows))[inverse]
+            return np.asarray(func(self._params_for(data), data))
         params = self._params_for(data)
         shared = all(np.ndim(v) == 0 for v in params.values())
         if len(data) >= self._DISTINCT_ROWS_FROM and shared and not per_row:
@@ -432,8 +448,11 @@ class BetaGeoPredictions:
         return self._params_for(None)
 
 
-def _new_customer_frame(data: pd.DataFrame, group_col: str | None) -> pd.DataFrame:
-    """Rows without history (frequency = recency = T = 0) that keep each row's group."""
+def _new_customer_frame(
+    data: pd.DataFrame, group_col: str | None, covariates: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Rows without history (frequency = recency = T = 0) that keep each row's group
+    and covariates."""
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     frame = pd.DataFrame(
@@ -445,6 +464,13 @@ def _new_customer_frame(data: pd.DataFrame, group_col: str | None) -> pd.DataFra
                 f"the model has group-level parameters, but the data has no '{group_col}' column"
             )
         frame[group_col] = data[group_col].to_numpy()
+    for column in covariates:
+        if column not in data.columns:
+            raise DataValidationError(
+                f"covariate column '{column}' is missing: the model's predictions depend on "
+                f"its covariate columns {list(covariates)}"
+            )
+        frame[column] = data[column].array
     frame.attrs = dict(data.attrs)
     return frame
 
@@ -456,7 +482,7 @@ def _bg_args(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------
 # Maximum-likelihood model
 # --------------------------------------------------------------------------------------
-class BetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
+class BetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, PurchaseDropoutModel):
     """BG/NBD transaction model fitted by maximum likelihood.
 
     Parameters
@@ -465,11 +491,28 @@ class BetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         Optional ridge penalty (per customer) on the log-parameters around their
         natural centre. Not needed on well-behaved data; a small value (1e-3)
         regularises data that cannot identify every parameter.
+    purchase_covariates : list of str, optional
+        Summary columns that scale each customer's purchase rate:
+        ``alpha_i = alpha exp(-gamma_p' z_i)``, so ``E[lambda_i] = r / alpha_i`` grows
+        by ``exp(gamma_p' z_i)`` (CLVTools' sign; :mod:`clvmodels.models.covariates`).
+    dropout_covariates : list of str, optional
+        Columns that scale the dropout distribution: ``a_i = a exp(gamma_d' z_i)``,
+        ``b_i = b exp(gamma_d' z_i)`` (CLVTools), which keeps the mean dropout
+        probability ``a / (a + b)`` and changes how concentrated it is.
+    constrain : list of str or dict, optional
+        Columns whose purchase and dropout coefficients are one shared coefficient
+        (CLVTools ``names.cov.constr``).
+    covariate_penalty : float or dict, default 0
+        L2 penalty per customer on the coefficients (CLVTools ``reg.lambdas``), one
+        number or ``{"purchase": ..., "dropout": ...}``.
 
     Attributes
     ----------
     params_ : Series
-        Estimates of ``r, alpha, a, b``.
+        Estimates of ``r, alpha, a, b`` (then the coefficients, e.g.
+        ``purchase:channel[web]``, with covariates).
+    covariate_design_ : CovariateDesign or None
+        The fitted covariates: categorical levels and their reference, coefficients.
     log_likelihood_, aic_, bic_ : float
         Fit statistics on the customers the model was fitted on.
     covariance_log_ : DataFrame
@@ -487,9 +530,28 @@ class BetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
     {'r': 0.2426, 'alpha': 4.4136, 'a': 0.7929, 'b': 2.4259}
     >>> round(model.log_likelihood_, 2)
     -9582.43
+
+    With a covariate: customers who bought more than one CD in their first order
+    (a column derived from the CDNOW log) buy more often afterwards:
+
+    >>> tx = load_cdnow()
+    >>> first = tx.sort_values("date").groupby("customer_id")["quantity"].first()
+    >>> summary["multi_cd"] = (first.reindex(summary.index) > 1).astype(float)
+    >>> model = BetaGeo(purchase_covariates=["multi_cd"]).fit(summary)
+    >>> list(model.params_.index)
+    ['r', 'alpha', 'a', 'b', 'purchase:multi_cd']
+    >>> bool(model.summary().loc["purchase:multi_cd", "lower 95%"] > 0)
+    True
     """
 
     param_names = ("r", "alpha", "a", "b")
+    #: alpha_i = alpha exp(-gamma_p' z), a_i = a exp(gamma_d' z), b_i = b exp(gamma_d' z)
+    #: (Fader & Hardie 2007 note 019; CLVTools ``bgnbd_staticcov``).
+    covariate_effects: ClassVar[CovariateEffects] = {
+        "purchase": (("alpha", -1.0),),
+        "dropout": (("a", 1.0), ("b", 1.0)),
+    }
+
 
     @staticmethod
     def log_likelihood(params, data, ops):

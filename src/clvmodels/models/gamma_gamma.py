@@ -14,8 +14,8 @@ warns when the data say otherwise.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from scipy.special import digamma, gammaln
 from clvmodels.data import validate_summary
 from clvmodels.errors import DataValidationError, ModelFileError
 from clvmodels.models.base import SimulatedPurchases
+from clvmodels.models.covariates import CovariateEffects
 from clvmodels.models.mle import MaximumLikelihoodModel
 from clvmodels.models.ops import NUMPY
 
@@ -33,6 +34,7 @@ __all__ = [
     "gamma_gamma_expected_spend",
     "gamma_gamma_log_likelihood",
     "gamma_gamma_neg_loglik_grad",
+    "gamma_gamma_row_log_likelihood_grad",
     "spend_statistics",
 ]
 
@@ -136,6 +138,41 @@ def gamma_gamma_neg_loglik_grad(
     return -value, -np.array([p * d_p, q * d_q, gamma * d_gamma])
 
 
+def gamma_gamma_row_log_likelihood_grad(p, q, gamma, frequency, monetary_value, cache=None):
+    """Per-customer log-likelihood of :func:`gamma_gamma_log_likelihood` and its
+    derivatives in ``log p``, ``log q`` and ``log gamma``, for a ``gamma`` that may differ
+    per customer (covariates); ``p`` and ``q`` are shared, so their digamma terms are
+    taken once per distinct frequency (``cache``: ``np.unique`` of the frequencies with
+    its inverse).
+
+    ``d/d log gamma = q - (p x + q) gamma / (gamma + m x)``; ``d/d log p = p x (psi(px+q)
+    - psi(px) + log m + log x - log(gamma + m x))``; ``d/d log q = q (psi(px+q) - psi(q)
+    + log gamma - log(gamma + m x))``.
+    """
+    x = np.asarray(frequency, dtype=float)
+    m = np.asarray(monetary_value, dtype=float)
+    values, inverse = np.unique(x, return_inverse=True) if cache is None else cache
+    pxv = p * values
+    log_ratio = (gammaln(pxv + q) - gammaln(pxv))[inverse]
+    psi_pxq = digamma(pxv + q)[inverse]
+    psi_px = digamma(pxv)[inverse]
+    px = p * x
+    mx = m * x
+    log_g_mx = np.log(gamma + mx)
+    log_gamma = np.log(gamma)
+    log_m, log_x = np.log(m), np.log(x)
+    value = (
+        log_ratio - gammaln(q) + q * log_gamma + (px - 1.0) * log_m + px * log_x
+        - (px + q) * log_g_mx
+    )
+    derivatives = {
+        "p": px * (psi_pxq - psi_px + log_m + log_x - log_g_mx),
+        "q": q * (psi_pxq - digamma(q) + log_gamma - log_g_mx),
+        "gamma": q - (px + q) * gamma / (gamma + mx),
+    }
+    return value, derivatives
+
+
 def gamma_gamma_expected_spend(p, q, gamma, frequency, monetary_value):
     """E[M | p, q, gamma, m_x, x], the customer's expected spend per transaction.
 
@@ -173,7 +210,7 @@ class GammaGammaPredictions:
 
     @property
     def data_columns(self) -> tuple[str, ...]:
-        return _SPEND_COLUMNS
+        return (*_SPEND_COLUMNS, *getattr(self, "covariate_columns", ()))
 
     def expected_spend(
         self, data: pd.DataFrame, *, draws: pd.DataFrame | None = None
@@ -289,11 +326,17 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
     strict : bool, default False
         Refuse data with non-positive mean spend for a repeat buyer instead of
         leaving those customers out of the fit (with a warning naming them).
+    spend_covariates : list of str, optional
+        Summary columns that scale each customer's spend: ``gamma_i = gamma
+        exp(gamma_s' z_i)``, so the mean spend per transaction ``p gamma_i / (q - 1)``
+        grows by ``exp(gamma_s' z_i)`` (:mod:`clvmodels.models.covariates`).
+    covariate_penalty : float, default 0
+        L2 penalty per customer on the coefficients.
 
     Attributes
     ----------
     params_ : Series
-        Estimates of ``p, q, gamma``.
+        Estimates of ``p, q, gamma`` (then ``spend:<column>`` coefficients).
     n_excluded_ : int
         Customers left out of the fit.
     exclusions_ : dict
@@ -311,13 +354,34 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
     """
 
     param_names = ("p", "q", "gamma")
+    #: gamma_i = gamma exp(gamma_s' z): the scale of the spend rate's prior, and with it
+    #: the mean spend, moves with the covariates.
+    covariate_effects: ClassVar[CovariateEffects] = {
+        "spend": (("gamma", 1.0),),
+    }
     # Mean spend is continuous, so rows hardly ever repeat: no compression.
     compress_rows = False
     EXTRA_FIELDS = MaximumLikelihoodModel.EXTRA_FIELDS | {"exclusions"}
 
-    def __init__(self, penalizer: float = 0.0, strict: bool = False) -> None:
-        super().__init__(penalizer=penalizer)
+    def __init__(
+        self,
+        penalizer: float = 0.0,
+        strict: bool = False,
+        *,
+        spend_covariates: Sequence[str] | None = None,
+        covariate_penalty: float | Mapping[str, float] = 0.0,
+    ) -> None:
+        super().__init__(
+            penalizer=penalizer,
+            spend_covariates=spend_covariates,
+            covariate_penalty=covariate_penalty,
+        )
         self.strict = strict
+
+    @classmethod
+    def _covariate_arguments(cls) -> dict[str, Any]:
+        # one role: nothing to constrain
+        return {"spend_covariates": None, "covariate_penalty": 0.0}
 
     @staticmethod
     def log_likelihood(params, data, ops):
@@ -390,6 +454,16 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
     def _with_cache(self, arrays, weights):
         stats = spend_statistics(arrays["frequency"], arrays["monetary_value"], weights)
         return {**arrays, "_stats": stats}
+
+    # With covariates: analytic per-customer derivatives (benchmarks/bench_mle.py).
+    def _with_row_cache(self, arrays, weights):
+        return {**arrays, "_unique": np.unique(arrays["frequency"], return_inverse=True)}
+
+    def _row_log_likelihood_grad(self, params, arrays):
+        return gamma_gamma_row_log_likelihood_grad(
+            **params, frequency=arrays["frequency"], monetary_value=arrays["monetary_value"],
+            cache=arrays.get("_unique"),
+        )
 
     def _neg_loglik_grad(self, theta, arrays, weights):
         return gamma_gamma_neg_loglik_grad(

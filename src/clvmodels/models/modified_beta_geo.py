@@ -24,7 +24,7 @@ maximum-likelihood model; the pure functions take broadcastable arrays.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,8 @@ from clvmodels.models._beta_geo_family import (
     xbg_probability_of_purchases,
 )
 from clvmodels.models.beta_geo import BetaGeoPredictions
-from clvmodels.models.mle import MaximumLikelihoodModel
+from clvmodels.models.covariates import CovariateEffects
+from clvmodels.models.mle import PurchaseDropoutModel
 from clvmodels.models.ops import NUMPY
 
 __all__ = [
@@ -217,7 +218,7 @@ def _history(data: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: data[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")}
 
 
-class ModifiedBetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
+class ModifiedBetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, PurchaseDropoutModel):
     """MBG/NBD transaction model fitted by maximum likelihood.
 
     Parameters
@@ -226,11 +227,24 @@ class ModifiedBetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodMod
         Optional ridge penalty (per customer) on the log-parameters around their
         natural centre; a small value (1e-3) regularises data that cannot identify
         every parameter.
+    purchase_covariates : list of str, optional
+        Summary columns that scale each customer's purchase rate:
+        ``alpha_i = alpha exp(-gamma_p' z_i)`` (as for :class:`~clvmodels.BetaGeo`;
+        :mod:`clvmodels.models.covariates`).
+    dropout_covariates : list of str, optional
+        Columns that scale the dropout distribution: ``a_i = a exp(gamma_d' z_i)``,
+        ``b_i = b exp(gamma_d' z_i)``.
+    constrain : list of str or dict, optional
+        Columns whose purchase and dropout coefficients are one shared coefficient.
+    covariate_penalty : float or dict, default 0
+        L2 penalty per customer on the coefficients (CLVTools ``reg.lambdas``).
 
     Attributes
     ----------
     params_ : Series
-        Estimates of ``r, alpha, a, b``.
+        Estimates of ``r, alpha, a, b`` (then the coefficients, with covariates).
+    covariate_design_ : CovariateDesign or None
+        The fitted covariates.
     log_likelihood_, aic_, bic_ : float
         Fit statistics.
     covariance_log_ : DataFrame
@@ -253,6 +267,12 @@ class ModifiedBetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodMod
     """
 
     param_names = ("r", "alpha", "a", "b")
+    #: As for the BG/NBD: alpha_i = alpha exp(-gamma_p' z), a_i, b_i = a, b exp(gamma_d' z).
+    covariate_effects: ClassVar[CovariateEffects] = {
+        "purchase": (("alpha", -1.0),),
+        "dropout": (("a", 1.0), ("b", 1.0)),
+    }
+
 
     @staticmethod
     def log_likelihood(params, data, ops):
