@@ -84,11 +84,24 @@ def test_figures_are_embedded_pngs(built):
     _, html, _ = built
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     # 2 tracking + conditional expectations + histogram (all models on each) + 2 maps +
-    # rank + tiers + trace + posterior.
-    assert len(images) == 10
+    # rank + tiers + trace + posterior + 4 calibration (holdout total, PIT, coverage by
+    # level, tier probabilities).
+    assert len(images) == 14
     for data in images:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert html.count("<figcaption>") == len(images)
+
+
+def test_shows_calibration_and_common_shocks(built):
+    _, html, _ = built
+    assert "Calibration on the holdout" in html
+    # The forecasting model's holdout total with common shocks, and where the realised
+    # total fell; the forecast's total with and without them.
+    assert "With shocks common to all customers (per-week shock sd" in html
+    assert re.search(r"the realised total, 70,976, falls (inside it|[0-9.]+ interval widths)", html)
+    assert "interval of the realised total, with common shocks" in html
+    assert "realised total, customers independent" in html
+    assert "Top-tier probability: mean gap to the share that got there" in html
 
 
 def test_has_every_section(built):

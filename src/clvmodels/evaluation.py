@@ -10,8 +10,9 @@ Way", *Marketing Science* 24(2) (FHL 2005), and the value metrics a CLV user nee
 * :func:`expected_cumulative_purchases`: the tracking plot of cumulative repeat
   purchases of the whole cohort over calendar time (FHL 2005, figure 4);
 * :func:`compare`: one row per model with holdout errors for purchases and value,
-  rank quality, interval coverage, fit statistics and fit time, a ranking, and
-  paired per-customer comparisons with the best model; :func:`summary_text` says in
+  rank quality, interval coverage (customers, the portfolio total, tier
+  probabilities: :mod:`clvmodels.calibration`), fit statistics and fit time, a ranking,
+  and paired per-customer comparisons with the best model; :func:`summary_text` says in
   words which model forecasts best, by how much, and whether that is more than noise.
 
 The three checks take one model or a mapping of name to model (or to (transaction,
@@ -42,7 +43,21 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._summary_options import LOG_SPEND_COLUMN, REGULARITY_COLUMN, summary_options_for
-from clvmodels.clv import customer_lifetime_value, interval_probabilities, predictive_interval
+from clvmodels.calibration import (
+    ModelCalibration,
+    coverage_by_level,
+    pit_histogram,
+    randomized_pit,
+    rank_share_tiers,
+    tier_calibration,
+    total_coverage,
+)
+from clvmodels.clv import (
+    CLVForecast,
+    customer_lifetime_value,
+    interval_probabilities,
+    predictive_interval,
+)
 from clvmodels.data import add_summary_columns, validate_summary
 from clvmodels.errors import DataValidationError
 from clvmodels.models.base import (
@@ -69,6 +84,7 @@ __all__ = [
     "conditional_expectations_by_frequency",
     "expected_cumulative_purchases",
     "family_models",
+    "forecast_calibration",
     "interval_coverage",
     "paired_difference",
     "repeat_purchase_histogram",
@@ -1068,6 +1084,8 @@ def compare(
     n_draws: int = 1000,
     random_state: int | None = 0,
     fit_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    tier_probability_col: str = "top_tier_probability",
+    tier_event: str = "top",
     progressbar: bool = True,
 ) -> pd.DataFrame:
     """Compare (transaction model, spend model) pairs on a calibration/holdout split.
@@ -1124,6 +1142,14 @@ def compare(
     fit_kwargs : mapping of str to dict, optional
         Extra ``fit`` arguments per model name (e.g. ``{"Bayesian": {"draws": 500}}``),
         passed to whichever of the pair's ``fit`` methods accept them.
+    tier_probability_col : str, default "top_tier_probability"
+        The column of :func:`clvmodels.segment`'s ``customers`` whose calibration is
+        measured (the probability of a tier given to each customer).
+    tier_event : {"top", "assigned"}, default "top"
+        What that column is the probability of: the customer's realised holdout value
+        lands in the top tier, or in the tier its point CLV assigns it (as for
+        ``tier_probability``). Realised tiers are by rank share of realised value, as
+        :func:`clvmodels.segment` places forecasts (:data:`DEFAULT_TIERS`).
     progressbar : bool, default True
         Show progress (also passed to the fits that accept it).
 
@@ -1151,6 +1177,15 @@ def compare(
           with ``_lower`` and ``_upper``: the mean over customers of the model's loss
           minus the best model's, with its ``paired_interval`` interval (0 for the
           best model itself; an interval above 0: worse by more than the noise);
+        * ``value_total_lower`` and ``value_total_upper``: the ``interval``
+          predictive interval of the total (parameter uncertainty and purchase noise;
+          no common shocks: :func:`clvmodels.shocks.shocked_total` adds them),
+          ``value_total_inside`` (1 when the realised total lies in it, else 0) and
+          ``value_total_widths_outside`` (by how many interval widths it falls
+          outside: positive above, negative below);
+        * ``tier_probability_gap``: mean absolute gap between the tier probability
+          given and the share that reached the tier, over probability deciles,
+          weighted by customers;
         * ``log_likelihood``, ``aic``, ``bic`` (maximum likelihood) and ``elpd_loo``,
           ``elpd_loo_se`` (Bayesian) of the transaction model, and the same with a
           ``spend_`` prefix for the spend model;
@@ -1163,7 +1198,10 @@ def compare(
         left out for want of a column), ``horizon`` (periods), ``period``,
         ``horizon_length`` (the forecast length in ``time_unit``), ``time_unit``,
         ``discount_rate``, ``interval``, ``paired_interval``, ``n_draws`` and
-        ``random_state``.
+        ``random_state``, and ``calibration``: per model a
+        :class:`clvmodels.calibration.ModelCalibration` (the total's interval, the
+        customers' PIT histogram and coverage by level, the tier-probability
+        calibration table), which :mod:`clvmodels.plotting` draws.
 
     Examples
     --------
@@ -1226,11 +1264,14 @@ def compare(
     interval_probabilities(paired_interval)  # checked before the work
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of {list(_LOSSES)}, got {loss!r}")
+    if tier_event not in ("top", "assigned"):
+        raise ValueError(f"tier_event must be 'top' or 'assigned', got {tier_event!r}")
 
     actual_purchases = frame["frequency_holdout"].to_numpy(dtype=float)
     realised = actual_purchases * frame["monetary_value_holdout"].to_numpy(dtype=float)
 
     rows = {}
+    calibrations = {}
     losses: dict[str, dict[str, np.ndarray]] = {"purchases": {}, "value": {}}
     with progress_bar(3 * len(models), "Comparing models", enabled=progressbar) as bar:
         for name, (transaction_model, spend_model) in models.items():
@@ -1261,6 +1302,13 @@ def compare(
                 progressbar=False,
             )
             table = forecast.table.reindex(frame.index)
+            calibrations[name] = forecast_calibration(
+                forecast,
+                pd.Series(realised, index=frame.index),
+                tier_probability_col=tier_probability_col,
+                tier_event=tier_event,
+                random_state=random_state,
+            )
             predicted_value = table["clv"].to_numpy(dtype=float)
             losses["purchases"][name] = _LOSSES[loss](predicted_purchases - actual_purchases)
             losses["value"][name] = _LOSSES[loss](predicted_value - realised)
@@ -1293,6 +1341,7 @@ def compare(
                 "value_interval_coverage": interval_coverage(
                     realised, table["clv_pred_lower"], table["clv_pred_upper"]
                 ),
+                **_calibration_columns(calibrations[name]),
                 **_fit_statistics(transaction_model, ""),
                 **_fit_statistics(spend_model, "spend_"),
                 "fit_seconds": float(fit_seconds),
@@ -1320,10 +1369,105 @@ def compare(
             "paired_interval": paired_interval,
             "n_draws": n_draws,
             "random_state": random_state,
+            "calibration": calibrations,
         }
     )
     result.attrs["verdict"] = _verdict(result, "value")
     return result
+
+
+def forecast_calibration(
+    forecast: CLVForecast,
+    realised: pd.Series,
+    *,
+    tier_probability_col: str = "top_tier_probability",
+    tier_event: str = "top",
+    random_state: Any = None,
+) -> ModelCalibration:
+    """A predictive forecast's calibration against realised values, as :func:`compare`
+    measures it for each model.
+
+    Parameters
+    ----------
+    forecast : CLVForecast
+        Made with ``predictive=True``.
+    realised : Series
+        Realised value of every customer of the forecast, indexed by customer id.
+    tier_probability_col, tier_event : str
+        As in :func:`compare`.
+    random_state : int or numpy Generator, optional
+        For the randomisation of the PIT within ties.
+
+    Returns
+    -------
+    ModelCalibration
+
+    Examples
+    --------
+    >>> from clvmodels import (BetaGeo, GammaGamma, calibration_holdout_split,
+    ...                        customer_lifetime_value, load_cdnow)
+    >>> split = calibration_holdout_split(load_cdnow(), "customer_id", "date", "amount",
+    ...     calibration_end="1997-09-30", observation_end="1998-06-30")
+    >>> fc = customer_lifetime_value(BetaGeo().fit(split), GammaGamma().fit(split), split,
+    ...     horizon=39, period="W", discount_rate=0, n_draws=200, predictive=True,
+    ...     random_state=0)
+    >>> cal = forecast_calibration(fc, split["frequency_holdout"] * split["monetary_value_holdout"])
+    >>> cal.total["inside"], round(cal.total["realised"])
+    (False, 70976)
+    """
+    from clvmodels.segmentation import DEFAULT_TIERS, segment
+
+    if tier_event not in ("top", "assigned"):
+        raise ValueError(f"tier_event must be 'top' or 'assigned', got {tier_event!r}")
+
+    total = forecast.total()
+    outside = total_coverage(realised.sum(), total["clv_pred_lower"], total["clv_pred_upper"])
+    rng = np.random.default_rng(random_state)
+    pit = np.concatenate(
+        [
+            randomized_pit(values, realised.reindex(ids).to_numpy(dtype=float), rng)
+            for ids, values in forecast.iter_draws("predictive")
+        ]
+    )
+    tiers = segment(forecast, progressbar=False).customers.reindex(realised.index)
+    if tier_probability_col not in tiers.columns:
+        raise ValueError(
+            f"compare: segment() gives no column {tier_probability_col!r} "
+            f"(it gives {sorted(tiers.columns)})"
+        )
+    names = [name for name, _ in DEFAULT_TIERS]
+    reached = rank_share_tiers(realised.to_numpy(dtype=float), [s for _, s in DEFAULT_TIERS])
+    if tier_event == "top":
+        hit = reached == 0
+    else:
+        hit = reached == pd.Categorical(tiers["tier"].astype(str), categories=names).codes
+    table = tier_calibration(tiers[tier_probability_col].to_numpy(dtype=float), hit)
+    table.attrs.update({"column": tier_probability_col, "event": tier_event})
+    return ModelCalibration(
+        total={
+            "realised": float(realised.sum()),
+            "lower": float(total["clv_pred_lower"]),
+            "upper": float(total["clv_pred_upper"]),
+            **outside,
+        },
+        pit=pit_histogram(pit),
+        coverage=coverage_by_level(pit),
+        tiers=table,
+        interval=forecast.interval,
+    )
+
+
+def _calibration_columns(calibration: ModelCalibration) -> dict[str, float]:
+    """The columns of :func:`compare` that summarise a :class:`ModelCalibration`."""
+    total, tiers = calibration.total, calibration.tiers
+    gap = np.abs(tiers["probability"] - tiers["share"]) @ tiers["customers"]
+    return {
+        "value_total_lower": total["lower"],
+        "value_total_upper": total["upper"],
+        "value_total_inside": float(total["inside"]),
+        "value_total_widths_outside": total["widths_outside"],
+        "tier_probability_gap": float(gap / max(tiers["customers"].sum(), 1)),
+    }
 
 
 def _with_model_columns(

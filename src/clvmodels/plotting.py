@@ -37,14 +37,18 @@ if TYPE_CHECKING:
 __all__ = [
     "plot_calibration_vs_holdout",
     "plot_clv_by_rank",
+    "plot_coverage_by_level",
     "plot_cumulative_purchases",
     "plot_frequency_recency_matrix",
     "plot_group_parameters",
     "plot_incremental_purchases",
+    "plot_pit_histogram",
     "plot_posterior",
     "plot_probability_alive_matrix",
     "plot_repeat_purchase_histogram",
+    "plot_tier_calibration",
     "plot_tier_summary",
+    "plot_total_intervals",
     "plot_trace",
 ]
 
@@ -905,3 +909,206 @@ def _n_groups(posterior: Any, names: Sequence[str]) -> int:
         if d not in ("chain", "draw")
     ]
     return max(sizes, default=1)
+
+
+# --------------------------------------------------------------------------------------
+# Calibration on a holdout (issue 13): what compare() measured, drawn
+# --------------------------------------------------------------------------------------
+def _calibrations(calibration: Any) -> dict[str, Any]:
+    """Per-model :class:`~clvmodels.calibration.ModelCalibration` of a compare() table,
+    a mapping of them, or one."""
+    if isinstance(calibration, pd.DataFrame):
+        found = calibration.attrs.get("calibration")
+        if not found:
+            raise ValueError("this table records no calibration: make it with compare()")
+        return dict(found)
+    if isinstance(calibration, Mapping):
+        return dict(calibration)
+    return {"model": calibration}
+
+
+def _example_calibration() -> Any:
+    """A calibrated toy model's calibration, for the examples."""
+    from clvmodels.calibration import (
+        ModelCalibration,
+        coverage_by_level,
+        pit_histogram,
+        tier_calibration,
+    )
+
+    rng = np.random.default_rng(0)
+    pit, p = rng.random(2000), rng.random(2000)
+    total = {"realised": 105.0, "lower": 90.0, "upper": 110.0, "inside": True,
+             "widths_outside": 0.0}  # fmt: skip
+    return ModelCalibration(total, pit_histogram(pit), coverage_by_level(pit),
+                            tier_calibration(p, rng.random(2000) < p), 0.9)  # fmt: skip
+
+
+def plot_pit_histogram(calibration: Any, *, ax: Any = None) -> Any:
+    """Histogram of the customers' randomised PIT values, one line per model: flat at
+    1 where the predictive distributions are calibrated (the band: two binomial
+    standard errors around it).
+
+    Parameters
+    ----------
+    calibration : DataFrame, mapping or ModelCalibration
+        A :func:`clvmodels.compare` table (its ``attrs["calibration"]``), a mapping of
+        model name to :class:`~clvmodels.calibration.ModelCalibration`, or one.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> plot_pit_histogram({"toy": _example_calibration()}).get_legend_handles_labels()[1]
+    ['calibrated', 'toy']
+    """
+    items = _calibrations(calibration)
+    ax = _axes(ax)
+    first = next(iter(items.values())).pit
+    n_bins = len(first)
+    se = float(first["se"].iloc[0]) * n_bins
+    ax.axhspan(1 - 2 * se, 1 + 2 * se, color="#dddddd", alpha=0.6, lw=0)
+    ax.axhline(1.0, color=_ACTUAL, lw=1, ls=":", label="calibrated")
+    for (name, cal), color in zip(items.items(), _MODEL_COLORS * 4, strict=False):
+        table = cal.pit
+        density = table["share"].to_numpy() * len(table)
+        edges = np.r_[table["lower"].to_numpy(), table["upper"].iloc[-1]]
+        ax.stairs(density, edges, color=color, lw=1.8, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("PIT of the realised holdout value (randomised within ties)")
+    ax.set_ylabel("density")
+    ax.set_title("Customers: PIT histogram (flat = calibrated)")
+    ax.legend(frameon=False, fontsize="small")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_coverage_by_level(calibration: Any, *, ax: Any = None) -> Any:
+    """Share of customers inside their central predictive interval at each level,
+    against the level (the diagonal: calibrated; bars: two binomial standard errors).
+
+    Parameters
+    ----------
+    calibration : DataFrame, mapping or ModelCalibration
+        As in :func:`plot_pit_histogram`.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> len(plot_coverage_by_level({"toy": _example_calibration()}).get_lines()) >= 2
+    True
+    """
+    items = _calibrations(calibration)
+    ax = _axes(ax)
+    ax.plot([0, 100], [0, 100], color=_ACTUAL, lw=1, ls=":", label="calibrated")
+    for (name, cal), color in zip(items.items(), _MODEL_COLORS * 4, strict=False):
+        table = cal.coverage
+        ax.errorbar(100 * table["level"], 100 * table["coverage"], yerr=200 * table["se"],
+                    fmt="o-", ms=4, capsize=2, color=color, label=name)  # fmt: skip
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("nominal level of the central predictive interval (%)")
+    ax.set_ylabel("customers inside (%)")
+    ax.set_title("Customers: coverage by interval level")
+    ax.legend(frameon=False, fontsize="small")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_tier_calibration(calibration: Any, *, ax: Any = None) -> Any:
+    """Of customers given probability ~p of a tier, the share that reached it by
+    realised holdout value, per probability bin (marker area: customers; bars: two
+    binomial standard errors at the probability given).
+
+    Parameters
+    ----------
+    calibration : DataFrame, mapping or ModelCalibration
+        As in :func:`plot_pit_histogram`.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> ax = plot_tier_calibration({"toy": _example_calibration()})
+    >>> ax.get_xlabel()
+    'probability given (%)'
+    """
+    items = _calibrations(calibration)
+    ax = _axes(ax)
+    ax.plot([0, 100], [0, 100], color=_ACTUAL, lw=1, ls=":", label="calibrated")
+    event = None
+    for (name, cal), color in zip(items.items(), _MODEL_COLORS * 4, strict=False):
+        table = cal.tiers
+        event = table.attrs.get("event", event)
+        x, y = 100 * table["probability"], 100 * table["share"]
+        ax.errorbar(x, y, yerr=200 * table["se"], fmt="none", capsize=2, color=color, alpha=0.7)
+        size = 15 + 200 * np.sqrt(table["customers"] / table["customers"].max())
+        ax.scatter(x, y, s=size, color=color, alpha=0.8, label=name, zorder=3)
+    what = "the top tier" if event in (None, "top") else "the tier assigned"
+    ax.set_xlim(-2, 102)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("probability given (%)")
+    ax.set_ylabel(f"reached {what} by realised value (%)")
+    ax.set_title(f"Tier probabilities: given against realised ({what})")
+    ax.legend(frameon=False, fontsize="small")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_total_intervals(
+    calibration: Any,
+    *,
+    extra: Mapping[str, tuple[float, float]] | None = None,
+    currency: str = "",
+    ax: Any = None,
+) -> Any:
+    """The predictive interval of the holdout total per model, and the realised total.
+
+    Parameters
+    ----------
+    calibration : DataFrame, mapping or ModelCalibration
+        As in :func:`plot_pit_histogram`.
+    extra : mapping of label to (lower, upper), optional
+        Further intervals to show below the models' (e.g. with common shocks,
+        :func:`clvmodels.shocks.shocked_total`).
+    currency : str, optional
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> ax = plot_total_intervals({"toy": _example_calibration()}, extra={"wider": (80, 120)})
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['toy', 'wider']
+    """
+    items = _calibrations(calibration)
+    rows = [(name, cal.total["lower"], cal.total["upper"]) for name, cal in items.items()]
+    rows += [(label, float(lo), float(hi)) for label, (lo, hi) in (extra or {}).items()]
+    realised = next(iter(items.values())).total["realised"]
+    level = next(iter(items.values())).interval
+    ax = _axes(ax, figsize=(6.4, 0.6 * len(rows) + 1.6))
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, lo, hi), color in zip(y, rows, _MODEL_COLORS * 4, strict=False):
+        ax.plot([lo, hi], [yi, yi], lw=6, color=color, alpha=0.7, solid_capstyle="butt")
+    ax.axvline(realised, color=_ACTUAL, lw=1.5, ls="--", label=f"realised {realised:,.0f}")
+    ax.set_yticks(y, [name for name, _, _ in rows])
+    ax.set_ylim(-0.8, len(rows) - 0.2)
+    unit = f" ({currency})" if currency else ""
+    ax.set_xlabel(f"holdout value, total{unit}")
+    ax.set_title(f"Portfolio total: {level:.0%} predictive intervals and the realised total")
+    ax.legend(frameon=False, fontsize="small", loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return ax

@@ -93,6 +93,9 @@ _METRICS: tuple[tuple[str, str, str], ...] = (
     ("value_top10_share", "Value captured by predicted top 10%", "share"),
     ("value_top20_share", "Value captured by predicted top 20%", "share"),
     ("value_interval_coverage", "Realised value inside its {level} predictive interval", "share"),
+    ("value_total_inside", "Realised total inside its {level} predictive interval", "yesno"),
+    ("value_total_widths_outside", "Realised total: interval widths outside (0: inside)", "f2"),
+    ("tier_probability_gap", "Top-tier probability: mean gap to the share that got there", "share"),
     ("log_likelihood", "Purchase model: log-likelihood", "num"),
     ("aic", "Purchase model: AIC", "num"),
     ("bic", "Purchase model: BIC", "num"),
@@ -110,7 +113,7 @@ _BETTER = {
     "purchases_mae": "min", "purchases_rmse": "min", "value_mae": "min", "value_rmse": "min",
     "purchases_rank": "min", "value_rank": "min", "purchases_spearman": "max",
     "value_spearman": "max", "value_top10_share": "max", "value_top20_share": "max",
-    "elpd_loo": "max", "aic": "min", "bic": "min",
+    "elpd_loo": "max", "aic": "min", "bic": "min", "tier_probability_gap": "min",
 }
 _TIER_LABELS = {
     "share_of_customers": "share of customers",
@@ -169,6 +172,8 @@ def _fmt(value: Any, kind: str = "num") -> str:
         return f"{100 * v:.1f}%"
     if kind == "int":
         return f"{v:,.0f}"
+    if kind == "yesno":
+        return "yes" if v else "no"
     if kind in ("f0", "f1", "f2", "f3"):
         return f"{v:,.{kind[1]}f}"
     if kind == "money":
@@ -402,6 +407,7 @@ def build_report(
     currency: str = "",
     title: str | None = None,
     command: str | None = None,
+    common_shocks: bool = True,
     progressbar: bool = True,
 ) -> Path:
     """Fit, compare and forecast, and write everything to one self-contained HTML file.
@@ -460,6 +466,10 @@ def build_report(
     command : str, optional
         The command that produced the report, recorded as given (the CLI passes its
         command line).
+    common_shocks : bool, default True
+        Put shocks common to all customers into the intervals of portfolio totals
+        (:mod:`clvmodels.shocks`, estimated on the log); the plain intervals are shown
+        beside them.
     progressbar : bool, default True
         Show progress.
 
@@ -504,8 +514,9 @@ def build_report(
     )
     result = run_pipeline(settings, progressbar=progressbar)
     return write_report(
-        result, output, title=title, currency=currency, command=command, progressbar=progressbar
-    )
+        result, output, title=title, currency=currency, command=command,
+        common_shocks=common_shocks, progressbar=progressbar,
+    )  # fmt: skip
 
 
 def write_report(
@@ -515,6 +526,7 @@ def write_report(
     title: str | None = None,
     currency: str = "",
     command: str | None = None,
+    common_shocks: bool = True,
     progressbar: bool = True,
 ) -> Path:
     """Write the report of a pipeline result to ``output``, atomically.
@@ -534,8 +546,9 @@ def write_report(
     True
     """
     page = render_report(
-        result, title=title, currency=currency, command=command, progressbar=progressbar
-    )
+        result, title=title, currency=currency, command=command,
+        common_shocks=common_shocks, progressbar=progressbar,
+    )  # fmt: skip
     return write_text_atomically(output, page)
 
 
@@ -545,6 +558,7 @@ def render_report(
     title: str | None = None,
     currency: str = "",
     command: str | None = None,
+    common_shocks: bool = True,
     progressbar: bool = True,
 ) -> str:
     """The HTML report of a pipeline result run with ``calibration_end``.
@@ -561,6 +575,10 @@ def render_report(
         Currency of the values, for labels.
     command : str, optional
         The command that produced the report, recorded as given.
+    common_shocks : bool, default True
+        Put shocks common to all customers into the intervals of portfolio totals
+        (the forecast's, and the forecasting model's holdout total), estimated on the
+        log by :func:`clvmodels.shocks.estimate_common_shocks`.
     progressbar : bool, default True
         Show progress.
 
@@ -594,6 +612,7 @@ def render_report(
         level=result.settings.interval,
         currency=currency,
         started=_dt.datetime.now(_dt.UTC),
+        common_shocks=common_shocks,
     )
     sections = [
         ("data", "Data", _data_section),
@@ -636,6 +655,7 @@ class _Context:
     level: float
     currency: str
     started: _dt.datetime
+    common_shocks: bool = True
 
     @property
     def level_text(self) -> str:
@@ -791,6 +811,7 @@ def _comparison_section(ctx: _Context) -> dict[str, Any]:
     length = float(ctx.result.split["duration_holdout"].iloc[0])
     verdict = attrs.get("verdict", "")
     more = summary_text(comparison)[len(verdict):].strip() if "best" in attrs else ""
+    figures, notes = _calibration_figures(ctx)
     return {
         "holdout": f"{length:g} {unit_name(ctx.unit, plural=length != 1)}",
         "level": ctx.level_text,
@@ -800,7 +821,108 @@ def _comparison_section(ctx: _Context) -> dict[str, Any]:
         "more": more,
         "left_out": attrs.get("left_out") or [],
         "table": _table(table, row_kinds={label: kind for _, label, kind in rows}, best=best),
+        "calibration_figures": figures,
+        "calibration_notes": notes,
     }
+
+
+def _estimate_shocks(ctx: _Context, model: Any, end: Any) -> tuple[Any, str]:
+    """Common shocks of ``model`` on the log up to ``end``, or None and why not."""
+    from clvmodels.shocks import estimate_common_shocks
+
+    if _is_bayesian(model):
+        return None, "not estimated for Bayesian models (the backtests refit the model)"
+    s = ctx.result.settings
+    try:
+        shocks = estimate_common_shocks(
+            model, ctx.transactions, s.customer_col, s.date_col, calibration_end=end,
+            random_state=s.random_state,
+        )  # fmt: skip
+    except ValueError as err:
+        return None, f"not estimated: {err}"
+    table = shocks.summary()
+    return shocks, (
+        f"per-{unit_name(shocks.time_unit, plural=False)} shock sd "
+        f"{table.loc['sigma', 'mean']:.2f}, lag-one correlation {table.loc['phi', 'mean']:.2f}, "
+        f"level error sd {table.loc['tau', 'mean']:.3f}: posterior means, "
+        f"{len(shocks.backtests)} backtests"
+    )
+
+
+def _calibration_figures(ctx: _Context) -> tuple[list[_Figure], list[str]]:
+    """Total, PIT, coverage-by-level and tier-probability figures of the comparison."""
+    from clvmodels import plotting
+    from clvmodels.calibration import total_coverage
+    from clvmodels.clv import customer_lifetime_value
+    from clvmodels.shocks import shocked_total
+
+    result, level = ctx.result, ctx.level_text
+    comparison = result.comparison
+    calibration = comparison.attrs.get("calibration")
+    if not calibration:
+        return [], []
+    notes = []
+    extra = {}
+    name = result.forecast_name if result.forecast_name in result.models else None
+    if ctx.common_shocks and name is not None:
+        tx, spend = result.models[name]
+        shocks, about = _estimate_shocks(ctx, tx, result.split.attrs["calibration_end"])
+        if shocks is not None:
+            a = comparison.attrs
+            # The comparison's forecast again (same settings and seed, so the same draws).
+            forecast = customer_lifetime_value(
+                tx, spend, result.split, horizon=a["horizon"], period=a["period"],
+                discount_rate=a["discount_rate"], interval=a["interval"],
+                n_draws=a["n_draws"], predictive=True, random_state=a["random_state"],
+                progressbar=False,
+            )  # fmt: skip
+            total = shocked_total(forecast, result.split, shocks, random_state=a["random_state"])
+            lo, hi = float(total["clv_pred_lower"]), float(total["clv_pred_upper"])
+            extra[f"{name}, with common shocks"] = (lo, hi)
+            realised = calibration[name].total["realised"]
+            where = total_coverage(realised, lo, hi)
+            fell = ("inside it" if where["inside"] else
+                    f"{abs(where['widths_outside']):.2f} interval widths "
+                    f"{'above' if where['widths_outside'] > 0 else 'below'} it")  # fmt: skip
+            notes.append(
+                f"With shocks common to all customers ({about}, estimated on the calibration "
+                f"log), {name}'s {level} predictive interval of the holdout total is "
+                f"{_fmt(lo, 'money')} – {_fmt(hi, 'money')}; the realised total, "
+                f"{_fmt(realised, 'money')}, falls {fell}."
+            )
+        else:
+            notes.append(f"Common shocks for {name}: {about}.")
+    figures = []
+    fig, ax = _axes((7.2, 0.55 * (len(calibration) + len(extra)) + 1.8))
+    plotting.plot_total_intervals(calibration, extra=extra, currency=ctx.currency, ax=ax)
+    figures.append(_figure(
+        fig, f"Holdout total: each model's {level} predictive interval (parameter uncertainty "
+        "and purchase noise; customers independent) and the realised total (dashed)."
+        + (" The last bar adds shocks common to all customers." if extra else ""),
+    ))  # fmt: skip
+    fig, ax = _axes((6.4, 4.2))
+    plotting.plot_pit_histogram(calibration, ax=ax)
+    figures.append(_figure(
+        fig, "Where each customer's realised holdout value falls in its predictive "
+        "distribution (PIT, randomised within ties such as zero spend): flat when calibrated; "
+        "a U shape means intervals too narrow, a hump too wide.",
+    ))  # fmt: skip
+    fig, ax = _axes((6.4, 4.2))
+    plotting.plot_coverage_by_level(calibration, ax=ax)
+    figures.append(_figure(
+        fig, "Share of customers inside their central predictive interval at every level: "
+        "on the diagonal when calibrated (bars: two binomial standard errors).",
+    ))  # fmt: skip
+    fig, ax = _axes((6.4, 4.2))
+    plotting.plot_tier_calibration(calibration, ax=ax)
+    column = next(iter(calibration.values())).tiers.attrs.get("column", "tier probability")
+    figures.append(_figure(
+        fig, f"Tier probabilities ({column}) against what happened: of the customers given "
+        "about p, the share whose realised holdout value reached the tier. Parameter "
+        "uncertainty alone makes these probabilities near 0 or 1; realised values are far "
+        "less certain.",
+    ))  # fmt: skip
+    return figures, notes
 
 
 def _unique_best(score: pd.Series) -> Any:
@@ -912,10 +1034,31 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
         (f"{level} interval of the total", f"{_fmt(total['clv_lower'], 'money')} – "
                                            f"{_fmt(total['clv_upper'], 'money')}"),
     ]
+    shock_note = None
+    if ctx.common_shocks:
+        shocks, about = _estimate_shocks(ctx, result.transaction_model,
+                                         result.summary.attrs.get("observation_end"))  # fmt: skip
+        if shocks is not None:
+            from clvmodels.shocks import shocked_total
+
+            wide = shocked_total(forecast, result.summary, shocks,
+                                 random_state=result.settings.random_state)  # fmt: skip
+            key = "clv_pred" if "clv_pred_lower" in wide else "clv"
+            cards.append((f"{level} interval of the realised total, with common shocks",
+                          f"{_fmt(wide[f'{key}_lower'], 'money')} – "
+                          f"{_fmt(wide[f'{key}_upper'], 'money')}"))  # fmt: skip
+            shock_note = (
+                f"Common shocks ({about}) widen the interval of the total: periods share "
+                "shocks that independent customers do not average away. The other intervals "
+                "treat customers as independent."
+            )
+        else:
+            shock_note = f"Common shocks: {about}; the intervals treat customers as independent."
     if "clv_pred_lower" in total:
-        cards.append((f"{level} predictive interval (realised total)",
+        cards.append((f"{level} predictive interval (realised total"
+                      f"{', customers independent' if ctx.common_shocks else ''})",
                       f"{_fmt(total['clv_pred_lower'], 'money')} – "
-                      f"{_fmt(total['clv_pred_upper'], 'money')}"))
+                      f"{_fmt(total['clv_pred_upper'], 'money')}"))  # fmt: skip
     fig, ax = _axes((8.5, 4.4))
     plotting.plot_clv_by_rank(forecast, currency=ctx.currency, ax=ax)
     rank_fig = _figure(
@@ -968,6 +1111,7 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
         "horizon": result.settings.describe_horizon(),
         "n_draws": result.settings.n_draws,
         "cards": cards,
+        "shock_note": shock_note,
         "figures": [rank_fig, tier_fig],
         "tiers": _table(
             tier_frame,

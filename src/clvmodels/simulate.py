@@ -14,12 +14,19 @@ with rate ``mu ~ Gamma(s, rate=beta)``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["simulate_bgnbd", "simulate_customers", "simulate_pareto_nbd", "simulate_transactions"]
+__all__ = [
+    "ar1_log_shocks",
+    "simulate_bgnbd",
+    "simulate_customers",
+    "simulate_pareto_nbd",
+    "simulate_transactions",
+]
 
 
 def _check_positive(**values: Any) -> None:
@@ -259,6 +266,8 @@ def simulate_transactions(
     weeks: float = 78.0,
     acquisition_weeks: float = 12.0,
     start: str = "2020-01-06",
+    shock_sd: float = 0.0,
+    shock_persistence: float = 0.0,
     random_state: Any = None,
     return_latent: bool = False,
 ) -> pd.DataFrame:
@@ -286,6 +295,14 @@ def simulate_transactions(
         Length of the log, and of the period in which customers are acquired.
     start : date-like
         First day of the log.
+    shock_sd, shock_persistence : float, default 0
+        Shocks common to all customers (issue 13): in week ``k`` every customer's rate
+        is multiplied by ``exp(e_k)``, ``e`` a stationary Gaussian AR(1) path with this
+        sd and lag-one correlation (:func:`ar1_log_shocks`, mean-preserving).
+        Purchases are then uniform in the *operational time* ``M(t) = int_0^t exp(e)``
+        rather than in calendar time, so that each customer's process is the BG/NBD's
+        with time run through ``M``; ``attrs["shock_multipliers"]`` holds ``exp(e_k)``.
+        Without shocks no random numbers are spent on them.
     random_state : int or numpy Generator, optional
         Seed.
     return_latent : bool
@@ -317,20 +334,36 @@ def simulate_transactions(
         raise ValueError(
             f"acquisition_weeks={acquisition_weeks} must not exceed weeks={weeks}"
         )
+    if not (np.isfinite(shock_sd) and shock_sd >= 0):
+        raise ValueError(f"shock_sd must be a non-negative number, got {shock_sd!r}")
     rng = np.random.default_rng(random_state)
     first_day = rng.integers(0, max(round(float(acquisition_weeks) * 7), 1), size=n)
     T = (last_day - first_day) / 7.0
     lam = rng.gamma(bgnbd["r"], 1.0 / bgnbd["alpha"], size=n)
     dropout_at = rng.geometric(rng.beta(bgnbd["a"], bgnbd["b"], size=n))
-    arrivals = rng.poisson(lam * T)
-    # The first min(arrivals, dropout_at) of the Poisson arrivals (uniform on (0, T]
-    # given their number) are the repeat purchases.
+    # Operational time: calendar weeks run through the common shocks (identity without).
+    n_weeks = math.ceil((last_day + 1) / 7)
+    multipliers = (
+        np.exp(ar1_log_shocks(n_weeks, shock_sd, shock_persistence, random_state=rng))
+        if shock_sd > 0
+        else np.ones(n_weeks)
+    )
+    edges = np.arange(n_weeks + 1, dtype=float)
+    clock = np.r_[0.0, np.cumsum(multipliers)]
+    opened = np.interp(first_day / 7.0, edges, clock)
+    window = T if shock_sd == 0 else np.interp(last_day / 7.0, edges, clock) - opened
+    arrivals = rng.poisson(lam * window)
+    # The first min(arrivals, dropout_at) of the Poisson arrivals (uniform on the
+    # operational window given their number) are the repeat purchases.
     owner = np.repeat(np.arange(n), arrivals)
-    times = rng.random(owner.size) * T[owner]
+    times = rng.random(owner.size) * window[owner]
     order = np.lexsort((times, owner))
     owner, times = owner[order], times[order]
     rank = np.arange(owner.size) - np.repeat(np.cumsum(arrivals) - arrivals, arrivals)
     repeat = rank < np.minimum(arrivals, dropout_at)[owner]
+    if shock_sd > 0:  # back to calendar weeks after each customer's first purchase
+        calendar = np.interp(opened[owner] + times, clock, edges)
+        times = calendar - first_day[owner] / 7.0
     customer = np.concatenate([np.arange(n), owner[repeat]])
     day = np.concatenate([first_day, first_day[owner[repeat]] + np.floor(times[repeat] * 7)])
     day = np.minimum(day.astype(np.int64), last_day)
@@ -348,4 +381,35 @@ def simulate_transactions(
         frame["nu"] = nu[customer]
     frame = frame.sort_values(["date", "customer_id"], kind="stable", ignore_index=True)
     frame.attrs["observation_end"] = str(origin + last_day)
+    if shock_sd > 0:
+        frame.attrs["shock_multipliers"] = multipliers
     return frame
+
+
+def ar1_log_shocks(
+    n_steps: int, sd: float, persistence: float, *, random_state: Any = None
+) -> np.ndarray:
+    """A stationary Gaussian AR(1) path of log shocks with mean ``-sd**2 / 2``.
+
+    ``e_k = persistence * e_{k-1} + eta_k`` with stationary variance ``sd**2``; the
+    mean makes every multiplier ``exp(e_k)`` average 1 (mean-preserving).
+
+    Examples
+    --------
+    >>> path = ar1_log_shocks(100_000, 0.2, 0.5, random_state=0)
+    >>> round(float(np.exp(path).mean()), 2), round(float(path.std()), 2)
+    (1.0, 0.2)
+    """
+    if not (isinstance(n_steps, int | np.integer) and n_steps >= 1):
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if not (np.isfinite(sd) and sd >= 0):
+        raise ValueError(f"sd must be a non-negative number, got {sd!r}")
+    if not -1 < persistence < 1:
+        raise ValueError(f"persistence must lie in (-1, 1), got {persistence!r}")
+    rng = np.random.default_rng(random_state)
+    innovations = rng.standard_normal(int(n_steps)) * sd * np.sqrt(1 - persistence**2)
+    path = np.empty(int(n_steps))
+    path[0] = rng.standard_normal() * sd
+    for k in range(1, int(n_steps)):
+        path[k] = persistence * path[k - 1] + innovations[k]
+    return path - sd**2 / 2

@@ -1,0 +1,247 @@
+"""Calibration shown, not claimed: do the intervals and probabilities hold on a holdout?
+
+Small pure functions on arrays, which :func:`clvmodels.evaluation.compare` applies to
+every model and :mod:`clvmodels.plotting` draws:
+
+* :func:`randomized_pit`: the probability integral transform of each customer's
+  realised value under its predictive draws. Realised values have atoms (most
+  customers spend exactly 0 in a holdout), so the PIT is randomised within each atom
+  (Czado, Gneiting & Held 2009, "Predictive model assessment for count data",
+  *Biometrics* 65(4)): under a calibrated forecast it is uniform on [0, 1].
+* :func:`pit_histogram` and :func:`coverage_by_level`: its histogram, and the share
+  of customers inside the central interval of each level (a customer is inside the
+  central ``L`` interval when its PIT lies in ``[(1 - L) / 2, (1 + L) / 2]``), each
+  with its binomial standard error.
+* :func:`total_coverage`: whether a realised total lies in its interval, and by how
+  many interval widths outside it falls.
+* :func:`rank_share_tiers` and :func:`tier_calibration`: the tiers customers reached by
+  realised value, and of customers given probability ``~p`` of a tier, the share that
+  reached it, by probability bin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ModelCalibration",
+    "coverage_by_level",
+    "pit_histogram",
+    "randomized_pit",
+    "rank_share_tiers",
+    "tier_calibration",
+    "total_coverage",
+]
+
+#: Central interval levels of the coverage curve.
+LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def _binomial_se(share: np.ndarray, n: np.ndarray | int) -> np.ndarray:
+    """Standard error of a share of ``n`` under its nominal (or observed) value."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, np.sqrt(share * (1 - share) / n), np.nan)
+
+
+def randomized_pit(draws: np.ndarray, realised: np.ndarray, random_state: Any = None) -> np.ndarray:
+    """Randomised PIT of each column's realised value under its draws.
+
+    ``F(y-) + V (F(y) - F(y-))`` with ``F`` the empirical distribution of the column's
+    draws and ``V`` uniform on [0, 1].
+
+    Parameters
+    ----------
+    draws : ndarray (n_draws, n)
+        Predictive draws, one column per customer.
+    realised : ndarray (n,)
+    random_state : int or numpy Generator, optional
+
+    Examples
+    --------
+    A customer who spends 0 where half of the draws are 0 gets a PIT uniform on
+    [0, 0.5]; one above every draw gets 1:
+
+    >>> draws = np.array([[0.0, 1.0], [0.0, 2.0], [5.0, 3.0], [7.0, 4.0]])
+    >>> pit = randomized_pit(draws, np.array([0.0, 9.0]), random_state=0)
+    >>> bool(0 <= pit[0] <= 0.5), float(pit[1])
+    (True, 1.0)
+    """
+    values = np.asarray(draws, dtype=float)
+    y = np.asarray(realised, dtype=float)
+    if values.ndim != 2 or y.shape != (values.shape[1],):
+        raise ValueError(
+            f"draws must be (n_draws, n) and realised (n,), got {values.shape} and {y.shape}"
+        )
+    below = (values < y).mean(axis=0)
+    at_or_below = (values <= y).mean(axis=0)
+    u = np.random.default_rng(random_state).random(y.size)
+    return below + u * (at_or_below - below)
+
+
+def pit_histogram(pit: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Share of PIT values in ``bins`` equal bins of [0, 1], with binomial standard
+    errors around the uniform ``1 / bins``.
+
+    Examples
+    --------
+    >>> pit_histogram(np.array([0.05, 0.15, 0.55, 0.95]), bins=2)["share"].tolist()
+    [0.5, 0.5]
+    """
+    values = np.asarray(pit, dtype=float)
+    if bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    counts = np.histogram(values, bins=int(bins), range=(0.0, 1.0))[0]
+    edges = np.linspace(0.0, 1.0, int(bins) + 1)
+    share = counts / max(values.size, 1)
+    return pd.DataFrame(
+        {
+            "lower": edges[:-1],
+            "upper": edges[1:],
+            "customers": counts,
+            "share": share,
+            "se": _binomial_se(np.full(int(bins), 1.0 / bins), values.size),
+        }
+    )
+
+
+def coverage_by_level(pit: np.ndarray, levels: Any = LEVELS) -> pd.DataFrame:
+    """Share of customers inside their central predictive interval at each level.
+
+    Examples
+    --------
+    >>> pit = np.linspace(0.0005, 0.9995, 1000)  # perfectly uniform
+    >>> coverage_by_level(pit, [0.5, 0.9])["coverage"].tolist()
+    [0.5, 0.9]
+    """
+    values = np.asarray(pit, dtype=float)
+    levels = np.asarray(levels, dtype=float)
+    if np.any((levels <= 0) | (levels >= 1)):
+        raise ValueError(f"levels must lie strictly between 0 and 1, got {levels.tolist()}")
+    low, high = (1 - levels) / 2, (1 + levels) / 2
+    inside = (values[None, :] >= low[:, None]) & (values[None, :] <= high[:, None])
+    return pd.DataFrame(
+        {
+            "level": levels,
+            "coverage": inside.mean(axis=1),
+            "se": _binomial_se(levels, values.size),
+        }
+    )
+
+
+def total_coverage(realised: float, lower: float, upper: float) -> dict[str, float | bool]:
+    """Whether a realised total lies in ``[lower, upper]``, and by how many interval
+    widths outside it falls (positive above, negative below, 0 inside).
+
+    Examples
+    --------
+    CDNOW's holdout (issue 13): 70,976 realised against [53,370, 66,686]:
+
+    >>> out = total_coverage(70_976, 53_370, 66_686)
+    >>> out["inside"], round(out["widths_outside"], 2)
+    (False, 0.32)
+    """
+    lower, upper, realised = float(lower), float(upper), float(realised)
+    if not upper >= lower:
+        raise ValueError(f"upper ({upper}) must not be below lower ({lower})")
+    width = upper - lower
+    if realised > upper:
+        outside = (realised - upper) / width if width > 0 else np.inf
+    elif realised < lower:
+        outside = (realised - lower) / width if width > 0 else -np.inf
+    else:
+        outside = 0.0
+    return {"inside": bool(lower <= realised <= upper), "widths_outside": float(outside)}
+
+
+def rank_share_tiers(values: np.ndarray, shares: Any) -> np.ndarray:
+    """Tier index (0 = most valuable) of each value by rank share.
+
+    As in :func:`clvmodels.segment`: with ``N`` values and cumulative share ``S`` of a
+    tier's upper boundary, a value is above the boundary when fewer than ``S * N``
+    values are strictly higher; equal values share a tier.
+
+    Examples
+    --------
+    >>> rank_share_tiers(np.array([9.0, 5.0, 5.0, 1.0, 0.0]), [0.2, 0.4, 0.4]).tolist()
+    [0, 1, 1, 2, 2]
+    """
+    x = np.asarray(values, dtype=float)
+    s = np.asarray(shares, dtype=float)
+    if s.ndim != 1 or s.size < 1 or np.any(s <= 0):
+        raise ValueError(f"shares must be positive, got {s.tolist()}")
+    ordered = np.sort(x)
+    strictly_higher = x.size - np.searchsorted(ordered, x, side="right")
+    # Rounded: 0.2 + 0.4 is 0.6000000000000001, and 3 customers must not be fewer than it.
+    cumulative = np.round(np.cumsum(s)[:-1] * x.size, 9)
+    return np.searchsorted(cumulative, strictly_higher, side="right")
+
+
+def tier_calibration(probability: np.ndarray, reached: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Of customers given probability ``~p`` of a tier, the share that reached it.
+
+    Customers are grouped in ``bins`` equal bins of the probability; per bin: the
+    number of customers, the mean probability given, the share that reached the tier
+    and its binomial standard error (under the mean probability: the noise a
+    calibrated forecast shows). Empty bins are left out.
+
+    Examples
+    --------
+    >>> p = np.r_[np.full(100, 0.05), np.full(100, 0.95)]
+    >>> hit = np.r_[np.arange(100) < 5, np.arange(100) < 95]
+    >>> tier_calibration(p, hit)[["probability", "share"]].round(2).values.tolist()
+    [[0.05, 0.05], [0.95, 0.95]]
+    """
+    p = np.asarray(probability, dtype=float)
+    hit = np.asarray(reached, dtype=bool)
+    if p.shape != hit.shape:
+        raise ValueError(f"probability and reached differ in shape: {p.shape} and {hit.shape}")
+    if np.any(~np.isfinite(p) | (p < 0) | (p > 1)):
+        raise ValueError("probabilities must lie in [0, 1]")
+    edges = np.linspace(0.0, 1.0, int(bins) + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, int(bins) - 1)
+    n = np.bincount(which, minlength=bins)
+    mean_p = np.bincount(which, weights=p, minlength=bins)
+    hits = np.bincount(which, weights=hit, minlength=bins)
+    kept = n > 0
+    mean_p = mean_p[kept] / n[kept]
+    return pd.DataFrame(
+        {
+            "lower": edges[:-1][kept],
+            "upper": edges[1:][kept],
+            "customers": n[kept],
+            "probability": mean_p,
+            "share": hits[kept] / n[kept],
+            "se": _binomial_se(mean_p, n[kept]),
+        }
+    )
+
+
+@dataclass(eq=False)
+class ModelCalibration:
+    """One model's calibration on a holdout, as :func:`clvmodels.compare` records it in
+    ``attrs["calibration"]`` (compared by identity, so pandas can copy the table).
+
+    Attributes
+    ----------
+    total : dict
+        ``realised``, ``lower``, ``upper`` (the predictive interval of the total),
+        ``inside`` and ``widths_outside``.
+    pit : DataFrame
+        :func:`pit_histogram` of the customers' realised values.
+    coverage : DataFrame
+        :func:`coverage_by_level`.
+    tiers : DataFrame
+        :func:`tier_calibration`; ``attrs`` name the probability column and the tier.
+    interval : float
+    """
+
+    total: dict[str, Any]
+    pit: pd.DataFrame
+    coverage: pd.DataFrame
+    tiers: pd.DataFrame
+    interval: float

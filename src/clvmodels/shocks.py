@@ -1,0 +1,825 @@
+"""Shocks common to all customers: what a portfolio total's interval leaves out.
+
+The intervals of :func:`clvmodels.customer_lifetime_value` hold the uncertainty of the
+model's parameters and the purchase noise of customers who behave independently of one
+another. A portfolio total has two further sources of error, which this module adds.
+
+Common period shocks
+--------------------
+Real periods share shocks (season, promotions, outages): every customer buys more in
+some weeks and less in others. Summed over thousands of customers the independent
+purchase noise averages out, these shocks do not, so a total's interval that ignores
+them is too narrow however good the model. :func:`estimate_common_shocks` measures
+them on the calibration log, :meth:`CommonShocks.multipliers` draws them for a
+forecast, and :func:`shocked_total` carries them into the interval of a forecast's
+portfolio total (the report does so by default).
+
+*The shock model.* In shock step ``k`` (one time unit by default, a week for weekly
+data) every customer's purchase rate is multiplied by ``exp(e_k)``, where ``e`` is a
+stationary Gaussian AR(1) process with standard deviation ``sigma`` and lag-one
+correlation ``phi``. A forecast is further off by the model's own level error
+``exp(d)``, ``d ~ N(0, tau^2)``, constant over the horizon (a model that under-forecasts
+the next months, as BG/NBD does on CDNOW's holdout).
+
+*Estimation.* (1) The tracking curve: the model's expected repeat purchases of the
+cohort per step (:func:`clvmodels.evaluation.expected_cumulative_purchases`) against the
+actual ones, as log ratios ``z_k`` over the steps where at least ``min_expected``
+purchases are expected. (2) Purchase noise: ``n_simulations`` cohorts with the same
+acquisition days are simulated from the fitted model at its point estimate (the model's
+own ``simulate_purchases`` for new customers), which gives the mean (the small Jensen
+bias of a log) and the variance ``u_k`` of ``z_k`` that the model alone explains,
+heterogeneity and dropout included; their covariance across steps is a level common to
+all steps, which the restricted likelihood below ignores. (3) ``z_k = b + e_k + noise_k``
+is fitted by restricted maximum likelihood (REML: the level ``b``, which the fit
+absorbs, is integrated out) on a grid of ``(sigma, phi)``. (4) Rolling-origin backtests
+inside the window: the model is refitted at cut points ``n_backtests`` blocks of
+``backtest_length`` before the end, forecasts the next block, and
+``log(actual / forecast)`` of the block's purchases is compared with what purchase
+noise and parameter error (simulated from the refitted model's parameter draws), the
+AR(1) shocks and the level error ``tau`` explain. (5) The posterior over the grid of
+``(sigma, phi, tau)`` combines both likelihoods with weakly informative priors
+(half-Cauchy on ``sigma``, half-normal on ``tau``, uniform ``phi`` in [-0.5, 0.95]:
+a few backtests cannot tell a level error apart from shocks, so a large one needs
+strong evidence, while shocks are seen in every step); few periods
+leave ``sigma`` and ``tau`` uncertain, and every forecast draw takes its own
+``(sigma, phi, tau)`` from the posterior, so that this uncertainty widens the interval
+(the role of a degrees-of-freedom correction).
+
+*Applying.* A draw's shock path over the horizon is ``s_h = e_{K+h} - sum_k w_k e_k +
+d`` with the path ``e`` simulated over the calibration steps and the horizon: the
+fitted model matched the calibration purchases, so its level carries the calibration
+shocks averaged with weights ``w_k`` proportional to the expected purchases of each
+step. Each step's multiplier is ``exp(s_h - Var(s_h) / 2)``, so that
+``E[multiplier] = 1``: shocks widen intervals but never move the expected total
+(mean-preserving). A forecast period's multiplier is the average over the steps it
+covers. Each draw's portfolio total (expected and simulated) is multiplied by the
+average of its period multipliers weighted by the share of the expected (discounted)
+value that falls in each period (:func:`period_value_shares`, from the point
+estimates): a draw whose value is spread over the periods like the point forecast's
+gets exactly its shocked total. Multiplying a simulated total rather than re-simulating
+at the shocked rate scales its purchase noise by the shock as well, a second-order
+difference.
+
+*Assumptions.* Shocks multiply all customers' purchase rates alike (not their spend);
+they are stationary over calibration and horizon, Gaussian in logs, and independent of
+customers' histories; the tracking curve's periods are long enough for a log ratio
+(``min_expected``); the level error is as large over the horizon as over a backtest
+block. Rank-share tiers are unchanged by a shock common to all customers (every
+customer is scaled alike), so only tier *totals*, and tiers by fixed value thresholds,
+are affected.
+
+*Limits.* The future shocks are drawn from their stationary distribution: the last
+calibration shocks' information about the first forecast steps (fading as
+``phi^h``) is not used, and nothing is foreseen that the calibration window did not
+show (a drift that starts after the cut is outside the model, and outside the
+interval unless earlier backtests showed drifts of that size). Models with groups
+(``group_col``) are not supported by the estimator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvmodels.backtest import backtest_cuts, backtest_purchases
+from clvmodels.clv import CLVForecast, interval_probabilities
+from clvmodels.data import compress, validate_summary
+from clvmodels.evaluation import expected_cumulative_purchases
+from clvmodels.models.base import TransactionModel
+from clvmodels.units import TIME_UNIT_DAYS
+
+__all__ = [
+    "CommonShocks",
+    "ar1_correlation",
+    "estimate_common_shocks",
+    "period_value_shares",
+    "reml_log_likelihood",
+    "shocked_total",
+    "total_multipliers",
+]
+
+#: Grid of the persistence ``phi`` (uniform prior).
+PHI_GRID = np.round(np.arange(-0.5, 0.951, 0.05), 10)
+#: Scales of the priors of ``sigma`` (per-step shock sd; half-Cauchy: a few percent is
+#: plausible, tens of percent are not excluded) and ``tau`` (the model's level error;
+#: half-normal: two backtests cannot support a heavy tail).
+SIGMA_PRIOR_SCALE = 0.05
+TAU_PRIOR_SCALE = 0.01
+_N_SIGMA = 41
+_N_TAU = 31
+# Customers simulated for the purchase noise of the tracking curve: a larger cohort is
+# sampled down to this size and its noise scaled up (:func:`_scaled_to_cohort`).
+_MAX_SIMULATED_CUSTOMERS = 200_000
+# Simulated (draw, customer) pairs per block of the noise and total simulations.
+_BLOCK_PAIRS = 2_000_000
+
+
+# --------------------------------------------------------------------------------------
+# Small pure functions
+# --------------------------------------------------------------------------------------
+def ar1_correlation(steps: np.ndarray, phi: float) -> np.ndarray:
+    """Correlation matrix ``phi ** |k_i - k_j|`` of a stationary AR(1) at ``steps``.
+
+    Examples
+    --------
+    >>> ar1_correlation(np.array([0, 1, 3]), 0.5).tolist()
+    [[1.0, 0.5, 0.125], [0.5, 1.0, 0.25], [0.125, 0.25, 1.0]]
+    """
+    steps = np.asarray(steps, dtype=float)
+    lags = np.abs(steps[:, None] - steps[None, :])
+    if phi == 0:
+        return (lags == 0).astype(float)
+    return np.sign(phi) ** lags * np.abs(phi) ** lags
+
+
+def reml_log_likelihood(
+    residuals: np.ndarray, noise_var: np.ndarray, sigma: np.ndarray, correlation: np.ndarray
+) -> np.ndarray:
+    """Restricted log-likelihood of ``z = b + e + noise`` with ``b`` integrated out.
+
+    ``e ~ N(0, sigma^2 correlation)``, ``noise ~ N(0, diag(noise_var))``; one value per
+    entry of ``sigma`` (up to a constant shared by all).
+
+    Examples
+    --------
+    The likelihood of white residuals of variance 1 peaks near ``sigma^2 = 1 - 0.5``
+    when the noise explains 0.5:
+
+    >>> z = np.random.default_rng(0).standard_normal(300)
+    >>> sig = np.linspace(0, 1.2, 61)
+    >>> ll = reml_log_likelihood(z, np.full(300, 0.5), sig, np.eye(300))
+    >>> round(float(sig[np.argmax(ll)] ** 2), 1)
+    0.5
+    """
+    r = np.asarray(residuals, dtype=float)
+    n = r.size
+    sigma = np.atleast_1d(np.asarray(sigma, dtype=float))
+    cov = (
+        np.diag(np.asarray(noise_var, dtype=float))[None]
+        + (sigma**2)[:, None, None] * (np.asarray(correlation, dtype=float)[None])
+    )
+    chol = np.linalg.cholesky(cov)
+    rhs = np.broadcast_to(np.stack([np.ones(n), r], axis=1), (sigma.size, n, 2))
+    half = np.linalg.solve(chol, rhs)  # L^-1 [1, r]
+    log_det = 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    one_one = np.einsum("si,si->s", half[..., 0], half[..., 0])
+    one_r = np.einsum("si,si->s", half[..., 0], half[..., 1])
+    r_r = np.einsum("si,si->s", half[..., 1], half[..., 1])
+    return -0.5 * (log_det + np.log(one_one) + r_r - one_r**2 / one_one)
+
+
+def _log_half_cauchy(x: np.ndarray, scale: float) -> np.ndarray:
+    return -np.log1p((np.asarray(x) / scale) ** 2)
+
+
+def _log_half_normal(x: np.ndarray, scale: float) -> np.ndarray:
+    return -0.5 * (np.asarray(x) / scale) ** 2
+
+
+def _cell_widths(grid: np.ndarray) -> np.ndarray:
+    """Widths of the cells around the points of an increasing grid starting at 0."""
+    mids = np.r_[grid[0], (grid[1:] + grid[:-1]) / 2, grid[-1]]
+    return np.diff(mids)
+
+
+# --------------------------------------------------------------------------------------
+# The shock model
+# --------------------------------------------------------------------------------------
+@dataclass
+class CommonShocks:
+    """A fitted model of shocks common to all customers (see the module docstring).
+
+    Attributes
+    ----------
+    step : float
+        Length of a shock step in ``time_unit``.
+    time_unit : str
+    sigma, phi, tau : ndarray
+        The grids of the per-step shock sd, its lag-one correlation and the model's
+        level error sd.
+    posterior : ndarray (len(sigma), len(phi), len(tau))
+        Posterior probability of each grid cell (sums to 1).
+    calibration_weights : ndarray or None
+        Weight of each calibration step in the level the model was fitted to (expected
+        purchases per step, normalised); None: the forecast's level is not affected by
+        calibration shocks (a fixed shock model).
+    tracking : DataFrame
+        Per step: ``t``, ``actual``, ``expected``, ``log_ratio``, ``noise_var`` (what
+        purchase noise explains), ``residual`` and ``used``.
+    backtests : DataFrame
+        Per backtest: ``cut``, ``actual``, ``forecast``, ``log_error``, ``noise_var``.
+    settings : dict
+    """
+
+    step: float
+    time_unit: str
+    sigma: np.ndarray
+    phi: np.ndarray
+    tau: np.ndarray
+    posterior: np.ndarray
+    calibration_weights: np.ndarray | None = None
+    tracking: pd.DataFrame = field(default_factory=pd.DataFrame)
+    backtests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fixed(
+        cls,
+        sigma: float,
+        phi: float = 0.0,
+        tau: float = 0.0,
+        *,
+        step: float = 1.0,
+        time_unit: str = "W",
+        calibration_weights: np.ndarray | None = None,
+    ) -> CommonShocks:
+        """A shock model with known values (no estimation uncertainty).
+
+        Examples
+        --------
+        >>> shocks = CommonShocks.fixed(0.2, 0.5)
+        >>> shocks.multipliers(4000, horizon=3, period_length=1.0, random_state=0).shape
+        (4000, 3)
+        """
+        if not (sigma >= 0 and tau >= 0 and -1 < phi < 1):
+            raise ValueError("sigma and tau must be >= 0 and phi in (-1, 1)")
+        return cls(
+            step=float(step),
+            time_unit=time_unit,
+            sigma=np.array([float(sigma)]),
+            phi=np.array([float(phi)]),
+            tau=np.array([float(tau)]),
+            posterior=np.ones((1, 1, 1)),
+            calibration_weights=None
+            if calibration_weights is None
+            else np.asarray(calibration_weights, dtype=float),
+            settings={"fixed": True},
+        )
+
+    # -- summaries --------------------------------------------------------------------
+    def _marginal(self, axis: int) -> np.ndarray:
+        return self.posterior.sum(axis=tuple(a for a in range(3) if a != axis))
+
+    def summary(self, interval: float = 0.9) -> pd.DataFrame:
+        """Posterior mean and ``interval`` bounds of ``sigma``, ``phi`` and ``tau``.
+
+        Examples
+        --------
+        >>> float(CommonShocks.fixed(0.2, 0.5).summary().loc["sigma", "mean"])
+        0.2
+        """
+        low_p, high_p = interval_probabilities(interval)
+        rows = {}
+        for axis, name in enumerate(("sigma", "phi", "tau")):
+            grid, p = getattr(self, name), self._marginal(axis)
+            cdf = np.cumsum(p)
+            rows[name] = {
+                "mean": float(grid @ p),
+                "lower": float(grid[np.searchsorted(cdf, low_p - 1e-12)]),
+                "median": float(grid[np.searchsorted(cdf, 0.5 - 1e-12)]),
+                "upper": float(grid[min(np.searchsorted(cdf, high_p - 1e-12), grid.size - 1)]),
+            }
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def sample(self, n: int, random_state: Any = None) -> pd.DataFrame:
+        """``n`` draws of ``(sigma, phi, tau)`` from the posterior grid."""
+        rng = np.random.default_rng(random_state)
+        flat = self.posterior.ravel()
+        cells = rng.choice(flat.size, size=int(n), p=flat / flat.sum())
+        i, j, k = np.unravel_index(cells, self.posterior.shape)
+        return pd.DataFrame({"sigma": self.sigma[i], "phi": self.phi[j], "tau": self.tau[k]})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Estimates, observed dispersion and backtests, JSON-ready."""
+        table = self.summary()
+        return {
+            "step": self.step,
+            "time_unit": self.time_unit,
+            "estimates": {k: {c: float(v) for c, v in row.items()} for k, row in table.iterrows()},
+            "backtests": self.backtests.to_dict(orient="records") if len(self.backtests) else [],
+            **{k: v for k, v in self.settings.items() if isinstance(v, int | float | str | bool)},
+        }
+
+    # -- drawing shocks ----------------------------------------------------------------
+    def log_multipliers(self, n_draws: int, n_steps: int, random_state: Any = None) -> np.ndarray:
+        """Per-step log multipliers ``s_h - Var(s_h) / 2`` of ``n_draws`` shock paths
+        over the ``n_steps`` steps after the calibration (see the module docstring).
+
+        Examples
+        --------
+        >>> logs = CommonShocks.fixed(0.3, 0.0).log_multipliers(200_000, 2, random_state=1)
+        >>> np.exp(logs).mean(axis=0).round(2).tolist()
+        [1.0, 1.0]
+        """
+        rng = np.random.default_rng(random_state)
+        params = self.sample(n_draws, rng)
+        sigma = params["sigma"].to_numpy()[:, None]
+        phi = params["phi"].to_numpy()[:, None]
+        tau = params["tau"].to_numpy()
+        w = self.calibration_weights
+        K = 0 if w is None else w.size
+        innovations = rng.standard_normal((int(n_draws), K + int(n_steps)))
+        path = np.empty_like(innovations)
+        path[:, 0] = innovations[:, 0]
+        scale = np.sqrt(1 - phi[:, 0] ** 2)
+        for k in range(1, path.shape[1]):
+            path[:, k] = phi[:, 0] * path[:, k - 1] + scale * innovations[:, k]
+        future = path[:, K:]
+        var = np.ones((int(n_draws), int(n_steps)))
+        if K:
+            level = path[:, :K] @ w
+            future = future - level[:, None]
+            # Var(e_{K+h} - sum_k w_k e_k) / sigma^2 = 1 + w'Rw - 2 phi^(h+1) sum_k w_k phi^(K-1-k)
+            wrw = np.array([w @ ar1_correlation(np.arange(K), p) @ w for p in self.phi])
+            index = np.searchsorted(self.phi, phi[:, 0])
+            back = _powers(phi[:, 0], np.arange(K - 1, -1, -1)) @ w
+            ahead = _powers(phi[:, 0], np.arange(1, int(n_steps) + 1))
+            var = 1 + wrw[index][:, None] - 2 * ahead * back[:, None]
+        logs = sigma * future + tau[:, None] * rng.standard_normal((int(n_draws), 1))
+        return logs - 0.5 * (sigma**2 * var + tau[:, None] ** 2)
+
+    def multipliers(
+        self,
+        n_draws: int,
+        horizon: int,
+        period_length: float,
+        *,
+        time_unit: str | None = None,
+        random_state: Any = None,
+    ) -> np.ndarray:
+        """Multipliers ``(n_draws, horizon)`` of the per-period totals of a forecast.
+
+        A period's multiplier is the mean of ``exp(log multiplier)`` over the shock
+        steps it covers (by overlap), so it averages 1 like each step's.
+
+        Parameters
+        ----------
+        n_draws, horizon : int
+        period_length : float
+            Length of a forecast period in ``time_unit``.
+        time_unit : str, optional
+            Unit of ``period_length``; by default the shock model's.
+        random_state : int or numpy Generator, optional
+        """
+        unit = self.time_unit if time_unit is None else time_unit
+        length = period_length * TIME_UNIT_DAYS[unit] / TIME_UNIT_DAYS[self.time_unit]
+        edges = np.arange(int(horizon) + 1) * length / self.step  # in steps
+        n_steps = max(1, math.ceil(edges[-1] - 1e-9))
+        steps = np.arange(n_steps)
+        overlap = np.clip(
+            np.minimum(edges[1:, None], steps[None, :] + 1)
+            - np.maximum(edges[:-1, None], steps[None, :]),
+            0.0,
+            None,
+        )
+        overlap /= overlap.sum(axis=1, keepdims=True)
+        values = np.exp(self.log_multipliers(n_draws, n_steps, random_state))
+        return values @ overlap.T
+
+
+def _powers(phi: np.ndarray, exponents: np.ndarray) -> np.ndarray:
+    """``phi[:, None] ** exponents[None, :]`` for phi of any sign."""
+    return np.sign(phi)[:, None] ** exponents[None, :] * np.abs(phi)[:, None] ** exponents[None, :]
+
+
+def _point_draws(model: Any, n: int) -> pd.DataFrame:
+    """``n`` copies of the point estimate in the layout of the model's ``param_draws``."""
+    if getattr(model, "group_col", None):
+        raise ValueError(
+            "estimate_common_shocks: models with groups (group_col) are not supported; "
+            "fit a model of the whole population to estimate the shocks"
+        )
+    probe = model.param_draws(2, random_state=0)
+    params = model.params_
+    if not isinstance(params, pd.Series) or list(probe.columns) != list(model.param_names):
+        raise ValueError(
+            f"estimate_common_shocks: {type(model).__name__}'s parameter draws are not one "
+            "column per parameter, so its point estimate cannot be simulated"
+        )
+    values = params[list(model.param_names)].to_numpy(dtype=float)
+    return pd.DataFrame(np.repeat(values[None, :], int(n), axis=0), columns=probe.columns)
+
+
+def _as_frame(transactions: Any, customer_col: str, date_col: str) -> pd.DataFrame:
+    frame = transactions.to_pandas() if hasattr(transactions, "to_pandas") else transactions
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError("transactions must be a pandas (or Polars) DataFrame")
+    missing = [c for c in (customer_col, date_col) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"estimate_common_shocks: missing column(s) {missing}")
+    return frame
+
+
+def _scaled_to_cohort(counts: np.ndarray, sample_size: int, cohort_size: int) -> np.ndarray:
+    """Simulated totals of a random sample of customers, scaled to the whole cohort.
+
+    Customers are independent, so the cohort's totals have ``N / m`` times the sample's
+    mean and variance: the mean is scaled by ``N / m`` and the deviations from it by
+    ``sqrt(N / m)``.
+
+    Examples
+    --------
+    >>> sample = np.random.default_rng(0).poisson(100.0, (20_000, 1)).astype(float)
+    >>> full = _scaled_to_cohort(sample, 1_000, 4_000)
+    >>> round(float(full.mean())), round(float(full.var()), -1)
+    (400, 400.0)
+    """
+    ratio = cohort_size / sample_size
+    mean = counts.mean(axis=0)
+    return ratio * mean + (counts - mean) * math.sqrt(ratio)
+
+
+def _simulated_tracking(
+    model: Any,
+    acquired: np.ndarray,
+    n_steps: int,
+    step: float,
+    unit_days: float,
+    n_simulations: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Repeat purchases per step of ``n_simulations`` cohorts acquired at ``acquired``
+    (time units after the start), simulated from the model's point estimate; a large
+    cohort through a random sample of its customers."""
+    cohort_size = acquired.size
+    if cohort_size > _MAX_SIMULATED_CUSTOMERS:
+        acquired = rng.choice(acquired, _MAX_SIMULATED_CUSTOMERS, replace=False)
+    end = n_steps * step
+    exposure = end - acquired
+    columns = dict.fromkeys(["frequency", "recency", "T", *model.data_columns])
+    new = pd.DataFrame(0.0, index=pd.RangeIndex(acquired.size), columns=list(columns))
+    new.attrs["time_unit"] = model.time_unit_
+    counts = np.zeros((n_simulations, n_steps))
+    block = max(1, _BLOCK_PAIRS // max(1, acquired.size))
+    for first in range(0, n_simulations, block):
+        n = min(block, n_simulations - first)
+        sims = model.simulate_purchases(
+            t=float(exposure.max()), data=new, draws=_point_draws(model, n), random_state=rng
+        )
+        draw, row = np.divmod(sims.owner, acquired.size)
+        # Purchases fall on days, as in the log: the step of a purchase is its day's.
+        day = np.floor((acquired[row] + sims.time) * unit_days + 1e-9)
+        k = np.floor(day / (step * unit_days) + 1e-9).astype(np.int64)
+        keep = (sims.time <= exposure[row]) & (k < n_steps)
+        counts[first : first + n] = np.bincount(
+            draw[keep] * n_steps + k[keep], minlength=n * n_steps
+        ).reshape(n, n_steps)
+    if acquired.size < cohort_size:
+        return _scaled_to_cohort(counts, acquired.size, cohort_size)
+    return counts
+
+
+def estimate_common_shocks(
+    transaction_model: TransactionModel,
+    transactions: Any,
+    customer_col: str,
+    date_col: str,
+    *,
+    calibration_end: Any = None,
+    step: float = 1.0,
+    min_expected: float = 10.0,
+    n_simulations: int = 200,
+    backtest_length: float | None = None,
+    n_backtests: int | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    sigma_prior_scale: float = SIGMA_PRIOR_SCALE,
+    tau_prior_scale: float = TAU_PRIOR_SCALE,
+    random_state: Any = None,
+) -> CommonShocks:
+    """Estimate the shocks common to all customers from a calibration transaction log.
+
+    See the module docstring for the model, the method and its assumptions.
+
+    Parameters
+    ----------
+    transaction_model : TransactionModel
+        Fitted on the calibration summary of ``transactions`` (one population, no
+        ``group_col``).
+    transactions : DataFrame
+        The transaction log; transactions after ``calibration_end`` are ignored.
+    customer_col, date_col : str
+    calibration_end : date-like, optional
+        Last day of the calibration window; by default the last date in the log.
+    step : float, default 1
+        Length of a shock step in the model's time unit (a week for weekly summaries).
+    min_expected : float, default 10
+        Steps where the model expects fewer repeat purchases are left out of the
+        dispersion (their log ratios are too noisy to tell shocks from noise).
+    n_simulations : int, default 200
+        Simulated cohorts (and parameter draws per backtest) behind the noise estimates.
+    backtest_length : float, optional
+        Length of a backtest block in the model's time unit; by default a third of the
+        calibration window, in whole steps.
+    n_backtests : int, optional
+        Number of blocks (non-overlapping, ending at ``calibration_end``); by default as
+        many as leave at least a block and a third of the window to fit on; 0 for none
+        (then the level error ``tau`` is 0).
+    fit_kwargs : mapping, optional
+        Passed to ``fit`` of the refitted copies of the model.
+    sigma_prior_scale, tau_prior_scale : float
+        Scales of the half-Cauchy prior of ``sigma`` and the half-normal prior of ``tau``.
+    random_state : int or numpy Generator, optional
+
+    Returns
+    -------
+    CommonShocks
+
+    Examples
+    --------
+    CDNOW's weekly repeat purchases scatter around the BG/NBD curve far more than
+    purchase noise explains:
+
+    >>> from clvmodels import BetaGeo, calibration_holdout_split, load_cdnow
+    >>> log = load_cdnow()
+    >>> split = calibration_holdout_split(log, "customer_id", "date",
+    ...     calibration_end="1997-09-30", observation_end="1998-06-30")
+    >>> shocks = estimate_common_shocks(BetaGeo().fit(split), log, "customer_id", "date",
+    ...                                 calibration_end="1997-09-30", random_state=0)
+    >>> used = shocks.tracking[shocks.tracking["used"]]
+    >>> round(float(used["log_ratio"].std()), 2), round(float(used["noise_var"].mean() ** 0.5), 2)
+    (0.25, 0.14)
+    >>> bool(0.1 < shocks.summary().loc["sigma", "mean"] < 0.3)
+    True
+    """
+    model = transaction_model
+    if not getattr(model, "is_fitted", False):
+        raise ValueError("estimate_common_shocks: the transaction model is not fitted")
+    unit = model.time_unit_
+    if unit is None:
+        raise ValueError("estimate_common_shocks: the model records no time unit (time_unit_)")
+    if not (isinstance(step, int | float) and step > 0):
+        raise ValueError(f"step must be a positive number of time units, got {step!r}")
+    if isinstance(n_simulations, bool) or int(n_simulations) < 20:
+        raise ValueError(f"n_simulations must be an integer of at least 20, got {n_simulations!r}")
+    n_simulations = int(n_simulations)
+    rng = np.random.default_rng(random_state)
+    frame = _as_frame(transactions, customer_col, date_col)
+    dates = pd.to_datetime(frame[date_col]).dt.normalize()
+    end = dates.max() if calibration_end is None else pd.Timestamp(calibration_end).normalize()
+    window = dates <= end
+    frame, dates = frame.loc[window], dates[window]
+    start = dates.min()
+    track = expected_cumulative_purchases(
+        model, frame, customer_col, date_col, end=end, calibration_end=end, step=float(step)
+    )
+    n_steps = len(track)
+    unit_days = TIME_UNIT_DAYS[unit]
+    first = dates.groupby(frame[customer_col].to_numpy()).min()
+    acquired = ((first - start).dt.days.to_numpy(dtype=float)) / unit_days
+    counts = _simulated_tracking(model, acquired, n_steps, float(step), unit_days,
+                                 n_simulations, rng)  # fmt: skip
+
+    expected = track["expected_incremental"].to_numpy(dtype=float)
+    actual = track["actual_incremental"].to_numpy(dtype=float)
+    used = expected >= float(min_expected)
+    if used.sum() < 8:
+        raise ValueError(
+            f"estimate_common_shocks: only {int(used.sum())} steps expect at least "
+            f"{min_expected:g} repeat purchases; at least 8 are needed (use a longer step "
+            "or a lower min_expected)"
+        )
+    with np.errstate(divide="ignore"):
+        log_ratio = np.log(np.maximum(actual, 0.5) / expected)
+        sim_ratio = np.log(np.maximum(counts[:, used], 0.5) / expected[used])
+    bias = sim_ratio.mean(axis=0)
+    cov = np.cov(sim_ratio, rowvar=False)
+    n_used = int(used.sum())
+    common = (cov.sum() - np.trace(cov)) / (n_used * (n_used - 1))
+    noise = np.maximum(np.diag(cov) - common, 0.25 * np.diag(cov))
+    residual = log_ratio[used] - bias
+    steps_used = np.flatnonzero(used)
+
+    # Backtests inside the window.
+    if backtest_length is None:
+        backtest_length = max(float(step), round(n_steps / 3) * float(step))
+    block_days = float(backtest_length) * unit_days
+    cuts = [] if n_backtests == 0 else backtest_cuts(start, end, block_days, n_backtests)
+    backtests = backtest_purchases(
+        model, frame, customer_col, date_col, cuts, block_days, time_unit=unit,
+        n_simulations=n_simulations, fit_kwargs=fit_kwargs, random_state=rng,
+    )  # fmt: skip
+
+    # Grids and priors.
+    sd = float(np.std(residual))
+    sigma_max = max(3.0 * sd, 0.05)
+    sigma = sigma_max * np.linspace(0.0, 1.0, _N_SIGMA) ** 2
+    phi = PHI_GRID
+    if len(backtests):
+        errors = backtests["log_error"].to_numpy()
+        tau_max = max(3.0 * float(np.sqrt(np.mean(errors**2))), 0.05)
+        tau = tau_max * np.linspace(0.0, 1.0, _N_TAU) ** 2
+    else:
+        tau = np.zeros(1)
+    log_post = np.zeros((sigma.size, phi.size, tau.size))
+    log_post += (_log_half_cauchy(sigma, sigma_prior_scale) + np.log(_cell_widths(sigma)))[
+        :, None, None
+    ]
+    if tau.size > 1:
+        log_post += (_log_half_normal(tau, tau_prior_scale) + np.log(_cell_widths(tau)))[
+            None, None, :
+        ]
+
+    # Calibration weights: the fitted level averages the calibration shocks by the
+    # expected purchases of each step.
+    weights = np.clip(expected, 0.0, None)
+    weights = weights / weights.sum()
+    block_vectors = []
+    for cut, length in zip(backtests.get("cut", []), backtests.get("length", []), strict=True):
+        cut_step = ((pd.Timestamp(cut) - start).days + 1) / (float(step) * unit_days)
+        k = np.arange(n_steps)
+        inside = (k >= math.floor(cut_step)) & (k < cut_step + length / float(step))
+        before = k < math.floor(cut_step)
+        a = inside / max(1, inside.sum()) - np.where(before, expected, 0.0) / max(
+            1e-12, expected[before].sum()
+        )
+        block_vectors.append(a)
+    for j, p in enumerate(phi):
+        log_post[:, j, :] += reml_log_likelihood(
+            residual, noise, sigma, ar1_correlation(steps_used, p),
+        )[:, None]  # fmt: skip
+        if block_vectors:
+            R = ar1_correlation(np.arange(n_steps), p)
+            g = np.array([a @ R @ a for a in block_vectors])
+            var = (
+                backtests["noise_var"].to_numpy()[None, None, :]
+                + (sigma**2)[:, None, None] * g[None, None, :]
+                + (tau**2)[None, :, None]
+            )
+            log_post[:, j, :] += (-0.5 * (np.log(var) + errors[None, None, :] ** 2 / var)).sum(
+                axis=2
+            )
+    posterior = np.exp(log_post - log_post.max())
+    posterior /= posterior.sum()
+
+    tracking = pd.DataFrame(
+        {
+            "t": track["t"].to_numpy(),
+            "actual": actual,
+            "expected": expected,
+            "log_ratio": log_ratio,
+            "noise_var": np.where(used, 0.0, np.nan),
+            "residual": np.nan,
+            "used": used,
+        },
+        index=track.index,
+    )
+    tracking.loc[used, "noise_var"] = noise
+    tracking.loc[used, "residual"] = residual
+    lag1 = float(np.corrcoef(residual[:-1], residual[1:])[0, 1]) if n_used > 2 else float("nan")
+    return CommonShocks(
+        step=float(step),
+        time_unit=unit,
+        sigma=sigma,
+        phi=phi,
+        tau=tau,
+        posterior=posterior,
+        calibration_weights=weights,
+        tracking=tracking,
+        backtests=backtests,
+        settings={
+            "calibration_end": end.date().isoformat(),
+            "start": start.date().isoformat(),
+            "n_steps": n_steps,
+            "n_steps_used": n_used,
+            "min_expected": float(min_expected),
+            "n_simulations": n_simulations,
+            "backtest_length": float(backtest_length),
+            "n_backtests": len(backtests),
+            "backtests_skipped": "; ".join(backtests.attrs.get("skipped", [])),
+            "residual_sd": sd,
+            "noise_sd": float(np.sqrt(noise.mean())),
+            "residual_lag1": lag1,
+            "sigma_prior_scale": float(sigma_prior_scale),
+            "tau_prior_scale": float(tau_prior_scale),
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Carrying the shocks into a forecast's total
+# --------------------------------------------------------------------------------------
+def total_multipliers(period_multipliers: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Each draw's multiplier of a total: its period multipliers weighted by the shares
+    of the expected value that fall in each period.
+
+    Examples
+    --------
+    >>> total_multipliers(np.array([[1.2, 0.8], [1.0, 1.0]]), np.array([0.75, 0.25])).tolist()
+    [1.1, 1.0]
+    """
+    m = np.asarray(period_multipliers, dtype=float)
+    w = np.asarray(shares, dtype=float)
+    if m.ndim != 2 or w.shape != (m.shape[1],):
+        raise ValueError(f"shapes {m.shape} and {w.shape} do not match: one share per period")
+    if np.any(w < 0) or not np.isclose(w.sum(), 1.0):
+        raise ValueError("shares must be non-negative and sum to 1")
+    return m @ w
+
+
+def period_value_shares(forecast: CLVForecast, data: Any) -> np.ndarray:
+    """Share of the portfolio's expected discounted value that falls in each period.
+
+    From the point estimates of the forecast's models on the customers of ``data``
+    (the summary the forecast was made from): expected purchases at each period end,
+    differenced, times expected spend, discounted, summed over customers.
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, GammaGamma, customer_lifetime_value, load_cdnow, rfm_summary
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30")
+    >>> fc = customer_lifetime_value(BetaGeo().fit(summary), GammaGamma().fit(summary),
+    ...                              summary, horizon=3, n_draws=50, random_state=0)
+    >>> shares = period_value_shares(fc, summary)
+    >>> shares.round(2).tolist()  # dropout: each month a little less than the one before
+    [0.36, 0.33, 0.31]
+    """
+    scorer = forecast.scorer
+    frame = validate_summary(data, require_monetary=True, context="period_value_shares")
+    distinct, weights, _ = compress(frame, columns=list(scorer.columns))
+    distinct.attrs["time_unit"] = scorer.time_unit
+    tx, spend = scorer.transaction_model, scorer.spend_model
+    value = np.asarray(spend.expected_spend(data=distinct), dtype=float) * weights
+    cumulative = np.array(
+        [
+            np.asarray(tx.expected_purchases(t=float(t), data=distinct), dtype=float) @ value
+            for t in scorer.period_ends
+        ]
+    )
+    # Expected increments are non-negative; clipping guards the last bits of a float.
+    per_period = np.clip(np.diff(np.r_[0.0, cumulative]), 0.0, None) * np.asarray(scorer.discount)
+    total = per_period.sum()
+    if not total > 0:  # no value expected at all: spread evenly
+        return np.full(per_period.size, 1.0 / per_period.size)
+    return per_period / total
+
+
+def shocked_total(
+    forecast: CLVForecast,
+    data: Any,
+    common_shocks: CommonShocks,
+    *,
+    interval: float | None = None,
+    random_state: Any = None,
+) -> pd.Series:
+    """A forecast's portfolio total with common shocks in its intervals.
+
+    Every parameter draw's total (expected, and simulated when the forecast is
+    predictive) is multiplied by a shock path of ``common_shocks`` averaged over the
+    horizon (:func:`total_multipliers` of :meth:`CommonShocks.multipliers` and
+    :func:`period_value_shares`); see the module docstring for the model and its
+    assumptions.
+
+    Parameters
+    ----------
+    forecast : CLVForecast
+    data : DataFrame
+        The summary the forecast was made from.
+    common_shocks : CommonShocks
+        From :func:`estimate_common_shocks` (or :meth:`CommonShocks.fixed`).
+    interval : float, optional
+        Interval level; defaults to the forecast's.
+    random_state : int or numpy Generator, optional
+
+    Returns
+    -------
+    Series
+        The keys of :meth:`CLVForecast.total` (``clv`` and ``clv_mean`` unchanged:
+        the shocks are mean-preserving), with the intervals widened.
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, GammaGamma, customer_lifetime_value, load_cdnow, rfm_summary
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30")
+    >>> fc = customer_lifetime_value(BetaGeo().fit(summary), GammaGamma().fit(summary),
+    ...                              summary, horizon=39, period="W", discount_rate=0,
+    ...                              n_draws=500, predictive=True, random_state=0)
+    >>> plain = fc.total()
+    >>> wide = shocked_total(fc, summary, CommonShocks.fixed(0.2, 0.5, 0.05), random_state=0)
+    >>> width = lambda t: t["clv_pred_upper"] - t["clv_pred_lower"]
+    >>> bool(1.3 < width(wide) / width(plain) < 3)
+    True
+    """
+    if not isinstance(common_shocks, CommonShocks):
+        raise TypeError(f"common_shocks must be a CommonShocks, got {type(common_shocks).__name__}")
+    scorer = forecast.scorer
+    level = forecast.interval if interval is None else float(interval)
+    low_p, high_p = interval_probabilities(level)
+    m = common_shocks.multipliers(
+        forecast.n_draws, scorer.horizon, scorer.period_length, time_unit=scorer.time_unit,
+        random_state=random_state,
+    )  # fmt: skip
+    factor = total_multipliers(m, period_value_shares(forecast, data))
+    out = forecast.total(level).copy()
+    out["clv_lower"], out["clv_upper"] = np.quantile(forecast.draw_totals * factor, [low_p, high_p])
+    if forecast.predictive_totals is not None:
+        out["clv_pred_lower"], out["clv_pred_upper"] = np.quantile(
+            forecast.predictive_totals * factor, [low_p, high_p]
+        )
+    return out

@@ -1,0 +1,166 @@
+"""Calibration metrics: uniform PIT and nominal coverage under a calibrated forecast,
+the tiers of segment() reproduced, and compare()'s calibration of CDNOW (issue 13)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvmodels import BetaGeo, GammaGamma, compare, customer_lifetime_value, segment
+from clvmodels.calibration import (
+    coverage_by_level,
+    pit_histogram,
+    randomized_pit,
+    rank_share_tiers,
+    tier_calibration,
+    total_coverage,
+)
+from clvmodels.segmentation import DEFAULT_TIERS
+
+N_CUSTOMERS, N_DRAWS = 20_000, 400
+
+
+def _counts(rate_scale: float, seed: int):
+    """Poisson counts with gamma rates (many zeros, as holdout purchases): predictive
+    draws of each customer and a realised count with rates ``rate_scale`` wider."""
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(0.5, 1.0, N_CUSTOMERS)
+    draws = rng.poisson(rate, (N_DRAWS, N_CUSTOMERS)).astype(float)
+    realised = rng.poisson(rate * rng.gamma(1 / rate_scale, rate_scale, N_CUSTOMERS))
+    return draws, realised.astype(float)
+
+
+def test_pit_is_uniform_and_coverage_nominal_when_calibrated():
+    draws, realised = _counts(1e-6, seed=0)  # realised from the predictive distribution
+    pit = randomized_pit(draws, realised, random_state=1)
+    hist = pit_histogram(pit)
+    # 20,000 customers: a bin's share has se 0.0021; 400 draws add a little
+    # discreteness to F (tie randomisation absorbs most of it): 4 se leaves room.
+    assert np.all(np.abs(hist["share"] - 0.1) < 4 * hist["se"])
+    cov = coverage_by_level(pit)
+    assert np.all(np.abs(cov["coverage"] - cov["level"]) < 4 * cov["se"])
+
+
+def test_pit_shows_intervals_too_narrow():
+    # Realised counts overdispersed against the forecast (gamma shock of sd 1 on each
+    # rate): the PIT piles up at both ends, coverage falls short at every level.
+    draws, realised = _counts(1.0, seed=2)
+    pit = randomized_pit(draws, realised, random_state=3)
+    hist = pit_histogram(pit)
+    assert hist["share"].iloc[[0, -1]].min() > 0.1 + 4 * hist["se"].iloc[0]
+    cov = coverage_by_level(pit, [0.5, 0.9])
+    assert np.all(cov["coverage"] < cov["level"] - 4 * cov["se"])
+
+
+def test_tier_calibration_of_calibrated_probabilities():
+    rng = np.random.default_rng(4)
+    p = rng.beta(0.3, 0.3, 50_000)
+    table = tier_calibration(p, rng.random(p.size) < p)
+    assert table["customers"].sum() == p.size
+    assert np.all(np.abs(table["share"] - table["probability"]) < 4 * table["se"])
+    # Overconfident probabilities (all pushed to the ends) are far off in the end bins.
+    sure = tier_calibration(np.where(p > 0.5, 0.99, 0.01), rng.random(p.size) < p)
+    assert sure["share"].iloc[-1] < 0.9 and sure["share"].iloc[0] > 0.05
+
+
+def test_rank_share_tiers_match_segment(cdnow_split):
+    fc = customer_lifetime_value(BetaGeo().fit(cdnow_split), GammaGamma().fit(cdnow_split),
+                                 cdnow_split, n_draws=20, random_state=0)  # fmt: skip
+    seg = segment(fc, progressbar=False)
+    names = [name for name, _ in DEFAULT_TIERS]
+    codes = seg.customers["tier"].astype(str).map(names.index).to_numpy()
+    ours = rank_share_tiers(fc.table["clv"].to_numpy(), [s for _, s in DEFAULT_TIERS])
+    assert np.array_equal(ours, codes)
+
+
+def test_total_coverage_signs_and_widths():
+    assert total_coverage(5.0, 0.0, 10.0) == {"inside": True, "widths_outside": 0.0}
+    assert total_coverage(-5.0, 0.0, 10.0)["widths_outside"] == -0.5
+    assert total_coverage(25.0, 0.0, 10.0)["widths_outside"] == 1.5
+    assert total_coverage(1.0, 1.0, 1.0)["inside"]
+    with pytest.raises(ValueError, match="below lower"):
+        total_coverage(1.0, 2.0, 1.0)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="n_draws, n"):
+        randomized_pit(np.zeros((3, 2)), np.zeros(3))
+    with pytest.raises(ValueError, match="levels"):
+        coverage_by_level(np.zeros(3), [0.0, 0.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        tier_calibration(np.array([1.5]), np.array([True]))
+    with pytest.raises(ValueError, match="shape"):
+        tier_calibration(np.array([0.5, 0.5]), np.array([True]))
+    with pytest.raises(ValueError, match="shares"):
+        rank_share_tiers(np.zeros(3), [0.5, 0.0])
+
+
+# --------------------------------------------------------------------------------------
+# compare() on CDNOW
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def comparison(cdnow_split):
+    return compare({"BG/NBD": (BetaGeo(), GammaGamma())}, cdnow_split, n_draws=500,
+                   progressbar=False)  # fmt: skip
+
+
+def test_compare_reports_the_cdnow_total_outside_its_interval(comparison):
+    # Issue 13: realised 70,976 against a 90% predictive interval near [53,400, 66,700],
+    # about 0.3 widths above. The bounds move with the Monte Carlo quantiles of 500
+    # draws (about 1% each), hence the band.
+    row = comparison.loc["BG/NBD"]
+    assert row["value_total_inside"] == 0.0
+    assert 0.12 < row["value_total_widths_outside"] < 0.5
+    assert 50_000 < row["value_total_lower"] < 56_000 < 64_000 < row["value_total_upper"] < 70_000
+    cal = comparison.attrs["calibration"]["BG/NBD"]
+    assert cal.total["realised"] == pytest.approx(row["value_actual"])
+
+
+def test_compare_customer_calibration_agrees_with_interval_coverage(comparison):
+    row = comparison.loc["BG/NBD"]
+    cal = comparison.attrs["calibration"]["BG/NBD"]
+    assert cal.pit["customers"].sum() == 2357
+    assert cal.pit["share"].sum() == pytest.approx(1.0)
+    at_90 = cal.coverage.set_index("level").loc[0.9, "coverage"]
+    # Randomised PIT and the closed interval differ only for customers whose realised
+    # value sits on an interval bound (zero spend on a lower bound of 0): a few percent.
+    assert abs(at_90 - row["value_interval_coverage"]) < 0.03
+    assert 0.85 < at_90 < 0.93
+
+
+def test_compare_shows_top_tier_probabilities_overconfident(comparison):
+    # Issue 13: parameter draws barely move ranks, so the customers placed in the top
+    # tier get probabilities near 1, yet only about half reach the top 10% by realised
+    # holdout value.
+    tiers = comparison.attrs["calibration"]["BG/NBD"].tiers
+    top = tiers.iloc[-1]
+    assert top["probability"] > 0.9 and top["customers"] > 150
+    assert 0.35 < top["share"] < 0.7
+    assert comparison.loc["BG/NBD", "tier_probability_gap"] > 0.05
+    assert tiers.attrs == {"column": "top_tier_probability", "event": "top"}
+
+
+def test_compare_tier_column_and_event_are_checked(cdnow_split):
+    models = {"m": (BetaGeo(), GammaGamma())}
+    with pytest.raises(ValueError, match="tier_event"):
+        compare(models, cdnow_split, tier_event="bottom", progressbar=False)
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        compare(models, cdnow_split, n_draws=20, tier_probability_col="nope", progressbar=False)
+    assigned = compare(models, cdnow_split, n_draws=50, tier_probability_col="tier_probability",
+                       tier_event="assigned", progressbar=False)  # fmt: skip
+    tiers = assigned.attrs["calibration"]["m"].tiers
+    assert tiers["customers"].sum() == 2357 and tiers.attrs["event"] == "assigned"
+
+
+def test_calibration_plots_draw_every_model(comparison):
+    from clvmodels import plotting
+
+    for plot in (plotting.plot_pit_histogram, plotting.plot_coverage_by_level,
+                 plotting.plot_tier_calibration):  # fmt: skip
+        ax = plot(comparison)
+        assert "BG/NBD" in ax.get_legend_handles_labels()[1]
+    ax = plotting.plot_total_intervals(comparison, extra={"with shocks": (50_000, 72_000)})
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["BG/NBD", "with shocks"]
+    with pytest.raises(ValueError, match="no calibration"):
+        plotting.plot_pit_histogram(pd.DataFrame({"x": [1.0]}))
