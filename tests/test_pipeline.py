@@ -318,3 +318,39 @@ def test_a_model_s_extra_columns_come_from_files_too(cdnow_transactions, tmp_pat
     # The default forecast without a holdout (BG/NBD) reads no extra column.
     plain = run_pipeline(dataclasses.replace(settings, models=None), progressbar=False)
     assert "log_interpurchase_sum" not in plain.summary.columns
+
+
+def test_a_family_member_the_data_cannot_identify_is_left_out(cdnow_transactions, tmp_path):
+    # Six months of the first 400 CDNOW customers: Pareto/NBD's likelihood keeps rising
+    # towards s, beta -> infinity (no sign of dropout), so its fit raises
+    # ConvergenceError; the rest of the family is compared, and the report is written.
+    from clvmodels.errors import ConvergenceError
+    from clvmodels.evaluation import compare
+    from clvmodels.models.pareto_nbd import ParetoNBD
+    from clvmodels.report import write_report
+
+    first = cdnow_transactions["customer_id"].unique()[:400]
+    log = cdnow_transactions[cdnow_transactions["customer_id"].isin(first)]
+    settings = PipelineSettings(source=log, customer_col="customer_id", date_col="date",
+                                value_col="amount", calibration_end="1997-03-31", n_draws=50)
+    with pytest.warns(UserWarning, match="ParetoNBD \\+ GammaGamma left out: ParetoNBD did "
+                                         "not converge"):
+        result = run_pipeline(settings, progressbar=False)
+    assert result.comparison.attrs["left_out"] == ["ParetoNBD + GammaGamma"]
+    assert list(result.comparison.index) == list(result.models) == [
+        "BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma", "ModifiedBetaGeo + GammaGamma"]
+    assert result.forecast_name in result.models
+    assert np.isfinite(result.forecast.table["clv"]).all()
+    html = write_report(result, tmp_path / "report.html", progressbar=False).read_text()
+    assert "ParetoNBD + GammaGamma was left out: the data could not identify it (ParetoNBD " \
+           "did not converge to a finite optimum" in html
+    # Named, the same model raises; with nothing left to compare, so does the option.
+    split = result.split
+    with pytest.raises(ConvergenceError, match="ParetoNBD did not converge"):
+        compare({"Pareto": (ParetoNBD(), GammaGamma())}, split, n_draws=50,
+                progressbar=False)
+    with pytest.raises(ConvergenceError, match="no pair could be fitted to these data: "
+                                               "Pareto: ParetoNBD did not converge"), \
+            pytest.warns(UserWarning, match="left out"):
+        compare({"Pareto": (ParetoNBD(), GammaGamma())}, split, n_draws=50,
+                leave_out_failures=True, progressbar=False)

@@ -59,7 +59,7 @@ from clvmodels.clv import (
     predictive_interval,
 )
 from clvmodels.data import add_summary_columns, validate_summary
-from clvmodels.errors import DataValidationError
+from clvmodels.errors import ConvergenceError, DataValidationError
 from clvmodels.models.base import (
     SpendModel,
     TransactionModel,
@@ -1086,6 +1086,7 @@ def compare(
     fit_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
     tier_probability_col: str = "top_tier_probability",
     tier_event: str = "top",
+    leave_out_failures: bool | None = None,
     progressbar: bool = True,
 ) -> pd.DataFrame:
     """Compare (transaction model, spend model) pairs on a calibration/holdout split.
@@ -1150,6 +1151,11 @@ def compare(
         lands in the top tier, or in the tier its point CLV assigns it (as for
         ``tier_probability``). Realised tiers are by rank share of realised value, as
         :func:`clvmodels.segment` places forecasts (:data:`DEFAULT_TIERS`).
+    leave_out_failures : bool, optional
+        Leave out, with a warning and in ``attrs["left_out"]``, the pairs whose fit
+        raises :class:`~clvmodels.errors.ConvergenceError` (the data cannot identify
+        that model), and compare the rest; if none is left the error is raised. Default:
+        for the default family only; named models raise.
     progressbar : bool, default True
         Show progress (also passed to the fits that accept it).
 
@@ -1195,7 +1201,9 @@ def compare(
         one to forecast with), ``best_purchases``, ``loss``, ``verdict`` (one sentence:
         which forecasts value best, by how much, and whether the difference from the
         runner-up is larger than its noise), ``left_out`` (pairs of the default family
-        left out for want of a column), ``horizon`` (periods), ``period``,
+        left out, with a warning, for want of a column or because the data could not
+        identify them: see ``leave_out_failures``), ``left_out_reasons`` (why, by
+        pair), ``horizon`` (periods), ``period``,
         ``horizon_length`` (the forecast length in ``time_unit``), ``time_unit``,
         ``discount_rate``, ``interval``, ``paired_interval``, ``n_draws`` and
         ``random_state``, and ``calibration``: per model a
@@ -1271,16 +1279,29 @@ def compare(
     realised = actual_purchases * frame["monetary_value_holdout"].to_numpy(dtype=float)
 
     rows = {}
+    not_fitted: dict[str, str] = {}
     calibrations = {}
     losses: dict[str, dict[str, np.ndarray]] = {"purchases": {}, "value": {}}
     with progress_bar(3 * len(models), "Comparing models", enabled=progressbar) as bar:
         for name, (transaction_model, spend_model) in models.items():
             bar.update(description=f"Comparing models: fitting {name}")
             options = fit_kwargs.get(name, {})
-            seconds = _fit_if_needed(transaction_model, frame, options, progressbar)
-            bar.advance()
-            seconds_spend = _fit_if_needed(spend_model, frame, options, progressbar)
-            bar.advance()
+            fitted = 0
+            try:
+                seconds = _fit_if_needed(transaction_model, frame, options, progressbar)
+                fitted = 1
+                bar.advance()
+                seconds_spend = _fit_if_needed(spend_model, frame, options, progressbar)
+                bar.advance()
+            except ConvergenceError as err:
+                if not (default if leave_out_failures is None else leave_out_failures):
+                    raise
+                # One pair that these data cannot identify does not cost the user the
+                # comparison of the others.
+                warnings.warn(f"compare: {name} left out: {err}", UserWarning, stacklevel=2)
+                not_fitted[name] = str(err)
+                bar.advance(3 - fitted)
+                continue
             bar.update(description=f"Comparing models: scoring {name}")
             predicted_purchases = np.asarray(
                 transaction_model.expected_purchases(t=length, data=frame), dtype=float
@@ -1347,6 +1368,11 @@ def compare(
                 "fit_seconds": float(fit_seconds),
             }
             bar.advance()
+    if not rows:
+        raise ConvergenceError(
+            f"compare: no pair could be fitted to these data: "
+            f"{'; '.join(f'{name}: {why}' for name, why in not_fitted.items())}"
+        )
     result = pd.DataFrame.from_dict(rows, orient="index")
     result.index.name = "model"
     best = {m: _rank_and_pair(result, m, losses[m], paired_interval) for m in losses}
@@ -1359,7 +1385,12 @@ def compare(
             "best": best["value"],
             "best_purchases": best["purchases"],
             "loss": loss,
-            "left_out": left_out,
+            "left_out": sorted([*left_out, *not_fitted]),
+            "left_out_reasons": {
+                **{name: "it reads a summary column the split lacks" for name in left_out},
+                **{name: f"the data could not identify it ({why})"
+                   for name, why in not_fitted.items()},
+            },
             "horizon": calendar.horizon,
             "period": calendar.period,
             "horizon_length": length,

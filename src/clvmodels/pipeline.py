@@ -766,8 +766,11 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
             comparison = compare(
                 models, split, interval=s.interval, n_draws=s.n_draws,
                 random_state=s.random_state, fit_kwargs={name: options for name in models},
+                leave_out_failures=len(models) > 1,
                 progressbar=progressbar,
             )
+        left_out = set(comparison.attrs["left_out"])  # not fitted: nothing to show
+        models = {name: pair for name, pair in models.items() if name not in left_out}
         out.update(split=split, comparison=comparison, models=models)
     name = _forecast_name(s, out["comparison"])
     tx_spec, spend_spec = s.models[name]

@@ -820,6 +820,7 @@ def _comparison_section(ctx: _Context) -> dict[str, Any]:
         "verdict": verdict,
         "more": more,
         "left_out": attrs.get("left_out") or [],
+        "left_out_reasons": attrs.get("left_out_reasons") or {},
         "table": _table(table, row_kinds={label: kind for _, label, kind in rows}, best=best),
         "calibration_figures": figures,
         "calibration_notes": notes,

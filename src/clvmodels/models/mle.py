@@ -63,6 +63,7 @@ A model with no dropout (the NBD of Ehrenberg 1959) in a few lines:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import warnings
@@ -1201,6 +1202,14 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         settings = {} if settings is None else settings
         if not isinstance(settings, Mapping):
             raise ModelFileError(f"{source}: field 'settings' must be an object")
+        known = inspect.signature(cls).parameters
+        open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in known.values())
+        unknown = [key for key in settings if key not in known]
+        # Named by repr: a key may hold any character, a newline included.
+        if unknown and not open_ended:
+            raise ModelFileError(
+                f"{source}: field 'settings' names unknown settings {unknown!r} of {cls.__name__}"
+            )
         try:
             model = cls(**settings)
             if "penalizer" in settings:
