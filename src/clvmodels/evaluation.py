@@ -540,6 +540,7 @@ def expected_cumulative_purchases(
     time_unit: str | None = None,
     step: float = 1.0,
     group_col: str | None = None,
+    customer_data: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Cumulative repeat purchases of the whole cohort over calendar time, model and actual.
 
@@ -578,6 +579,9 @@ def expected_cumulative_purchases(
         Length of a step in ``time_unit``.
     group_col : str, optional
         Per-customer group column for models with group-level parameters.
+    customer_data : DataFrame, optional
+        Per-customer attributes indexed by customer id: covariates that the log lacks
+        are taken from it (otherwise from each customer's first row of the log).
 
     Returns
     -------
@@ -652,6 +656,17 @@ def expected_cumulative_purchases(
         name: tuple(c for c in _new_customer_columns(m) if c != _model_group_col(m))
         for name, m in models.items()
     }
+    if customer_data is not None:  # covariates the log lacks, from the customer table
+        wanted = {c for cs in covariates_of.values() for c in cs
+                  if c not in frame.columns and c in customer_data.columns}
+        ids = frame[customer_col]
+        if wanted and not ids.isin(customer_data.index).all():
+            absent = ids[~ids.isin(customer_data.index)].unique()
+            raise DataValidationError(
+                f"{context}: customer_data has no row for {len(absent)} customers of the "
+                f"log; first ids {list(absent[:5])}"
+            )
+        frame = frame.assign(**{c: ids.map(customer_data[c]).to_numpy() for c in sorted(wanted)})
     for name, covariates in covariates_of.items():
         missing = [c for c in covariates if c not in frame.columns]
         if missing:

@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._summary_options import summary_options_for
+from clvmodels.errors import DataValidationError
 from clvmodels.evaluation import family_models
 from clvmodels.progress import ProgressBar, progress_bar
 from clvmodels.units import (
@@ -354,6 +355,11 @@ class PipelineSettings:
         Add value tiers with membership probabilities.
     random_state : int, optional
         Seed of every random step (draws, simulation, sampling).
+    customer_data : DataFrame, optional
+        One row per customer, indexed by customer id (or with a ``customer_col``
+        column): covariates and other attributes, joined onto every summary the models
+        fit and score, so that models with covariates (``purchase_covariates=[...]``)
+        read them. Every customer of the log needs a row; extra rows are ignored.
 
     Examples
     --------
@@ -393,12 +399,17 @@ class PipelineSettings:
     predictive: bool = False
     segments: bool = True
     random_state: int | None = 0
+    customer_data: Any = None
 
     def __post_init__(self) -> None:
         for name in ("customer_col", "date_col", "value_col"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name} must be a column name, got {getattr(self, name)!r}")
         self._check_plain_settings()
+        if self.customer_data is not None:
+            object.__setattr__(self, "customer_data", _customer_table(
+                self.customer_data, self.customer_col, self.group_col
+            ))
         calendar = Calendar(self.horizon, self.period, self.discount_rate)
         object.__setattr__(self, "horizon", calendar.horizon)
         object.__setattr__(self, "discount_rate", calendar.discount_rate)
@@ -652,6 +663,50 @@ def _fit(model: Any, data: pd.DataFrame, options: Mapping[str, Any], progressbar
     model.fit(data, **accepted)
 
 
+#: Columns of a summary that customer attributes may not replace.
+_SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
+
+
+def _customer_table(table: Any, customer_col: str, group_col: str | None) -> pd.DataFrame:
+    """``customer_data`` indexed by customer id, checked before any data is read."""
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(
+            f"customer_data must be a pandas DataFrame of one row per customer, got "
+            f"{type(table).__name__}"
+        )
+    if customer_col in table.columns:
+        table = table.set_index(customer_col)
+    if table.index.has_duplicates:
+        repeated = table.index[table.index.duplicated()].unique()
+        raise DataValidationError(
+            f"customer_data: {len(repeated)} customer ids have more than one row; first ids "
+            f"{list(repeated[:5])}"
+        )
+    taken = [c for c in table.columns
+             if c in _SUMMARY_COLUMNS or str(c).endswith("_holdout") or c == group_col]
+    if taken:
+        raise ValueError(
+            f"customer_data: columns {taken} would replace the summary's own; rename them"
+        )
+    return table
+
+
+def _with_customer_data(summary: pd.DataFrame, table: pd.DataFrame | None) -> pd.DataFrame:
+    """``summary`` with the customers' attributes joined on, every customer present."""
+    if table is None:
+        return summary
+    missing = ~summary.index.isin(table.index)
+    if missing.any():
+        raise DataValidationError(
+            f"customer_data has no row for {int(missing.sum())} of {len(summary)} customers "
+            f"(ids are matched by value and type); first ids "
+            f"{list(summary.index[missing][:5])}"
+        )
+    joined = summary.join(table, how="left")
+    joined.attrs = summary.attrs
+    return joined
+
+
 def _forecast_name(settings: PipelineSettings, comparison: pd.DataFrame | None) -> str:
     """The pair to forecast with: the user's, else the best on the holdout, else the first."""
     named = settings.forecast_name
@@ -761,6 +816,7 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
                 *columns, calibration_end=s.calibration_end, observation_end=observation_end,
                 **reading(s.models.values()),
             )
+        split = _with_customer_data(split, s.customer_data)
         observation_end = split.attrs["observation_end"]
         with step("comparing models"):
             comparison = compare(
@@ -777,9 +833,9 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     tx = make_model(tx_spec, kind="transaction", group_col=s.group_col)
     spend = make_model(spend_spec, kind="spend", group_col=s.group_col)
     with step("summary"):
-        summary = rfm_summary(
+        summary = _with_customer_data(rfm_summary(
             *columns, observation_end=observation_end, **reading([s.models[name]])
-        )
+        ), s.customer_data)
     with step(f"fitting {name}"):
         _fit(tx, summary, options, progressbar)
         _fit(spend, summary, options, progressbar)

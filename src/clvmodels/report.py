@@ -408,6 +408,7 @@ def build_report(
     title: str | None = None,
     command: str | None = None,
     common_shocks: bool = True,
+    customer_data: Any = None,
     progressbar: bool = True,
 ) -> Path:
     """Fit, compare and forecast, and write everything to one self-contained HTML file.
@@ -470,6 +471,9 @@ def build_report(
         Put shocks common to all customers into the intervals of portfolio totals
         (:mod:`clvmodels.shocks`, estimated on the log); the plain intervals are shown
         beside them.
+    customer_data : DataFrame, optional
+        Per-customer attributes (covariates) joined onto the summaries, for models with
+        covariates (see :class:`clvmodels.pipeline.PipelineSettings`).
     progressbar : bool, default True
         Show progress.
 
@@ -495,6 +499,7 @@ def build_report(
         date_col,
         value_col,
         group_col=group_col,
+        customer_data=customer_data,
         date_format=date_format,
         observation_end=observation_end,
         calibration_end=calibration_end,
@@ -958,6 +963,7 @@ def _checks_section(ctx: _Context) -> dict[str, Any]:
         calibration_end=split.attrs["calibration_end"],
         time_unit=ctx.unit,
         group_col=s.group_col,
+        customer_data=s.customer_data,
     )
     cond = conditional_expectations_by_frequency(tx_models, split)
 
