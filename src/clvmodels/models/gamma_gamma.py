@@ -418,7 +418,7 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
                 f"mean spend to learn spend; found {int(repeat.sum())} among {len(data)} "
                 "customers"
             )
-        self.frequency_spend_correlation_ = _correlation(data.loc[repeat])
+        self.frequency_spend_correlation_ = _correlation(x[repeat], m[repeat])
         if abs(self.frequency_spend_correlation_) > CORRELATION_WARNING:
             warnings.warn(
                 "GammaGamma assumes spend is independent of purchase frequency, but their "
@@ -503,9 +503,9 @@ def _typical_spend(arrays: Mapping[str, np.ndarray], weights: np.ndarray) -> flo
     return float(np.exp(np.average(np.log(arrays["monetary_value"]), weights=weights)))
 
 
-def _correlation(buyers: pd.DataFrame) -> float:
-    f = buyers["frequency"].to_numpy(dtype=float)
-    m = buyers["monetary_value"].to_numpy(dtype=float)
+def _correlation(frequency: np.ndarray, monetary_value: np.ndarray) -> float:
+    f = np.asarray(frequency, dtype=float)
+    m = np.asarray(monetary_value, dtype=float)
     if f.std() == 0 or m.std() == 0:
         return 0.0
     return float(np.corrcoef(f, m)[0, 1])
