@@ -386,3 +386,23 @@ def test_comparison_opens_with_the_verdict(built):
     forecast = html[html.index('<section id="forecast">'):]
     assert ("BG/NBD + GG (MLE), the best of the 2 models on the holdout by the squared error "
             "of holdout value per customer, refitted on all data up to 1998-06-30") in forecast
+
+
+@pytest.mark.filterwarnings("ignore::clvmodels.errors.SamplingWarning")  # 60 draws
+def test_named_models_get_their_bayesian_versions(cdnow_transactions, tmp_path):
+    from clvmodels.report import bayesian_versions
+
+    named = {"MBG": ("ModifiedBetaGeo", GammaGamma), "mine": (BetaGeo(), GammaGamma())}
+    # Model objects keep settings a name would lose: they get no Bayesian version.
+    assert bayesian_versions(named) == {
+        "BayesianModifiedBetaGeo + BayesianGammaGamma": ("BayesianModifiedBetaGeo",
+                                                         "BayesianGammaGamma")}
+    assert bayesian_versions({"B": ("BayesianBetaGeo", "BayesianGammaGamma")}) == {}
+    first = cdnow_transactions["customer_id"].unique()[:600]
+    log = cdnow_transactions[cdnow_transactions["customer_id"].isin(first)]
+    html = build_report(
+        log, "customer_id", "date", "amount", "1997-09-30", tmp_path / "r.html",
+        models={"MBG": ("ModifiedBetaGeo", "GammaGamma")}, bayesian=True, mcmc_draws=60,
+        mcmc_tune=60, mcmc_chains=2, n_draws=60, progressbar=False,
+    ).read_text(encoding="utf-8")
+    assert "BayesianModifiedBetaGeo + BayesianGammaGamma" in html and "2 models compared" in html

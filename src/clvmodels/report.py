@@ -298,6 +298,35 @@ def default_models(
     return family_models(bayesian=bayesian, group_col=group_col)
 
 
+def bayesian_versions(models: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[str, str]]:
+    """The Bayesian version of each named maximum-likelihood pair, by registry name.
+
+    A pair given by names or classes (``("ParetoNBD", "GammaGamma")``) gets
+    ``("BayesianParetoNBD", "BayesianGammaGamma")``, named ``"BayesianParetoNBD +
+    BayesianGammaGamma"``; pairs of Bayesian models, and pairs given as model objects
+    (whose settings a name would not carry), get none.
+
+    Examples
+    --------
+    >>> list(bayesian_versions({"P": ("ParetoNBD", "GammaGamma")}))
+    ['BayesianParetoNBD + BayesianGammaGamma']
+    """
+    from clvmodels.models.base import find_model_class
+
+    out = {}
+    for pair in models.values():
+        names = [spec if isinstance(spec, str) else getattr(spec, "__name__", None)
+                 for spec in pair]
+        if None in names:
+            continue  # a model object: its settings would be lost in a name
+        classes = [find_model_class(name) for name in names]
+        if any(cls is None or getattr(cls, "is_bayesian", False) for cls in classes):
+            continue
+        tx, spend = (f"Bayesian{name}" for name in names)
+        out[f"{tx} + {spend}"] = (tx, spend)
+    return out
+
+
 def _is_bayesian(model: Any) -> bool:
     return getattr(model, "idata_", None) is not None
 
@@ -445,7 +474,8 @@ def build_report(
         per customer (``comparison.attrs["best"]``).
     bayesian : bool, default False
         Add the Bayesian versions to the default models (sampling: minutes, not
-        seconds). Ignored when ``models`` are given.
+        seconds); with ``models``, the Bayesian version of each pair named by registry
+        names or classes (:func:`bayesian_versions`).
     mcmc_draws, mcmc_tune, mcmc_chains : int
         Posterior draws and tuning steps per chain, and chains, for Bayesian models;
         ``mcmc_draws=0`` leaves the Bayesian models out of the default set.
@@ -493,6 +523,8 @@ def build_report(
         raise ValueError(f"output {output} is a directory; give a file name such as report.html")
     if models is None and bayesian and mcmc_draws > 0:
         models = default_models(group_col, bayesian=True)
+    elif bayesian and mcmc_draws > 0:
+        models = {**models, **bayesian_versions(models)}
     settings = PipelineSettings(
         transactions,
         customer_col,
