@@ -1099,7 +1099,7 @@ def compare(
     n_draws: int = 1000,
     random_state: int | None = 0,
     fit_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-    tier_probability_col: str = "top_tier_probability",
+    tier_probability_col: str = "top_tier_probability_realised",
     tier_event: str = "top",
     leave_out_failures: bool | None = None,
     progressbar: bool = True,
@@ -1158,9 +1158,12 @@ def compare(
     fit_kwargs : mapping of str to dict, optional
         Extra ``fit`` arguments per model name (e.g. ``{"Bayesian": {"draws": 500}}``),
         passed to whichever of the pair's ``fit`` methods accept them.
-    tier_probability_col : str, default "top_tier_probability"
+    tier_probability_col : str, default "top_tier_probability_realised"
         The column of :func:`clvmodels.segment`'s ``customers`` whose calibration is
-        measured (the probability of a tier given to each customer).
+        measured (the probability of a tier given to each customer): by default the
+        probability that the customer's realised value reaches the top tier, from the
+        forecast's simulated futures; ``"top_tier_probability"`` measures the
+        parameter-uncertainty one, which is overconfident about realised values.
     tier_event : {"top", "assigned"}, default "top"
         What that column is the probability of: the customer's realised holdout value
         lands in the top tier, or in the tier its point CLV assigns it (as for
@@ -1426,7 +1429,7 @@ def forecast_calibration(
     forecast: CLVForecast,
     realised: pd.Series,
     *,
-    tier_probability_col: str = "top_tier_probability",
+    tier_probability_col: str = "top_tier_probability_realised",
     tier_event: str = "top",
     random_state: Any = None,
 ) -> ModelCalibration:

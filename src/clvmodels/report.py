@@ -956,9 +956,13 @@ def _calibration_figures(ctx: _Context) -> tuple[list[_Figure], list[str]]:
     column = next(iter(calibration.values())).tiers.attrs.get("column", "tier probability")
     figures.append(_figure(
         fig, f"Tier probabilities ({column}) against what happened: of the customers given "
-        "about p, the share whose realised holdout value reached the tier. Parameter "
-        "uncertainty alone makes these probabilities near 0 or 1; realised values are far "
-        "less certain.",
+        "about p, the share whose realised holdout value reached the tier (on the diagonal "
+        "when calibrated). " + (
+            "These come from the simulated futures, so they carry the purchase noise that "
+            "decides who ends up on top." if column.endswith("_realised") else
+            "Parameter uncertainty alone makes these probabilities near 0 or 1; realised "
+            "values are far less certain."
+        ),
     ))  # fmt: skip
     return figures, notes
 
