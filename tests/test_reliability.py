@@ -34,12 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from clvmodels import (
     BetaGeo,
+    ConvergenceError,
     DataValidationError,
     GammaGamma,
     ModelFileError,
@@ -180,6 +181,10 @@ def pipeline_settings(draw):
 
 @fuzz(200)
 @given(pipeline_settings())
+# Three months of calibration do not identify the Pareto/NBD of these 400 customers:
+# alone it raises ConvergenceError; in the default family it is left out of the comparison.
+@example({"models": ("ParetoNBD", "GammaGamma"), "calibration_end": "1997-03-31"})
+@example({"calibration_end": "1997-03-31"})
 def test_fuzzed_pipeline_settings_run_or_are_refused_by_name(small_log, fuzzed):
     try:
         s = PipelineSettings(small_log, "customer_id", "date", "amount", **{"n_draws": 20,
@@ -193,11 +198,13 @@ def test_fuzzed_pipeline_settings_run_or_are_refused_by_name(small_log, fuzzed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = run_pipeline(s, progressbar=False)
-    except ValueError as err:
+    except (ValueError, ConvergenceError) as err:
         # The data under these settings (a missing group column, no repeat purchases
-        # before the cut-off): a DataValidationError, or a ValueError naming a setting.
+        # before the cut-off, too short a calibration period for a model to be
+        # identified): the package's own data errors, or a ValueError naming a setting.
         message = _one_line(str(err))
-        assert isinstance(err, DataValidationError) or _names_it(message, fuzzed), (err, fuzzed)
+        assert isinstance(err, DataValidationError | ConvergenceError) or _names_it(
+            message, fuzzed), (err, fuzzed)
         return
     assert np.isfinite(result.customers()["clv"].to_numpy(dtype=float)).all()
 
@@ -258,7 +265,8 @@ def test_fuzzed_command_line_options_run_or_fail_in_one_line(small_csv, fuzzed):
     assert line.startswith("clvmodels: error: ")
     words = [w for option, text in fuzzed.items() for w in [*CLI_OPTIONS[option], repr(text),
                                                             option]]
-    assert any(w in line for w in words), (fuzzed, line)
+    # Or the data under these settings do not identify a model (ConvergenceError's line).
+    assert any(w in line for w in words) or "did not converge" in line, (fuzzed, line)
     assert sorted(p.name for p in small_csv.parent.iterdir()) == ["tx.csv"]
 
 
