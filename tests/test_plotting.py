@@ -273,6 +273,24 @@ def test_trace_and_posterior():
     assert axes.size == 3  # one panel per cohort
 
 
+def test_a_stuck_chain_is_drawn_not_refused():
+    # A stuck sampler can leave draws one ulp apart; ArviZ's density estimate then
+    # divides by a zero bin width (seen in CI on a short hierarchical run).
+    model = _Posterior()
+    r = model.idata_.posterior["r"]
+    stuck = np.where(np.arange(150) % 2 == 0, 0.3, np.nextafter(0.3, 1.0))
+    r.values[1, :, 2] = stuck
+    original = r.to_numpy().copy()
+    axes = P.plot_trace(model)
+    draws = [line.get_ydata() for line in axes[0, 1].get_lines()]
+    assert any(np.array_equal(y, np.full(150, 0.3)) for y in draws)
+    assert any(np.array_equal(y, original[0, :, 0]) for y in draws)  # others untouched
+    r.values[:, :, 2] = stuck  # every chain of one cohort
+    axes = P.plot_posterior(model, var_names=["r"])
+    assert axes.size == 3
+    np.testing.assert_array_equal(r.values[1, :, 2], stuck)  # the model's posterior is kept
+
+
 def test_bayesian_plots_need_a_posterior(bgnbd):
     with pytest.raises(ValueError, match="no posterior"):
         P.plot_trace(bgnbd)

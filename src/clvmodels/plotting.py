@@ -17,6 +17,7 @@ histogram), figure 4 (tracking), figure 5 (conditional expectations).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -722,6 +723,46 @@ def _idata(model: Any) -> Any:
     return idata
 
 
+# Draws that vary by less than this, relative to their size, are one value on any axis.
+_DISPLAY_SPREAD = 1e-9
+
+
+def _snap_near_constant(draws: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
+    """Set each series along ``axis`` whose finite draws barely vary to one value.
+
+    A sampler stuck on one point can still leave draws a few ulps apart (a
+    transformed parameter recomputed from the same unconstrained value), and
+    ArviZ's density estimate then divides by a zero bin width. Such a series is
+    one value at any resolution a figure can show, so it is drawn as exactly one.
+    """
+    finite = np.where(np.isfinite(draws), draws, np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN series stay as they are
+        low = np.nanmin(finite, axis=axis, keepdims=True)
+        high = np.nanmax(finite, axis=axis, keepdims=True)
+    scale = np.maximum(np.abs(low), np.abs(high))
+    flat = (high - low) <= _DISPLAY_SPREAD * scale
+    return np.where(flat & np.isfinite(draws), low, draws)
+
+
+def _displayable(idata: Any, names: Sequence[str]) -> Any:
+    """A copy of ``idata``'s posterior of ``names`` that ArviZ's density plots can draw.
+
+    Near-constant series are snapped to one value, first over all chains (the
+    pooled density) and then chain by chain (the trace plot's per-chain
+    densities); every other draw is unchanged.
+    """
+    import arviz as az
+
+    posterior = idata.posterior[list(names)].copy()
+    for name in names:
+        values = posterior[name].to_numpy().astype(float)
+        values = _snap_near_constant(values, axis=(0, 1))
+        values = _snap_near_constant(values, axis=(1,))
+        posterior[name] = (posterior[name].dims, values)
+    return az.InferenceData(posterior=posterior)
+
+
 def _var_names(model: Any, idata: Any, var_names: Sequence[str] | None) -> list[str]:
     if var_names is not None:
         return list(var_names)
@@ -755,8 +796,9 @@ def plot_posterior(
     import arviz as az
 
     idata = _idata(model)
+    names = _var_names(model, idata, var_names)
     axes = az.plot_posterior(
-        idata, var_names=_var_names(model, idata, var_names), hdi_prob=interval, ax=ax,
+        _displayable(idata, names), var_names=names, hdi_prob=interval, ax=ax,
         textsize=9,
     )
     return np.atleast_1d(axes)
@@ -787,8 +829,9 @@ def plot_trace(
     import arviz as az
 
     idata = _idata(model)
+    names = _var_names(model, idata, var_names)
     axes = az.plot_trace(
-        idata, var_names=_var_names(model, idata, var_names), axes=ax, compact=True, legend=True,
+        _displayable(idata, names), var_names=names, axes=ax, compact=True, legend=True,
         backend_kwargs={"layout": "constrained"} if ax is None else None,
     )
     return np.atleast_2d(axes)
