@@ -493,6 +493,27 @@ def test_likelihood_works_in_pytensor_for_the_bayesian_engine(k, modified):
     np.testing.assert_allclose(grad, pt_grad, rtol=1e-8)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("modified", [False, True])
+def test_log_likelihood_of_a_batch_of_draws_is_that_of_each_draw(k, modified):
+    # A batch of draws shared by every row (the pointwise log-likelihood of a posterior)
+    # takes the gamma-function terms once per distinct frequency: the same values as
+    # one draw at a time, which evaluates them row by row (the same operations on the
+    # same numbers, so 1e-14 is ample).
+    rng = np.random.default_rng(k)
+    data = simulate_bgcnbd(400, **BTYDPLUS_SIM, T=rng.uniform(5, 40, 400), k=k,
+                           modified=modified, random_state=rng)
+    draws = {n: v * np.exp(0.2 * rng.standard_normal((5, 1))) for n, v in BTYDPLUS_SIM.items()}
+    batch = bgcnbd_log_likelihood(**draws, frequency=data["frequency"].to_numpy(float),
+                                  recency=data["recency"].to_numpy(float),
+                                  T=data["T"].to_numpy(float), k=k, modified=modified)
+    assert batch.shape == (5, 400) and len(np.unique(data["frequency"])) < 400
+    for d in range(5):
+        one = bgcnbd_log_likelihood(*(float(draws[n][d, 0]) for n in NAMES), *_arrays(data),
+                                    k=k, modified=modified)
+        np.testing.assert_allclose(batch[d], one, rtol=1e-14, atol=0)
+
+
 # -- the Bayesian version ---------------------------------------------------------------------
 def _simulated_k2(n=2_000, seed=11, modified=False):
     rng = np.random.default_rng(seed)

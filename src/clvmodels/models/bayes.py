@@ -178,6 +178,12 @@ DEFAULT_COEFFICIENT_SIGMA = 1.0
 # Pointwise log-likelihood is n_draws x n_customers floats; above this many values
 # (400 MB) it is left out unless asked for.
 LOG_LIKELIHOOD_LIMIT = 50_000_000
+# The pointwise log-likelihood is evaluated in blocks of about this many values (draws
+# x rows, 128 KiB of floats): small enough that NumPy's temporaries stay in cache and
+# below the allocator's threshold for fresh memory maps (each one otherwise mapped and
+# faulted in anew: with 200,000 the first evaluation of a CDNOW MBG/NBD posterior took
+# 0.6 to 0.9 s against 0.2 to 0.3 s, under load).
+POINTWISE_BLOCK = 16_384
 RHAT_LIMIT = 1.01
 ESS_LIMIT = 400
 # A group's maximum-likelihood fit informs the parameterisation in the coordinates
@@ -556,6 +562,10 @@ class BayesianModel(BaseModel, register=False):
         """Log-likelihood of each distinct row under each draw, in NumPy.
 
         ``params`` have shape ``(..., n_groups)``; the result ``(..., n_rows)``.
+        Without covariates the rows of each group are evaluated together with the
+        group's parameters as a column ``(draws, 1)``, so that the terms of the
+        parameters alone (``gammaln(r)``, ``log(alpha)``, ...) are computed once per
+        draw rather than once per draw and row.
         """
         names = list(type(self).param_names)
         lead = params[names[0]].shape[:-1]
@@ -563,6 +573,7 @@ class BayesianModel(BaseModel, register=False):
             k: np.asarray(params[k], dtype=float).reshape(-1, params[k].shape[-1]) for k in names
         }
         n_draws, n_rows = flat[names[0]].shape[0], len(stats.weight)
+        data = self._data(stats.columns)
         design = self.covariate_design_
         gamma = None
         if design is not None:
@@ -570,19 +581,28 @@ class BayesianModel(BaseModel, register=False):
                 [np.asarray(params[c], dtype=float).reshape(-1) for c in design.coefficients],
                 axis=-1,
             )
+            parts = [(slice(None), None)]
+        elif stats.n_groups == 1:
+            parts = [(slice(None), 0)]
+        else:
+            parts = [(np.flatnonzero(stats.group == g), g) for g in range(stats.n_groups)]
         out = np.empty((n_draws, n_rows))
-        step = max(1, 200_000 // max(n_rows, 1))
+        step = max(1, POINTWISE_BLOCK // max(n_rows, 1))
         with np.errstate(all="ignore"):
-            for start in range(0, n_draws, step):
-                block = slice(start, start + step)
-                per_row = {k: v[block][:, stats.group] for k, v in flat.items()}
-                if gamma is not None:
-                    theta = {k: (v if k in self.real_params else np.log(v))
-                             for k, v in per_row.items()}
-                    per_row = self._natural(
-                        self._row_theta(theta, gamma[block], stats.columns[DESIGN])
-                    )
-                out[block] = self.log_likelihood(per_row, self._data(stats.columns), _ops.NUMPY)
+            for rows, g in parts:
+                part = data if isinstance(rows, slice) else {c: v[rows] for c, v in data.items()}
+                for start in range(0, n_draws, step):
+                    block = slice(start, start + step)
+                    if gamma is None:
+                        per_row = {k: v[block, g, None] for k, v in flat.items()}
+                    else:
+                        theta = {k: (v[block][:, stats.group] if k in self.real_params
+                                     else np.log(v[block][:, stats.group]))
+                                 for k, v in flat.items()}
+                        per_row = self._natural(
+                            self._row_theta(theta, gamma[block], stats.columns[DESIGN])
+                        )
+                    out[block, rows] = self.log_likelihood(per_row, part, _ops.NUMPY)
         return out.reshape(*lead, n_rows)
 
     # The engine's routes to the likelihood: a model's own sufficient statistics where
@@ -1214,9 +1234,9 @@ class BayesianModel(BaseModel, register=False):
                 params[k] = values if self.group_col else values[..., None]
             pointwise = self._route(prep.stats, "_pointwise_log_likelihood")
             per_row = pointwise(params, prep.stats)
-            per_customer = per_row[..., prep.inverse]
+            per_customer = np.take(per_row, prep.inverse, axis=-1)  # faster than [..., i]
             if prep.constant is not None:
-                per_customer = per_customer + prep.constant
+                per_customer += prep.constant
             dim = "customer"
             name = self.log_likelihood_var
             ll = az.from_dict(
