@@ -668,7 +668,9 @@ class BayesianModel(BaseModel, register=False):
         pooled_mle = self._pooled_mle(frame, context)
         # Settings the declaration chooses (an integer k) are held at the pooled
         # maximum-likelihood choice, or as given where that fit failed.
-        chooser = pooled_mle or self._mle_class(**self._mle_settings(fixed=False))
+        chooser = pooled_mle if pooled_mle is not None else (
+            self._mle_class(**self._mle_settings(fixed=False))
+        )
         try:
             self._hold_settings(chooser._chosen_settings())
         except ValueError as err:
@@ -1919,6 +1921,14 @@ def bayesian(model_class: type) -> type:
     >>> spend = bayesian(GammaGamma)(group_col="cohort")
     >>> spend.coordinates, spend.group_col
     (('log_p', 'log_q', 'log_gamma'), 'cohort')
+
+    The declaration's own settings (its ``model_settings``) carry over; the MBG/CNBD-k
+    here gets its ``k`` from the maximum-likelihood profile at fit, then holds it:
+
+    >>> from clvmodels import BetaGeoCNBD
+    >>> cnbd = bayesian(BetaGeoCNBD)(modified=True)
+    >>> cnbd.k, cnbd.modified, cnbd.max_k
+    (None, True, 12)
     """
     if (
         not isinstance(model_class, type)
