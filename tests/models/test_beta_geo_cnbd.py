@@ -637,10 +637,14 @@ def _tampered(path, tmp_path, **changes):
     return out
 
 
-def test_bayesian_settings_are_checked_at_fit_and_on_load(tmp_path, cdnow_regular):
+def test_bayesian_settings_are_checked_at_fit_and_on_load(tmp_path, cdnow_regular,
+                                                          cdnow_summary):
     from clvmodels.models.bayes import bayesian
 
     cls = bayesian(BetaGeoCNBD)
+    # k is estimated (or k > 1 fitted) from the regularity column, as by maximum likelihood
+    with pytest.raises(DataValidationError, match=r"BayesianBetaGeoCNBD\.fit.*regularity=True"):
+        cls().fit(cdnow_summary, draws=5, tune=5, chains=1)
     for bad in ({"k": 0}, {"k": 2.5}, {"max_k": 0}, {"modified": "yes"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             cls(**bad).fit(cdnow_regular, draws=5, tune=5, chains=1)
