@@ -303,9 +303,11 @@ class DynamicCovariateData:
         the first (customer, period) pairs and how far the table would have to reach."""
         T = self.summary["T"].to_numpy(float)[:, None]
         needed = _lengths(self.period_start, self.period_end, 0.0, T + horizon) > 0
-        reach = (self.period_end[:, -1:] >= T + horizon - 1e-9)[:, 0]
-        holes = needed & np.isnan(np.stack(list(self.covariates.values()), -1)).any(-1) \
-            if self.covariates else np.zeros_like(needed)
+        reach = self.period_end[:, -1] >= T[:, 0] + horizon - 1e-9
+        missing = np.zeros(needed.shape, dtype=bool)
+        for values in self.covariates.values():
+            missing |= np.isnan(values)
+        holes = needed & missing
         if not reach.all():
             first = self.summary.index[~reach][:5]
             raise DataValidationError(
