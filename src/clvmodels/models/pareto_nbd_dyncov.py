@@ -741,9 +741,10 @@ class ParetoNBDDynamicCovariates(BaseModel, register=False):
                  n_obs: int, time_unit: str | None) -> None:
         names = self.param_names
         self._theta = np.concatenate([np.log(values[:4]), values[4:]])
-        self.params_ = pd.Series(values, index=list(names), dtype=float, name="estimate")
+        labels = pd.Index(list(names), dtype=object)  # as the other models label them
+        self.params_ = pd.Series(values, index=labels, dtype=float, name="estimate")
         cov = np.full((len(names), len(names)), np.nan) if covariance is None else covariance
-        self.covariance_ = pd.DataFrame(cov, index=list(names), columns=list(names))
+        self.covariance_ = pd.DataFrame(cov, index=labels, columns=labels)
         self.log_likelihood_ = log_likelihood
         self.n_obs_ = n_obs
         self.aic_ = 2 * len(names) - 2 * log_likelihood
