@@ -76,6 +76,24 @@ def test_reproduces_clvtools_log_likelihood(fixture_data):
         assert ll[customer] == pytest.approx(value, abs=1e-5)
 
 
+# CLVTools' P(alive) at the same parameters: its pnbd_dyncov_palive() (as its test
+# re-derives it, "pnbd_dyncov_palive_old") from the same object's LL.data, 1 /
+# ((Bksum + alpha)^(x+r) (DkT + beta)^s s/(r+s+x) Z + 1), with x from its cbs.
+CLVTOOLS_P_ALIVE = {
+    1: 0.0006103566161290764, 10: 0.06407521294112054, 100: 0.8471396755662751,
+    1000: 0.9855493160445659, 1108: 0.9844109841921097,
+}
+
+
+def test_reproduces_clvtools_probability_alive(fixture_data):
+    model = ParetoNBDDynamicCovariates.from_params(
+        CLVTOOLS_PARAMS, purchase_covariates=THREE, dropout_covariates=THREE)
+    alive = model.probability_alive(fixture_data)
+    # the same rounding of CLVTools' clocks as above: all 250 agree to 2.3e-10
+    for customer, value in CLVTOOLS_P_ALIVE.items():
+        assert alive[customer] == pytest.approx(value, abs=1e-8)
+
+
 # --------------------------------------------------------------------------------------
 # Exact reductions
 # --------------------------------------------------------------------------------------
