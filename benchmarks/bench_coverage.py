@@ -18,8 +18,11 @@ Three parts, each coverage with its binomial standard error:
 3. **Simulated cohorts.** ``--replications`` cohorts of ``--customers`` customers
    from the BG/NBD + Gamma-Gamma with the CDNOW estimates (39 calibration + 39 holdout
    weeks), without common shocks and with weekly log shocks of known size (AR(1));
-   coverage of the total's 90% interval without and with the estimated shocks, the
-   mean width ratio (shocked / plain) and the customers' coverage.
+   coverage of the total's 90% interval without and with the estimated shocks (by
+   refits on simulated shocked cohorts, and by the level-only approximation,
+   ``n_refits=0``), the mean width ratio (shocked / plain) and the customers' coverage.
+   ``--workers`` runs the cohorts in parallel processes, ``--shocks`` and ``--parts``
+   choose what runs.
 
 Examples
 --------
