@@ -440,6 +440,7 @@ def _broken(payload, field, value):
     [
         ("params.alpha", -3.0, r"field\(s\) \['params.alpha'\] must be positive"),
         ("params.r", 0.0, r"\['params.r'\] must be positive"),
+        ("params.beta", 1e30, r"\['params.beta'\] lie outside e\^-60 .. e\^60"),
         ("params.dropout:gender", float("inf"), r"'params.dropout:gender' must be finite"),
         ("params.s", "1", r"'params.s' must be a number"),
         ("params", {"r": 1.0}, r"field 'params' must hold exactly \['r', 'alpha'"),

@@ -847,6 +847,11 @@ class ParetoNBDDynamicCovariates(BaseModel):
         if bad:
             raise ModelFileError(f"{source}: field(s) {[f'params.{k}' for k in bad]} must be "
                                  "positive")
+        # no data makes r, alpha, s, beta beyond e^+-60, and predictions would overflow
+        wild = [k for k, v in zip(BASE_PARAMS, values, strict=False) if abs(math.log(v)) > 60]
+        if wild:
+            raise ModelFileError(f"{source}: field(s) {[f'params.{k}' for k in wild]} lie "
+                                 "outside e^-60 .. e^60")
         covariance = _file_covariance(payload.get("covariance"), len(names), source)
         log_likelihood = payload.get("log_likelihood")
         log_likelihood = (float("nan") if log_likelihood is None
