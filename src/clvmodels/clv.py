@@ -288,7 +288,7 @@ def _contract_members(contract: type) -> list[str]:
 
 def _check_models(transaction_model: Any, spend_model: Any) -> None:
     for model in (transaction_model, spend_model):
-        check_summary_model(model, "customer_lifetime_value")
+        check_summary_model(model, "CLVScorer")
     for role, model, contract in (
         ("transaction_model", transaction_model, TransactionModel),
         ("spend_model", spend_model, SpendModel),

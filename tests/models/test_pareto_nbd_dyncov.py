@@ -30,6 +30,7 @@ from clvmodels import (
     rfm_summary,
     segment,
 )
+from clvmodels.clv import CLVScorer
 from clvmodels.errors import DataValidationError, ModelFileError
 from clvmodels.models.pareto_nbd import pnbd_log_likelihood
 from clvmodels.models.pareto_nbd_dyncov import (
@@ -568,6 +569,8 @@ REFUSED = r"does not support ParetoNBDDynamicCovariates yet: it fits and predict
 def test_clv_segments_and_comparison_refuse_it_clearly(fitted, fixture_data):
     with pytest.raises(TypeError, match="customer_lifetime_value " + REFUSED):
         customer_lifetime_value(fitted, GammaGamma(), fixture_data.summary)
+    with pytest.raises(TypeError, match="CLVScorer " + REFUSED):  # Spark's scorer
+        CLVScorer(fitted, GammaGamma(), time_unit="W")
     with pytest.raises(TypeError, match="segment " + REFUSED):
         segment(fitted)
     with pytest.raises(TypeError, match="compare " + REFUSED):
