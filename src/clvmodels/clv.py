@@ -51,7 +51,12 @@ from clvmodels._histogram import LogGrid
 from clvmodels._validation import whole_number
 from clvmodels.data import compress, compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError, NotFittedError
-from clvmodels.models.base import SimulatedPurchases, SpendModel, TransactionModel
+from clvmodels.models.base import (
+    SimulatedPurchases,
+    SpendModel,
+    TransactionModel,
+    check_summary_model,
+)
 from clvmodels.progress import progress_bar
 from clvmodels.units import Calendar, resolve_time_unit
 
@@ -282,6 +287,8 @@ def _contract_members(contract: type) -> list[str]:
 
 
 def _check_models(transaction_model: Any, spend_model: Any) -> None:
+    for model in (transaction_model, spend_model):
+        check_summary_model(model, "CLVScorer")
     for role, model, contract in (
         ("transaction_model", transaction_model, TransactionModel),
         ("spend_model", spend_model, SpendModel),
@@ -1238,6 +1245,8 @@ def customer_lifetime_value(
     True
     """
     context = "customer_lifetime_value"
+    for model in (transaction_model, spend_model):  # before the data: it is not a summary
+        check_summary_model(model, context)
     frame = validate_summary(data, require_monetary=True, context=context)
     unit = resolve_time_unit(
         frame.attrs.get("time_unit"),

@@ -64,6 +64,7 @@ from clvmodels.models.base import (
     SpendModel,
     TransactionModel,
     accepted_fit_options,
+    check_summary_model,
     registered_models,
 )
 from clvmodels.models.mle import MaximumLikelihoodModel
@@ -944,6 +945,7 @@ def family_models(
         name: cls for name, cls in registry.items()
         if cls.__module__.startswith("clvmodels.models.")
         and cls.__module__ != "clvmodels.models.bayes"
+        and not getattr(cls, "summary_frames_unsupported", None)
     }
     bayesian_spend = next(
         (cls for name, cls in sorted(ours.items()) if name.endswith(spend_class.__name__)
@@ -1269,6 +1271,8 @@ def compare(
             raise ValueError(
                 f"models[{name!r}] must be a (transaction model, spend model) pair, got {pair!r}"
             )
+        for model in pair:
+            check_summary_model(model, context)
     fit_kwargs = dict(fit_kwargs or {})
     unknown = set(fit_kwargs) - set(models)
     if unknown:

@@ -70,6 +70,7 @@ import pandas as pd
 from clvmodels._summary_options import summary_options_for
 from clvmodels.errors import DataValidationError
 from clvmodels.evaluation import family_models
+from clvmodels.models.base import check_summary_model
 from clvmodels.progress import ProgressBar, progress_bar
 from clvmodels.units import (
     Calendar,
@@ -136,7 +137,8 @@ def model_kind(model: Any) -> str | None:
 
 
 def available_models(kind: str | None = None) -> dict[str, type]:
-    """Every registered model class by name (all of :mod:`clvmodels.models` imported).
+    """Every registered model class by name (all of :mod:`clvmodels.models` imported)
+    that works on summary frames (not, say, ``ParetoNBDDynamicCovariates``).
 
     Parameters
     ----------
@@ -155,7 +157,8 @@ def available_models(kind: str | None = None) -> dict[str, type]:
     return {
         name: cls
         for name, cls in sorted(_registry().items())
-        if kind is None or model_kind(cls) == kind
+        if (kind is None or model_kind(cls) == kind)
+        and not getattr(cls, "summary_frames_unsupported", None)
     }
 
 
@@ -179,6 +182,7 @@ def _label(spec: Any) -> str:
 
 
 def _check_kind(spec: Any, target: Any, kind: str | None) -> None:
+    check_summary_model(target, "the pipeline")
     if kind is not None and model_kind(target) != kind:
         raise ValueError(
             f"{_label(spec)} is not a {kind} model (it has no {_KIND_METHODS[kind]} method); "

@@ -50,6 +50,7 @@ from clvmodels._histogram import LogGrid
 from clvmodels._validation import whole_number
 from clvmodels.clv import CLVForecast, interval_probabilities
 from clvmodels.data import validate_summary
+from clvmodels.models.base import check_summary_model
 from clvmodels.progress import progress_bar
 
 __all__ = [
@@ -563,6 +564,7 @@ def segment(
     True
     """
     if not isinstance(forecast, CLVForecast):
+        check_summary_model(forecast, "segment")
         raise TypeError(f"segment needs a CLVForecast, got {type(forecast).__name__}")
     exact_limit = whole_number(exact_limit, "exact_limit", 0)
     level = forecast.interval if interval is None else interval

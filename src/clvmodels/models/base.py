@@ -88,6 +88,7 @@ __all__ = [
     "SpendModel",
     "TransactionModel",
     "check_payload_keys",
+    "check_summary_model",
     "find_model_class",
     "load",
     "register_model_factory",
@@ -286,6 +287,10 @@ class BaseModel:
     #: True for models fitted by sampling a posterior (they also subclass the
     #: maximum-likelihood declaration they are built on, so a subclass test cannot tell).
     is_bayesian: ClassVar[bool] = False
+    #: None for a model that fits and predicts on summary frames (all but a few).
+    #: Otherwise why it does not and what to use instead: CLV, segmentation, comparison
+    #: and the pipeline refuse it with this text (:func:`check_summary_model`).
+    summary_frames_unsupported: ClassVar[str | None] = None
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -467,6 +472,26 @@ def _import_model_modules() -> None:
     for module in pkgutil.iter_modules(package.__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def check_summary_model(model: Any, where: str) -> None:
+    """Refuse a model (class or object) that does not work on summary frames, with one
+    message saying what ``where`` (the caller, e.g. ``"customer_lifetime_value"``)
+    cannot do with it and what to use instead.
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, ParetoNBDDynamicCovariates
+    >>> check_summary_model(BetaGeo(), "compare")
+    >>> check_summary_model(ParetoNBDDynamicCovariates, "compare")
+    Traceback (most recent call last):
+    ...
+    TypeError: compare does not support ParetoNBDDynamicCovariates yet: it fits and ...
+    """
+    cls = model if isinstance(model, type) else type(model)
+    note = getattr(cls, "summary_frames_unsupported", None)
+    if note:
+        raise TypeError(f"{where} does not support {cls.__name__} yet: {note}")
 
 
 def check_payload_keys(

@@ -59,22 +59,24 @@ period covariate table, checks them, and hands the model a
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 from scipy.special import expit, exprel
 
-from clvmodels.errors import ConvergenceError, DataValidationError
-from clvmodels.models.base import BaseModel
+from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError
+from clvmodels.models.base import BaseModel, check_payload_keys, write_model_file
 from clvmodels.models.mle import numerical_hessian
 from clvmodels.models.ops import DUAL, NUMPY, Dual, value_and_grad
 from clvmodels.models.pareto_nbd import pnbd_log_hyp2f1
-from clvmodels.units import UNIT_HOURS, check_time_unit
+from clvmodels.units import TIME_UNIT_DAYS, UNIT_HOURS, check_time_unit
 
 __all__ = [
     "DynamicCovariateData",
@@ -86,6 +88,8 @@ __all__ = [
 ]
 
 BASE_PARAMS = ("r", "alpha", "s", "beta")
+#: Version of the JSON layout written by :meth:`ParetoNBDDynamicCovariates.save`.
+FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------------------------------
@@ -543,7 +547,7 @@ def _period_length(periods: pd.DatetimeIndex, period_col: str) -> pd.Timedelta:
 # --------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------
-class ParetoNBDDynamicCovariates(BaseModel, register=False):
+class ParetoNBDDynamicCovariates(BaseModel):
     """Pareto/NBD with time-varying covariates (BMN 2021; CLVTools ``pnbd`` with
     dynamic covariates), fitted by maximum likelihood.
 
@@ -571,6 +575,17 @@ class ParetoNBDDynamicCovariates(BaseModel, register=False):
         Asymptotic covariance on the optimiser's scale (log for ``r, alpha, s, beta``).
     log_likelihood_, aic_, bic_, n_obs_, time_unit_
         Fit statistics and the time unit.
+    period_length_ : Timedelta or None
+        The length of the periods of the data it was fitted on (None when made by
+        :meth:`from_params`); predictions refuse data with other periods or another
+        time unit.
+
+    Notes
+    -----
+    Saved as JSON by :meth:`save` and read back by :func:`clvmodels.load`. Predictions
+    take ``draws=`` (from :meth:`param_draws`) like the other models. CLV,
+    segmentation, comparison and the pipeline work on summary frames and refuse this
+    model (see ``summary_frames_unsupported``).
 
     Examples
     --------
@@ -589,6 +604,14 @@ class ParetoNBDDynamicCovariates(BaseModel, register=False):
     >>> model.expected_purchases(10, data).round(3).loc[[1, 10]].tolist()  # next 10 weeks
     [0.082, 0.408]
     """
+
+    summary_frames_unsupported: ClassVar[str | None] = (
+        "it fits and predicts on DynamicCovariateData (dynamic_covariate_data(...)), not on "
+        "a summary frame; use its probability_alive(data, draws=...) and "
+        "expected_purchases(t, data, draws=...) directly, or ParetoNBD with static "
+        "covariates for CLV, segments and comparisons"
+    )
+    period_length_: pd.Timedelta | None = None
 
     def __init__(
         self,
@@ -735,6 +758,7 @@ class ParetoNBDDynamicCovariates(BaseModel, register=False):
             covariance = np.full_like(hessian, np.nan)
         values = np.concatenate([np.exp(result.x[:4]), result.x[4:]])
         self._install(values, covariance, -float(result.fun), len(data), data.time_unit)
+        self.period_length_ = data.period_length
         return self
 
     def _install(self, values: np.ndarray, covariance: np.ndarray | None, log_likelihood: float,
@@ -750,6 +774,102 @@ class ParetoNBDDynamicCovariates(BaseModel, register=False):
         self.aic_ = 2 * len(names) - 2 * log_likelihood
         self.bic_ = len(names) * math.log(max(n_obs, 1)) - 2 * log_likelihood
         self.time_unit_ = time_unit
+        self.period_length_ = None
+
+    # -- saving ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the parameters, their covariance, the covariate names, the time unit
+        and the period length as JSON (never the data); :func:`clvmodels.load` reads it.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from clvmodels import load
+        >>> model = ParetoNBDDynamicCovariates.from_params(
+        ...     {"r": 1.0, "alpha": 3.0, "s": 1.0, "beta": 3.0, "dropout:gender": -0.2},
+        ...     dropout_covariates=["gender"], time_unit="W")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     loaded = load(model.save(Path(folder) / "dyncov.json"))
+        >>> loaded.params_.to_dict(), loaded.dropout_covariates, loaded.time_unit_
+        ({'r': 1.0, 'alpha': 3.0, 's': 1.0, 'beta': 3.0, 'dropout:gender': -0.2}, ['gender'], 'W')
+        """
+        self._check_fitted()
+        purchase, dropout = self._roles()
+        cov = self.covariance_.to_numpy()
+        payload = {
+            "model": type(self).__name__,
+            "format_version": FORMAT_VERSION,
+            "settings": {"purchase_covariates": list(purchase),
+                         "dropout_covariates": list(dropout)},
+            "params": {k: float(v) for k, v in self.params_.items()},
+            "covariance": cov.tolist() if np.all(np.isfinite(cov)) else None,
+            "log_likelihood": (self.log_likelihood_ if math.isfinite(self.log_likelihood_)
+                               else None),
+            "n_obs": int(self.n_obs_),
+            "time_unit": self.time_unit_,
+            "period_length": (None if self.period_length_ is None
+                              else self.period_length_.isoformat()),
+        }
+        return write_model_file(path, json.dumps(payload, indent=2, allow_nan=False).encode())
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], source: str = "model file") -> Any:
+        """A fitted model from a saved JSON payload; every field is checked first and
+        anything that would not make a valid model raises
+        :class:`~clvmodels.errors.ModelFileError` naming ``source`` and the field."""
+        check_payload_keys(
+            payload, required={"model", "format_version", "settings", "params"},
+            optional={"covariance", "log_likelihood", "n_obs", "time_unit", "period_length"},
+            source=source,
+        )
+        if payload["model"] != cls.__name__:
+            raise ModelFileError(
+                f"{source}: field 'model' is {payload['model']!r}, not {cls.__name__!r}")
+        version = payload["format_version"]
+        if isinstance(version, bool) or version != FORMAT_VERSION:
+            raise ModelFileError(f"{source}: field 'format_version' is {version!r}; this "
+                                 f"version of clvmodels reads {FORMAT_VERSION}")
+        settings = payload["settings"]
+        roles = ("purchase_covariates", "dropout_covariates")
+        if not isinstance(settings, Mapping) or set(settings) != set(roles):
+            raise ModelFileError(f"{source}: field 'settings' must hold exactly {list(roles)}")
+        model = cls(*(settings[k] for k in roles))
+        try:
+            model._roles()
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{source}: field 'settings' is invalid ({err})") from err
+        names = list(model.param_names)
+        params = payload["params"]
+        if not isinstance(params, Mapping) or set(params) != set(names):
+            raise ModelFileError(f"{source}: field 'params' must hold exactly {names}")
+        values = np.array([_file_number(params[k], f"params.{k}", source) for k in names])
+        bad = [k for k, v in zip(BASE_PARAMS, values, strict=False) if not v > 0]
+        if bad:
+            raise ModelFileError(f"{source}: field(s) {[f'params.{k}' for k in bad]} must be "
+                                 "positive")
+        # no data makes r, alpha, s, beta beyond e^+-60, and predictions would overflow
+        wild = [k for k, v in zip(BASE_PARAMS, values, strict=False) if abs(math.log(v)) > 60]
+        if wild:
+            raise ModelFileError(f"{source}: field(s) {[f'params.{k}' for k in wild]} lie "
+                                 "outside e^-60 .. e^60")
+        covariance = _file_covariance(payload.get("covariance"), len(names), source)
+        log_likelihood = payload.get("log_likelihood")
+        log_likelihood = (float("nan") if log_likelihood is None
+                          else _file_number(log_likelihood, "log_likelihood", source))
+        n_obs = payload.get("n_obs", 0)
+        if isinstance(n_obs, bool) or not isinstance(n_obs, int) or n_obs < 0:
+            raise ModelFileError(f"{source}: field 'n_obs' must be an integer >= 0, got {n_obs!r}")
+        time_unit = payload.get("time_unit")
+        if time_unit is not None and (not isinstance(time_unit, str)
+                                      or time_unit not in TIME_UNIT_DAYS):
+            raise ModelFileError(f"{source}: field 'time_unit' is {time_unit!r}; expected one "
+                                 f"of {list(TIME_UNIT_DAYS)} or null")
+        length = payload.get("period_length")
+        if length is not None:
+            length = _file_duration(length, source)
+        model._install(values, covariance, log_likelihood, n_obs, time_unit)
+        model.period_length_ = length
+        return model
 
     # -- contract -------------------------------------------------------------------
     def summary(self, interval: float = 0.95) -> pd.DataFrame:
@@ -793,28 +913,77 @@ class ParetoNBDDynamicCovariates(BaseModel, register=False):
         values = self._log_likelihood_at(self._theta, self._arrays(data), NUMPY)
         return pd.Series(values, index=data.summary.index, name="log_likelihood")
 
-    def _prediction_args(self, data: DynamicCovariateData, horizon: float) -> list[Any]:
+    def _draw_thetas(self, draws: pd.DataFrame | None) -> np.ndarray:
+        """The parameters on the optimiser's scale: one row, or one per draw."""
         self._check_fitted()
+        if draws is None:
+            return self._theta[None, :]
+        names = list(self.param_names)
+        if not isinstance(draws, pd.DataFrame):
+            raise ValueError(f"draws must be the DataFrame of param_draws(n), got "
+                             f"{type(draws).__name__}")
+        missing = [n for n in names if n not in draws.columns]
+        if missing or draws.empty:
+            raise ValueError(f"draws must have at least one row and the columns {names} (as "
+                             f"param_draws(n) returns them); missing {missing}")
+        values = draws[names].to_numpy(dtype=float)
+        base = values[:, :4]
+        if not np.isfinite(values).all() or not (base > 0).all():
+            raise ValueError("draws must be finite, with r, alpha, s, beta positive")
+        return np.concatenate([np.log(base), values[:, 4:]], axis=1)
+
+    def _predict(self, function: Any, data: DynamicCovariateData, horizon: float,
+                 draws: pd.DataFrame | None, name: str, *head: float) -> Any:
+        """``function(*head, r, alpha, s, beta, ...)`` at the estimates (a Series) or
+        at each draw (an ``(n_draws, n_customers)`` array, one pass per draw: the
+        customers' period arrays are as large as the draws would make them)."""
+        thetas = self._draw_thetas(draws)
         arrays = self._arrays(data, horizon)
-        r, alpha, s, beta = np.exp(self._theta[:4])
+        self._check_units(data)
         n_p = arrays["z_p"].shape[-1]
-        log_a = _linear(arrays["z_p"], self._theta[4:4 + n_p])
-        log_c = _linear(arrays["z_d"], self._theta[4 + n_p:])
-        return [r, alpha, s, beta, arrays["frequency"], arrays["recency"], arrays["T"],
-                arrays["period_start"], arrays["period_end"], log_a, log_c]
+        rows = []
+        for theta in thetas:
+            log_a = _linear(arrays["z_p"], theta[4:4 + n_p])
+            log_c = _linear(arrays["z_d"], theta[4 + n_p:])
+            rows.append(function(*head, *np.exp(theta[:4]), arrays["frequency"],
+                                 arrays["recency"], arrays["T"], arrays["period_start"],
+                                 arrays["period_end"], log_a, log_c))
+        if draws is None:
+            return pd.Series(rows[0], index=data.summary.index, name=name)
+        return np.stack(rows)
 
-    def probability_alive(self, data: DynamicCovariateData) -> pd.Series:
-        """P(alive at the observation end | each customer's data)."""
-        values = pnbd_dyncov_probability_alive(*self._prediction_args(data, 0.0))
-        return pd.Series(values, index=data.summary.index, name="probability_alive")
+    def _check_units(self, data: DynamicCovariateData) -> None:
+        """Refuse data in another time unit or with other periods than the fit's."""
+        if self.time_unit_ is not None and data.time_unit != self.time_unit_:
+            raise DataValidationError(
+                f"{type(self).__name__} was fitted with time_unit '{self.time_unit_}' (its "
+                f"rates are per {self.time_unit_}), but the data counts time in "
+                f"'{data.time_unit}'; build it with time_unit='{self.time_unit_}'"
+            )
+        if self.period_length_ is not None and data.period_length != self.period_length_:
+            raise DataValidationError(
+                f"{type(self).__name__} was fitted on periods of {self.period_length_}, but "
+                f"the data's covariate table has periods of {data.period_length}"
+            )
 
-    def expected_purchases(self, t: float, data: DynamicCovariateData) -> pd.Series:
+    def probability_alive(self, data: DynamicCovariateData, *,
+                          draws: pd.DataFrame | None = None) -> pd.Series | np.ndarray:
+        """P(alive at the observation end | each customer's data): a Series, or with
+        ``draws`` (from :meth:`param_draws`) an ``(n_draws, n_customers)`` array."""
+        return self._predict(pnbd_dyncov_probability_alive, data, 0.0, draws,
+                             "probability_alive")
+
+    def expected_purchases(self, t: float, data: DynamicCovariateData, *,
+                           draws: pd.DataFrame | None = None) -> pd.Series | np.ndarray:
         """Expected purchases in the next ``t`` (``time_unit``) after the observation
-        end, along each customer's covariate path (the table must cover it)."""
-        if not (isinstance(t, int | float) and math.isfinite(t) and t >= 0):
+        end, along each customer's covariate path (the table must cover it): a Series,
+        or with ``draws`` (from :meth:`param_draws`) an ``(n_draws, n_customers)`` array.
+        """
+        if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+                and t >= 0):
             raise ValueError(f"t must be a finite number >= 0, got {t!r}")
-        values = pnbd_dyncov_expected_purchases(float(t), *self._prediction_args(data, t))
-        return pd.Series(values, index=data.summary.index, name="expected_purchases")
+        return self._predict(pnbd_dyncov_expected_purchases, data, float(t), draws,
+                             "expected_purchases", float(t))
 
 
 def _linear(values: np.ndarray, coefficients: Any) -> Any:
@@ -823,3 +992,40 @@ def _linear(values: np.ndarray, coefficients: Any) -> Any:
     for j in range(values.shape[-1]):
         total = total + coefficients[j] * values[..., j]
     return total
+
+
+def _file_number(value: Any, field: str, source: str) -> float:
+    """A finite number read from a model file, or an error naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ModelFileError(f"{source}: field '{field}' must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ModelFileError(f"{source}: field '{field}' must be finite, got {value!r}")
+    return float(value)
+
+
+def _file_covariance(value: Any, k: int, source: str) -> np.ndarray | None:
+    """The saved covariance: None, or a symmetric positive definite k x k matrix."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == k
+            and all(isinstance(row, list) and len(row) == k for row in value)):
+        raise ModelFileError(f"{source}: field 'covariance' must be a {k} x {k} list of numbers")
+    matrix = np.array([[_file_number(v, "covariance", source) for v in row] for row in value])
+    # a fit's inverse Hessian is symmetric to rounding: 1e-8 of its largest entry
+    if np.abs(matrix - matrix.T).max() > 1e-8 * np.abs(matrix).max():
+        raise ModelFileError(f"{source}: field 'covariance' is not symmetric")
+    if np.linalg.eigvalsh((matrix + matrix.T) / 2).min() <= 0:
+        raise ModelFileError(f"{source}: field 'covariance' is not positive definite")
+    return matrix
+
+
+def _file_duration(value: Any, source: str) -> pd.Timedelta:
+    """A positive period length saved as an ISO 8601 duration ("P7DT0H0M0S")."""
+    try:
+        length = pd.Timedelta(value) if isinstance(value, str) else None
+    except ValueError:
+        length = None
+    if length is None or pd.isna(length) or length <= pd.Timedelta(0):
+        raise ModelFileError(f"{source}: field 'period_length' must be a positive ISO 8601 "
+                             f"duration such as 'P7DT0H0M0S', got {value!r}")
+    return length
