@@ -28,7 +28,7 @@ import pandas as pd
 
 from clvmodels.clv import CLVForecast, interval_probabilities, predictive_interval
 from clvmodels.data import compress, validate_summary
-from clvmodels.models.base import TransactionModel
+from clvmodels.models.base import TransactionModel, accepted_fit_options
 
 __all__ = [
     "AveragedForecast",
@@ -263,7 +263,7 @@ def backtest_weights(
     n_draws : int, default 1000
         Simulated futures behind each log density.
     fit_kwargs : mapping of str to dict, optional
-        Extra ``fit`` arguments per model name.
+        Extra ``fit`` arguments per model name (each fit takes those it accepts).
     random_state : int, optional
         The same seed for every model.
 
@@ -341,7 +341,8 @@ def backtest_weights(
             with warnings.catch_warnings():
                 # A refit that cannot give standard errors is left out below, and named.
                 warnings.simplefilter("ignore", RuntimeWarning)
-                refit = copy.deepcopy(model).fit(kept, **dict((fit_kwargs or {}).get(name, {})))
+                refit = copy.deepcopy(model)
+                refit.fit(kept, **accepted_fit_options(refit.fit, (fit_kwargs or {}).get(name, {})))
             densities[name] = holdout_log_density(
                 refit, kept, n_draws=n_draws, random_state=random_state
             )
