@@ -765,12 +765,53 @@ def test_model_average_with_given_weights_and_switched_off(cdnow_split, bgnbd, g
     ]:
         with pytest.raises(ValueError, match=match):
             compare(pairs, cdnow_split, progressbar=False, **kwargs)
+    with pytest.raises(ValueError, match="two or more pairs"):
+        compare({"BG": pairs["BG"]}, cdnow_split, average=True, progressbar=False)
     with pytest.raises(ValueError, match="may not be named 'model average'"):
         compare({AVERAGE_NAME: pairs["BG"], "MBG": pairs["MBG"]}, cdnow_split,
                 progressbar=False)
     with pytest.raises(ValueError, match="non-negative"):
         compare(pairs, cdnow_split, n_draws=20, average_weights={"BG": -1.0, "MBG": 2.0},
                 progressbar=False)
+
+
+class PosteriorBetaGeo(BetaGeo):
+    """A Bayesian stand-in: the MLE with a posterior drawn from its sampling distribution
+    and the per-customer log-likelihood stored, as a PyMC fit would give."""
+
+    is_bayesian = True
+
+    def fit(self, data, weights=None, random_seed=None):
+        import arviz as az
+
+        from clvmodels.models.beta_geo import bgnbd_log_likelihood
+
+        super().fit(data, weights=weights)
+        sample = self.param_draws(200, random_state=random_seed)
+        x, t_x, T = (data[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        ll = bgnbd_log_likelihood(
+            *(sample[k].to_numpy()[:, None] for k in self.param_names), x, t_x, T
+        )
+        self.idata_ = az.from_dict(
+            posterior={k: sample[k].to_numpy().reshape(2, 100) for k in sample},
+            log_likelihood={"purchases": ll.reshape(2, 100, -1)},
+        )
+        return self
+
+
+def test_model_average_of_bayesian_models_is_weighted_by_loo(cdnow_split, gamma_gamma):
+    from clvmodels.averaging import loo_weights
+
+    pairs = {"one": (PosteriorBetaGeo(), gamma_gamma), "two": (PosteriorBetaGeo(), gamma_gamma)}
+    fit_kwargs = {"one": {"random_seed": 1}, "two": {"random_seed": 2}}
+    # Every model Bayesian: PSIS-LOO stacking on the calibration data, no log needed.
+    table = compare(pairs, cdnow_split, n_draws=20, fit_kwargs=fit_kwargs, progressbar=False)
+    assert table.attrs["averaging"]["method"] == "loo"
+    assert "PSIS-LOO stacking" in table.attrs["averaging"]["text"]
+    weights = pd.Series(table.attrs["averaging_weights"])
+    direct = loo_weights({name: pair[0] for name, pair in pairs.items()})
+    np.testing.assert_allclose(weights, direct / direct.sum(), rtol=1e-9)
+    assert AVERAGE_NAME in table.index and weights.sum() == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.fixture(scope="module")

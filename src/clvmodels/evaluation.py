@@ -1358,6 +1358,8 @@ def compare(
         raise ValueError(f"a model may not be named {AVERAGE_NAME!r}: the model average's row")
     how = _weights_method(average_weights, models, transactions)
     averaging = bool(average) or (average is None and len(models) > 1 and how[1] is None)
+    if average and len(models) < 2:
+        raise ValueError("compare: average=True needs two or more pairs to average")
     if average and how[1] is not None:
         raise ValueError(f"compare: no model average: {how[1]}")
 
