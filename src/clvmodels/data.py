@@ -87,6 +87,7 @@ __all__ = [
     "REGULARITY_COLUMN",
     "add_summary_columns",
     "calibration_holdout_split",
+    "column_arrays",
     "compress",
     "compress_arrays",
     "count_distinct",
@@ -115,6 +116,24 @@ def _to_pandas(data: Any, context: str) -> pd.DataFrame:
     if module == "pyarrow" and hasattr(data, "to_pandas"):
         return data.to_pandas()
     raise TypeError(f"{context}: expected a pandas or Polars DataFrame, got {type(data).__name__}")
+
+
+def column_arrays(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named columns of a pandas frame as float64 arrays.
+
+    pandas deep-copies a frame's ``attrs`` into every column it hands out, which
+    costs more than the arithmetic of a small prediction; the columns are read
+    through one attrs-free view instead.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"frequency": [0, 2], "T": [5.0, 8.0]})
+    >>> {k: v.tolist() for k, v in column_arrays(frame, ["frequency", "T"]).items()}
+    {'frequency': [0.0, 2.0], 'T': [5.0, 8.0]}
+    """
+    plain = pd.DataFrame(data, copy=False) if data.attrs else data
+    return {c: plain[c].to_numpy(dtype=float) for c in columns}
 
 
 _LONG = 60  # longest value repr shown in a message
@@ -1305,8 +1324,9 @@ def validate_summary(
         )
 
     arrays: dict[str, np.ndarray] = {}
+    plain = pd.DataFrame(frame, copy=False) if frame.attrs else frame  # see column_arrays
     for col in required:
-        series = frame[col]
+        series = plain[col]
         if (
             pd.api.types.is_bool_dtype(series.dtype)
             or pd.api.types.is_complex_dtype(series.dtype)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betainc, betaln, gammaln
 
-from clvmodels.data import compress, validate_summary
+from clvmodels.data import column_arrays, compress, validate_summary
 from clvmodels.errors import DataValidationError
 from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
@@ -168,7 +168,7 @@ def bgnbd_probability_of_purchases(n, t, r, alpha, a, b):
 # Shared prediction methods (BetaGeo and HierarchicalBetaGeo)
 # --------------------------------------------------------------------------------------
 def _summary_arrays(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: data[c].to_numpy(dtype=float) for c in _SUMMARY_COLUMNS}
+    return column_arrays(data, _SUMMARY_COLUMNS)
 
 
 class BetaGeoPredictions:

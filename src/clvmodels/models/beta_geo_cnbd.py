@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, gammaln, polygamma
 
-from clvmodels.data import add_summary_columns, validate_summary
+from clvmodels.data import add_summary_columns, column_arrays, validate_summary
 from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError
 from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
@@ -595,7 +595,7 @@ def simulate_bgcnbd(
 # Maximum-likelihood model
 # --------------------------------------------------------------------------------------
 def _history(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: data[c].to_numpy(dtype=float) for c in _HISTORY}
+    return column_arrays(data, _HISTORY)
 
 
 def _check_k(value: Any, name: str) -> int:

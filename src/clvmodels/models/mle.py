@@ -63,6 +63,7 @@ A model with no dropout (the NBD of Ehrenberg 1959) in a few lines:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -108,6 +109,14 @@ def _single_threaded_blas() -> Any:
     if _THREADPOOLS is None:
         _THREADPOOLS = ThreadpoolController()
     return _THREADPOOLS.limit(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=256)
+def _parameter_index(names: tuple[str, ...]) -> pd.Index:
+    """One immutable index per parameter list; callers take a ``view()`` (its own name)
+    so that results never share a mutable attribute. Building an Index from strings
+    costs more than the rest of installing a fit."""
+    return pd.Index(names, dtype=object)
 
 
 def _normal_quantile(interval: float) -> float:
@@ -554,6 +563,10 @@ class MaximumLikelihoodModel(BaseModel, register=False):
             require_timing="T" in columns or "recency" in columns,
             context=f"{name}.fit",
         )
+        time_unit = frame.attrs.get("time_unit")
+        # The same columns without ``attrs``: pandas deep-copies a frame's attrs into
+        # every column it hands out, which costs more than the checks below.
+        frame = pd.DataFrame(frame, copy=False)
         w_all = None if weights is None else checked_weights(weights, frame)
         self._check_data(frame)
         use = np.asarray(self._fit_rows(frame), dtype=bool)
@@ -587,7 +600,7 @@ class MaximumLikelihoodModel(BaseModel, register=False):
             design.check_identifiable(matrix, w, f"{name}.fit")
             arrays[DESIGN] = matrix
         self._set_covariate_design(design)
-        self.time_unit_ = frame.attrs.get("time_unit")
+        self.time_unit_ = time_unit
         self._fit_arrays(self._fit_cache(arrays, w), w, n_obs, penalizer)
         return self
 
@@ -653,11 +666,13 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         return M
 
     def _objective(
-        self, arrays: Mapping[str, Any], weights: np.ndarray, penalizer: float
+        self, arrays: Mapping[str, Any], weights: np.ndarray, penalizer: float,
+        reference: np.ndarray | None = None,
     ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
         """Penalised negative log-likelihood per customer, with its gradient."""
         total = float(weights.sum())
-        reference = self._reference(arrays, weights)
+        if reference is None:
+            reference = self._reference(arrays, weights)
         if self.covariate_design_ is not None:
             return self._covariate_objective(arrays, weights, penalizer, reference)
 
@@ -671,7 +686,9 @@ class MaximumLikelihoodModel(BaseModel, register=False):
                 dev = theta - reference
                 value = value + penalizer * total * float(np.sum(dev**2))
                 grad = grad + penalizer * total * 2 * dev
-            if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            # One sum is finite exactly when every entry is (short of overflow, which is
+            # as unusable); cheaper than a reduction over isfinite on every evaluation.
+            if not (math.isfinite(value) and math.isfinite(grad.sum())):
                 return np.inf, np.zeros_like(theta)
             return value / total, grad / total
 
@@ -795,8 +812,8 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         starts: list[np.ndarray],
         penalizer: float,
     ) -> optimize.OptimizeResult:
-        objective = self._objective(arrays, weights, penalizer)
         reference = self._reference(arrays, weights)
+        objective = self._objective(arrays, weights, penalizer, reference)
         best: optimize.OptimizeResult | None = None
         messages = []
         for start in starts:
@@ -825,6 +842,7 @@ class MaximumLikelihoodModel(BaseModel, register=False):
                 "small `penalizer` (e.g. 1e-3) can help on degenerate data."
             )
         best.total_weight = float(weights.sum())
+        best.reference = reference
         return best
 
     def _fit_arrays(
@@ -850,7 +868,9 @@ class MaximumLikelihoodModel(BaseModel, register=False):
                 res = self._minimise(arrays, weights, starts, penalizer)
         theta = np.asarray(res.x, dtype=float)
         grad_norm = float(np.max(np.abs(res.jac)))
-        reference = self._reference(arrays, weights)
+        reference = getattr(res, "reference", None)
+        if reference is None:  # polished from a warm start
+            reference = self._reference(arrays, weights)
         drift = np.abs(theta - reference)
         names = list(self.param_names)
         runaway = [i for i in range(len(names)) if drift[i] > self.DRIFT_LIMIT]
@@ -874,7 +894,11 @@ class MaximumLikelihoodModel(BaseModel, register=False):
                 "(2) look for a handful of customers with implausible frequency; "
                 "(3) pass a small `penalizer` (e.g. 1e-3) to regularise a flat likelihood."
             )
-        log_likelihood = -self._nll(self._from_optimiser(theta), arrays, weights)
+        if penalizer or self._map is not None:
+            log_likelihood = -self._nll(self._from_optimiser(theta), arrays, weights)
+        else:
+            # Unpenalised, the objective is the negative log-likelihood per customer.
+            log_likelihood = -float(res.fun) * res.total_weight
         if not math.isfinite(log_likelihood):
             raise ConvergenceError(
                 f"{type(self).__name__}: the log-likelihood at the optimum is not finite"
@@ -1008,12 +1032,16 @@ class MaximumLikelihoodModel(BaseModel, register=False):
         self, theta: np.ndarray, covariance: np.ndarray, log_likelihood: float, n_obs: int
     ) -> None:
         names = list(self.param_names)
+        index = _parameter_index(tuple(names))
         values = self._to_params(theta, _ops.NUMPY)
         self.params_ = pd.Series(
-            [float(values[k]) for k in names], index=names, name="estimate", dtype=float
+            np.array([values[k] for k in names], dtype=float), index=index.view(), name="estimate",
+            copy=False,
         )
         self._theta = np.asarray(theta, dtype=float)
-        self.covariance_ = pd.DataFrame(covariance, index=names, columns=names)
+        self.covariance_ = pd.DataFrame(
+            covariance, index=index.view(), columns=index.view(), copy=False
+        )
         self.log_likelihood_ = float(log_likelihood)
         self.n_obs_ = int(n_obs)
         k = len(names)

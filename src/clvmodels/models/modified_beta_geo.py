@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from clvmodels.data import column_arrays
 from clvmodels.models._beta_geo_family import (
     BetaGeoFamilyFit,
     purchases_while_alive,
@@ -215,7 +216,7 @@ def simulate_mbgnbd(
 # Maximum-likelihood model
 # --------------------------------------------------------------------------------------
 def _history(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: data[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")}
+    return column_arrays(data, ("frequency", "recency", "T"))
 
 
 class ModifiedBetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, PurchaseDropoutModel):

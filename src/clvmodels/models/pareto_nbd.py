@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, expit, exprel, gammaln, logsumexp, roots_legendre, xlogy
 
-from clvmodels.data import compress_arrays, validate_summary
+from clvmodels.data import column_arrays, compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError
 from clvmodels.models._hypergeometric import hyp_series_value
 from clvmodels.models._shared import check_horizon, n_draws, purchase_times, shaped
@@ -774,7 +774,7 @@ def pnbd_neg_loglik_grad(
 # Prediction methods (ParetoNBD and grouped / Bayesian variants)
 # --------------------------------------------------------------------------------------
 def _summary_arrays(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: data[c].to_numpy(dtype=float) for c in _SUMMARY_COLUMNS}
+    return column_arrays(data, _SUMMARY_COLUMNS)
 
 
 class ParetoNBDPredictions(BetaGeoPredictions):
