@@ -26,9 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._summary_options import summary_options_for
 from clvmodels.clv import CLVForecast, interval_probabilities, predictive_interval
-from clvmodels.data import compress, validate_summary
+from clvmodels.data import calibration_holdout_split, compress, validate_summary
+from clvmodels.errors import ConvergenceError
 from clvmodels.models.base import TransactionModel, accepted_fit_options
+from clvmodels.units import TIME_UNIT_DAYS
 
 __all__ = [
     "AveragedForecast",
@@ -286,11 +289,6 @@ def backtest_weights(
     >>> w.attrs["cut"], w.attrs["block_days"], round(float(w.sum()), 12)
     ('1997-07-01', 91.0, 1.0)
     """
-    from clvmodels._summary_options import summary_options_for
-    from clvmodels.data import calibration_holdout_split
-    from clvmodels.errors import ConvergenceError
-    from clvmodels.units import TIME_UNIT_DAYS
-
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty mapping of name -> model or pair")
     frame = validate_summary(calibration_holdout, context="backtest_weights")

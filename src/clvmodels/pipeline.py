@@ -766,8 +766,8 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
     ...     load_cdnow(), "customer_id", "date", "amount", calibration_end="1997-09-30",
     ...     observation_end="1998-06-30", n_draws=50, segments=False)
     >>> result = run_pipeline(settings, progressbar=False)
-    >>> result.comparison["purchases_actual"].tolist()
-    [1882.0, 1882.0, 1882.0, 1882.0]
+    >>> result.comparison["purchases_actual"].tolist()  # the family and its model average
+    [1882.0, 1882.0, 1882.0, 1882.0, 1882.0]
     >>> result.forecast_name, result.segmentation is None
     ('ModifiedBetaGeo + GammaGamma', True)
     >>> list(result.timings)  # doctest: +NORMALIZE_WHITESPACE
