@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -438,3 +439,143 @@ def test_report_refuses_an_output_under_a_file_before_fitting(transactions_csv, 
         "--output", str(tmp_path / "plain" / "r.html"), "--mcmc-draws", "0",
     ])
     assert "plain is a file, not a folder" in _one_line(result, 2)
+
+
+# --------------------------------------------------------------------------------------
+# Covariates: --customer-data with --purchase-/--dropout-/--spend-covariates
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def apparel_files(tmp_path_factory):
+    from clvmodels import load_apparel, load_apparel_covariates
+
+    folder = tmp_path_factory.mktemp("apparel")
+    load_apparel().to_csv(folder / "transactions.csv", index=False)
+    load_apparel_covariates().to_csv(folder / "customers.csv")
+    load_apparel_covariates().to_parquet(folder / "customers.parquet")
+    load_apparel_covariates().to_csv(folder / "no_id.csv", index=False)
+    return folder
+
+
+def _apparel_args(folder, output, *extra):
+    return [
+        "forecast", "--transactions", str(folder / "transactions.csv"),
+        "--customer-col", "customer_id", "--date-col", "date", "--value-col", "amount",
+        "--output", str(output), "--observation-end", "2005-10-10", "--draws", "20",
+        "--quiet", *extra,
+    ]
+
+
+def _captured_pipeline(monkeypatch):
+    """Run the real pipeline and keep its result, to read the fitted models."""
+    import clvmodels.cli as cli
+    import clvmodels.report as report
+
+    results = []
+    real = cli.run_pipeline
+
+    def keeping(*args, **kwargs):
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(cli, "run_pipeline", keeping)
+    monkeypatch.setattr(report, "run_pipeline", keeping)
+    return results
+
+
+@pytest.mark.parametrize("customers", ["customers.csv", "customers.parquet"])
+def test_forecast_fits_the_covariates_the_python_api_fits(
+    apparel_files, tmp_path, monkeypatch, customers
+):
+    from clvmodels import GammaGamma, ParetoNBD, load_apparel, load_apparel_covariates
+    from clvmodels.data import rfm_summary
+
+    results = _captured_pipeline(monkeypatch)
+    out = tmp_path / "forecast.csv"
+    result = runner.invoke(app, _apparel_args(
+        apparel_files, out, "--model", "ParetoNBD", "--customer-data",
+        str(apparel_files / customers), "--purchase-covariates", "gender,channel",
+        "--dropout-covariates", "gender", "--spend-covariates", "channel",
+    ))
+    assert result.exit_code == 0, result.output
+    summary = rfm_summary(load_apparel(), "customer_id", "date", "amount",
+                          observation_end="2005-10-10").join(load_apparel_covariates())
+    tx = ParetoNBD(purchase_covariates=["gender", "channel"],
+                   dropout_covariates=["gender"]).fit(summary)
+    spend = GammaGamma(spend_covariates=["channel"]).fit(summary)
+    fitted = results[0]
+    assert list(fitted.transaction_model.params_.index) == [
+        "r", "alpha", "s", "beta", "purchase:gender", "purchase:channel", "dropout:gender"]
+    # The same data and the same optimiser: equal up to the optimiser's tolerance.
+    pd.testing.assert_series_equal(fitted.transaction_model.params_, tx.params_, rtol=1e-6)
+    pd.testing.assert_series_equal(fitted.spend_model.params_, spend.params_, rtol=1e-6)
+    table = pd.read_csv(out, index_col=0)
+    assert len(table) == 250 and {"gender", "channel"} <= set(table.columns)
+    np.testing.assert_allclose(
+        table["probability_alive"].to_numpy(), tx.probability_alive(data=summary).to_numpy(),
+        rtol=1e-6,
+    )
+
+
+def test_report_takes_covariates_for_the_named_models(apparel_files, tmp_path, monkeypatch):
+    results = _captured_pipeline(monkeypatch)
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, [
+        "report", "--transactions", str(apparel_files / "transactions.csv"),
+        "--customer-col", "customer_id", "--date-col", "date", "--value-col", "amount",
+        "--calibration-end", "2005-10-10", "--output", str(out), "--n-draws", "20",
+        "--model", "ParetoNBD", "--model", "BetaGeo",
+        "--customer-data", str(apparel_files / "customers.csv"),
+        "--purchase-covariates", "gender", "--quiet",
+    ])
+    assert result.exit_code == 0, result.output
+    models = results[0].models
+    for name in ("ParetoNBD + GammaGamma", "BetaGeo + GammaGamma"):
+        assert "purchase:gender" in models[name][0].params_.index
+        assert list(models[name][1].params_.index) == ["p", "q", "gamma"]  # no covariates
+    assert "purchase:gender" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "BetaGeoCNBD", "--customer-data", "{dir}/customers.csv",
+          "--purchase-covariates", "gender"],
+         "BetaGeoCNBD takes no covariates for --purchase-covariates; models that do: "
+         "BetaGeo, ModifiedBetaGeo, ParetoNBD"),
+        (["--customer-data", "{dir}/customers.csv", "--dropout-covariates", "gender,age"],
+         "--dropout-covariates: customer data {dir}/customers.csv has no column(s) ['age']; "
+         "its columns are ['gender', 'channel']"),
+        (["--spend-covariates", "gender"],
+         "--spend-covariates names columns of --customer-data: give that file too"),
+        (["--customer-data", "{dir}/customers.csv", "--purchase-covariates", "gender,"],
+         "--purchase-covariates must be column names separated by commas, got 'gender,'"),
+        (["--customer-data", "{dir}/missing.csv"],
+         "customer data file {dir}/missing.csv does not exist"),
+        (["--customer-data", "{dir}/customers.txt"],
+         "customer data {dir}/customers.txt must end in .csv or .parquet"),
+        (["--customer-data", "{dir}/no_id.csv"],
+         "customer data {dir}/no_id.csv has no column 'customer_id' (--customer-col)"),
+        (["--customer-data", "{dir}/transactions.csv"],
+         "customer_data: 183 customer ids have more than one row"),
+    ],
+)
+def test_covariate_options_are_refused_in_one_line(apparel_files, tmp_path, extra, message):
+    out = tmp_path / "f.csv"
+    args = _apparel_args(apparel_files, out, *(e.format(dir=apparel_files) for e in extra))
+    line = _one_line(runner.invoke(app, args), 2)
+    assert message.format(dir=apparel_files) in line
+    assert not out.exists()
+
+
+def test_report_refuses_covariates_for_the_default_family_and_bayesian(apparel_files, tmp_path):
+    base = [
+        "report", "--transactions", str(apparel_files / "transactions.csv"),
+        "--customer-col", "customer_id", "--date-col", "date", "--value-col", "amount",
+        "--calibration-end", "2005-10-10", "--output", str(tmp_path / "r.html"),
+        "--customer-data", str(apparel_files / "customers.csv"),
+        "--purchase-covariates", "gender",
+    ]
+    line = _one_line(runner.invoke(app, base), 2)
+    assert "--purchase-covariates cannot be used with the default family" in line
+    line = _one_line(runner.invoke(app, [*base, "--model", "ParetoNBD", "--bayesian"]), 2)
+    assert "--purchase-covariates cannot be used with --bayesian" in line

@@ -20,7 +20,12 @@ from clvmodels.data import (
     rfm_summary,
     validate_summary,
 )
-from clvmodels.datasets import load_apparel, load_apparel_covariates, load_cdnow
+from clvmodels.datasets import (
+    load_apparel,
+    load_apparel_covariates,
+    load_apparel_dynamic,
+    load_cdnow,
+)
 from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError, NotFittedError
 from clvmodels.evaluation import compare
 from clvmodels.models.base import load
@@ -30,6 +35,10 @@ from clvmodels.models.gamma_gamma import GammaGamma
 from clvmodels.models.gamma_gamma_transactions import GammaGammaTransactions
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeo
 from clvmodels.models.pareto_nbd import ParetoNBD
+from clvmodels.models.pareto_nbd_dyncov import (
+    ParetoNBDDynamicCovariates,
+    dynamic_covariate_data,
+)
 from clvmodels.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from clvmodels.report import build_report
 from clvmodels.segmentation import rfm_segments, segment
@@ -70,6 +79,7 @@ __all__ = [
     "ModifiedBetaGeo",
     "NotFittedError",
     "ParetoNBD",
+    "ParetoNBDDynamicCovariates",
     "PipelineResult",
     "PipelineSettings",
     "add_log_interpurchase_sum",
@@ -80,9 +90,11 @@ __all__ = [
     "compare_loo",
     "compress",
     "customer_lifetime_value",
+    "dynamic_covariate_data",
     "load",
     "load_apparel",
     "load_apparel_covariates",
+    "load_apparel_dynamic",
     "load_cdnow",
     "rfm_segments",
     "rfm_summary",

@@ -10,6 +10,14 @@ holdout forecasting), and ``clvmodels demo`` runs both on the bundled CDNOW data
 (:func:`clvmodels.pipeline.run_pipeline`); transaction files are read as
 :func:`clvmodels.rfm_summary` reads them (out of core, in DuckDB).
 
+Covariates: ``--customer-data FILE`` (.csv or .parquet, one row per customer with the
+``--customer-col`` column) is joined onto every summary, and ``--purchase-covariates
+a,b``, ``--dropout-covariates c`` and ``--spend-covariates d`` name its columns that
+scale the transaction models' purchase and dropout processes and the spend model
+(``ParetoNBD(purchase_covariates=["a", "b"])`` and so on in Python). A model that takes
+no such covariates, or a column the file lacks, is refused before any data is read;
+``report`` needs ``--model`` with them (the family's BG/CNBD-k takes none).
+
 Failures end the command with one line on stderr (``clvmodels: error: ...``), never a
 traceback, and never leave a partial output file behind; an existing output file is
 replaced only by a complete new one. Exit codes:
@@ -29,6 +37,7 @@ replaced only by a complete new one. Exit codes:
 from __future__ import annotations
 
 import glob
+import inspect
 import os
 import re
 import sys
@@ -49,6 +58,7 @@ from clvmodels.pipeline import (
     PipelineResult,
     PipelineSettings,
     available_models,
+    make_model,
     model_kind,
     run_pipeline,
 )
@@ -265,10 +275,124 @@ McmcDraws = Annotated[int, typer.Option(help="Posterior draws per chain for Baye
 McmcTune = Annotated[int, typer.Option(help="Tuning steps per chain for Bayesian models")]
 McmcChains = Annotated[int, typer.Option(help="Chains for Bayesian models")]
 Quiet = Annotated[bool, typer.Option(help="No progress or summary output")]
+CustomerData = Annotated[
+    Path | None,
+    typer.Option(
+        help="Per-customer covariates and attributes: a .csv or .parquet file of one row "
+        "per customer, with the --customer-col column; joined onto every summary"
+    ),
+]
+PurchaseCovariates = Annotated[
+    str | None,
+    typer.Option(
+        help="Columns of --customer-data (comma-separated) that scale the purchase process "
+        "of the transaction models (BetaGeo, ModifiedBetaGeo, ParetoNBD)"
+    ),
+]
+DropoutCovariates = Annotated[
+    str | None,
+    typer.Option(
+        help="Columns of --customer-data (comma-separated) that scale the dropout process "
+        "of the transaction models"
+    ),
+]
+SpendCovariates = Annotated[
+    str | None,
+    typer.Option(
+        help="Columns of --customer-data (comma-separated) that scale the spend model "
+        "(GammaGamma, GammaGammaTransactions)"
+    ),
+]
 
 
 def _mcmc(draws: int, tune: int, chains: int) -> dict[str, int]:
     return {"draws": draws, "tune": tune, "chains": chains}
+
+
+#: The covariate options, by the kind of model whose constructor argument they fill.
+_COVARIATE_OPTIONS = {
+    "transaction": ("purchase_covariates", "dropout_covariates"),
+    "spend": ("spend_covariates",),
+}
+
+
+def _option(argument: str) -> str:
+    return "--" + argument.replace("_", "-")
+
+
+class _Covariates:
+    """``--customer-data`` and the covariate options, checked against each other."""
+
+    def __init__(self, customer_data: Path | None, customer_col: str,
+                 **columns: str | None) -> None:
+        self.columns = {
+            argument: _column_list(value, _option(argument))
+            for argument, value in columns.items() if value is not None
+        }
+        self.table = None
+        if customer_data is None:
+            if self.columns:
+                raise CLIError(
+                    f"{_option(next(iter(self.columns)))} names columns of --customer-data: "
+                    "give that file too"
+                )
+            return
+        self.table = _read_customer_data(customer_data, customer_col)
+        for argument, names in self.columns.items():
+            absent = [c for c in names if c not in self.table.columns]
+            if absent:
+                raise CLIError(
+                    f"{_option(argument)}: customer data {customer_data} has no column(s) "
+                    f"{absent}; its columns are "
+                    f"{[c for c in self.table.columns if c != customer_col]}"
+                )
+
+    def model(self, name: str, kind: str, group_col: str | None) -> Any:
+        """The model ``name`` with its covariate arguments (the name itself without)."""
+        arguments = {a: self.columns[a] for a in _COVARIATE_OPTIONS[kind] if a in self.columns}
+        if not arguments:
+            return name
+        cls = type(make_model(name, kind=kind))
+        accepted = inspect.signature(cls).parameters
+        for argument in arguments:
+            if argument not in accepted:
+                takers = [n for n, c in available_models().items()
+                          if argument in inspect.signature(c).parameters]
+                raise CLIError(
+                    f"{name} takes no covariates for {_option(argument)}; models that do: "
+                    f"{', '.join(takers)}"
+                )
+        if group_col and "group_col" in accepted:
+            arguments["group_col"] = group_col
+        return cls(**arguments)
+
+    def refuse_with(self, option: str) -> None:
+        """Refuse a setting that cannot carry the covariates, naming both options."""
+        if self.columns:
+            raise CLIError(f"{_option(next(iter(self.columns)))} cannot be used with {option}")
+
+
+def _column_list(value: str, option: str) -> list[str]:
+    names = [part.strip() for part in value.split(",")]
+    if not all(names):
+        raise CLIError(f"{option} must be column names separated by commas, got {value!r}")
+    return names
+
+
+def _read_customer_data(path: Path, customer_col: str) -> pd.DataFrame:
+    """The ``--customer-data`` file, ids read as the transactions' are (int where all are)."""
+    kind = _table_kind(path, "customer data")
+    if not path.is_file():
+        raise CLIError(f"customer data file {path} does not exist")
+    table = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
+    if customer_col in table.index.names:  # a Parquet file written from an indexed frame
+        table = table.reset_index()
+    if customer_col not in table.columns:
+        raise CLIError(
+            f"customer data {path} has no column {customer_col!r} (--customer-col); its "
+            f"columns are {list(table.columns)}"
+        )
+    return table
 
 
 @app.command()
@@ -306,21 +430,31 @@ def forecast(
     mcmc_tune: McmcTune = 1000,
     mcmc_chains: McmcChains = 4,
     horizon_months: HorizonMonths = None,
+    customer_data: CustomerData = None,
+    purchase_covariates: PurchaseCovariates = None,
+    dropout_covariates: DropoutCovariates = None,
+    spend_covariates: SpendCovariates = None,
     quiet: Quiet = False,
 ) -> None:
     """Forecast discounted CLV per customer from a transaction log."""
     _check_output(output)
+    covariates = _Covariates(
+        customer_data, customer_col, purchase_covariates=purchase_covariates,
+        dropout_covariates=dropout_covariates, spend_covariates=spend_covariates,
+    )
     settings = PipelineSettings(
         _source(transactions),
         customer_col,
         date_col,
         value_col,
         group_col=group_col,
+        customer_data=covariates.table,
         date_format=date_format,
         observation_end=observation_end,
         freq=freq,
         time_unit=time_unit,
-        models=(model, spend_model),
+        models=(covariates.model(model, "transaction", group_col),
+                covariates.model(spend_model, "spend", group_col)),
         fit_options=_mcmc(mcmc_draws, mcmc_tune, mcmc_chains),
         horizon=_horizon(horizon, horizon_months, period),
         period=period,
@@ -344,12 +478,17 @@ def forecast(
 
 
 def _report_models(
-    models: list[str] | None, spend_models: list[str] | None
-) -> dict[str, tuple[str, str]] | None:
-    """``--model`` / ``--spend-model`` as named pairs (None: the family)."""
+    models: list[str] | None,
+    spend_models: list[str] | None,
+    covariates: _Covariates,
+    group_col: str | None,
+) -> dict[str, tuple[Any, Any]] | None:
+    """``--model`` / ``--spend-model`` as named pairs (None: the family), each model
+    with its covariate arguments."""
     if not models:
         if spend_models:
             raise CLIError("--spend-model needs --model: name the transaction models too")
+        covariates.refuse_with("the default family: name the models with --model")
         return None
     spend = spend_models or [DEFAULT_SPEND_MODEL]
     if len(spend) == 1:
@@ -358,7 +497,11 @@ def _report_models(
         raise CLIError(
             f"give one --spend-model, or one for each --model ({len(models)}), not {len(spend)}"
         )
-    return {f"{tx} + {sp}": (tx, sp) for tx, sp in zip(models, spend, strict=True)}
+    return {
+        f"{tx} + {sp}": (covariates.model(tx, "transaction", group_col),
+                         covariates.model(sp, "spend", group_col))
+        for tx, sp in zip(models, spend, strict=True)
+    }
 
 
 def _forecast_pair(name: str | None, spend_models: list[str] | None) -> str | None:
@@ -423,12 +566,22 @@ def report(
     date_format: DateFormat = None,
     currency: Annotated[str, typer.Option(help="Currency of the values, for labels")] = "",
     title: Annotated[str | None, typer.Option(help="Report title")] = None,
+    customer_data: CustomerData = None,
+    purchase_covariates: PurchaseCovariates = None,
+    dropout_covariates: DropoutCovariates = None,
+    spend_covariates: SpendCovariates = None,
     quiet: Quiet = False,
 ) -> None:
     """Compare models on a holdout period and write a self-contained HTML report."""
     from clvmodels.report import build_report
 
     _check_output(output, (".html", ".htm"))
+    covariates = _Covariates(
+        customer_data, customer_col, purchase_covariates=purchase_covariates,
+        dropout_covariates=dropout_covariates, spend_covariates=spend_covariates,
+    )
+    if bayesian:
+        covariates.refuse_with("--bayesian (the Bayesian versions take no covariates here)")
     path = build_report(
         _source(transactions),
         customer_col,
@@ -438,7 +591,8 @@ def report(
         output,
         observation_end=observation_end,
         group_col=group_col,
-        models=_report_models(model, spend_model),
+        models=_report_models(model, spend_model, covariates, group_col),
+        customer_data=covariates.table,
         forecast_model=_forecast_pair(forecast_model, spend_model),
         bayesian=bayesian,
         mcmc_draws=mcmc_draws,

@@ -12,7 +12,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["load_apparel", "load_apparel_covariates", "load_cdnow"]
+__all__ = ["load_apparel", "load_apparel_covariates", "load_apparel_dynamic", "load_cdnow"]
 
 _FILES = {True: "cdnow_sample.csv.gz", False: "cdnow_master.csv.gz"}
 
@@ -121,3 +121,42 @@ def load_apparel_covariates() -> pd.DataFrame:
     [0.712, 0.42]
     """
     return _read_apparel("apparel_covariates.csv.gz").set_index("customer_id")
+
+
+def load_apparel_dynamic() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The apparel retailer with weekly time-varying covariates (simulated).
+
+    The data behind CLVTools' reference fit of the Pareto/NBD with dynamic covariates
+    (its test fixture ``fitted_dyncov.rds`` of version 0.6.0): 250 customers, their
+    purchases from 2005-01-03 to 2006-07-16 (one row per customer and day: 2,257), and
+    for every customer and week a covariate row. A different draw of the simulated
+    retailer than :func:`load_apparel`. CLVTools fits the first 38 weeks (up to
+    2005-09-26); the tests of clvmodels reproduce its log-likelihood there.
+
+    Returns
+    -------
+    transactions : DataFrame
+        ``customer_id`` (int), ``date`` (datetime64) and ``amount`` (float).
+    covariates : DataFrame
+        One row per customer and week (81 weeks starting on Sundays, 2005-01-02 to
+        2006-07-16): ``customer_id``, ``period`` (the week's first day, datetime64),
+        ``marketing`` (direct-marketing contacts that week, 0 to 4), ``gender`` (0
+        male, 1 female) and ``channel`` (0 online, 1 offline), all int. Fresh copies
+        on each call.
+
+    Examples
+    --------
+    >>> from clvmodels import load_apparel_dynamic
+    >>> log, covariates = load_apparel_dynamic()
+    >>> log.shape, covariates.shape, covariates["customer_id"].nunique()
+    ((2257, 3), (20250, 5), 250)
+    >>> covariates.head(2)
+       customer_id     period  marketing  gender  channel
+    0            1 2005-01-02          1       0        0
+    1            1 2005-01-09          0       0        0
+    """
+    log = _read_apparel("apparel_dynamic_transactions.csv.gz").copy()
+    log["date"] = pd.to_datetime(log["date"], format="%Y-%m-%d")
+    table = _read_apparel("apparel_dynamic_covariates.csv.gz").copy()
+    table["period"] = pd.to_datetime(table["period"], format="%Y-%m-%d")
+    return log, table
