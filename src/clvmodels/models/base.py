@@ -145,6 +145,25 @@ class SimulatedPurchases:
         size = int(np.prod(self.shape))
         return np.bincount(self.owner, minlength=size).reshape(self.shape)
 
+    def buyers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (draw, customer) pairs that buy, and each purchase's position among them.
+
+        Returns ``pairs`` (flat indices into ``shape``, ascending, each once) and
+        ``slot`` (one per purchase, ``pairs[slot] == owner``): what ``np.unique(owner,
+        return_inverse=True)`` returns, found by marking pairs instead of sorting
+        purchases.
+
+        Examples
+        --------
+        >>> sims = SimulatedPurchases(owner=np.array([3, 0, 3]), time=np.ones(3), shape=(2, 2))
+        >>> [a.tolist() for a in sims.buyers()]
+        [[0, 3], [1, 0, 1]]
+        """
+        buys = np.zeros(int(np.prod(self.shape)), dtype=bool)
+        buys[self.owner] = True
+        position = np.cumsum(buys) - 1
+        return np.flatnonzero(buys), position[self.owner]
+
 
 @runtime_checkable
 class Model(Protocol):

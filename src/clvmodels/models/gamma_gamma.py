@@ -279,7 +279,7 @@ class GammaGammaPredictions:
             )
         rng = np.random.default_rng(random_state)
         params = self._params_for(data, draws)
-        pairs, slot = np.unique(purchases.owner, return_inverse=True)
+        pairs, slot = purchases.buyers()
         draw_of, row_of = np.divmod(pairs, purchases.shape[1])
         x, m = usable_spend_history(
             data["frequency"].to_numpy(dtype=float)[row_of],
