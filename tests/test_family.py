@@ -297,15 +297,23 @@ def test_spark_scores_every_model_as_one_machine_does(spark, family, split):
 # The Bayesian versions, pooled and by group: fit, CLV with both intervals, segments,
 # NetCDF files and the command line
 # --------------------------------------------------------------------------------------
-BAYESIAN = ["ModifiedBetaGeo", "ParetoNBD"]
+# Name of the Bayesian version -> its maximum-likelihood declaration and settings.
+BAYESIAN = {
+    "ModifiedBetaGeo": ("ModifiedBetaGeo", {}),
+    "ParetoNBD": ("ParetoNBD", {}),
+    "BetaGeoCNBD": ("BetaGeoCNBD", {}),
+    "MBG/CNBD-k": ("BetaGeoCNBD", {"modified": True}),
+}
 GROUPINGS = [None, "cohort"]
 
 
 @pytest.fixture(scope="module")
 def cohorts(cdnow_summary, cdnow_transactions):
-    """500 CDNOW customers with their acquisition month (three groups)."""
+    """500 CDNOW customers with their acquisition month (three groups), and the
+    regularity column the (M)BG/CNBD-k reads."""
     first = cdnow_transactions.groupby("customer_id")["date"].min()
     data = cdnow_summary.assign(cohort=first.dt.strftime("%b").reindex(cdnow_summary.index))
+    data = add_model_columns(data, family_models(), cdnow_transactions)
     return data.sample(500, random_state=0)
 
 
@@ -319,12 +327,12 @@ def bayesian_fits(cohorts):
     from clvmodels.models.bayes import bayesian
 
     fits = {}
-    for name in BAYESIAN:
-        cls = bayesian(available_models("transaction")[name])
+    for name, (declaration, settings) in BAYESIAN.items():
+        cls = bayesian(available_models("transaction")[declaration])
         for group in GROUPINGS:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SamplingWarning)  # 60 draws: low ESS
-                fits[name, group] = cls(group_col=group).fit(
+                fits[name, group] = cls(group_col=group, **settings).fit(
                     cohorts, draws=60, tune=60, chains=2, random_state=1, progressbar=False
                 )
     return fits, GammaGamma().fit(cohorts)
@@ -334,9 +342,15 @@ def bayesian_fits(cohorts):
 @pytest.mark.parametrize("name", BAYESIAN)
 def test_bayesian_versions_fit_near_the_maximum_likelihood(name, group, bayesian_fits, cohorts):
     model = bayesian_fits[0][name, group]
-    mle = available_models("transaction")[name]().fit(cohorts)
+    declaration, settings = BAYESIAN[name]
+    mle = available_models("transaction")[declaration](**settings).fit(cohorts)
     table = model.summary()
-    assert model.is_fitted and type(model).__name__ == f"Bayesian{name}"
+    assert model.is_fitted and type(model).__name__ == f"Bayesian{declaration}"
+    if declaration == "BetaGeoCNBD":
+        # k is chosen by the maximum-likelihood profile (CDNOW: 1, no regularity) and
+        # held; the posterior is conditional on it.
+        assert model.k_ == mle.k_ == 1 and table.attrs["k"] == 1
+        assert model.modified == settings.get("modified", False)
     if group is None:
         estimates = model.params_
         sds = table["sd"]
@@ -375,12 +389,14 @@ def test_bayesian_versions_clv_segments_and_files(name, group, bayesian_fits, co
     path = model.save(tmp_path / "model.nc")
     loaded = load(path)
     assert type(loaded) is type(model) and loaded.group_col == group
+    assert loaded.fixed_settings_ == model.fixed_settings_
+    assert loaded._model_settings() == model._model_settings()
     pd.testing.assert_series_equal(loaded.expected_purchases(t=39, data=cohorts),
                                    model.expected_purchases(t=39, data=cohorts))
 
 
 @pytest.mark.filterwarnings("ignore::clvmodels.errors.SamplingWarning")  # 40 draws
-@pytest.mark.parametrize("name", BAYESIAN)
+@pytest.mark.parametrize("name", ["ModifiedBetaGeo", "ParetoNBD", "BetaGeoCNBD"])
 def test_command_line_forecasts_with_a_bayesian_model(name, transactions_csv, tmp_path):
     out = tmp_path / "forecast.csv"
     result = runner.invoke(app, [

@@ -491,3 +491,180 @@ def test_likelihood_works_in_pytensor_for_the_bayesian_engine(k, modified):
     assert value == pytest.approx(float(pt_value), rel=1e-12)
     assert value == pytest.approx(float(total(theta, ops.NUMPY)), rel=1e-14)
     np.testing.assert_allclose(grad, pt_grad, rtol=1e-8)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("modified", [False, True])
+def test_log_likelihood_of_a_batch_of_draws_is_that_of_each_draw(k, modified):
+    # A batch of draws shared by every row (the pointwise log-likelihood of a posterior)
+    # takes the gamma-function terms once per distinct frequency: the same values as
+    # one draw at a time, which evaluates them row by row (the same operations on the
+    # same numbers, so 1e-14 is ample).
+    rng = np.random.default_rng(k)
+    data = simulate_bgcnbd(400, **BTYDPLUS_SIM, T=rng.uniform(5, 40, 400), k=k,
+                           modified=modified, random_state=rng)
+    draws = {n: v * np.exp(0.2 * rng.standard_normal((5, 1))) for n, v in BTYDPLUS_SIM.items()}
+    batch = bgcnbd_log_likelihood(**draws, frequency=data["frequency"].to_numpy(float),
+                                  recency=data["recency"].to_numpy(float),
+                                  T=data["T"].to_numpy(float), k=k, modified=modified)
+    assert batch.shape == (5, 400) and len(np.unique(data["frequency"])) < 400
+    for d in range(5):
+        one = bgcnbd_log_likelihood(*(float(draws[n][d, 0]) for n in NAMES), *_arrays(data),
+                                    k=k, modified=modified)
+        np.testing.assert_allclose(batch[d], one, rtol=1e-14, atol=0)
+
+
+# -- the Bayesian version ---------------------------------------------------------------------
+def _simulated_k2(n=2_000, seed=11, modified=False):
+    rng = np.random.default_rng(seed)
+    data = simulate_bgcnbd(n, **BTYDPLUS_SIM, T=np.round(rng.uniform(36, 96, n) / 12) * 12, k=2,
+                           modified=modified, random_state=rng)
+    data.attrs["time_unit"] = "W"
+    return data.assign(region=np.where(rng.random(n) < 0.5, "east", "west"))
+
+
+@pytest.mark.parametrize("group_col", [None, "region"])
+@pytest.mark.parametrize("modified", [False, True])
+def test_bayesian_log_likelihood_equals_the_maximum_likelihood_one(group_col, modified):
+    # The sampled PyMC graph, the pooled NumPy density and the pointwise values LOO reads,
+    # at the maximum-likelihood estimates (every group at the same values), add up to
+    # the maximum-likelihood log-likelihood, regularity term included. Sums of ~2,000
+    # terms of size ~10 in different orders: 1e-10 relative is far above rounding.
+    import pytensor
+    import pytensor.tensor as pt
+
+    from clvmodels.models.bayes import bayesian
+
+    data = _simulated_k2(modified=modified)
+    mle = BetaGeoCNBD(modified=modified).fit(data)
+    assert mle.k_ == 2
+    model = bayesian(BetaGeoCNBD)(group_col=group_col, modified=modified)
+    prep = model._prepare(data, "test")
+    assert model.k_ == 2 and model.fixed_settings_ == {"k": 2}
+    n_groups = len(prep.groups)
+    assert n_groups == (1 if group_col is None else 2)
+    theta = pt.dvector("theta")
+    params = {k: pt.exp(theta[i]) * pt.ones(n_groups) for i, k in enumerate(NAMES)}
+    graph = model._total_log_likelihood(params, prep.stats)
+    total = pytensor.function([theta], graph)(np.log(mle.params_.to_numpy()))
+    constant = prep.constant.sum()
+    assert float(total) + constant == pytest.approx(mle.log_likelihood_, rel=1e-10)
+    draws = {k: np.full((3, n_groups), mle.params_[k]) for k in NAMES}
+    pointwise = model._pointwise_log_likelihood(draws, prep.stats)[:, prep.inverse]
+    np.testing.assert_allclose((pointwise + prep.constant).sum(axis=1), mle.log_likelihood_,
+                               rtol=1e-10)
+    fitter = model._new_mle()
+    arrays = fitter._fit_cache(dict(prep.arrays), prep.weights)
+    neg_loglik, _ = fitter._nll_and_grad(np.log(mle.params_.to_numpy()), arrays, prep.weights)
+    assert -neg_loglik + constant == pytest.approx(mle.log_likelihood_, rel=1e-10)
+
+
+@pytest.mark.parametrize("modified", [False, True])
+def test_bayesian_posterior_on_k2_data_sits_at_the_truth_and_the_mle(modified):
+    from clvmodels.models.bayes import bayesian
+
+    data = _simulated_k2(modified=modified)
+    mle = BetaGeoCNBD(modified=modified).fit(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 x 300 draws: ESS below the 400 it asks for
+        model = bayesian(BetaGeoCNBD)(modified=modified).fit(
+            data, draws=300, tune=300, chains=2, random_state=3, progressbar=False
+        )
+    assert model.k_ == 2 and model.summary().attrs["k"] == 2
+    table = model.summary()
+    for name, truth in BTYDPLUS_SIM.items():
+        sd = table.loc[name, "sd"]
+        # Weak priors next to 2,000 customers: the posterior mean is the estimate up
+        # to the skew of the likelihood (well under one sd), and the truth lies within
+        # a few sd of both.
+        assert abs(table.loc[name, "estimate"] - mle.params_[name]) < 0.5 * sd, name
+        assert abs(table.loc[name, "estimate"] - truth) < 3 * sd, name
+    # The pointwise log-likelihood includes the regularity term: its sum at the posterior
+    # mean is near the maximum (within a few units of the 4 parameters' worth).
+    assert "observed" in model.idata_.log_likelihood
+    assert np.isfinite(model.fit_statistics()["elpd_loo"])
+    assert model.fit_statistics()["elpd_loo"] == pytest.approx(mle.log_likelihood_, abs=15)
+
+
+def test_bayesian_by_group_holds_k_and_finds_each_group(tmp_path):
+    from clvmodels.models.bayes import bayesian
+
+    rng = np.random.default_rng(21)
+    T = np.round(rng.uniform(36, 96, 1_500) / 12) * 12
+    frames = []
+    for region, alpha in (("east", 1.0), ("west", 3.0)):
+        part = simulate_bgcnbd(1_500, **{**BTYDPLUS_SIM, "alpha": alpha}, T=T, k=2,
+                               random_state=rng)
+        frames.append(part.set_axis([f"{region}{i}" for i in range(1_500)]).assign(region=region))
+    data = pd.concat(frames)
+    data.attrs["time_unit"] = "W"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = bayesian(BetaGeoCNBD)(k=2, group_col="region").fit(
+            data, draws=150, tune=150, chains=2, random_state=2, progressbar=False
+        )
+    assert model.k_ == 2 and model.config_["fixed_settings"] == {"k": 2}
+    table = model.summary()
+    for region, alpha in (("east", 1.0), ("west", 3.0)):
+        mle = BetaGeoCNBD(k=2).fit(data[data["region"] == region])
+        # each group near its own estimate (1,500 customers outweigh the pooling)
+        for name in NAMES:
+            row = table.loc[(name, region)]
+            assert abs(row["estimate"] - mle.params_[name]) < 2 * row["sd"], (region, name)
+        assert abs(table.loc[("alpha", region), "estimate"] - alpha) < 3 * table.loc[
+            ("alpha", region), "sd"]
+    # The NetCDF file keeps the settings and the k the posterior is conditional on.
+    path = model.save(tmp_path / "cnbd.nc")
+    loaded = load(path)
+    assert loaded.k_ == 2 and loaded.k == 2 and not loaded.modified
+    pd.testing.assert_series_equal(loaded.expected_purchases(t=10, data=data),
+                                   model.expected_purchases(t=10, data=data))
+
+
+def _tampered(path, tmp_path, **changes):
+    import arviz as az
+
+    idata = az.from_netcdf(path)
+    config = json.loads(idata.posterior.attrs["clvmodels_config"])
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key)
+        else:
+            config[key] = {**config.get(key, {}), **value}
+    idata.posterior.attrs["clvmodels_config"] = json.dumps(config)
+    out = tmp_path / "tampered.nc"
+    idata.to_netcdf(str(out))
+    return out
+
+
+def test_bayesian_settings_are_checked_at_fit_and_on_load(tmp_path, cdnow_regular,
+                                                          cdnow_summary):
+    from clvmodels.models.bayes import bayesian
+
+    cls = bayesian(BetaGeoCNBD)
+    # k is estimated (or k > 1 fitted) from the regularity column, as by maximum likelihood
+    with pytest.raises(DataValidationError, match=r"BayesianBetaGeoCNBD\.fit.*regularity=True"):
+        cls().fit(cdnow_summary, draws=5, tune=5, chains=1)
+    for bad in ({"k": 0}, {"k": 2.5}, {"max_k": 0}, {"modified": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            cls(**bad).fit(cdnow_regular, draws=5, tune=5, chains=1)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        cls(regularity=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = cls(modified=True, max_k=3).fit(cdnow_regular.iloc[:400], draws=20, tune=20,
+                                                chains=1, random_state=0, progressbar=False)
+    path = model.save(tmp_path / "model.nc")
+    loaded = load(path)
+    assert (loaded.k, loaded.modified, loaded.max_k, loaded.k_) == (None, True, 3, model.k_)
+    for changes, message in [
+        ({"fixed_settings": {"k": 0}}, "k must be a positive integer"),
+        ({"fixed_settings": {"k": "2"}}, "k must be a positive integer"),
+        ({"fixed_settings": None}, "k is neither given nor estimated"),
+        ({"fixed_settings": {"q": 1}}, r"unknown setting\(s\) \['q'\]"),
+        ({"settings": {"k": 5}}, "k is .* but the settings give 5"),
+        ({"settings": {"modified": 1}}, "modified must be True or False"),
+        ({"settings": {"surprise": 1}}, "unknown settings"),
+    ]:
+        with pytest.raises(ModelFileError, match=rf"tampered\.nc.*{message}"):
+            load(_tampered(path, tmp_path, **changes))

@@ -51,6 +51,13 @@ def test_grouped_graph_likelihood_is_the_declared_one_with_covariates(summary):
     rows = model._natural(model._row_theta(theta, gamma, prep.arrays[DESIGN]))
     loglik = model.log_likelihood(rows, model._data(prep.arrays), NUMPY)
     assert float(total) == pytest.approx(float(prep.weights @ loglik), rel=1e-10)
+    # The pointwise log-likelihood that LOO reads (the generic route with covariates),
+    # for two draws: the second at these values. Same terms, same order: 1e-12.
+    pointwise = model._route(prep.stats, "_pointwise_log_likelihood")
+    batch = {k: np.stack([0.9 * v, v]) for k, v in zip(names[:4], params[:4], strict=True)}
+    batch.update({c: np.array([0.0, g]) for c, g in
+                  zip(model._coefficient_names(), gamma, strict=True)})
+    np.testing.assert_allclose(pointwise(batch, prep.stats)[1], loglik, rtol=1e-12)
 
 
 def test_pooled_fit_agrees_with_maximum_likelihood(summary):

@@ -641,6 +641,11 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
     or :func:`add_log_interpurchase_sum`) to estimate ``k`` or to fit a given ``k > 1``;
     predictions read only ``frequency``, ``recency`` and ``T``.
 
+    The Bayesian version (``bayesian(BetaGeoCNBD)(k=..., modified=..., group_col=...)``)
+    takes the same settings; ``k`` stays an integer outside the sampler: given, or
+    chosen by this maximum-likelihood profile on all customers, and the posterior of
+    ``r, alpha, a, b`` is conditional on it.
+
     Examples
     --------
     CDNOW shows no regularity (BTYDplus ``demo/cdnow.R``: "k=1 -> no regularity
@@ -655,6 +660,7 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
     """
 
     param_names = ("r", "alpha", "a", "b")
+    model_settings = ("k", "modified", "max_k")
 
     def __init__(
         self,
@@ -683,15 +689,36 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         if not isinstance(self.modified, bool | np.bool_):
             raise ValueError(f"modified must be True or False, got {self.modified!r}")
 
+    def _chosen_settings(self) -> dict[str, Any]:
+        k = self._k_in_use()
+        if k is None:
+            raise ValueError(
+                f"{type(self).__name__}: k is neither given nor estimated; fit the model "
+                "(k by profile likelihood) or pass k=<positive integer>"
+            )
+        return {"k": _check_k(k, "k")}
+
     def _family_shape(self) -> dict[str, Any]:
         return {"k": int(self._k_in_use() or 1), "dropout_at_zero": bool(self.modified)}
 
     @property
     def data_columns(self) -> tuple[str, ...]:
+        return _HISTORY if self._k_in_use() == 1 else (*_HISTORY, LITT_COLUMN)
+
+    def _likelihood_columns(self) -> tuple[str, ...]:
+        # The engines fit the likelihood less its regularity term (rows compressed on
+        # the history); the term is added per k (_regularity_sums) or per customer
+        # (_constant_log_likelihood).
+        return _HISTORY
+
+    def _constant_log_likelihood(self, data: pd.DataFrame) -> np.ndarray | None:
+        """The regularity term ``(k-1) litt - x log((k-1)!)`` of each row at the model's
+        ``k`` (None for ``k = 1``, where it is 0)."""
         k = self._k_in_use()
-        if getattr(self, "_kernel_only", False) or k == 1:
-            return _HISTORY
-        return (*_HISTORY, LITT_COLUMN)
+        if k == 1:
+            return None
+        x = data["frequency"].to_numpy(dtype=float)
+        return (k - 1) * data[LITT_COLUMN].to_numpy(dtype=float) - x * gammaln(k)
 
     @property
     def alive_future_columns(self) -> tuple[str, ...] | None:  # type: ignore[override]
@@ -734,11 +761,9 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         """
         self._check_settings()
         self._pending_weights = weights
-        self._kernel_only = True
         try:
             super().fit(data, weights)
         finally:
-            self._kernel_only = False
             self._pending_weights = None
             self._fitting_k = None
         return self
@@ -772,7 +797,14 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         return starts
 
     def _fit_arrays(self, arrays, weights, n_obs, penalizer):
-        litt_total, x_total = self._regularity_sums
+        sums = getattr(self, "_regularity_sums", None)
+        if sums is None:
+            # fitted on history arrays alone (the Bayesian engine's fits of groups, at a
+            # given k): the log-likelihood is then that of the kernel
+            if self.k is None:
+                raise ValueError("estimating k needs log_interpurchase_sum: call fit(data)")
+            sums = (0.0, 0.0)
+        litt_total, x_total = sums
         results: list[dict[str, Any]] = []
         self._previous_fit = None
         try:

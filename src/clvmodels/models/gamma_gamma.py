@@ -362,6 +362,7 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
     # Mean spend is continuous, so rows hardly ever repeat: no compression.
     compress_rows = False
     EXTRA_FIELDS = MaximumLikelihoodModel.EXTRA_FIELDS | {"exclusions"}
+    model_settings = ("strict",)
 
     def __init__(
         self,
@@ -388,9 +389,12 @@ class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):
         """Fader & Hardie (2013) eq. (4): :func:`gamma_gamma_log_likelihood`."""
         return gamma_gamma_log_likelihood(**params, **data, ops=ops)
 
-    def _check_data(self, data: pd.DataFrame) -> None:
+    def _check_settings(self) -> None:
         if not isinstance(self.strict, bool):
             raise ValueError(f"strict must be True or False, got {self.strict!r}")
+
+    def _check_data(self, data: pd.DataFrame) -> None:
+        self._check_settings()
         x = data["frequency"].to_numpy()
         m = data["monetary_value"].to_numpy(dtype=float)
         if self.strict:

@@ -212,6 +212,10 @@ class MaximumLikelihoodModel(BaseModel, register=False):
     #: Keys a saved file may hold under "extra" (fitted state beyond the parameters);
     #: a model that saves more extends this set.
     EXTRA_FIELDS: ClassVar[frozenset[str]] = frozenset({"n_excluded", "covariates"})
+    #: Constructor arguments, besides ``penalizer`` and the covariates, that define the
+    #: model itself rather than how it is fitted (the BG/CNBD-k's ``k``, ``modified``
+    #: and ``max_k``): its Bayesian version takes and saves them too.
+    model_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, penalizer: float = 0.0, **covariates: Any) -> None:
         self.penalizer = penalizer
@@ -293,6 +297,30 @@ class MaximumLikelihoodModel(BaseModel, register=False):
 
     def _check_data(self, data: pd.DataFrame) -> None:
         """Model-specific checks of a validated summary before fitting (raise or warn)."""
+
+    def _check_settings(self) -> None:
+        """Refuse ``model_settings`` that cannot work (ValueError naming the setting)."""
+
+    def _chosen_settings(self) -> dict[str, Any]:
+        """The ``model_settings`` a fit chose among discrete values, as constructor
+        arguments that hold them fixed (none by default).
+
+        A model that estimates a discrete setting (the BG/CNBD-k its regularity ``k``,
+        by profile likelihood) returns it here once fitted, or as given when it is
+        given, and keeps it as the fitted attribute ``<name>_``; ValueError where it is
+        neither fitted nor given. The Bayesian engine samples the posterior
+        conditional on these values.
+        """
+        return {}
+
+    def _constant_log_likelihood(self, data: pd.DataFrame) -> np.ndarray | None:
+        """Each row's log-likelihood terms that no parameter enters and that
+        ``log_likelihood`` leaves out (None: there are none).
+
+        The Bayesian engine adds them to the pointwise log-likelihood, so that PSIS-LOO
+        compares models on the likelihood of the same data.
+        """
+        return None
 
     def _log_reference(self, arrays: Mapping[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Natural centre of the transformed parameters: 0 unless the model says so."""
