@@ -128,3 +128,36 @@ def test_average_forecasts_bad_input(forecasts):
         average_forecasts(forecasts, {"nope": 1.0})
     with pytest.raises(ValueError, match="non-negative"):
         average_forecasts(forecasts, {"bgnbd": -1.0, "pareto": 2.0})
+
+
+def test_a_mixture_is_a_forecast_that_segment_takes(forecasts):
+    # The mixture's draws feed segment() as one model's do: tier probabilities of the
+    # mixture lie between 0 and 1, and with all the weight on one model its top-tier
+    # probabilities are that model's (same draws), up to the histogram of realised
+    # values the model's forecast keeps (binned, where the mixture's are exact).
+    from clvmodels import segment
+
+    one = average_forecasts(forecasts, {"bgnbd": 1.0, "pareto": 0.0})
+    assert one.n_draws == 400 and one.row_weights.sum() == len(one.table)
+    mine, theirs = segment(one).customers, segment(forecasts["bgnbd"]).customers
+    theirs = theirs.reindex(mine.index)
+    np.testing.assert_allclose(mine["top_tier_probability"], theirs["top_tier_probability"])
+    gap = np.abs(mine["top_tier_probability_realised"]
+                 - theirs["top_tier_probability_realised"]).mean()
+    assert gap < 0.01
+    without = average_forecasts(forecasts, per_customer=False)
+    with pytest.raises(ValueError, match="per_customer=False"):
+        next(without.iter_draws())
+
+
+def test_backtest_weights_bad_input(cdnow_split, cdnow_transactions):
+    from clvmodels.averaging import backtest_weights
+
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        backtest_weights({}, cdnow_transactions, cdnow_split)
+    bare = cdnow_split.copy()
+    bare.attrs = {"time_unit": "W"}
+    with pytest.raises(ValueError, match="calibration_holdout_split"):
+        backtest_weights({"bg": BetaGeo()}, cdnow_transactions, bare)
+    with pytest.raises(ValueError, match="block_days must lie between 1 and 272"):
+        backtest_weights({"bg": BetaGeo()}, cdnow_transactions, cdnow_split, block_days=300)

@@ -234,6 +234,9 @@ def test_report_model_selection_defaults(transactions_csv, tmp_path, monkeypatch
     assert seen[-1]["models"] == {"BetaGeoCNBD + GammaGamma": ("BetaGeoCNBD", "GammaGamma"),
                                   "ParetoNBD + GammaGamma": ("ParetoNBD", "GammaGamma")}
     assert seen[-1]["forecast_model"] == "ParetoNBD + GammaGamma"
+    # The model average, by its short name.
+    assert runner.invoke(app, [*base, "--forecast-model", "average"]).exit_code == 0
+    assert seen[-1]["forecast_model"] == "average"
 
 
 def test_report_forecast_model_must_be_compared(transactions_csv, tmp_path):

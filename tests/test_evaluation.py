@@ -17,13 +17,16 @@ from clvmodels import (
     add_log_interpurchase_sum,
     customer_lifetime_value,
 )
+from clvmodels.averaging import average_forecasts, backtest_weights
 from clvmodels.data import DataValidationError, calibration_holdout_split
 from clvmodels.evaluation import (
+    AVERAGE_NAME,
     add_model_columns,
     compare,
     conditional_expectations_by_frequency,
     expected_cumulative_purchases,
     family_models,
+    forecast_calibration,
     interval_coverage,
     paired_difference,
     repeat_purchase_histogram,
@@ -35,7 +38,7 @@ from clvmodels.models.beta_geo import (
     bgnbd_expected_purchases_new_customer,
     bgnbd_probability_of_purchases,
 )
-from clvmodels.simulate import simulate_bgnbd
+from clvmodels.simulate import simulate_bgnbd, simulate_transactions
 
 # FHL 2005, figure 5 / Hardie's spreadsheet: E[Y(39) | x, t_x, T] averaged by x.
 PUBLISHED_CONDITIONAL = [0.225, 0.523, 1.044, 1.520, 2.164, 2.654, 3.504, 6.157]
@@ -502,7 +505,9 @@ def test_add_model_columns(cdnow_split, cdnow_transactions):
 
 def test_family_comparison_matches_the_published_holdout_errors(family, cdnow_split):
     models, table = family
-    assert list(table.index) == FAMILY and (table["purchases_actual"] == 1882).all()
+    assert list(table.index) == [*FAMILY, AVERAGE_NAME]
+    assert (table["purchases_actual"] == 1882).all()
+    table = table.loc[FAMILY]
     # BG/NBD: FHL 2005, 1,653.4 expected against 1,882 actual.
     bg = table.loc["BetaGeo + GammaGamma"]
     assert bg["purchases_expected"] == pytest.approx(1653.41, abs=0.01)
@@ -530,7 +535,9 @@ def test_family_comparison_matches_the_published_holdout_errors(family, cdnow_sp
 
 
 def test_family_comparison_pairs_customers_against_the_best(family, cdnow_split):
-    models, table = family
+    models, with_average = family
+    table = with_average.loc[FAMILY]
+    table.attrs = with_average.attrs
     actual = cdnow_split["frequency_holdout"].to_numpy(float)
     realised = actual * cdnow_split["monetary_value_holdout"].to_numpy(float)
     purchases, value = {}, {}
@@ -541,8 +548,9 @@ def test_family_comparison_pairs_customers_against_the_best(family, cdnow_split)
     mse = {n: np.mean((value[n] - realised) ** 2) for n in models}
     assert table.attrs["best"] == min(mse, key=mse.get) == "ModifiedBetaGeo + GammaGamma"
     assert table.attrs["best_purchases"] == "ParetoNBD + GammaGamma"
-    assert table["value_rank"].tolist() == [3, 3, 1, 2]
-    assert table["purchases_rank"].tolist() == [3, 3, 2, 1]
+    # The model average ranks with them: second on value and on purchases.
+    assert with_average["value_rank"].tolist() == [4, 4, 1, 3, 2]
+    assert with_average["purchases_rank"].tolist() == [4, 4, 3, 1, 2]
     np.testing.assert_allclose(table["value_rmse"], np.sqrt(list(mse.values())), rtol=1e-6)
     # The paired difference and its 95% interval, computed directly.
     best = value["ModifiedBetaGeo + GammaGamma"]
@@ -570,13 +578,17 @@ def test_family_comparison_pairs_customers_against_the_best(family, cdnow_split)
 
 def test_family_verdict_in_words(family):
     _, table = family
-    assert table.attrs["verdict"] == (
+    pairs = (
         "ModifiedBetaGeo + GammaGamma forecasts holdout value best: root mean squared error "
         "71.95 per customer (mean absolute error 29.71, total -19.5% off) against 72.18 "
         "(29.45, -14.8%) for the runner-up ParetoNBD + GammaGamma; the paired difference in "
         "squared error, 34 per customer (95% interval -84 to 153), is within its noise, so "
         "the two cannot be told apart on this holdout."
     )
+    # Then the model average, against the best pair (its numbers: test_model_average_*).
+    assert table.attrs["verdict"].startswith(pairs + " The model average forecasts holdout "
+                                             "value with a root mean squared error of ")
+    assert table.attrs["verdict"].endswith("is within its noise.")
     text = summary_text(table)
     assert text.startswith(table.attrs["verdict"] + " ParetoNBD + GammaGamma forecasts "
                            "holdout purchases best: root mean squared error 1.603")
@@ -658,6 +670,196 @@ def test_family_checks_in_one_table(family, cdnow_split, cdnow_transactions):
     with pytest.raises(ValueError, match="different time units"):
         expected_cumulative_purchases({"W": pairs["BG"], "D": daily}, cdnow_transactions,
                                       "customer_id", "date")
+
+
+# --------------------------------------------------------------------------------------
+# The model average's row
+# --------------------------------------------------------------------------------------
+def test_model_average_row_is_the_mixture_of_the_family(family, cdnow_split, cdnow_transactions):
+    models, table = family
+    weights = pd.Series(table.attrs["averaging_weights"])
+    assert list(weights.index) == FAMILY and (weights >= 0).all()
+    assert weights.sum() == pytest.approx(1.0, abs=1e-12)
+    # The weights are backtest_weights' (a cut inside the calibration window), computed
+    # here again from the same seed: the holdout took no part.
+    split = add_model_columns(cdnow_split, models, cdnow_transactions)
+    # compare simulates at least 1,000 futures for the weights, whatever its n_draws.
+    again = backtest_weights(models, cdnow_transactions, split, n_draws=1000, random_state=0)
+    np.testing.assert_allclose(again.reindex(FAMILY), weights, rtol=1e-9, atol=1e-12)
+    assert table.attrs["averaging"]["method"] == "backtest"
+    assert table.attrs["averaging"]["cut"] == "1997-07-01"
+    assert "the holdout played no part" in table.attrs["averaging"]["text"]
+    # The row's metrics are those of average_forecasts' mixture with these weights.
+    forecasts = {
+        name: customer_lifetime_value(tx, spend, split, horizon=39, period="W",
+                                      discount_rate=0, interval=0.9, n_draws=100,
+                                      predictive=True, random_state=0)
+        for name, (tx, spend) in models.items()
+    }
+    mix = average_forecasts(forecasts, weights)
+    actual = cdnow_split["frequency_holdout"].to_numpy(float)
+    realised = actual * cdnow_split["monetary_value_holdout"].to_numpy(float)
+    value = mix.table["clv"].reindex(cdnow_split.index).to_numpy()
+    purchases = sum(w * models[n][0].expected_purchases(t=39, data=split).to_numpy()
+                    for n, w in weights.items())
+    row = table.loc[AVERAGE_NAME]
+    # Sums and means of the same numbers in another order: 1e-9 relative.
+    assert row["value_expected"] == pytest.approx(value.sum(), rel=1e-9)
+    assert row["purchases_expected"] == pytest.approx(purchases.sum(), rel=1e-9)
+    assert row["value_rmse"] == pytest.approx(np.sqrt(np.mean((value - realised) ** 2)), rel=1e-9)
+    assert row["value_mae"] == pytest.approx(np.mean(np.abs(value - realised)), rel=1e-9)
+    assert row["value_top10_share"] == pytest.approx(top_share(value, realised, 0.1), rel=1e-9)
+    bounds = mix.table.reindex(cdnow_split.index)
+    assert row["value_interval_coverage"] == pytest.approx(interval_coverage(
+        realised, bounds["clv_pred_lower"].to_numpy(), bounds["clv_pred_upper"].to_numpy()))
+    total = mix.total()
+    assert row[["value_total_lower", "value_total_upper"]].tolist() == pytest.approx(
+        [total["clv_pred_lower"], total["clv_pred_upper"]], rel=1e-9)
+    calibration = forecast_calibration(mix, pd.Series(realised, index=cdnow_split.index),
+                                       random_state=0)
+    gap = calibration.tiers
+    expected_gap = np.abs(gap["probability"] - gap["share"]) @ gap["customers"]
+    assert row["tier_probability_gap"] == pytest.approx(
+        expected_gap / gap["customers"].sum(), rel=1e-9)
+    # A weighted mean lies between its members; the paired difference is from the best.
+    members = table.loc[FAMILY]
+    assert members["value_expected"].min() < row["value_expected"] < members[
+        "value_expected"].max()
+    best = table.loc[table.attrs["best"]]
+    assert row["value_loss_diff"] == pytest.approx(row["value_rmse"] ** 2 - best["value_rmse"]
+                                                   ** 2, rel=1e-6)
+    assert np.isnan(row[["log_likelihood", "aic", "spend_log_likelihood"]]).all()
+    assert row["fit_seconds"] > 0  # the time its weights took
+    assert AVERAGE_NAME in table.attrs["calibration"]
+
+
+def test_model_average_with_given_weights_and_switched_off(cdnow_split, bgnbd, gamma_gamma):
+    pairs = {"BG": (bgnbd, gamma_gamma),
+             "MBG": (ModifiedBetaGeo().fit(cdnow_split), gamma_gamma)}
+    # All the weight on one model: the average forecasts as that model does (its draws
+    # are the first n of the model's, the same seed).
+    table = compare(pairs, cdnow_split, n_draws=40, average_weights={"BG": 1.0},
+                    progressbar=False)
+    assert table.attrs["averaging_weights"] == {"BG": 1.0, "MBG": 0.0}
+    assert table.attrs["averaging"]["method"] == "given"
+    same = ["value_expected", "value_rmse", "purchases_expected",
+            "purchases_interval_coverage", "value_total_lower", "value_total_upper"]
+    np.testing.assert_allclose(table.loc[AVERAGE_NAME, same].to_numpy(float),
+                               table.loc["BG", same].to_numpy(float), rtol=1e-9)
+    assert np.isnan(table.loc[AVERAGE_NAME, "fit_seconds"])
+    # Without the log the backtest cannot run: no average by default, an error when asked.
+    plain = compare(pairs, cdnow_split, n_draws=20, progressbar=False)
+    assert list(plain.index) == ["BG", "MBG"] and plain.attrs["averaging_weights"] == {}
+    assert "needs transactions=" in plain.attrs["averaging"]["text"]
+    with pytest.raises(ValueError, match=r"no model average.*transactions="):
+        compare(pairs, cdnow_split, average=True, progressbar=False)
+    off = compare(pairs, cdnow_split, n_draws=20, average=False, average_weights={"BG": 1},
+                  progressbar=False)
+    assert AVERAGE_NAME not in off.index
+    assert off.attrs["averaging"] == {"method": None, "text": "No model average: average=False."}
+    for kwargs, match in [
+        ({"average": "yes"}, "average must be True, False or None"),
+        ({"average_weights": "best"}, "average_weights must be one of"),
+        ({"average_weights": {"Pareto": 1.0}}, r"unknown models \['Pareto'\]"),
+        ({"average_weights": "loo"}, "Bayesian models only; \\['BG', 'MBG'\\]"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            compare(pairs, cdnow_split, progressbar=False, **kwargs)
+    with pytest.raises(ValueError, match="two or more pairs"):
+        compare({"BG": pairs["BG"]}, cdnow_split, average=True, progressbar=False)
+    with pytest.raises(ValueError, match="may not be named 'model average'"):
+        compare({AVERAGE_NAME: pairs["BG"], "MBG": pairs["MBG"]}, cdnow_split,
+                progressbar=False)
+    with pytest.raises(ValueError, match="non-negative"):
+        compare(pairs, cdnow_split, n_draws=20, average_weights={"BG": -1.0, "MBG": 2.0},
+                progressbar=False)
+
+
+class PosteriorBetaGeo(BetaGeo):
+    """A Bayesian stand-in: the MLE with a posterior drawn from its sampling distribution
+    and the per-customer log-likelihood stored, as a PyMC fit would give."""
+
+    is_bayesian = True
+
+    def fit(self, data, weights=None, random_seed=None):
+        import arviz as az
+
+        from clvmodels.models.beta_geo import bgnbd_log_likelihood
+
+        super().fit(data, weights=weights)
+        sample = self.param_draws(200, random_state=random_seed)
+        x, t_x, T = (data[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        ll = bgnbd_log_likelihood(
+            *(sample[k].to_numpy()[:, None] for k in self.param_names), x, t_x, T
+        )
+        self.idata_ = az.from_dict(
+            posterior={k: sample[k].to_numpy().reshape(2, 100) for k in sample},
+            log_likelihood={"purchases": ll.reshape(2, 100, -1)},
+        )
+        return self
+
+
+def test_model_average_of_bayesian_models_is_weighted_by_loo(cdnow_split, gamma_gamma):
+    from clvmodels.averaging import loo_weights
+
+    pairs = {"one": (PosteriorBetaGeo(), gamma_gamma), "two": (PosteriorBetaGeo(), gamma_gamma)}
+    fit_kwargs = {"one": {"random_seed": 1}, "two": {"random_seed": 2}}
+    # Every model Bayesian: PSIS-LOO stacking on the calibration data, no log needed.
+    table = compare(pairs, cdnow_split, n_draws=20, fit_kwargs=fit_kwargs, progressbar=False)
+    assert table.attrs["averaging"]["method"] == "loo"
+    assert "PSIS-LOO stacking" in table.attrs["averaging"]["text"]
+    weights = pd.Series(table.attrs["averaging_weights"])
+    direct = loo_weights({name: pair[0] for name, pair in pairs.items()})
+    np.testing.assert_allclose(weights, direct / direct.sum(), rtol=1e-9)
+    assert AVERAGE_NAME in table.index and weights.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def simulated_comparison():
+    # Two segments of 1,500 customers, acquired over 12 weeks, from one BG/NBD with a
+    # purchase covariate: the CDNOW estimates of FHL 2005 with alpha 10 times larger in
+    # one segment and 10 times smaller in the other (exp(gamma) = 100), and Gamma-Gamma
+    # spend (Fader & Hardie 2013's CDNOW estimates); 52 weeks of calibration, 26 of
+    # holdout. The rival is the BG/NBD without the covariate.
+    base = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    spend = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+    logs = []
+    for k, scale in enumerate((10.0, 0.1)):
+        log = simulate_transactions(1500, {**base, "alpha": base["alpha"] * scale}, spend,
+                                    weeks=78, acquisition_weeks=12, random_state=10 + k)
+        log["customer_id"] += 1500 * k
+        logs.append(log)
+    log = pd.concat(logs, ignore_index=True)
+    split = calibration_holdout_split(log, "customer_id", "date", "amount",
+                                      calibration_end="2020-12-31",
+                                      observation_end=logs[0].attrs["observation_end"])
+    split["segment"] = (split.index >= 1500).astype(float)
+    pairs = {"covariate": (BetaGeo(purchase_covariates=["segment"]), GammaGamma()),
+             "plain": (BetaGeo(), GammaGamma())}
+    return compare(pairs, split, transactions=log, n_draws=200, progressbar=False)
+
+
+def test_model_average_recovers_the_simulating_model(simulated_comparison):
+    weights = simulated_comparison.attrs["averaging_weights"]
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-12)
+    # The model the data came from gets most of the weight: 0.94 here, 0.62 to 0.94 over
+    # the seeds 1-5 of this design (the plain BG/NBD adapts to each customer's history,
+    # so its forecasts of a 17-week block are not far off).
+    assert weights["covariate"] > 0.6
+    # The segment column, which no log holds, was carried to the backtest's refits.
+    assert simulated_comparison.attrs["averaging"]["left_out"] == {}
+
+
+def test_model_average_intervals_cover_as_stated(simulated_comparison):
+    # The mixture's randomised PIT of realised value: at the 50% and 90% levels the share
+    # of 3,000 customers inside is within three binomial standard errors of the level.
+    coverage = simulated_comparison.attrs["calibration"][AVERAGE_NAME].coverage
+    coverage = coverage.set_index("level")
+    for level in (0.5, 0.9):
+        se = np.sqrt(level * (1 - level) / 3000)
+        assert abs(coverage.loc[level, "coverage"] - level) < 3 * se
+    # The realised total lies in the mixture's 90% interval of the total.
+    assert simulated_comparison.loc[AVERAGE_NAME, "value_total_inside"] == 1
 
 
 def test_paired_difference():

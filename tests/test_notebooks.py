@@ -118,6 +118,10 @@ def test_model_comparison_runs(kernel_env, tmp_path, monkeypatch):
     text = _text(book)
     assert "1,882 in the 39-week holdout" in text
     assert "0.225" in text and "6.157" in text
+    # The model average: weights from a backtest inside the calibration window, and why
+    # the family with a Bayesian model has none by default.
+    assert "refitted on the log up to 1997-07-01" in text and "model average" in text
+    assert "No model average: its backtest weights would refit ['Bayesian BG/NBD']" in text
     report = tmp_path / "cdnow_report.html"
     html = report.read_text(encoding="utf-8")
     # The report compared the MLE with the Bayesian fit and checked its sampler.

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvmodels import BetaGeo, GammaGamma
+from clvmodels import BetaGeo, GammaGamma, customer_lifetime_value
+from clvmodels.averaging import AveragedForecast
 from clvmodels.data import read_transactions
+from clvmodels.evaluation import AVERAGE_NAME
 from clvmodels.pipeline import (
     PipelineSettings,
     available_models,
@@ -185,7 +187,8 @@ def test_comparison_fits_every_pair_on_calibration_and_forecasts_on_all(cdnow_tr
         forecast_model="plain", segments=False,
     )
     result = run_pipeline(settings, progressbar=False)
-    assert list(result.comparison.index) == ["penalised", "plain"]
+    # With the log the comparison adds the model average (clvmodels.compare).
+    assert list(result.comparison.index) == ["penalised", "plain", AVERAGE_NAME]
     assert (result.comparison["purchases_actual"] == 1882).all()
     assert result.summary.attrs["observation_end"] == "1998-06-30"
     assert len(result.split) == 2357 and len(result.summary) == 2357
@@ -193,6 +196,36 @@ def test_comparison_fits_every_pair_on_calibration_and_forecasts_on_all(cdnow_tr
     assert calibration.is_fitted and forecast is not calibration
     assert forecast.params_["r"] != pytest.approx(calibration.params_["r"])
     json.dumps(result.to_dict())
+
+
+def test_the_model_average_forecasts(cdnow_transactions):
+    settings = _settings(
+        cdnow_transactions, calibration_end="1997-09-30", observation_end="1998-06-30",
+        models={"BG": ("BetaGeo", "GammaGamma"), "Pareto": ("ParetoNBD", "GammaGamma")},
+        forecast_model="average", n_draws=50, horizon=6,
+    )
+    assert settings.forecast_model == settings.forecast_name == AVERAGE_NAME
+    result = run_pipeline(settings, progressbar=False)
+    forecast, weights = result.forecast, result.comparison.attrs["averaging_weights"]
+    assert isinstance(forecast, AveragedForecast) and result.forecast_name == AVERAGE_NAME
+    assert forecast.weights.to_dict() == pytest.approx(weights, abs=1e-12)
+    # Each pair refitted on all the data; the forecast is their weighted mean.
+    members = {
+        name: customer_lifetime_value(make_model(tx).fit(result.summary),
+                                      GammaGamma().fit(result.summary), result.summary,
+                                      horizon=6, n_draws=50, random_state=0)
+        for name, tx in (("BG", "BetaGeo"), ("Pareto", "ParetoNBD"))
+    }
+    mean = sum(weights[n] * fc.table["clv"] for n, fc in members.items())
+    np.testing.assert_allclose(forecast.table["clv"], mean.reindex(forecast.table.index),
+                               rtol=1e-9)
+    # The segments are the mixture's; the pair with the largest weight stands for it.
+    assert result.segmentation is not None and len(result.segmentation.customers) == 2357
+    largest = max(weights, key=weights.get)
+    assert type(result.transaction_model).__name__ == settings.models[largest][0]
+    json.dumps(result.to_dict())
+    with pytest.raises(ValueError, match="needs calibration_end and two or more models"):
+        _settings(cdnow_transactions, forecast_model="average")
 
 
 class Recording(BetaGeo):
@@ -279,7 +312,8 @@ def family_result(cdnow_transactions):
 
 def test_the_family_is_compared_and_the_best_forecasts(family_result, cdnow_transactions):
     result = family_result
-    assert list(result.comparison.index) == list(result.models) == FAMILY
+    assert list(result.comparison.index) == [*FAMILY, AVERAGE_NAME]
+    assert list(result.models) == FAMILY
     # BG/CNBD-k's regularity column was computed from the same log for the comparison.
     assert "log_interpurchase_sum" in result.split.columns
     assert result.models["BetaGeoCNBD + GammaGamma"][0].k_ == 1
@@ -337,8 +371,9 @@ def test_a_family_member_the_data_cannot_identify_is_left_out(cdnow_transactions
                                          "not converge"):
         result = run_pipeline(settings, progressbar=False)
     assert result.comparison.attrs["left_out"] == ["ParetoNBD + GammaGamma"]
-    assert list(result.comparison.index) == list(result.models) == [
+    assert list(result.models) == [
         "BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma", "ModifiedBetaGeo + GammaGamma"]
+    assert list(result.comparison.index) == [*result.models, AVERAGE_NAME]
     assert result.forecast_name in result.models
     assert np.isfinite(result.forecast.table["clv"]).all()
     html = write_report(result, tmp_path / "report.html", progressbar=False).read_text()

@@ -18,19 +18,25 @@ Gamma-Gamma for the whole family by default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from clvmodels._summary_options import summary_options_for
 from clvmodels.clv import CLVForecast, interval_probabilities, predictive_interval
-from clvmodels.data import compress, validate_summary
-from clvmodels.models.base import TransactionModel
+from clvmodels.data import calibration_holdout_split, compress, validate_summary
+from clvmodels.errors import ConvergenceError
+from clvmodels.models.base import TransactionModel, accepted_fit_options
+from clvmodels.units import TIME_UNIT_DAYS
 
 __all__ = [
     "AveragedForecast",
     "average_forecasts",
+    "backtest_weights",
     "holdout_log_density",
     "holdout_weights",
     "loo_weights",
@@ -40,6 +46,8 @@ __all__ = [
 
 # Simulated (draw, customer) pairs per block of the holdout simulations.
 _BLOCK_PAIRS = 2_000_000
+# Values per block that an AveragedForecast yields.
+_BLOCK_VALUES = 4_000_000
 
 
 def stacking_weights(log_density: Any, *, tol: float = 1e-10, max_iter: int = 10_000) -> pd.Series:
@@ -219,11 +227,153 @@ def loo_weights(models: Mapping[str, Any]) -> pd.Series:
     return table["weight"].reindex(list(models)).rename("weight")
 
 
+def backtest_weights(
+    models: Mapping[str, Any],
+    transactions: Any,
+    calibration_holdout: pd.DataFrame,
+    *,
+    block_days: float | None = None,
+    n_draws: int = 1000,
+    fit_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    random_state: Any = None,
+) -> pd.Series:
+    """Stacking weights from a backtest inside the calibration window: no holdout used.
+
+    Weights chosen on the holdout that the average is then scored on would flatter it.
+    Here each model is refitted (a copy; the models passed are never changed) on the
+    log up to a cut *inside* the calibration window, and :func:`stacking_weights` of
+    the refits' :func:`holdout_log_density` on the block between the cut and the
+    window's end gives the weights. The block is as long as the holdout
+    (``duration_holdout``), at most a third of the window (from the customers' first
+    purchase to ``calibration_end``), so that the refits see two thirds of it: the last
+    cut of :func:`clvmodels.backtest.backtest_cuts`. On CDNOW's 39-week window a cut at
+    half of it leaves too little for Pareto/NBD to be identified.
+
+    Parameters
+    ----------
+    models : mapping of str to a transaction model or a (transaction, spend) pair
+        E.g. the ``models`` that :func:`clvmodels.compare` compares.
+    transactions : DataFrame
+        The transaction log ``calibration_holdout`` was made from (any frame
+        :func:`clvmodels.calibration_holdout_split` reads).
+    calibration_holdout : DataFrame
+        Output of :func:`clvmodels.calibration_holdout_split` (its ``attrs`` name the
+        columns, ``freq``, ``time_unit`` and ``calibration_end``). Only its customers
+        are scored; its columns that a log does not give (customer attributes such as
+        covariates) are carried to the summary at the cut.
+    block_days : float, optional
+        Length of the block in days, instead of the default above.
+    n_draws : int, default 1000
+        Simulated futures behind each log density.
+    fit_kwargs : mapping of str to dict, optional
+        Extra ``fit`` arguments per model name (each fit takes those it accepts).
+    random_state : int, optional
+        The same seed for every model.
+
+    Returns
+    -------
+    Series
+        One weight per model, summing to 1. A model that cannot be refitted at the cut
+        (a short window may not identify it) gets weight 0. ``attrs`` records
+        ``method`` ("backtest"), ``cut`` and ``window_end`` (ISO dates), ``block_days``,
+        ``customers`` (scored at the cut) and ``left_out`` (model: why).
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, ParetoNBD, calibration_holdout_split, load_cdnow
+    >>> log = load_cdnow()
+    >>> split = calibration_holdout_split(log, "customer_id", "date",
+    ...     calibration_end="1997-09-30", observation_end="1998-06-30")
+    >>> w = backtest_weights({"bgnbd": BetaGeo(), "pareto": ParetoNBD()}, log, split,
+    ...                      n_draws=200, random_state=0)
+    >>> w.attrs["cut"], w.attrs["block_days"], round(float(w.sum()), 12)
+    ('1997-07-01', 91.0, 1.0)
+    """
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError("models must be a non-empty mapping of name -> model or pair")
+    frame = validate_summary(calibration_holdout, context="backtest_weights")
+    attrs = frame.attrs
+    lacking = [k for k in ("customer_col", "date_col", "freq", "time_unit") if not attrs.get(k)]
+    end = attrs.get("calibration_end", attrs.get("observation_end"))
+    if lacking or end is None:
+        raise ValueError(
+            "backtest_weights needs a split made by calibration_holdout_split (its attrs "
+            f"lack {lacking or ['calibration_end']})"
+        )
+    transactions_of = {str(n): (m[0] if isinstance(m, tuple | list) else m)
+                       for n, m in models.items()}  # fmt: skip
+    unit_days = TIME_UNIT_DAYS[attrs["time_unit"]]
+    end = pd.Timestamp(end).normalize()
+    window_days = float(frame["T"].max()) * unit_days + 1
+    if block_days is None:
+        holdout = (float(frame["duration_holdout"].iloc[0]) * unit_days
+                   if "duration_holdout" in frame.columns else np.inf)
+        block_days = float(min(holdout, np.floor(window_days / 3)))
+    if not 1 <= block_days <= window_days - 1:
+        raise ValueError(
+            f"backtest_weights: block_days must lie between 1 and {window_days - 1:g} "
+            f"(the calibration window less a day), got {block_days!r}"
+        )
+    cut = end - pd.Timedelta(days=round(block_days))
+    # The columns the models read, and the regularity column whatever they read (a fitted
+    # BG/CNBD-k with k = 1 reads the history only, but its refit estimates k from it).
+    columns = [*frame.columns, *(c for m in transactions_of.values() for c in m.data_columns)]
+    options = {**summary_options_for(columns), "regularity": True}
+    inner = calibration_holdout_split(
+        transactions, attrs["customer_col"], attrs["date_col"], calibration_end=cut,
+        observation_end=end, freq=attrs["freq"], time_unit=attrs["time_unit"],
+        group_col=attrs.get("group_col"), **options,
+    )  # fmt: skip
+    kept = inner.loc[inner.index.isin(frame.index)].copy()
+    # Customer attributes of the split (covariates) that a log does not hold.
+    for col in frame.columns:
+        if col not in kept.columns and not str(col).endswith("_holdout"):
+            kept[col] = frame[col].reindex(kept.index)
+    kept.attrs = dict(inner.attrs)
+    if kept.empty:
+        raise ValueError(f"backtest_weights: none of the customers had bought by the cut {cut}")
+    densities: dict[str, pd.Series] = {}
+    left_out: dict[str, str] = {}
+    for name, model in transactions_of.items():
+        try:
+            with warnings.catch_warnings():
+                # A refit that cannot give standard errors is left out below, and named.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                refit = copy.deepcopy(model)
+                refit.fit(kept, **accepted_fit_options(refit.fit, (fit_kwargs or {}).get(name, {})))
+            densities[name] = holdout_log_density(
+                refit, kept, n_draws=n_draws, random_state=random_state
+            )
+        except (ConvergenceError, ValueError) as err:
+            left_out[name] = f"{type(err).__name__}: {err}"
+    if not densities:
+        raise ConvergenceError(
+            f"backtest_weights: no model could be refitted at the cut {cut.date()}: {left_out}"
+        )
+    weights = stacking_weights(pd.DataFrame(densities)).reindex(list(transactions_of))
+    weights = weights.fillna(0.0)
+    weights.attrs = {
+        "method": "backtest",
+        "cut": cut.date().isoformat(),
+        "window_end": end.date().isoformat(),
+        "block_days": float(round(block_days)),
+        "customers": len(kept),
+        "left_out": left_out,
+    }
+    return weights
+
+
 # --------------------------------------------------------------------------------------
 # Model averaging
 # --------------------------------------------------------------------------------------
-class AveragedForecast:
+class AveragedForecast(CLVForecast):
     """A mixture of forecasts of the same customers, from :func:`average_forecasts`.
+
+    A :class:`~clvmodels.clv.CLVForecast` whose draws are the mixture's, so that
+    :func:`clvmodels.segment` and :func:`clvmodels.evaluation.forecast_calibration`
+    take it as they take one model's forecast. Every customer is its own row
+    (:attr:`row_weights` are ones); it has no ``scorer`` (there is no single model to
+    score further customers with).
 
     Attributes
     ----------
@@ -238,7 +388,9 @@ class AveragedForecast:
         Portfolio totals of the mixture's draws (expected, simulated).
     model_of_draw : ndarray of str (n_draws,)
         The model behind each draw.
-    interval : float
+    settings : dict
+        The members' common settings (horizon, period, discount rate, time unit), the
+        interval, the number of draws and customers, and the weights.
     """
 
     def __init__(
@@ -249,38 +401,82 @@ class AveragedForecast:
         predictive_totals: np.ndarray | None,
         model_of_draw: np.ndarray,
         interval: float,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        expected_draws: np.ndarray | None = None,
+        predictive_draws: np.ndarray | None = None,
     ) -> None:
+        # The mixture's own state; CLVForecast's (a scorer and a layout of distinct rows)
+        # has no meaning for a mixture, so its constructor is not called.
         self.table = table
         self.weights = weights
         self.draw_totals = draw_totals
         self.predictive_totals = predictive_totals
         self.model_of_draw = model_of_draw
-        self.interval = interval
+        self.scorer = None
+        self.realised_histogram = None
+        self._level = float(interval)
+        self._draws = {"expected": expected_draws, "predictive": predictive_draws}
+        self.settings = {
+            **dict(settings or {}),
+            "interval": self._level,
+            "n_draws": int(draw_totals.size),
+            "n_customers": len(table),
+            "n_distinct_customers": len(table),
+            "weights": {str(k): float(v) for k, v in weights.items()},
+        }
+
+    @property
+    def interval(self) -> float:
+        return self._level
 
     @property
     def n_draws(self) -> int:
         return int(self.draw_totals.size)
 
+    @property
+    def row_weights(self) -> np.ndarray:
+        """Ones: every customer is its own row of the mixture."""
+        return np.ones(len(self.table))
+
+    @property
+    def row_of_customer(self) -> np.ndarray:
+        return np.arange(len(self.table))
+
+    @property
+    def n_row_blocks(self) -> int:
+        return len(self._blocks())
+
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}: {v:.2f}" for k, v in self.weights.items())
         return f"<AveragedForecast {len(self.table)} customers, weights {parts}>"
 
-    def total(self, interval: float | None = None) -> pd.Series:
-        """Portfolio CLV of the mixture, with the keys of :meth:`CLVForecast.total`."""
-        low_p, high_p = interval_probabilities(self.interval if interval is None else interval)
-        lower, upper = np.quantile(self.draw_totals, [low_p, high_p])
-        out = {
-            "customers": float(len(self.table)),
-            "clv": float(self.table["clv"].sum()),
-            "clv_mean": float(np.mean(self.draw_totals)),
-            "clv_lower": float(lower),
-            "clv_upper": float(upper),
-        }
-        if self.predictive_totals is not None:
-            p_lower, p_upper = np.quantile(self.predictive_totals, [low_p, high_p])
-            out["clv_pred_lower"] = float(p_lower)
-            out["clv_pred_upper"] = float(p_upper)
-        return pd.Series(out, name="total")
+    def _blocks(self) -> list[tuple[int, int]]:
+        step = max(1, _BLOCK_VALUES // max(self.n_draws, 1))
+        return [(i, min(i + step, len(self.table))) for i in range(0, len(self.table), step)]
+
+    def _values(self, kind: str) -> np.ndarray:
+        if kind not in ("expected", "predictive"):
+            raise ValueError(f"kind must be 'expected' or 'predictive', got {kind!r}")
+        values = self._draws[kind]
+        if values is None:
+            why = ("the members were not all predictive" if kind == "predictive"
+                   and self.predictive_totals is None else "per_customer=False")
+            raise ValueError(f"this mixture keeps no per-customer {kind} draws ({why})")
+        return values
+
+    def iter_draws(self, kind: str = "expected") -> Iterator[tuple[pd.Index, np.ndarray]]:
+        """Per-draw values of the mixture, block by block, as
+        :meth:`CLVForecast.iter_draws` gives them."""
+        values = self._values(kind)
+        for start, stop in self._blocks():
+            yield self.table.index[start:stop], values[:, start:stop]
+
+    def iter_row_draws(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        """Per-draw expected CLV of the customers (each its own row), block by block."""
+        values = self._values("expected")
+        for start, stop in self._blocks():
+            yield slice(start, stop), np.ones(stop - start), values[:, start:stop]
 
 
 def _check_weights(weights: Any, names: list[str]) -> np.ndarray:
@@ -339,8 +535,10 @@ def average_forecasts(
     interval : float, optional
         Interval level; defaults to the first forecast's.
     per_customer : bool, default True
-        Also compute per-customer mixture intervals (``n_draws * customers`` values in
-        memory per kind); with False only the point values and the totals. Predictive
+        Also compute per-customer mixture intervals, and keep the mixture's draws
+        (``n_draws * customers`` values in memory per kind) for :meth:`iter_draws`,
+        :func:`clvmodels.segment` and :func:`clvmodels.evaluation.forecast_calibration`;
+        with False only the point values and the totals. Predictive
         bounds come from each customer's own simulated futures
         (:meth:`CLVForecast.iter_draws`), so identical customers may differ by the
         Monte Carlo error of a quantile.
@@ -403,14 +601,15 @@ def average_forecasts(
         if predictive
         else None
     )
+    expected = predicted = None
     if per_customer:
-        values = _mixture_columns(fcs, counts, "expected", index)
-        table["clv_lower"], table["clv_upper"] = np.quantile(values, [low_p, high_p], axis=0)
-        del values
+        expected = _mixture_columns(fcs, counts, "expected", index)
+        table["clv_lower"], table["clv_upper"] = np.quantile(expected, [low_p, high_p], axis=0)
         if predictive:
-            values = _mixture_columns(fcs, counts, "predictive", index)
-            table["clv_pred_lower"], table["clv_pred_upper"] = predictive_interval(values, level)
-            del values
+            predicted = _mixture_columns(fcs, counts, "predictive", index)
+            table["clv_pred_lower"], table["clv_pred_upper"] = predictive_interval(
+                predicted, level
+            )
     model_of_draw = np.repeat(np.asarray(names, dtype=object), counts)
     return AveragedForecast(
         table=table,
@@ -419,4 +618,7 @@ def average_forecasts(
         predictive_totals=pred_totals,
         model_of_draw=model_of_draw,
         interval=level,
+        settings={k: fcs[0].settings.get(k) for k in keys},
+        expected_draws=expected,
+        predictive_draws=predicted,
     )

@@ -505,8 +505,9 @@ def _report_models(
 
 
 def _forecast_pair(name: str | None, spend_models: list[str] | None) -> str | None:
-    """``--forecast-model``: a pair's name, or a transaction model's (with the spend model)."""
-    if name is None or " + " in name:
+    """``--forecast-model``: a pair's name, a transaction model's (with the spend model), or
+    ``average`` (the model average)."""
+    if name is None or " + " in name or name in ("average", "model average"):
         return name
     spend = spend_models[0] if spend_models and len(set(spend_models)) == 1 else None
     return f"{name} + {spend or DEFAULT_SPEND_MODEL}"
@@ -538,8 +539,9 @@ def report(
     forecast_model: Annotated[
         str | None,
         typer.Option(
-            help="The model that forecasts CLV: a transaction model or 'Model + SpendModel' "
-            "(default: the best on the holdout, by squared error of value per customer)"
+            help="The model that forecasts CLV: a transaction model, 'Model + SpendModel', or "
+            "'average' (the models mixed with the comparison's model-average weights). "
+            "Default: the best on the holdout, by squared error of value per customer"
         ),
     ] = None,
     bayesian: Annotated[

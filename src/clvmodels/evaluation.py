@@ -28,13 +28,14 @@ The metric helpers (:func:`top_share`, :func:`interval_coverage`,
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import inspect
 import math
 import pkgutil
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -43,6 +44,12 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._summary_options import LOG_SPEND_COLUMN, REGULARITY_COLUMN, summary_options_for
+from clvmodels.averaging import (
+    average_forecasts,
+    backtest_weights,
+    loo_weights,
+    mixture_allocation,
+)
 from clvmodels.calibration import (
     ModelCalibration,
     coverage_by_level,
@@ -79,6 +86,7 @@ from clvmodels.units import (
 )
 
 __all__ = [
+    "AVERAGE_NAME",
     "DEFAULT_SPEND_MODEL",
     "add_model_columns",
     "compare",
@@ -100,6 +108,11 @@ _HISTORY_COLUMNS = ("frequency", "recency", "T")
 _FIT_STATISTICS = ("log_likelihood", "aic", "bic", "elpd_loo", "elpd_loo_se")
 #: The spend model of :func:`family_models` (a registry name).
 DEFAULT_SPEND_MODEL = "GammaGamma"
+#: The name of the model average's row in :func:`compare`.
+AVERAGE_NAME = "model average"
+# Simulated futures behind the backtest weights' log densities, at least: with fewer,
+# their Monte Carlo noise pulls the stacking weights towards equal ones.
+_WEIGHT_DRAWS = 1000
 # Summary columns some models read that rfm_summary does not make, and how to compute
 # each from the transaction log: f(summary, transactions, *, date_format) -> summary
 # with the column.
@@ -1104,6 +1117,8 @@ def compare(
     tier_probability_col: str = "top_tier_probability_realised",
     tier_event: str = "top",
     leave_out_failures: bool | None = None,
+    average: bool | None = None,
+    average_weights: str | Mapping[str, float] = "auto",
     progressbar: bool = True,
 ) -> pd.DataFrame:
     """Compare (transaction model, spend model) pairs on a calibration/holdout split.
@@ -1127,11 +1142,13 @@ def compare(
     calibration_holdout : DataFrame
         Output of :func:`clvmodels.calibration_holdout_split` with a ``value_col``
         (``monetary_value`` and ``monetary_value_holdout``).
-    transactions : DataFrame, optional
-        The transaction log the split was made from. Needed only by models that read
-        columns the split lacks (``BetaGeoCNBD`` reads ``log_interpurchase_sum``), which
-        are then added (:func:`add_model_columns`). Without it such a model is an error
-        when named, and left out of the default family with a warning.
+    transactions : DataFrame or callable, optional
+        The transaction log the split was made from, or a function of no arguments that
+        reads it (called once, when needed). Needed by models that read columns the
+        split lacks (``BetaGeoCNBD`` reads ``log_interpurchase_sum``), which are then
+        added (:func:`add_model_columns`), and by the model average's backtest weights.
+        Without it such a model is an error when named, and left out of the default
+        family with a warning.
     horizon : int, optional
         Number of forecast periods, as in :func:`clvmodels.customer_lifetime_value`.
         Defaults to the holdout length in periods of ``period``.
@@ -1176,6 +1193,27 @@ def compare(
         raises :class:`~clvmodels.errors.ConvergenceError` (the data cannot identify
         that model), and compare the rest; if none is left the error is raised. Default:
         for the default family only; named models raise.
+    average : bool, optional
+        Add the model average (:mod:`clvmodels.averaging`) as one more row, named
+        ``"model average"`` (:data:`AVERAGE_NAME`): the weighted mean of the pairs'
+        forecasts, with intervals and calibration from the mixture of their draws (each
+        pair's share of the ``n_draws`` draws is its weight), scored like every other
+        row. Its weights never look at the holdout it is scored on
+        (``average_weights``). Default: when two or more pairs are compared and the
+        weights can be found without the holdout (``transactions`` given and no
+        Bayesian model, or every model Bayesian); True insists (an error where they
+        cannot be found), False leaves it out.
+    average_weights : {"auto", "backtest", "loo"} or mapping of str to float
+        How the average's weights are chosen. "backtest": stacking of the purchase
+        counts that each model, refitted at a cut inside the calibration window,
+        forecasts for the rest of the window
+        (:func:`clvmodels.averaging.backtest_weights`, with ``n_draws`` but at least
+        1,000 simulated futures, whose Monte Carlo noise otherwise pulls the weights
+        towards equal ones; needs ``transactions``); "loo":
+        PSIS-LOO stacking of Bayesian models (:func:`clvmodels.averaging.loo_weights`,
+        ``arviz.compare(method="stacking")``); "auto": "loo" when every model is
+        Bayesian, else "backtest"; a mapping: these weights (normalised; missing names
+        get 0), e.g. chosen on another holdout.
     progressbar : bool, default True
         Show progress (also passed to the fits that accept it).
 
@@ -1215,12 +1253,23 @@ def compare(
         * ``log_likelihood``, ``aic``, ``bic`` (maximum likelihood) and ``elpd_loo``,
           ``elpd_loo_se`` (Bayesian) of the transaction model, and the same with a
           ``spend_`` prefix for the spend model;
-        * ``fit_seconds``: time to fit the pair here (NaN when passed in fitted).
+        * ``fit_seconds``: time to fit the pair here (NaN when passed in fitted); for
+          the model average, the time its weights took (NaN when given).
+
+        The model average's row (with ``average``) has every metric above; its fit
+        statistics are NaN. It is ranked with the pairs, and its paired difference is
+        from the best pair.
 
         ``attrs`` records ``best`` (the pair with the lowest mean loss on value, the
-        one to forecast with), ``best_purchases``, ``loss``, ``verdict`` (one sentence:
-        which forecasts value best, by how much, and whether the difference from the
-        runner-up is larger than its noise), ``left_out`` (pairs of the default family
+        one to forecast with; never the model average), ``best_purchases``, ``loss``,
+        ``verdict`` (one sentence: which pair forecasts value best, by how much, and
+        whether the difference from the runner-up is larger than its noise; then one on
+        the model average), ``averaging_weights`` (pair: weight; empty without the
+        average), ``averaging`` (``method``: "backtest", "loo", "given" or None;
+        ``text``: one sentence on how the weights were chosen, or why there is no
+        average; for "backtest" also ``cut``, ``window_end``, ``block_days`` and
+        ``left_out`` as :func:`clvmodels.averaging.backtest_weights` records them),
+        ``left_out`` (pairs of the default family
         left out, with a warning, for want of a column or because the data could not
         identify them: see ``leave_out_failures``), ``left_out_reasons`` (why, by
         pair), ``horizon`` (periods), ``period``,
@@ -1247,20 +1296,31 @@ def compare(
 
     >>> family = compare(split, transactions=load_cdnow(), n_draws=100, progressbar=False)
     >>> family["value_rank"].to_dict()  # doctest: +NORMALIZE_WHITESPACE
-    {'BetaGeo + GammaGamma': 3, 'BetaGeoCNBD + GammaGamma': 3,
-     'ModifiedBetaGeo + GammaGamma': 1, 'ParetoNBD + GammaGamma': 2}
+    {'BetaGeo + GammaGamma': 4, 'BetaGeoCNBD + GammaGamma': 4,
+     'ModifiedBetaGeo + GammaGamma': 1, 'ParetoNBD + GammaGamma': 3, 'model average': 2}
     >>> others = family.drop(index=family.attrs["best"])
     >>> bool((others["value_loss_diff_lower"] < 0).all())  # all within the noise
     True
-    """
-    from scipy import stats  # imported here: scipy.stats is slow to import
 
+    The last row is the model average; its weights, and how they were chosen:
+
+    >>> {k: round(v, 1) for k, v in family.attrs["averaging_weights"].items()}
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'BetaGeo + GammaGamma': 0.1, 'BetaGeoCNBD + GammaGamma': 0.1,
+     'ModifiedBetaGeo + GammaGamma': 0.5, 'ParetoNBD + GammaGamma': 0.4}
+    >>> print(family.attrs["averaging"]["text"])  # doctest: +NORMALIZE_WHITESPACE
+    The model average's weights are stacking weights (Yao et al. 2018) of the purchase
+    counts that each model, refitted on the log up to 1997-07-01, forecast for the 91 days
+    to 1997-09-30, the end of the calibration window; the holdout played no part.
+    """
     context = "compare"
     if calibration_holdout is None and hasattr(models, "columns"):
         models, calibration_holdout = None, models  # compare(split)
     if calibration_holdout is None:
         raise TypeError(f"{context}: pass calibration_holdout, the output of "
                         "calibration_holdout_split")
+    if callable(transactions) and not hasattr(transactions, "columns"):
+        transactions = functools.cache(transactions)  # read once, when first needed
     default = models is None
     if default:
         models = family_models()
@@ -1296,6 +1356,16 @@ def compare(
         raise ValueError(f"loss must be one of {list(_LOSSES)}, got {loss!r}")
     if tier_event not in ("top", "assigned"):
         raise ValueError(f"tier_event must be 'top' or 'assigned', got {tier_event!r}")
+    if average not in (None, True, False):
+        raise ValueError(f"average must be True, False or None, got {average!r}")
+    if AVERAGE_NAME in models:
+        raise ValueError(f"a model may not be named {AVERAGE_NAME!r}: the model average's row")
+    how = _weights_method(average_weights, models, transactions)
+    averaging = bool(average) or (average is None and len(models) > 1 and how[1] is None)
+    if average and len(models) < 2:
+        raise ValueError("compare: average=True needs two or more pairs to average")
+    if average and how[1] is not None:
+        raise ValueError(f"compare: no model average: {how[1]}")
 
     actual_purchases = frame["frequency_holdout"].to_numpy(dtype=float)
     realised = actual_purchases * frame["monetary_value_holdout"].to_numpy(dtype=float)
@@ -1304,6 +1374,28 @@ def compare(
     not_fitted: dict[str, str] = {}
     calibrations = {}
     losses: dict[str, dict[str, np.ndarray]] = {"purchases": {}, "value": {}}
+    forecasts: dict[str, CLVForecast] = {}
+    expected_purchases: dict[str, np.ndarray] = {}
+
+    def scored(
+        name: str, forecast: CLVForecast, purchases: np.ndarray, bounds: tuple[Any, Any]
+    ) -> dict[str, float]:
+        """A forecast's holdout metrics and calibration columns (its calibration and
+        per-customer losses kept for the ranking and the plots)."""
+        calibrations[name] = forecast_calibration(
+            forecast,
+            pd.Series(realised, index=frame.index),
+            tier_probability_col=tier_probability_col,
+            tier_event=tier_event,
+            random_state=random_state,
+        )
+        scores, losses_of = _forecast_scores(
+            purchases, bounds, forecast.table.reindex(frame.index), actual_purchases,
+            realised, _LOSSES[loss],
+        )
+        for measure, values in losses_of.items():
+            losses[measure][name] = values
+        return {**scores, **_calibration_columns(calibrations[name])}
     with progress_bar(3 * len(models), "Comparing models", enabled=progressbar) as bar:
         for name, (transaction_model, spend_model) in models.items():
             bar.update(description=f"Comparing models: fitting {name}")
@@ -1329,7 +1421,7 @@ def compare(
                 transaction_model.expected_purchases(t=length, data=frame), dtype=float
             )
             low, high = _purchase_intervals(
-                transaction_model, frame, length, interval, n_draws, random_state
+                [(transaction_model, n_draws)], frame, length, interval, n_draws, random_state
             )
             forecast = customer_lifetime_value(
                 transaction_model,
@@ -1344,47 +1436,13 @@ def compare(
                 random_state=random_state,
                 progressbar=False,
             )
-            table = forecast.table.reindex(frame.index)
-            calibrations[name] = forecast_calibration(
-                forecast,
-                pd.Series(realised, index=frame.index),
-                tier_probability_col=tier_probability_col,
-                tier_event=tier_event,
-                random_state=random_state,
-            )
-            predicted_value = table["clv"].to_numpy(dtype=float)
-            losses["purchases"][name] = _LOSSES[loss](predicted_purchases - actual_purchases)
-            losses["value"][name] = _LOSSES[loss](predicted_value - realised)
-            p_mae, p_rmse, p_pct = _errors(predicted_purchases, actual_purchases)
-            v_mae, v_rmse, v_pct = _errors(predicted_value, realised)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", stats.ConstantInputWarning)
-                rho_p = float(stats.spearmanr(predicted_purchases, actual_purchases).statistic)
-                rho_v = float(stats.spearmanr(predicted_value, realised).statistic)
+            if averaging:
+                forecasts[name], expected_purchases[name] = forecast, predicted_purchases
             fit_seconds = np.nansum([seconds, seconds_spend])
             if np.isnan(seconds) and np.isnan(seconds_spend):
                 fit_seconds = np.nan
             rows[name] = {
-                "customers": len(frame),
-                "purchases_actual": actual_purchases.sum(),
-                "purchases_expected": predicted_purchases.sum(),
-                "purchases_mae": p_mae,
-                "purchases_rmse": p_rmse,
-                "purchases_error_pct": p_pct,
-                "purchases_spearman": rho_p,
-                "purchases_interval_coverage": interval_coverage(actual_purchases, low, high),
-                "value_actual": realised.sum(),
-                "value_expected": predicted_value.sum(),
-                "value_mae": v_mae,
-                "value_rmse": v_rmse,
-                "value_error_pct": v_pct,
-                "value_spearman": rho_v,
-                "value_top10_share": top_share(predicted_value, realised, 0.1),
-                "value_top20_share": top_share(predicted_value, realised, 0.2),
-                "value_interval_coverage": interval_coverage(
-                    realised, table["clv_pred_lower"], table["clv_pred_upper"]
-                ),
-                **_calibration_columns(calibrations[name]),
+                **scored(name, forecast, predicted_purchases, (low, high)),
                 **_fit_statistics(transaction_model, ""),
                 **_fit_statistics(spend_model, "spend_"),
                 "fit_seconds": float(fit_seconds),
@@ -1395,6 +1453,30 @@ def compare(
             f"compare: no pair could be fitted to these data: "
             f"{'; '.join(f'{name}: {why}' for name, why in not_fitted.items())}"
         )
+    weights: pd.Series | None = None
+    if averaging and len(forecasts) > 1:
+        fitted = {name: models[name] for name in forecasts}
+        started = time.perf_counter()
+        weights = _average_weights(how[0], average_weights, fitted, frame, transactions,
+                                   max(n_draws, _WEIGHT_DRAWS), fit_kwargs, random_state)
+        seconds = np.nan if how[0] == "given" else time.perf_counter() - started
+        mixture = average_forecasts(forecasts, weights, interval=interval)
+        counts = mixture_allocation(mixture.weights.to_numpy(), mixture.n_draws)
+        members = [(models[name][0], int(c)) for name, c in zip(forecasts, counts, strict=True)]
+        bounds = _purchase_intervals(members, frame, length, interval, n_draws, random_state)
+        purchases = sum(w * expected_purchases[name] for name, w in mixture.weights.items())
+        rows[AVERAGE_NAME] = {
+            **scored(AVERAGE_NAME, mixture, purchases, bounds),
+            **{f"{p}{k}": np.nan for p in ("", "spend_") for k in _FIT_STATISTICS},
+            "fit_seconds": float(seconds),
+        }
+        record = _averaging_record(how[0], weights)
+        weights = mixture.weights
+    else:
+        why = how[1] or "average=False"
+        if averaging:
+            why = f"only {len(forecasts)} pair could be fitted"
+        record = {"method": None, "text": f"No model average: {why}."}
     result = pd.DataFrame.from_dict(rows, orient="index")
     result.index.name = "model"
     best = {m: _rank_and_pair(result, m, losses[m], paired_interval) for m in losses}
@@ -1423,9 +1505,13 @@ def compare(
             "n_draws": n_draws,
             "random_state": random_state,
             "calibration": calibrations,
+            "averaging_weights": {} if weights is None else weights.to_dict(),
+            "averaging": record,
         }
     )
-    result.attrs["verdict"] = _verdict(result, "value")
+    result.attrs["verdict"] = " ".join(
+        filter(None, [_verdict(result, "value"), _average_verdict(result, "value")])
+    )
     return result
 
 
@@ -1553,36 +1639,176 @@ def _with_model_columns(
     return frame, kept, sorted(lacking)
 
 
+def _simulated_purchases(
+    model: TransactionModel, frame: pd.DataFrame, t: float, n_draws: int, random_state: Any
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Each customer's purchases in ``t`` simulated under ``n_draws`` parameter draws (one
+    future per draw), block by block: ``(start, counts (n_draws, block))``."""
+    draws = model.param_draws(n_draws, random_state=random_state)
+    rng = np.random.default_rng(None if random_state is None else [random_state, 11])
+    block = max(1, _BLOCK_VALUES // max(n_draws, 1))
+    for start in range(0, len(frame), block):
+        part = frame.iloc[start:start + block]
+        yield start, model.simulate_purchases(t, part, draws=draws, random_state=rng).counts()
+
+
 def _purchase_intervals(
-    model: TransactionModel,
+    members: Sequence[tuple[TransactionModel, int]],
     frame: pd.DataFrame,
     t: float,
     interval: float,
     n_draws: int,
     random_state: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each customer's predictive interval of purchases in ``t``, simulated under
-    parameter draws (one future per draw), block by block."""
-    draws = model.param_draws(n_draws, random_state=random_state)
-    rng = np.random.default_rng(None if random_state is None else [random_state, 11])
+    """Each customer's predictive interval of purchases in ``t`` from the mixture of
+    ``(model, n)`` members: the first ``n`` of each model's simulated futures (one model
+    with ``n = n_draws``: that model's interval). Every model simulates as it does alone,
+    so a mixture's futures are exactly its members'."""
+    members = [(model, n) for model, n in members if n > 0]
+    streams = [_simulated_purchases(model, frame, t, n_draws, random_state)
+               for model, _ in members]  # fmt: skip
     lower = np.empty(len(frame))
     upper = np.empty(len(frame))
-    block = max(1, _BLOCK_VALUES // max(len(draws), 1))
-    for start in range(0, len(frame), block):
-        part = frame.iloc[start:start + block]
-        sims = model.simulate_purchases(t, part, draws=draws, random_state=rng)
-        low, high = predictive_interval(sims.counts().astype(float), interval)
-        lower[start:start + block], upper[start:start + block] = low, high
+    for blocks in zip(*streams, strict=True):
+        start = blocks[0][0]
+        counts = np.concatenate(
+            [c[:n] for (_, c), (_, n) in zip(blocks, members, strict=True)]
+        ).astype(float)
+        stop = start + counts.shape[1]
+        lower[start:stop], upper[start:stop] = predictive_interval(counts, interval)
     return lower, upper
+
+
+def _forecast_scores(
+    purchases: np.ndarray,
+    purchase_bounds: tuple[np.ndarray, np.ndarray],
+    table: pd.DataFrame,
+    actual_purchases: np.ndarray,
+    realised: np.ndarray,
+    loss: Callable[[np.ndarray], np.ndarray],
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The holdout metrics of one forecast (expected purchases and their intervals, and
+    the CLV ``table``), and its per-customer losses by measure."""
+    from scipy import stats  # imported here: scipy.stats is slow to import
+
+    value = table["clv"].to_numpy(dtype=float)
+    p_mae, p_rmse, p_pct = _errors(purchases, actual_purchases)
+    v_mae, v_rmse, v_pct = _errors(value, realised)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        rho_p = float(stats.spearmanr(purchases, actual_purchases).statistic)
+        rho_v = float(stats.spearmanr(value, realised).statistic)
+    scores = {
+        "customers": len(table),
+        "purchases_actual": actual_purchases.sum(),
+        "purchases_expected": purchases.sum(),
+        "purchases_mae": p_mae,
+        "purchases_rmse": p_rmse,
+        "purchases_error_pct": p_pct,
+        "purchases_spearman": rho_p,
+        "purchases_interval_coverage": interval_coverage(actual_purchases, *purchase_bounds),
+        "value_actual": realised.sum(),
+        "value_expected": value.sum(),
+        "value_mae": v_mae,
+        "value_rmse": v_rmse,
+        "value_error_pct": v_pct,
+        "value_spearman": rho_v,
+        "value_top10_share": top_share(value, realised, 0.1),
+        "value_top20_share": top_share(value, realised, 0.2),
+        "value_interval_coverage": interval_coverage(
+            realised, table["clv_pred_lower"], table["clv_pred_upper"]
+        ),
+    }
+    losses = {"purchases": loss(purchases - actual_purchases), "value": loss(value - realised)}
+    return scores, losses
+
+
+# --------------------------------------------------------------------------------------
+# The model average
+# --------------------------------------------------------------------------------------
+def _weights_method(
+    average_weights: Any, models: Mapping[str, Any], transactions: Any
+) -> tuple[str | None, str | None]:
+    """How :func:`compare` finds the average's weights, and why it cannot (or None)."""
+    if isinstance(average_weights, Mapping):
+        unknown = sorted(set(map(str, average_weights)) - set(models))
+        if unknown:
+            raise ValueError(f"average_weights names unknown models {unknown}")
+        return "given", None
+    choices = ("auto", "backtest", "loo")
+    if average_weights not in choices:
+        raise ValueError(
+            f"average_weights must be one of {list(choices)} or a mapping of model name to "
+            f"weight, got {average_weights!r}"
+        )
+    bayesian = [n for n, (tx, _) in models.items() if getattr(tx, "is_bayesian", False)]
+    method = average_weights
+    if method == "auto":
+        method = "loo" if len(bayesian) == len(models) else "backtest"
+    if method == "loo":
+        others = [n for n in models if n not in bayesian]
+        if others:
+            raise ValueError(f"average_weights='loo' needs Bayesian models only; {others} are not")
+        return method, None
+    if transactions is None:
+        return method, ("its weights come from a backtest inside the calibration window, "
+                        "which needs transactions= (the log the split was made from)")
+    if bayesian and average_weights == "auto":
+        return method, (f"its backtest weights would refit {bayesian} by sampling: pass "
+                        "average=True to do so")
+    return method, None
+
+
+def _average_weights(
+    method: str | None,
+    given: Any,
+    models: Mapping[str, tuple[Any, Any]],
+    frame: pd.DataFrame,
+    transactions: Any,
+    n_draws: int,
+    fit_kwargs: Mapping[str, Mapping[str, Any]],
+    random_state: Any,
+) -> pd.Series:
+    """The model average's weights over the fitted pairs ``models``."""
+    if method == "given":
+        return pd.Series({str(k): float(v) for k, v in given.items() if str(k) in models},
+                         dtype=float)  # fmt: skip
+    if method == "loo":
+        return loo_weights({name: pair[0] for name, pair in models.items()})
+    if callable(transactions) and not hasattr(transactions, "columns"):
+        transactions = transactions()
+    return backtest_weights(models, transactions, frame, n_draws=n_draws,
+                            fit_kwargs=fit_kwargs, random_state=random_state)  # fmt: skip
+
+
+def _averaging_record(method: str | None, weights: pd.Series) -> dict[str, Any]:
+    """``attrs["averaging"]`` of :func:`compare`: the method and one sentence on it."""
+    if method == "given":
+        text = "The model average's weights were given (average_weights=)."
+    elif method == "loo":
+        text = ("The model average's weights are PSIS-LOO stacking weights of the Bayesian "
+                "models on the calibration data (arviz.compare); the holdout played no part.")
+    else:
+        a = weights.attrs
+        text = (
+            f"The model average's weights are stacking weights (Yao et al. 2018) of the "
+            f"purchase counts that each model, refitted on the log up to {a['cut']}, "
+            f"forecast for the {a['block_days']:g} days to {a['window_end']}, the end of the "
+            f"calibration window; the holdout played no part."
+        )
+        if a["left_out"]:
+            text += f" {sorted(a['left_out'])} could not be refitted there and get weight 0."
+    return {"method": method, "text": text,
+            **{k: v for k, v in weights.attrs.items() if k != "method"}}
 
 
 def _rank_and_pair(
     result: pd.DataFrame, measure: str, losses: Mapping[str, np.ndarray], level: float
 ) -> str:
-    """Rank by mean loss and add each model's paired difference from the best; the best
-    model's name (the first, among equals)."""
+    """Rank by mean loss (the model average too) and add each row's paired difference
+    from the best pair; the best pair's name (the first, among equals)."""
     mean = pd.Series({name: float(np.mean(v)) for name, v in losses.items()}).fillna(np.inf)
-    best = str(mean.idxmin())
+    best = str(mean.drop(index=AVERAGE_NAME, errors="ignore").idxmin())
     result[f"{measure}_rank"] = mean.rank(method="min").astype(int)
     diffs = [
         (0.0, 0.0, 0.0) if name == best
@@ -1617,46 +1843,83 @@ def _interval_text(values: Iterable[float]) -> list[str]:
     return [f"{v:,.{decimals}f}" for v in (mean, lower, upper)]
 
 
-def _verdict(comparison: pd.DataFrame, measure: str) -> str:
-    """One sentence: the best model on ``measure``, by how much, and whether the
-    difference from the runner-up is larger than its noise."""
-    what, number = _MEASURES[measure]
-    loss = comparison.attrs.get("loss", "squared")
-    best = comparison.attrs["best" if measure == "value" else "best_purchases"]
+_ERROR_NAMES = {"rmse": "root mean squared error", "mae": "mean absolute error"}
 
-    # The error that ranks first, then the other one.
-    names = {"rmse": "root mean squared error", "mae": "mean absolute error"}
-    keys = ("rmse", "mae") if loss == "squared" else ("mae", "rmse")
 
-    def errors(name: str) -> tuple[str, str, str]:
-        row = comparison.loc[name]
-        return (number.format(row[f"{measure}_{keys[0]}"]),
-                number.format(row[f"{measure}_{keys[1]}"]),
-                f"{row[f'{measure}_error_pct']:+.1f}%")
+def _error_keys(comparison: pd.DataFrame) -> tuple[str, str]:
+    """The error that ranks first (by the comparison's loss), then the other one."""
+    return ("rmse", "mae") if comparison.attrs.get("loss", "squared") == "squared" else (
+        "mae", "rmse")
 
-    first, other, pct = errors(best)
-    if len(comparison) == 1:
-        return (
-            f"{best} is the only model compared: its {what} forecast has a {names[keys[0]]} "
-            f"of {first} and a {names[keys[1]]} of {other} per customer, and is {pct} off "
-            "in total."
-        )
-    ranks = comparison[f"{measure}_rank"].drop(index=best)
-    second = str(ranks.index[np.argmin(ranks.to_numpy())])
-    first2, other2, pct2 = errors(second)
+
+def _error_texts(comparison: pd.DataFrame, measure: str, name: str) -> tuple[str, str, str]:
+    """A row's two errors per customer and its total error, as text."""
+    number = _MEASURES[measure][1]
+    keys = _error_keys(comparison)
+    row = comparison.loc[name]
+    return (number.format(row[f"{measure}_{keys[0]}"]),
+            number.format(row[f"{measure}_{keys[1]}"]),
+            f"{row[f'{measure}_error_pct']:+.1f}%")
+
+
+def _difference_text(comparison: pd.DataFrame, measure: str, name: str) -> str:
+    """A row's paired difference in loss from the best pair, with its interval."""
     diff = _interval_text(
-        comparison.loc[second, [f"{measure}_loss_diff{s}" for s in ("", "_lower", "_upper")]]
+        comparison.loc[name, [f"{measure}_loss_diff{s}" for s in ("", "_lower", "_upper")]]
     )
     level = f"{comparison.attrs.get('paired_interval', 0.95):.0%}"
+    return (f"the paired difference in {comparison.attrs.get('loss', 'squared')} error, "
+            f"{diff[0]} per customer ({level} interval {diff[1]} to {diff[2]})")
+
+
+def _verdict(comparison: pd.DataFrame, measure: str) -> str:
+    """One sentence: the best pair on ``measure``, by how much, and whether the
+    difference from the runner-up pair is larger than its noise."""
+    what = _MEASURES[measure][0]
+    best = comparison.attrs["best" if measure == "value" else "best_purchases"]
+    keys = _error_keys(comparison)
+    first, other, pct = _error_texts(comparison, measure, best)
+    pairs = comparison.drop(index=AVERAGE_NAME, errors="ignore")
+    if len(pairs) == 1:
+        return (
+            f"{best} is the only model compared: its {what} forecast has a "
+            f"{_ERROR_NAMES[keys[0]]} of {first} and a {_ERROR_NAMES[keys[1]]} of {other} per "
+            f"customer, and is {pct} off in total."
+        )
+    ranks = pairs[f"{measure}_rank"].drop(index=best)
+    second = str(ranks.index[np.argmin(ranks.to_numpy())])
+    first2, other2, pct2 = _error_texts(comparison, measure, second)
     noise = (
         "larger than its noise" if _beyond_noise(comparison, measure, second)
         else "within its noise, so the two cannot be told apart on this holdout"
     )
     return (
-        f"{best} forecasts {what} best: {names[keys[0]]} {first} per customer "
-        f"({names[keys[1]]} {other}, total {pct} off) against {first2} ({other2}, {pct2}) for "
-        f"the runner-up {second}; the paired difference in {loss} error, {diff[0]} per customer "
-        f"({level} interval {diff[1]} to {diff[2]}), is {noise}."
+        f"{best} forecasts {what} best: {_ERROR_NAMES[keys[0]]} {first} per customer "
+        f"({_ERROR_NAMES[keys[1]]} {other}, total {pct} off) against {first2} ({other2}, "
+        f"{pct2}) for the runner-up {second}; "
+        f"{_difference_text(comparison, measure, second)}, is {noise}."
+    )
+
+
+def _average_verdict(comparison: pd.DataFrame, measure: str) -> str | None:
+    """One sentence on the model average against the best pair (None without it)."""
+    if AVERAGE_NAME not in comparison.index:
+        return None
+    best = comparison.attrs["best" if measure == "value" else "best_purchases"]
+    first, other, pct = _error_texts(comparison, measure, AVERAGE_NAME)
+    row = comparison.loc[AVERAGE_NAME]
+    if row[f"{measure}_loss_diff_upper"] < 0:
+        noise = "better by more than its noise"
+    elif row[f"{measure}_loss_diff_lower"] > 0:
+        noise = "worse by more than its noise"
+    else:
+        noise = "within its noise"
+    keys = _error_keys(comparison)
+    return (
+        f"The model average forecasts {_MEASURES[measure][0]} with a "
+        f"{_ERROR_NAMES[keys[0]]} of {first} per customer ({_ERROR_NAMES[keys[1]]} {other}, "
+        f"total {pct} off); against {best}, "
+        f"{_difference_text(comparison, measure, AVERAGE_NAME)}, is {noise}."
     )
 
 
@@ -1696,11 +1959,15 @@ def summary_text(comparison: pd.DataFrame) -> str:
     missing = [k for k in ("best", "best_purchases") if k not in comparison.attrs]
     if missing or "value_loss_diff" not in comparison.columns:
         raise ValueError("summary_text reads the output of compare (its ranks and attrs)")
-    sentences = [_verdict(comparison, "value"), _verdict(comparison, "purchases")]
-    n_others = len(comparison) - 1
+    sentences = [
+        s for measure in ("value", "purchases")
+        for s in (_verdict(comparison, measure), _average_verdict(comparison, measure)) if s
+    ]
+    pairs = comparison.index.drop(AVERAGE_NAME, errors="ignore")
+    n_others = len(pairs) - 1
     if n_others > 1:
         best = comparison.attrs["best"]
-        worse = sum(_beyond_noise(comparison, "value", n) for n in comparison.index if n != best)
+        worse = sum(_beyond_noise(comparison, "value", n) for n in pairs if n != best)
         if worse == n_others:
             sentences.append(f"Every other model forecasts value worse than {best} by more "
                              "than its noise.")

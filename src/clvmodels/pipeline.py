@@ -69,7 +69,7 @@ import pandas as pd
 
 from clvmodels._summary_options import summary_options_for
 from clvmodels.errors import DataValidationError
-from clvmodels.evaluation import family_models
+from clvmodels.evaluation import AVERAGE_NAME, family_models
 from clvmodels.models.base import check_summary_model
 from clvmodels.progress import ProgressBar, progress_bar
 from clvmodels.units import (
@@ -342,6 +342,11 @@ class PipelineSettings:
         The name of the pair that forecasts CLV. Default: with ``calibration_end`` and
         several pairs, the one that forecast the holdout value best (lowest squared
         error per customer, ``comparison.attrs["best"]``); otherwise the first.
+        ``"model average"`` (or ``"average"``), with ``calibration_end`` and several
+        pairs: the mixture of the pairs' forecasts with the comparison's model-average
+        weights (:func:`clvmodels.compare`), each pair refitted on all the data; the
+        pair with the largest weight is the result's ``transaction_model`` and
+        ``spend_model``.
     fit_options : mapping, optional
         Options for every ``fit`` that accepts them (e.g. ``{"draws": 500,
         "tune": 500, "chains": 2}`` for Bayesian models); every fit that takes a
@@ -428,7 +433,14 @@ class PipelineSettings:
         if isinstance(n_draws, bool) or not isinstance(n_draws, int | np.integer) or n_draws < 1:
             raise ValueError(f"n_draws must be a positive whole number, got {n_draws!r}")
         object.__setattr__(self, "models", MappingProxyType(self._model_pairs()))
-        if self.forecast_model is not None and self.forecast_model not in self.models:
+        if self.forecast_model in (AVERAGE_NAME, "average"):
+            object.__setattr__(self, "forecast_model", AVERAGE_NAME)
+            if self.calibration_end is None or len(self.models) < 2:
+                raise ValueError(
+                    f"forecast_model={AVERAGE_NAME!r} needs calibration_end and two or more "
+                    "models: its weights come from the holdout comparison"
+                )
+        elif self.forecast_model is not None and self.forecast_model not in self.models:
             raise ValueError(
                 f"forecast_model={self.forecast_model!r} is not one of {list(self.models)}"
             )
@@ -548,9 +560,11 @@ class PipelineResult:
         One row per customer, all data up to ``observation_end`` (records its
         ``time_unit`` in ``attrs``).
     transaction_model, spend_model
-        The forecasting pair, fitted on ``summary``.
+        The forecasting pair, fitted on ``summary`` (for the model average, the pair with
+        the largest weight).
     forecast : CLVForecast
-        CLV per customer with intervals.
+        CLV per customer with intervals (an :class:`clvmodels.averaging.AveragedForecast`
+        for the model average).
     segmentation : Segmentation or None
         Value tiers (with ``segments``).
     split : DataFrame or None
@@ -613,13 +627,7 @@ class PipelineResult:
         A frame in memory is viewed as pandas; files are read by DuckDB, only these
         columns (see :func:`clvmodels.data.read_transactions`).
         """
-        from clvmodels.data import read_transactions
-
-        s = self.settings
-        return read_transactions(
-            s.source, s.customer_col, s.date_col, s.value_col, group_col=s.group_col,
-            date_format=s.date_format,
-        )
+        return _read_log(self.settings)
 
     def to_dict(self) -> dict[str, Any]:
         """Settings, portfolio total, comparison, timings and warnings as JSON types."""
@@ -721,6 +729,16 @@ def _forecast_name(settings: PipelineSettings, comparison: pd.DataFrame | None) 
     return next(iter(settings.models))
 
 
+def _read_log(s: PipelineSettings) -> pd.DataFrame:
+    """The transaction columns of the source (see :meth:`PipelineResult.transactions`)."""
+    from clvmodels.data import read_transactions
+
+    return read_transactions(
+        s.source, s.customer_col, s.date_col, s.value_col, group_col=s.group_col,
+        date_format=s.date_format,
+    )
+
+
 def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> PipelineResult:
     """Run summary -> fit -> CLV -> segments (-> holdout comparison) from ``settings``.
 
@@ -752,8 +770,8 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
     ...     load_cdnow(), "customer_id", "date", "amount", calibration_end="1997-09-30",
     ...     observation_end="1998-06-30", n_draws=50, segments=False)
     >>> result = run_pipeline(settings, progressbar=False)
-    >>> result.comparison["purchases_actual"].tolist()
-    [1882.0, 1882.0, 1882.0, 1882.0]
+    >>> result.comparison["purchases_actual"].tolist()  # the family and its model average
+    [1882.0, 1882.0, 1882.0, 1882.0, 1882.0]
     >>> result.forecast_name, result.segmentation is None
     ('ModifiedBetaGeo + GammaGamma', True)
     >>> list(result.timings)  # doctest: +NORMALIZE_WHITESPACE
@@ -788,6 +806,7 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
 
 def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]:
     """The steps of :func:`run_pipeline`; the fields of its result."""
+    from clvmodels.averaging import average_forecasts
     from clvmodels.clv import customer_lifetime_value
     from clvmodels.data import calibration_holdout_split, rfm_summary
 
@@ -823,32 +842,47 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
         split = _with_customer_data(split, s.customer_data)
         observation_end = split.attrs["observation_end"]
         with step("comparing models"):
+            # The log, read when the model average's backtest (or a model column) needs it.
             comparison = compare(
-                models, split, interval=s.interval, n_draws=s.n_draws,
-                random_state=s.random_state, fit_kwargs={name: options for name in models},
-                leave_out_failures=len(models) > 1,
-                progressbar=progressbar,
+                models, split, transactions=lambda: _read_log(s), interval=s.interval,
+                n_draws=s.n_draws, random_state=s.random_state,
+                fit_kwargs={name: options for name in models},
+                leave_out_failures=len(models) > 1, progressbar=progressbar,
             )
         left_out = set(comparison.attrs["left_out"])  # not fitted: nothing to show
         models = {name: pair for name, pair in models.items() if name not in left_out}
         out.update(split=split, comparison=comparison, models=models)
     name = _forecast_name(s, out["comparison"])
-    tx_spec, spend_spec = s.models[name]
-    tx = make_model(tx_spec, kind="transaction", group_col=s.group_col)
-    spend = make_model(spend_spec, kind="spend", group_col=s.group_col)
+    weights = {name: 1.0}
+    if name == AVERAGE_NAME:
+        weights = {n: w for n, w in out["comparison"].attrs["averaging_weights"].items() if w > 0}
+        if not weights:
+            raise ValueError(f"pipeline: no model average to forecast with: "
+                             f"{out['comparison'].attrs['averaging']['text']}")
+    pairs = {
+        n: (make_model(s.models[n][0], kind="transaction", group_col=s.group_col),
+            make_model(s.models[n][1], kind="spend", group_col=s.group_col))
+        for n in weights
+    }  # fmt: skip
     with step("summary"):
         summary = _with_customer_data(rfm_summary(
-            *columns, observation_end=observation_end, **reading([s.models[name]])
+            *columns, observation_end=observation_end, **reading(s.models[n] for n in pairs)
         ), s.customer_data)
     with step(f"fitting {name}"):
-        _fit(tx, summary, options, progressbar)
-        _fit(spend, summary, options, progressbar)
+        for tx, spend in pairs.values():
+            _fit(tx, summary, options, progressbar)
+            _fit(spend, summary, options, progressbar)
     with step("forecasting CLV"):
-        forecast = customer_lifetime_value(
-            tx, spend, summary, horizon=s.horizon, period=s.period,
-            discount_rate=s.discount_rate, interval=s.interval, n_draws=s.n_draws,
-            predictive=s.predictive, random_state=s.random_state, progressbar=progressbar,
-        )
+        forecasts = {
+            n: customer_lifetime_value(
+                tx, spend, summary, horizon=s.horizon, period=s.period,
+                discount_rate=s.discount_rate, interval=s.interval, n_draws=s.n_draws,
+                predictive=s.predictive, random_state=s.random_state, progressbar=progressbar,
+            )
+            for n, (tx, spend) in pairs.items()
+        }
+        forecast = forecasts[name] if name in forecasts else average_forecasts(forecasts, weights)
+    tx, spend = pairs[max(weights, key=weights.get)]
     segmentation = None
     if s.segments:
         from clvmodels.segmentation import segment

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._io import write_text_atomically
-from clvmodels.evaluation import family_models, summary_text
+from clvmodels.evaluation import AVERAGE_NAME, family_models, summary_text
 from clvmodels.pipeline import PipelineResult, PipelineSettings, run_pipeline
 from clvmodels.progress import progress_bar
 from clvmodels.units import freq_base, period_length, resolve_time_unit, unit_name
@@ -471,7 +471,8 @@ def build_report(
     forecast_model : str, optional
         Which model forecasts CLV (refitted on all data up to ``observation_end``);
         default the best on the holdout: the lowest squared error of holdout value
-        per customer (``comparison.attrs["best"]``).
+        per customer (``comparison.attrs["best"]``). ``"average"``: the model average
+        (see :class:`clvmodels.pipeline.PipelineSettings`).
     bayesian : bool, default False
         Add the Bayesian versions to the default models (sampling: minutes, not
         seconds); with ``models``, the Bayesian version of each pair named by registry
@@ -846,6 +847,9 @@ def _comparison_section(ctx: _Context) -> dict[str, Any]:
             if winner is not None:
                 best[label] = winner
     length = float(ctx.result.split["duration_holdout"].iloc[0])
+    weights = pd.DataFrame({"weight": pd.Series(attrs.get("averaging_weights") or {},
+                                                dtype=float)})  # fmt: skip
+    weights.index.name = "model"
     verdict = attrs.get("verdict", "")
     more = summary_text(comparison)[len(verdict):].strip() if "best" in attrs else ""
     figures, notes = _calibration_figures(ctx)
@@ -859,6 +863,8 @@ def _comparison_section(ctx: _Context) -> dict[str, Any]:
         "left_out": attrs.get("left_out") or [],
         "left_out_reasons": attrs.get("left_out_reasons") or {},
         "table": _table(table, row_kinds={label: kind for _, label, kind in rows}, best=best),
+        "averaging": (attrs.get("averaging") or {}).get("text"),
+        "weights": _table(weights, kinds={"weight": "f3"}) if len(weights) else None,
         "calibration_figures": figures,
         "calibration_notes": notes,
     }
@@ -1040,8 +1046,11 @@ def _checks_section(ctx: _Context) -> dict[str, Any]:
     fig, ax = _axes((6.4, 4.2))
     plotting.plot_frequency_recency_matrix(model, summary, t=month, group=group, ax=ax)
     where = f" (group {group})" if group is not None else ""
+    name = result.forecast_name
+    if name == AVERAGE_NAME:  # the maps are of one model: the one with the largest weight
+        name = f"{type(model).__name__}, the largest weight of the model average,"
     maps = [_figure(fig, f"Expected purchases in the next month by frequency and recency"
-                         f"{where}, {result.forecast_name} fitted on all data.")]
+                         f"{where}, {name} fitted on all data.")]
     fig, ax = _axes((6.4, 4.2))
     plotting.plot_probability_alive_matrix(model, summary, group=group, ax=ax)
     maps.append(_figure(fig, f"Probability of being active by frequency and recency{where}."))
@@ -1078,7 +1087,10 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
                                            f"{_fmt(total['clv_upper'], 'money')}"),
     ]
     shock_note = None
-    if ctx.common_shocks:
+    if ctx.common_shocks and result.forecast_name == AVERAGE_NAME:
+        shock_note = ("Common shocks are estimated for one model, so the model average's "
+                      "intervals treat customers as independent.")
+    elif ctx.common_shocks:
         shocks, about = _estimate_shocks(ctx, result.transaction_model,
                                          result.summary.attrs.get("observation_end"))  # fmt: skip
         if shocks is not None:
@@ -1139,7 +1151,10 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
     top = customers.sort_values("clv", ascending=False).head(10)[cols]
     top["tier"] = segmentation.customers["tier"].reindex(top.index).astype(str)
     top = top.rename(columns=_CUSTOMER_LABELS)
-    if result.settings.forecast_model is not None:
+    if result.forecast_name == AVERAGE_NAME:
+        chosen = ("the models' forecasts mixed with the weights of the holdout comparison's "
+                  "model average, each model")
+    elif result.settings.forecast_model is not None:
         chosen = "chosen by name"
     elif len(result.models) > 1:
         loss = result.comparison.attrs.get("loss", "squared")
