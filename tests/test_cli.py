@@ -505,9 +505,17 @@ def test_forecast_fits_the_covariates_the_python_api_fits(
     fitted = results[0]
     assert list(fitted.transaction_model.params_.index) == [
         "r", "alpha", "s", "beta", "purchase:gender", "purchase:channel", "dropout:gender"]
-    # The same data and the same optimiser: equal up to the optimiser's tolerance.
-    pd.testing.assert_series_equal(fitted.transaction_model.params_, tx.params_, rtol=1e-6)
-    pd.testing.assert_series_equal(fitted.spend_model.params_, spend.params_, rtol=1e-6)
+    # The same data and the same optimiser, read through another path (the rows can come
+    # in another order, so sums round differently). Gamma-Gamma's q and gamma lie on a
+    # flat ridge here (q ~ 400): the optimum moves along it by ~1e-5 relative with the
+    # rounding, so the estimates are compared in units of their standard errors and the
+    # log-likelihood, which the ridge leaves unchanged, tightly.
+    for ours, direct in ((fitted.transaction_model, tx), (fitted.spend_model, spend)):
+        assert list(ours.params_.index) == list(direct.params_.index)
+        assert ours.log_likelihood_ == pytest.approx(direct.log_likelihood_, rel=1e-9)
+        gap = np.abs(ours.params_.to_numpy() - direct.params_.to_numpy())
+        assert np.all(gap <= 1e-3 * direct.standard_errors_.to_numpy()), (
+            ours.params_, direct.params_)
     table = pd.read_csv(out, index_col=0)
     assert len(table) == 250 and {"gender", "channel"} <= set(table.columns)
     np.testing.assert_allclose(
