@@ -94,6 +94,7 @@ __all__ = [
     "read_transactions",
     "rfm_summary",
     "validate_summary",
+    "without_attrs",
 ]
 
 _SUMMARY_COLUMNS = ("frequency", "recency", "T")
@@ -118,12 +119,27 @@ def _to_pandas(data: Any, context: str) -> pd.DataFrame:
     raise TypeError(f"{context}: expected a pandas or Polars DataFrame, got {type(data).__name__}")
 
 
-def column_arrays(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named columns of a pandas frame as float64 arrays.
+def without_attrs(data: pd.DataFrame) -> pd.DataFrame:
+    """The same columns (no copy) without ``attrs``.
 
     pandas deep-copies a frame's ``attrs`` into every column it hands out, which
-    costs more than the arithmetic of a small prediction; the columns are read
-    through one attrs-free view instead.
+    costs more than the arithmetic of a small prediction; reading columns through
+    this view skips that.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"T": [5.0]})
+    >>> frame.attrs["time_unit"] = "W"
+    >>> without_attrs(frame).attrs, frame.attrs
+    ({}, {'time_unit': 'W'})
+    """
+    return pd.DataFrame(data, copy=False) if data.attrs else data
+
+
+def column_arrays(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named columns of a pandas frame as float64 arrays (read through
+    :func:`without_attrs`).
 
     Examples
     --------
@@ -132,7 +148,7 @@ def column_arrays(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, np.nd
     >>> {k: v.tolist() for k, v in column_arrays(frame, ["frequency", "T"]).items()}
     {'frequency': [0.0, 2.0], 'T': [5.0, 8.0]}
     """
-    plain = pd.DataFrame(data, copy=False) if data.attrs else data
+    plain = without_attrs(data)
     return {c: plain[c].to_numpy(dtype=float) for c in columns}
 
 
@@ -1324,7 +1340,7 @@ def validate_summary(
         )
 
     arrays: dict[str, np.ndarray] = {}
-    plain = pd.DataFrame(frame, copy=False) if frame.attrs else frame  # see column_arrays
+    plain = without_attrs(frame)
     for col in required:
         series = plain[col]
         if (

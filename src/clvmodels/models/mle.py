@@ -77,7 +77,7 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import ThreadpoolController
 
-from clvmodels.data import count_distinct, validate_summary
+from clvmodels.data import count_distinct, validate_summary, without_attrs
 from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError
 from clvmodels.models import ops as _ops
 from clvmodels.models.base import BaseModel, check_payload_keys, write_model_file
@@ -592,9 +592,7 @@ class MaximumLikelihoodModel(BaseModel, register=False):
             context=f"{name}.fit",
         )
         time_unit = frame.attrs.get("time_unit")
-        # The same columns without ``attrs``: pandas deep-copies a frame's attrs into
-        # every column it hands out, which costs more than the checks below.
-        frame = pd.DataFrame(frame, copy=False)
+        frame = without_attrs(frame)  # the checks below read many columns
         w_all = None if weights is None else checked_weights(weights, frame)
         self._check_data(frame)
         use = np.asarray(self._fit_rows(frame), dtype=bool)
