@@ -120,12 +120,36 @@ def test_forecast_reads_a_glob_of_files_with_calendar_options(cdnow_transactions
     pd.testing.assert_frame_equal(pd.read_csv(again, index_col=0), table)
 
 
+def test_forecast_with_the_mbg_cnbd_k_by_name(transactions_csv, cdnow_transactions, tmp_path):
+    from clvmodels import BetaGeoCNBD, GammaGamma, customer_lifetime_value, rfm_summary
+
+    out = tmp_path / "forecast.csv"
+    args = _forecast_args(transactions_csv, out, "--model", "ModifiedBetaGeoCNBD",
+                          "--observation-end", "1997-09-30")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, index_col=0)
+    # The regularity column the model needs came from the log, and the forecast is the
+    # Python API's BetaGeoCNBD(modified=True).
+    summary = rfm_summary(cdnow_transactions, "customer_id", "date", "amount",
+                          observation_end="1997-09-30", regularity=True)
+    transaction = BetaGeoCNBD(modified=True).fit(summary)
+    expected = customer_lifetime_value(transaction, GammaGamma().fit(summary), summary,
+                                       n_draws=20, random_state=0).table
+    np.testing.assert_allclose(table["clv"], expected["clv"].loc[table.index], rtol=1e-6)
+    # ... not the unmodified BG/CNBD-k's: customers without repeat purchases may be gone.
+    once = (table["frequency"] == 0).to_numpy()
+    assert (table.loc[once, "probability_alive"] < 1).all()
+    assert (BetaGeoCNBD().fit(summary).probability_alive(data=summary)[once] == 1).all()
+
+
 def test_models_lists_the_registry():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
     lines = {line.split()[0]: line.split()[1] for line in result.output.splitlines()}
     assert lines["BetaGeo"] == "transaction" and lines["GammaGamma"] == "spend"
     assert lines["HierarchicalBetaGeo"] == "transaction"
+    assert lines["ModifiedBetaGeoCNBD"] == lines["BetaGeoCNBD"] == "transaction"
 
 
 def test_report_pairs_models_and_spend_models(transactions_csv, tmp_path):
@@ -209,7 +233,7 @@ def test_demo_writes_table_models_and_report(tmp_path):
     assert {p.name for p in tmp_path.glob("*.json")} == {"modified_beta_geo.json",
                                                          "gamma_gamma.json"}
     assert (tmp_path / "report.html").stat().st_size > 50_000
-    assert "4 models compared" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "5 models compared" in (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
 def test_report_model_selection_defaults(transactions_csv, tmp_path, monkeypatch):
@@ -548,8 +572,7 @@ def test_report_takes_covariates_for_the_named_models(apparel_files, tmp_path, m
     [
         (["--model", "BetaGeoCNBD", "--customer-data", "{dir}/customers.csv",
           "--purchase-covariates", "gender"],
-         "BetaGeoCNBD takes no covariates for --purchase-covariates; models that do: "
-         "BetaGeo, ModifiedBetaGeo, ParetoNBD"),
+         "BetaGeoCNBD takes no covariates for --purchase-covariates; models that do: "),
         (["--customer-data", "{dir}/customers.csv", "--dropout-covariates", "gender,age"],
          "--dropout-covariates: customer data {dir}/customers.csv has no column(s) ['age']; "
          "its columns are ['gender', 'channel']"),
@@ -572,6 +595,11 @@ def test_covariate_options_are_refused_in_one_line(apparel_files, tmp_path, extr
     args = _apparel_args(apparel_files, out, *(e.format(dir=apparel_files) for e in extra))
     line = _one_line(runner.invoke(app, args), 2)
     assert message.format(dir=apparel_files) in line
+    if message.endswith("models that do: "):
+        # the package's (and any other registered class that takes them)
+        takers = set(line.split("models that do: ")[1].split(", "))
+        assert {"BetaGeo", "ModifiedBetaGeo", "ParetoNBD"} <= takers
+        assert not {"BetaGeoCNBD", "ModifiedBetaGeoCNBD", "GammaGamma"} & takers
     assert not out.exists()
 
 

@@ -427,6 +427,60 @@ def test_predictive_forecast_is_consistent(models, cdnow_summary):
     )
 
 
+def test_predictive_clv_hands_its_probability_alive_to_the_simulator(
+    models, cdnow_summary, monkeypatch
+):
+    # The optional speed-up of the contract: CLV has P(alive) under every draw already,
+    # and a simulator that takes `probability_alive` gets exactly those values.
+    bg, gg = models
+    plain = customer_lifetime_value(bg, gg, cdnow_summary, n_draws=50, predictive=True,
+                                    random_state=8)
+    handed = []
+    simulate = bg.simulate_purchases
+
+    def recording(t, data, *, draws, random_state=None, probability_alive=None):
+        handed.append(probability_alive)
+        np.testing.assert_allclose(probability_alive, bg.probability_alive(data, draws=draws),
+                                   rtol=1e-12)
+        return simulate(t, data, draws=draws, random_state=random_state,
+                        probability_alive=probability_alive)
+
+    monkeypatch.setattr(bg, "simulate_purchases", recording)
+    fc = customer_lifetime_value(bg, gg, cdnow_summary, n_draws=50, predictive=True,
+                                 random_state=8)
+    assert handed and all(p is not None and p.shape[0] == 50 for p in handed)
+    pd.testing.assert_frame_equal(fc.table, plain.table)
+
+
+@pytest.mark.parametrize("model", ["BetaGeo", "ModifiedBetaGeo", "ParetoNBD", "BetaGeoCNBD"])
+def test_a_given_probability_alive_is_the_one_the_simulator_computes(
+    cdnow_summary, cdnow_transactions, model
+):
+    import clvmodels
+    from clvmodels.models.beta_geo_cnbd import add_log_interpurchase_sum
+
+    if model == "BetaGeoCNBD":  # k = 2: its own simulator, not BG/NBD's
+        summary = add_log_interpurchase_sum(cdnow_summary, cdnow_transactions)
+        fitted = clvmodels.BetaGeoCNBD(k=2).fit(summary)
+    else:
+        summary = cdnow_summary
+        fitted = getattr(clvmodels, model)().fit(summary)
+    rows = summary.iloc[:300]
+    draws = fitted.param_draws(40, random_state=1)
+    alive = fitted.probability_alive(rows, draws=draws)
+    own = fitted.simulate_purchases(26, rows, draws=draws, random_state=5)
+    given = fitted.simulate_purchases(26, rows, draws=draws, random_state=5,
+                                      probability_alive=alive)
+    np.testing.assert_array_equal(own.owner, given.owner)
+    np.testing.assert_array_equal(own.time, given.time)
+    # Nobody alive: nobody buys.
+    dead = fitted.simulate_purchases(26, rows, draws=draws, random_state=5,
+                                     probability_alive=np.zeros_like(alive))
+    assert dead.n_purchases == 0
+    with pytest.raises(ValueError, match=r"one value per draw and row, shape \(40, 300\)"):
+        fitted.simulate_purchases(26, rows, draws=draws, probability_alive=alive[:, :10])
+
+
 @pytest.mark.slow
 def test_predictive_intervals_cover_90_percent_of_simulated_futures():
     # 6 simulated customer bases of 3,000 (CDNOW parameters, 27-39 weeks of history at

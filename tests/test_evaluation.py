@@ -439,7 +439,7 @@ def test_tracking_reads_polars(bgnbd, cdnow_transactions, tracking):
 # The family: default models, model columns, ranking, paired comparisons, verdict
 # --------------------------------------------------------------------------------------
 FAMILY = ["BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma", "ModifiedBetaGeo + GammaGamma",
-          "ParetoNBD + GammaGamma"]
+          "ModifiedBetaGeoCNBD + GammaGamma", "ParetoNBD + GammaGamma"]
 # R BTYD's walkthrough, pnbd.PlotFreqVsConditionalExpectedFrequency (T.star = 39): mean
 # conditional expectations and bin sizes by calibration frequency 0..6, 7+; their
 # product sums to its expected holdout total (1,665.2 against 1,882 actual: -11.5%).
@@ -463,7 +463,7 @@ def test_family_models_are_the_package_mle_transaction_models():
     assert list(models) == FAMILY
     assert [type(tx).__name__ for tx, _ in models.values()] == [n.split(" + ")[0] for n in FAMILY]
     spends = [spend for _, spend in models.values()]
-    assert all(isinstance(s, GammaGamma) for s in spends) and len({id(s) for s in spends}) == 4
+    assert all(isinstance(s, GammaGamma) for s in spends) and len({id(s) for s in spends}) == 5
     assert not any(m.is_fitted for pair in models.values() for m in pair)
     # The spend model by class or object (copied), and an unknown name.
     penalised = family_models(GammaGamma(penalizer=0.1))
@@ -473,7 +473,7 @@ def test_family_models_are_the_package_mle_transaction_models():
         family_models("BetaGeo")
     # Bayesian versions only on request, after the MLE ones, with the Bayesian spend model.
     bayes = family_models(bayesian=True, group_col="cohort")
-    assert list(bayes)[:4] == FAMILY
+    assert list(bayes)[:len(FAMILY)] == FAMILY
     tx, spend = bayes["HierarchicalBetaGeo + HierarchicalGammaGamma"]
     assert tx.group_col == "cohort" and spend.group_col == "cohort"
 
@@ -521,16 +521,19 @@ def test_family_comparison_matches_the_published_holdout_errors(family, cdnow_sp
     assert round(pnbd["purchases_error_pct"], 1) == -11.5
     # CDNOW has no regularity: BG/CNBD-k picks k = 1 and forecasts as BG/NBD does; its
     # AIC counts k as a parameter.
-    cnbd = table.loc["BetaGeoCNBD + GammaGamma"]
-    assert models["BetaGeoCNBD + GammaGamma"][0].k_ == 1
-    for col in ("purchases_expected", "value_expected", "purchases_mae", "value_mae"):
-        assert cnbd[col] == pytest.approx(bg[col], rel=1e-7)
-    assert cnbd["aic"] == pytest.approx(bg["aic"] + 2, abs=1e-3)
+    # So does MBG/CNBD-k, as MBG/NBD.
+    for cnbd_name, nbd_name in [("BetaGeoCNBD", "BetaGeo"),
+                                ("ModifiedBetaGeoCNBD", "ModifiedBetaGeo")]:
+        cnbd, nbd = table.loc[f"{cnbd_name} + GammaGamma"], table.loc[f"{nbd_name} + GammaGamma"]
+        assert models[f"{cnbd_name} + GammaGamma"][0].k_ == 1
+        for col in ("purchases_expected", "value_expected", "purchases_mae", "value_mae"):
+            assert cnbd[col] == pytest.approx(nbd[col], rel=1e-7)
+        assert cnbd["aic"] == pytest.approx(nbd["aic"] + 2, abs=1e-3)
     # Log-likelihoods: FHL 2005, Batislam et al.'s MBG/NBD on CDNOW, BTYD's Pareto/NBD.
     np.testing.assert_allclose(
-        table["log_likelihood"], [-9582.43, -9582.43, -9582.14, -9594.98], atol=0.01
+        table["log_likelihood"], [-9582.43, -9582.43, -9582.14, -9582.14, -9594.98], atol=0.01
     )
-    np.testing.assert_allclose(table["aic"], 2 * np.array([4, 5, 4, 4]) - 2 * table[
+    np.testing.assert_allclose(table["aic"], 2 * np.array([4, 5, 4, 5, 4]) - 2 * table[
         "log_likelihood"], rtol=1e-12)
 
 
@@ -549,8 +552,9 @@ def test_family_comparison_pairs_customers_against_the_best(family, cdnow_split)
     assert table.attrs["best"] == min(mse, key=mse.get) == "ModifiedBetaGeo + GammaGamma"
     assert table.attrs["best_purchases"] == "ParetoNBD + GammaGamma"
     # The model average ranks with them: second on value and on purchases.
-    assert with_average["value_rank"].tolist() == [4, 4, 1, 3, 2]
-    assert with_average["purchases_rank"].tolist() == [4, 4, 3, 1, 2]
+    # (The (M)BG/CNBD-k at k = 1 forecasts as the (M)BG/NBD: equal ranks.)
+    assert with_average["value_rank"].tolist() == [5, 5, 1, 1, 4, 3]
+    assert with_average["purchases_rank"].tolist() == [5, 5, 3, 3, 1, 2]
     np.testing.assert_allclose(table["value_rmse"], np.sqrt(list(mse.values())), rtol=1e-6)
     # The paired difference and its 95% interval, computed directly.
     best = value["ModifiedBetaGeo + GammaGamma"]
@@ -563,8 +567,12 @@ def test_family_comparison_pairs_customers_against_the_best(family, cdnow_split)
     assert (row["value_loss_diff"], round(half)) == (pytest.approx(34.05, abs=0.01), 119)
     best_row = table.loc["ModifiedBetaGeo + GammaGamma"]
     assert best_row[["value_loss_diff", "value_loss_diff_lower"]].tolist() == [0.0, 0.0]
-    # On CDNOW no model forecasts worse than the best by more than its noise.
-    others = table.drop(index=table.attrs["best"])
+    # On CDNOW no model forecasts worse than the best by more than its noise; the
+    # MBG/CNBD-k (k = 1) forecasts exactly as the best, the MBG/NBD.
+    twin = table.loc["ModifiedBetaGeoCNBD + GammaGamma"]
+    assert twin[["value_loss_diff", "value_loss_diff_lower", "value_loss_diff_upper"]].tolist() \
+        == [0.0, 0.0, 0.0]
+    others = table.drop(index=[table.attrs["best"], twin.name])
     assert (others["value_loss_diff_lower"] < 0).all()
     assert (others["value_loss_diff_upper"] > 0).all()
     assert table.attrs["loss"] == "squared" and table.attrs["paired_interval"] == 0.95
@@ -579,7 +587,8 @@ def test_family_comparison_pairs_customers_against_the_best(family, cdnow_split)
 def test_family_verdict_in_words(family):
     _, table = family
     pairs = (
-        "ModifiedBetaGeo + GammaGamma forecasts holdout value best: root mean squared error "
+        "ModifiedBetaGeo + GammaGamma forecasts holdout value best (as does "
+        "ModifiedBetaGeoCNBD + GammaGamma, with the same forecasts): root mean squared error "
         "71.95 per customer (mean absolute error 29.71, total -19.5% off) against 72.18 "
         "(29.45, -14.8%) for the runner-up ParetoNBD + GammaGamma; the paired difference in "
         "squared error, 34 per customer (95% interval -84 to 153), is within its noise, so "
@@ -592,7 +601,7 @@ def test_family_verdict_in_words(family):
     text = summary_text(table)
     assert text.startswith(table.attrs["verdict"] + " ParetoNBD + GammaGamma forecasts "
                            "holdout purchases best: root mean squared error 1.603")
-    assert text.endswith("None of the other 3 models forecasts value worse than "
+    assert text.endswith("None of the other 4 models forecasts value worse than "
                          "ModifiedBetaGeo + GammaGamma by more than its noise.")
     with pytest.raises(ValueError, match="output of compare"):
         summary_text(table[["customers"]])
@@ -624,11 +633,13 @@ def test_compare_by_absolute_error_and_a_lone_model(cdnow_split, bgnbd, gamma_ga
 
 def test_compare_default_family_without_the_log(cdnow_split, bgnbd, gamma_gamma):
     # compare(split): the family; BG/CNBD-k needs the log for its regularity column.
-    with pytest.warns(UserWarning, match=r"\['BetaGeoCNBD \+ GammaGamma'\] left out.*"
+    with pytest.warns(UserWarning, match=r"\['BetaGeoCNBD \+ GammaGamma', "
+                                         r"'ModifiedBetaGeoCNBD \+ GammaGamma'\] left out.*"
                                          "log_interpurchase_sum.*transactions="):
         table = compare(cdnow_split, n_draws=20, progressbar=False)
     assert list(table.index) == [n for n in FAMILY if "CNBD" not in n]
-    assert table.attrs["left_out"] == ["BetaGeoCNBD + GammaGamma"]
+    assert table.attrs["left_out"] == ["BetaGeoCNBD + GammaGamma",
+                                       "ModifiedBetaGeoCNBD + GammaGamma"]
     # Named, it is an error that says what to do.
     with pytest.raises(DataValidationError, match=r"reads column.*log_interpurchase_sum.*"
                                                   r"transactions="):

@@ -93,7 +93,8 @@ def test_the_family_is_every_package_mle_transaction_model():
         and cls.__module__.startswith("clvmodels.models.")
     ]
     assert NAMES == sorted(package)
-    assert {"BetaGeo", "BetaGeoCNBD", "ModifiedBetaGeo", "ParetoNBD"} <= set(NAMES)
+    assert {"BetaGeo", "BetaGeoCNBD", "ModifiedBetaGeo", "ModifiedBetaGeoCNBD",
+            "ParetoNBD"} <= set(NAMES)
     assert all(pair.endswith(" + GammaGamma") for pair in FAMILY)
 
 
@@ -123,7 +124,7 @@ def test_compare_scores_every_model(name, family):
     assert 0.85 < row["purchases_interval_coverage"] < 0.97
     assert 0.4 < row["value_spearman"] < 0.5 and row["value_top20_share"] > 0.6
     assert row["aic"] == pytest.approx(
-        2 * (len(models[name][0].params_) + (name == "BetaGeoCNBD")) - 2 * row["log_likelihood"]
+        2 * (len(models[name][0].params_) + name.endswith("CNBD")) - 2 * row["log_likelihood"]
     )
     assert row["value_rank"] in range(1, len(NAMES) + 1)
 
@@ -302,7 +303,7 @@ BAYESIAN = {
     "ModifiedBetaGeo": ("ModifiedBetaGeo", {}),
     "ParetoNBD": ("ParetoNBD", {}),
     "BetaGeoCNBD": ("BetaGeoCNBD", {}),
-    "MBG/CNBD-k": ("BetaGeoCNBD", {"modified": True}),
+    "ModifiedBetaGeoCNBD": ("ModifiedBetaGeoCNBD", {}),
 }
 GROUPINGS = [None, "cohort"]
 
@@ -346,11 +347,11 @@ def test_bayesian_versions_fit_near_the_maximum_likelihood(name, group, bayesian
     mle = available_models("transaction")[declaration](**settings).fit(cohorts)
     table = model.summary()
     assert model.is_fitted and type(model).__name__ == f"Bayesian{declaration}"
-    if declaration == "BetaGeoCNBD":
+    if declaration.endswith("CNBD"):
         # k is chosen by the maximum-likelihood profile (CDNOW: 1, no regularity) and
         # held; the posterior is conditional on it.
         assert model.k_ == mle.k_ == 1 and table.attrs["k"] == 1
-        assert model.modified == settings.get("modified", False)
+        assert model.modified is mle.modified is declaration.startswith("Modified")
     if group is None:
         estimates = model.params_
         sds = table["sd"]
@@ -396,7 +397,8 @@ def test_bayesian_versions_clv_segments_and_files(name, group, bayesian_fits, co
 
 
 @pytest.mark.filterwarnings("ignore::clvmodels.errors.SamplingWarning")  # 40 draws
-@pytest.mark.parametrize("name", ["ModifiedBetaGeo", "ParetoNBD", "BetaGeoCNBD"])
+@pytest.mark.parametrize("name", ["ModifiedBetaGeo", "ParetoNBD", "BetaGeoCNBD",
+                                  "ModifiedBetaGeoCNBD"])
 def test_command_line_forecasts_with_a_bayesian_model(name, transactions_csv, tmp_path):
     out = tmp_path / "forecast.csv"
     result = runner.invoke(app, [

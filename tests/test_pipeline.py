@@ -285,7 +285,7 @@ def test_models_are_named_never_imported(module):
 # The family by default; the best forecasts; columns a model needs come from the log
 # --------------------------------------------------------------------------------------
 FAMILY = ["BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma", "ModifiedBetaGeo + GammaGamma",
-          "ParetoNBD + GammaGamma"]
+          "ModifiedBetaGeoCNBD + GammaGamma", "ParetoNBD + GammaGamma"]
 
 
 def test_the_default_models_are_the_family():
@@ -372,7 +372,8 @@ def test_a_family_member_the_data_cannot_identify_is_left_out(cdnow_transactions
         result = run_pipeline(settings, progressbar=False)
     assert result.comparison.attrs["left_out"] == ["ParetoNBD + GammaGamma"]
     assert list(result.models) == [
-        "BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma", "ModifiedBetaGeo + GammaGamma"]
+        "BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma", "ModifiedBetaGeo + GammaGamma",
+        "ModifiedBetaGeoCNBD + GammaGamma"]
     assert list(result.comparison.index) == [*result.models, AVERAGE_NAME]
     assert result.forecast_name in result.models
     assert np.isfinite(result.forecast.table["clv"]).all()

@@ -241,12 +241,13 @@ def test_templates_are_package_data():
 def test_default_models():
     mle_only = default_models()
     assert list(mle_only) == ["BetaGeo + GammaGamma", "BetaGeoCNBD + GammaGamma",
-                              "ModifiedBetaGeo + GammaGamma", "ParetoNBD + GammaGamma"]
+                              "ModifiedBetaGeo + GammaGamma", "ModifiedBetaGeoCNBD + GammaGamma",
+                              "ParetoNBD + GammaGamma"]
     transaction, spend = mle_only["BetaGeo + GammaGamma"]
     assert isinstance(transaction, BetaGeo) and isinstance(spend, GammaGamma)
     assert not transaction.is_fitted
     with_bayes = default_models("cohort", bayesian=True)
-    assert list(with_bayes)[:4] == list(mle_only)
+    assert list(with_bayes)[:len(mle_only)] == list(mle_only)
     transaction, spend = with_bayes["HierarchicalBetaGeo + HierarchicalGammaGamma"]
     assert transaction.group_col == spend.group_col == "cohort"
 

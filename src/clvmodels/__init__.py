@@ -34,6 +34,7 @@ from clvmodels.models.beta_geo_cnbd import BetaGeoCNBD, add_log_interpurchase_su
 from clvmodels.models.gamma_gamma import GammaGamma
 from clvmodels.models.gamma_gamma_transactions import GammaGammaTransactions
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeo
+from clvmodels.models.modified_beta_geo_cnbd import ModifiedBetaGeoCNBD
 from clvmodels.models.pareto_nbd import ParetoNBD
 from clvmodels.models.pareto_nbd_dyncov import (
     ParetoNBDDynamicCovariates,
@@ -77,6 +78,7 @@ __all__ = [
     "HierarchicalGammaGamma",
     "ModelFileError",
     "ModifiedBetaGeo",
+    "ModifiedBetaGeoCNBD",
     "NotFittedError",
     "ParetoNBD",
     "ParetoNBDDynamicCovariates",

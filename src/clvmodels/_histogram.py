@@ -58,29 +58,47 @@ class LogGrid:
         return self.n + 2 + int(self.zero_bin)
 
     def bins(self, values: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            position = np.floor((np.log(values) - self.log_low) / self.step) + 1
-        position[np.isnan(position)] = 0.0  # NaN CLVs (never expected) count as lowest
-        bins = np.clip(position, 0, self.n + 1, out=position).astype(np.int64)
-        if self.zero_bin:
-            bins += values > 0
+        """The bin of each value; zeros, negative values and NaN (never expected) go to
+        bin 0."""
+        positive = values > 0
+        if positive.all():
+            return self._positive_bins(values)
+        bins = np.zeros(values.shape, dtype=np.int64)
+        bins[positive] = self._positive_bins(values[positive])
         return bins
+
+    def _positive_bins(self, values: np.ndarray) -> np.ndarray:
+        position = np.floor((np.log(values) - self.log_low) / self.step) + 1
+        return np.clip(position, 0, self.n + 1, out=position).astype(np.int64) + self.zero_bin
 
     def add(self, hist: np.ndarray, values: np.ndarray, weights: np.ndarray) -> None:
         """Add ``values`` (draws x units, each unit standing for ``weights``) to the
         per-draw histogram ``hist`` (draws x :attr:`n_bins`)."""
-        bins = self.bins(values)
         n_bins = hist.shape[1]
+        weights = np.broadcast_to(np.asarray(weights, dtype=float), values.shape[1:])
         # Counting is cheaper than summing weights, and distinct rows mostly stand for
         # one customer each.
-        unit = bool(np.all(np.asarray(weights) == 1))
+        unit = bool(np.all(weights == 1))
+        total = values.shape[1] if unit else weights.sum()
         # A few draws at a time, so that the counts of one call stay small (~8 MB).
         step = max(1, _CALL_CELLS // n_bins)
         for d0 in range(0, values.shape[0], step):
-            part = bins[d0 : d0 + step]
-            part += n_bins * np.arange(part.shape[0])[:, None]
-            hist[d0 : d0 + step] += np.bincount(
-                part.ravel(),
-                weights=None if unit else np.broadcast_to(weights, part.shape).ravel(),
-                minlength=part.shape[0] * n_bins,
+            part = values[d0 : d0 + step]
+            positive = part > 0
+            sparse = np.count_nonzero(positive) <= positive.size // 2
+            if not sparse:
+                # mostly positive (expected values): bin every value
+                cells = self.bins(part) + n_bins * np.arange(part.shape[0])[:, None]
+                cell_weights = None if unit else np.broadcast_to(weights, part.shape).ravel()
+            else:
+                # mostly zeros (realised values): bin the positive ones only, and give
+                # the rest of each draw's weight to bin 0
+                draw, unit_of = np.nonzero(positive)
+                cells = draw * n_bins + self._positive_bins(part[draw, unit_of])
+                cell_weights = None if unit else weights[unit_of]
+            counts = np.bincount(
+                cells.ravel(), weights=cell_weights, minlength=part.shape[0] * n_bins
             ).reshape(part.shape[0], n_bins)
+            if sparse:
+                counts[:, 0] += total - counts.sum(axis=1)
+            hist[d0 : d0 + step] += counts

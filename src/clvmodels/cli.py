@@ -16,7 +16,7 @@ a,b``, ``--dropout-covariates c`` and ``--spend-covariates d`` name its columns 
 scale the transaction models' purchase and dropout processes and the spend model
 (``ParetoNBD(purchase_covariates=["a", "b"])`` and so on in Python). A model that takes
 no such covariates, or a column the file lacks, is refused before any data is read;
-``report`` needs ``--model`` with them (the family's BG/CNBD-k takes none).
+``report`` needs ``--model`` with them (the family's (M)BG/CNBD-k take none).
 
 Failures end the command with one line on stderr (``clvmodels: error: ...``), never a
 traceback, and never leave a partial output file behind; an existing output file is
@@ -700,8 +700,10 @@ def list_models() -> None:
 
 
 def _model_file(model: Any) -> str:
-    """``beta_geo.json`` for a BetaGeo; NetCDF (``.nc``) for models with a posterior."""
-    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(model).__name__).lower()
+    """``beta_geo.json`` for a BetaGeo, ``pareto_nbd.json`` for a ParetoNBD (acronyms stay
+    whole); NetCDF (``.nc``) for models with a posterior."""
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_",
+                  type(model).__name__).lower()
     return f"{name}.{'nc' if getattr(model, 'idata_', None) is not None else 'json'}"
 
 

@@ -56,6 +56,7 @@ from clvmodels.models.base import (
     SpendModel,
     TransactionModel,
     check_summary_model,
+    takes_keyword,
 )
 from clvmodels.progress import progress_bar
 from clvmodels.units import Calendar, resolve_time_unit
@@ -529,6 +530,11 @@ class CLVScorer:
         tx_group = _group_col(transaction_model)
         self.group_cols = tuple(dict.fromkeys(g for g in (tx_group, _group_col(spend_model)) if g))
         self._tx_columns = _with_group(transaction_model.data_columns, tx_group)
+        # Optional speed-up of the contract: the simulator reuses the P(alive) draws
+        # that the expected CLV has computed already.
+        self._simulation_takes_alive = takes_keyword(
+            transaction_model.simulate_purchases, "probability_alive"
+        )
         alive = transaction_model.alive_future_columns
         self._key_columns = None if alive is None else _with_group(alive, tx_group)
         if self._key_columns is not None:
@@ -676,16 +682,25 @@ class CLVScorer:
             )
 
     def _simulate(
-        self, rows: pd.DataFrame, local: np.ndarray, rng: np.random.Generator
+        self,
+        rows: pd.DataFrame,
+        local: np.ndarray,
+        rng: np.random.Generator,
+        probability_alive: np.ndarray | None = None,
     ) -> np.ndarray:
         """Simulated realised values (n_draws, len(local)) of customers at ``rows``
-        positions ``local``, one future per parameter draw."""
+        positions ``local``, one future per parameter draw. ``probability_alive``
+        (n_draws, len(rows)), when known, is handed to a model that takes it."""
         frame = rows.iloc[local].reset_index(drop=True)
+        known = {}
+        if probability_alive is not None and self._simulation_takes_alive:
+            known["probability_alive"] = probability_alive[:, local]
         purchases = self.transaction_model.simulate_purchases(
             t=float(self.period_ends[-1]),
             data=frame,
             draws=self.transaction_draws,
             random_state=rng,
+            **known,
         )
         values = self.spend_model.simulate_spend(
             purchases, frame, draws=self.spend_draws, random_state=rng
@@ -785,10 +800,11 @@ class CLVScorer:
                     draws[:, customers] = drawn.clv[:, layout.row_of_customer[customers] - start]
                 if self.predictive:
                     rows = layout.rows.iloc[start:stop]
+                    rows_alive = drawn.probability_alive[:, drawn.tx_local]
                     for j, piece in enumerate(self._pieces(customers)):
                         local = layout.row_of_customer[piece] - start
                         rng = np.random.default_rng([*seed_words, 1, i, j])
-                        sims = self._simulate(rows, local, rng)
+                        sims = self._simulate(rows, local, rng, rows_alive)
                         low, high = predictive_interval(sims, self.interval)
                         pred_lower[sl] += np.bincount(local, low, minlength=stop - start)
                         pred_upper[sl] += np.bincount(local, high, minlength=stop - start)

@@ -336,7 +336,8 @@ class PipelineSettings:
         Model pairs, each model a registry name, a class or an object. Default: the
         family, :func:`clvmodels.evaluation.family_models` by name
         (``"BetaGeo + GammaGamma"``, ``"BetaGeoCNBD + GammaGamma"``,
-        ``"ModifiedBetaGeo + GammaGamma"``, ``"ParetoNBD + GammaGamma"``). Several
+        ``"ModifiedBetaGeo + GammaGamma"``, ``"ModifiedBetaGeoCNBD + GammaGamma"``,
+        ``"ParetoNBD + GammaGamma"``). Several
         pairs are compared on the holdout (``calibration_end``).
     forecast_model : str, optional
         The name of the pair that forecasts CLV. Default: with ``calibration_end`` and
@@ -376,7 +377,7 @@ class PipelineSettings:
     >>> settings = PipelineSettings(load_cdnow(), "customer_id", "date", "amount")
     >>> list(settings.models)  # doctest: +NORMALIZE_WHITESPACE
     ['BetaGeo + GammaGamma', 'BetaGeoCNBD + GammaGamma', 'ModifiedBetaGeo + GammaGamma',
-     'ParetoNBD + GammaGamma']
+     'ModifiedBetaGeoCNBD + GammaGamma', 'ParetoNBD + GammaGamma']
     >>> settings.models["ParetoNBD + GammaGamma"], settings.forecast_name
     (('ParetoNBD', 'GammaGamma'), 'BetaGeo + GammaGamma')
     >>> settings.calendar.describe()
@@ -771,7 +772,7 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
     ...     observation_end="1998-06-30", n_draws=50, segments=False)
     >>> result = run_pipeline(settings, progressbar=False)
     >>> result.comparison["purchases_actual"].tolist()  # the family and its model average
-    [1882.0, 1882.0, 1882.0, 1882.0, 1882.0]
+    [1882.0, 1882.0, 1882.0, 1882.0, 1882.0, 1882.0]
     >>> result.forecast_name, result.segmentation is None
     ('ModifiedBetaGeo + GammaGamma', True)
     >>> list(result.timings)  # doctest: +NORMALIZE_WHITESPACE

@@ -291,7 +291,7 @@ def default_models(
     --------
     >>> list(default_models())  # doctest: +NORMALIZE_WHITESPACE
     ['BetaGeo + GammaGamma', 'BetaGeoCNBD + GammaGamma', 'ModifiedBetaGeo + GammaGamma',
-     'ParetoNBD + GammaGamma']
+     'ModifiedBetaGeoCNBD + GammaGamma', 'ParetoNBD + GammaGamma']
     >>> list(default_models(bayesian=True))[-1]
     'HierarchicalBetaGeo + HierarchicalGammaGamma'
     """

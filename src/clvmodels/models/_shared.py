@@ -7,6 +7,7 @@ model-independent plumbing that BG/NBD, Pareto/NBD and their relatives use alike
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,40 @@ import pandas as pd
 
 from clvmodels.models.base import SimulatedPurchases
 
-__all__ = ["check_horizon", "n_draws", "purchase_times", "shaped"]
+__all__ = [
+    "alive_probabilities",
+    "at_pairs",
+    "check_horizon",
+    "n_draws",
+    "purchase_times",
+    "shaped",
+]
+
+
+def at_pairs(values: Any, pairs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Entries at flat (draw, row) positions ``pairs`` of an array that broadcasts to
+    ``shape = (n_draws, n_rows)``: a scalar, one value per row ``(n_rows,)``, per draw
+    ``(n_draws, 1)``, or per draw and row. Nothing is broadcast to the full shape.
+
+    Examples
+    --------
+    >>> pairs = np.array([1, 4])  # (draw 0, row 1) and (draw 1, row 1) of shape (2, 3)
+    >>> at_pairs(np.array([[10.0], [20.0]]), pairs, (2, 3)).tolist()
+    [10.0, 20.0]
+    >>> at_pairs(np.array([1.0, 2.0, 3.0]), pairs, (2, 3)).tolist()
+    [2.0, 2.0]
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size == 1:
+        return np.full(pairs.shape, values.item())
+    if values.shape == shape:
+        return values.reshape(-1)[pairs]
+    matrix = values.reshape((1,) * (2 - values.ndim) + values.shape)
+    if matrix.shape == (1, shape[1]):
+        return matrix[0][pairs % shape[1]]
+    if matrix.shape == (shape[0], 1):
+        return matrix[:, 0][pairs // shape[1]]
+    raise ValueError(f"values of shape {values.shape} do not broadcast to {shape}")
 
 
 def check_horizon(t: Any) -> np.ndarray:
@@ -23,6 +57,28 @@ def check_horizon(t: Any) -> np.ndarray:
     if np.any(~np.isfinite(t_arr)) or np.any(t_arr < 0):
         raise ValueError(f"t must be finite and non-negative, got {t!r}")
     return t_arr
+
+
+def alive_probabilities(
+    given: Any, shape: tuple[int, int], compute: Callable[[], Any]
+) -> np.ndarray:
+    """P(alive) for ``simulate_purchases``: the caller's ``given`` values, checked against
+    ``shape`` (draws, rows), or ``compute()`` where none are given.
+
+    Examples
+    --------
+    >>> alive_probabilities([[0.5, 1.0]], (1, 2), compute=lambda: None).tolist()
+    [[0.5, 1.0]]
+    """
+    if given is None:
+        return np.asarray(compute(), dtype=float)
+    values = np.asarray(given, dtype=float)
+    if values.shape != shape:
+        raise ValueError(
+            f"probability_alive must have one value per draw and row, shape {shape}, "
+            f"got {values.shape}"
+        )
+    return values
 
 
 def n_draws(draws: pd.DataFrame) -> int:
@@ -87,9 +143,9 @@ def purchase_times(
         position = start[owner_local] + (rank + 1) * k - phase_b[owner_local] - 1
         earlier = arrivals[position]
     times = np.concatenate([last, earlier])
-    owner = np.concatenate([buyers, buyers[owner_local]]).astype(np.int64)
+    owner = np.concatenate([buyers, buyers[owner_local]]).astype(np.int64, copy=False)
     # Uniform draws can be exactly 0; a purchase happens after the end of observation.
-    times = np.maximum(times, np.finfo(float).tiny)
+    np.maximum(times, np.finfo(float).tiny, out=times)
     window = np.asarray(horizon, dtype=float)
-    times = times * (window.ravel()[owner] if window.ndim else window)
+    times *= window.ravel()[owner] if window.ndim else window
     return SimulatedPurchases(owner=owner, time=times, shape=shape)

@@ -50,6 +50,10 @@ Transaction models (:class:`TransactionModel`)
     ``P(X(t) = n)`` of a customer just acquired, likewise.
 ``simulate_purchases(t, data, *, draws, random_state=None) -> SimulatedPurchases``
     One simulated future per draw and row: the times of the purchases in ``(0, t]``.
+    Optional speed-up: a model whose simulator starts from P(alive) may accept
+    ``probability_alive=None``, an array ``(n_draws, n_rows)`` of its own
+    ``probability_alive(data, draws=draws)``; CLV passes the values it has computed
+    already instead of letting the model compute them again.
 ``alive_future_columns``
     Optional speed-up (None if not offered): the columns on which a customer's
     expected future purchases *given that it is alive* depend. For BG/NBD-type models
@@ -93,6 +97,7 @@ __all__ = [
     "load",
     "register_model_factory",
     "registered_models",
+    "takes_keyword",
     "write_model_file",
 ]
 
@@ -263,6 +268,21 @@ def accepted_fit_options(fit: Callable[..., Any], options: Mapping[str, Any]) ->
             and "random_seed" in accepted and "random_seed" not in options):
         out["random_seed"] = options["random_state"]
     return out
+
+
+def takes_keyword(method: Callable[..., Any], name: str) -> bool:
+    """Whether ``method`` accepts the keyword argument ``name`` (or any, via ``**kwargs``).
+
+    Examples
+    --------
+    >>> def simulate(t, data, *, draws, probability_alive=None): ...
+    >>> takes_keyword(simulate, "probability_alive"), takes_keyword(simulate, "k")
+    (True, False)
+    """
+    parameters = inspect.signature(method).parameters
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def register_model_factory(factory: Callable[[str], Any]) -> None:

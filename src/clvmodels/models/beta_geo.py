@@ -30,6 +30,8 @@ from clvmodels.models._beta_geo_family import (
     xbg_probability_alive,
 )
 from clvmodels.models._beta_geo_family import purchases_while_alive as _purchases_while_alive
+from clvmodels.models._shared import alive_probabilities
+from clvmodels.models._shared import at_pairs as _at_pairs
 from clvmodels.models._shared import check_horizon as _check_horizon
 from clvmodels.models._shared import n_draws as _n_draws
 from clvmodels.models._shared import purchase_times as _purchase_times
@@ -307,6 +309,7 @@ class BetaGeoPredictions:
         *,
         draws: pd.DataFrame | None,
         random_state: Any = None,
+        probability_alive: np.ndarray | None = None,
     ) -> SimulatedPurchases:
         """One simulated future per parameter draw and customer over the next ``t``.
 
@@ -315,7 +318,8 @@ class BetaGeoPredictions:
         posteriors ``lambda ~ Gamma(r + x, rate alpha + T)`` and ``p ~ Beta(a, b + x)``.
         It then buys at Poisson times and drops out after each purchase with
         probability ``p``: ``K = min(N, D)`` purchases, ``N ~ Poisson(lambda t)``,
-        ``D ~ Geometric(p)``. The time of the ``K``-th of ``N`` uniform arrivals is
+        ``D ~ Geometric(p)`` (drawn only where ``N > 0``: elsewhere ``K = 0`` whether
+        alive or not). The time of the ``K``-th of ``N`` uniform arrivals is
         ``t Beta(K, N - K + 1)`` and the first ``K - 1`` are uniform below it, so the
         cost follows the number of purchases, not of arrivals.
 
@@ -328,6 +332,9 @@ class BetaGeoPredictions:
         draws : DataFrame or None
             From ``param_draws``; None simulates one future at the point estimate.
         random_state : int or numpy Generator, optional
+        probability_alive : array (n_draws, n_rows), optional
+            This model's ``probability_alive(data, draws=draws)`` where the caller has
+            it already (CLV does); computed here otherwise.
 
         Examples
         --------
@@ -346,20 +353,30 @@ class BetaGeoPredictions:
         params = self._params_for(data, draws)
         arrays = _summary_arrays(data)
         x, T = arrays["frequency"], arrays["T"]
-        p_alive = np.asarray(self._probability_alive_given(params, data))
         n_draws = 1 if draws is None else _n_draws(draws)
         shape = (n_draws, len(data))
+        p_alive = alive_probabilities(
+            probability_alive, shape, lambda: self._probability_alive_given(params, data)
+        )
 
         def full(v: Any) -> np.ndarray:
             return np.broadcast_to(np.asarray(v, dtype=float), shape)
 
-        alive = rng.random(shape) < full(p_alive)
         lam = rng.gamma(full(params["r"] + x)) / full(params["alpha"] + T)
-        # Beta draws with a small first shape can underflow to 0; Geometric needs p > 0.
-        a_post, b_post = self._alive_dropout_shapes(params, x)
-        p_drop = np.clip(rng.beta(full(a_post), full(b_post)), 1e-12, 1.0)
         n_arrivals = rng.poisson(lam * horizon)
-        n_kept = np.where(alive, np.minimum(n_arrivals, rng.geometric(p_drop)), 0)
+        # K = 0 wherever N = 0: only the pairs with an arrival (a third or less,
+        # typically) need their alive state and dropout drawn.
+        pair = np.flatnonzero(n_arrivals)
+        alive = rng.random(pair.size) < _at_pairs(p_alive, pair, shape)
+        a_post, b_post = self._alive_dropout_shapes(
+            {k: _at_pairs(v, pair, shape) for k, v in params.items()}, x[pair % shape[1]]
+        )
+        # Beta draws with a small first shape can underflow to 0; Geometric needs p > 0.
+        p_drop = np.clip(rng.beta(a_post, b_post), 1e-12, 1.0)
+        n_kept = np.zeros(shape, dtype=np.int64)
+        n_kept.reshape(-1)[pair] = np.where(
+            alive, np.minimum(n_arrivals.reshape(-1)[pair], rng.geometric(p_drop)), 0
+        )
         return _purchase_times(rng, n_kept, n_arrivals, horizon, shape)
 
     def _new_customer_params(

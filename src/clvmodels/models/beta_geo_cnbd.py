@@ -58,6 +58,7 @@ from clvmodels.models._beta_geo_family import (
     xbg_probability_alive,
     xbg_probability_of_purchases,
 )
+from clvmodels.models._shared import alive_probabilities, n_draws
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.beta_geo import (
     BetaGeoPredictions,
@@ -953,6 +954,7 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         *,
         draws: pd.DataFrame | None,
         random_state: Any = None,
+        probability_alive: np.ndarray | None = None,
     ) -> SimulatedPurchases:
         """One simulated future per parameter draw and customer over the next ``t``.
 
@@ -975,7 +977,10 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         """
         k = self._shape()["k"]
         if k == 1:
-            return super().simulate_purchases(t, data, draws=draws, random_state=random_state)
+            return super().simulate_purchases(
+                t, data, draws=draws, random_state=random_state,
+                probability_alive=probability_alive,
+            )
         horizon = float(np.asarray(t, dtype=float))
         if not (math.isfinite(horizon) and horizon >= 0):
             raise ValueError(f"t must be finite and non-negative, got {t!r}")
@@ -984,11 +989,10 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         params = self._params_for(data, draws)
         history = _history(data)
         x, t_x, T = history["frequency"], history["recency"], history["T"]
-        p_alive = np.asarray(self._probability_alive_given(params, data))
-        n_draws = 1 if draws is None else (
-            int(draws["draw"].nunique()) if "draw" in draws.columns else len(draws)
+        shape = (1 if draws is None else n_draws(draws), len(data))
+        p_alive = alive_probabilities(
+            probability_alive, shape, lambda: self._probability_alive_given(params, data)
         )
-        shape = (n_draws, len(data))
 
         def full(v: Any) -> np.ndarray:
             return np.broadcast_to(np.asarray(v, dtype=float), shape)

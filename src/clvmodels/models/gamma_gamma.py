@@ -23,6 +23,7 @@ from scipy.special import digamma, gammaln
 
 from clvmodels.data import validate_summary
 from clvmodels.errors import DataValidationError, ModelFileError
+from clvmodels.models._shared import at_pairs
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.covariates import CovariateEffects
 from clvmodels.models.mle import MaximumLikelihoodModel
@@ -280,12 +281,12 @@ class GammaGammaPredictions:
         rng = np.random.default_rng(random_state)
         params = self._params_for(data, draws)
         pairs, slot = purchases.buyers()
-        draw_of, row_of = np.divmod(pairs, purchases.shape[1])
+        row_of = pairs % purchases.shape[1]
         x, m = usable_spend_history(
             data["frequency"].to_numpy(dtype=float)[row_of],
             data["monetary_value"].to_numpy(dtype=float)[row_of],
         )
-        p, q, gamma = (_at(params[k], draw_of, row_of) for k in ("p", "q", "gamma"))
+        p, q, gamma = (at_pairs(params[k], pairs, purchases.shape) for k in ("p", "q", "gamma"))
         nu = rng.gamma(p * x + q) / (gamma + x * m)
         return rng.gamma(p[slot]) / nu[slot]
 
@@ -297,17 +298,6 @@ class GammaGammaPredictions:
             frequency=data["frequency"].to_numpy(dtype=float),
             monetary_value=data["monetary_value"].to_numpy(dtype=float),
         )
-
-
-def _at(values: np.ndarray, draw: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """Entries of a parameter that is a scalar, per row ``(n,)``, per draw ``(d, 1)`` or
-    per draw and row ``(d, n)``, at the given (draw, row) pairs."""
-    values = np.asarray(values, dtype=float)
-    if values.ndim == 0:
-        return np.full(draw.shape, float(values))
-    if values.ndim == 1:
-        return values[row]
-    return values[draw, np.minimum(row, values.shape[1] - 1)]
 
 
 class GammaGamma(GammaGammaPredictions, MaximumLikelihoodModel):

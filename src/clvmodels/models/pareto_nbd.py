@@ -60,7 +60,13 @@ from scipy.special import digamma, expit, exprel, gammaln, logsumexp, roots_lege
 from clvmodels.data import column_arrays, compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError
 from clvmodels.models._hypergeometric import hyp_series_value
-from clvmodels.models._shared import check_horizon, n_draws, purchase_times, shaped
+from clvmodels.models._shared import (
+    alive_probabilities,
+    check_horizon,
+    n_draws,
+    purchase_times,
+    shaped,
+)
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.beta_geo import BetaGeoPredictions
 from clvmodels.models.covariates import CovariateEffects
@@ -962,6 +968,7 @@ class ParetoNBDPredictions(BetaGeoPredictions):
         *,
         draws: pd.DataFrame | None,
         random_state: Any = None,
+        probability_alive: np.ndarray | None = None,
     ) -> SimulatedPurchases:
         """One simulated future per parameter draw and customer over the next ``t``.
 
@@ -980,6 +987,9 @@ class ParetoNBDPredictions(BetaGeoPredictions):
         draws : DataFrame or None
             From ``param_draws``; None simulates one future at the point estimate.
         random_state : int or numpy Generator, optional
+        probability_alive : array (n_draws, n_rows), optional
+            This model's ``probability_alive(data, draws=draws)`` where the caller has
+            it already (CLV does); computed here otherwise.
 
         Examples
         --------
@@ -998,8 +1008,10 @@ class ParetoNBDPredictions(BetaGeoPredictions):
         params = self._params_for(data, draws)
         arrays = _summary_arrays(data)
         x, T = arrays["frequency"], arrays["T"]
-        p_alive = np.asarray(self._probability_alive_given(params, data))
         shape = (1 if draws is None else n_draws(draws), len(data))
+        p_alive = alive_probabilities(
+            probability_alive, shape, lambda: self._probability_alive_given(params, data)
+        )
 
         def full(v: Any) -> np.ndarray:
             return np.broadcast_to(np.asarray(v, dtype=float), shape)
