@@ -260,6 +260,41 @@ def test_models_with_groups_or_posteriors_are_refused_by_name():
     with pytest.raises(ValueError, match="group_col"):
         simulated_shock_effects(grouped, split, CommonShocks.fixed(0.1), np.array([4.0]),
                                 np.ones(1))  # fmt: skip
+def test_a_bayesian_fit_is_measured_against_its_maximum_likelihood_version():
+    # A grouped Bayesian BG/NBD: its shocks are those of the pooled BG/NBD on the same
+    # calibration log, and they widen its own forecast's total (level-only).
+    from clvmodels import HierarchicalBetaGeo
+
+    log = load_cdnow()
+    split = calibration_holdout_split(log, "customer_id", "date", "amount",
+                                      calibration_end="1997-09-30")
+    first = log.groupby("customer_id")["date"].min()
+    split["cohort"] = first.dt.strftime("%b").reindex(split.index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a short run: low ESS
+        model = HierarchicalBetaGeo(group_col="cohort").fit(
+            split, draws=40, tune=40, chains=1, random_state=0, progressbar=False
+        )
+    settings = {"calibration_end": "1997-09-30", "n_simulations": 40, "n_backtests": 1}
+    shocks = estimate_common_shocks(model, log, "customer_id", "date", random_state=3,
+                                    **settings)
+    reference = estimate_common_shocks(BetaGeo().fit(split), log, "customer_id", "date",
+                                       random_state=3, **settings)
+    assert shocks.settings["model"] == "BetaGeo"
+    np.testing.assert_allclose(shocks.posterior, reference.posterior, rtol=1e-6, atol=1e-12)
+    pd.testing.assert_frame_equal(shocks.summary(), reference.summary(), rtol=1e-6)
+    forecast = customer_lifetime_value(model, GammaGamma().fit(split), split, horizon=39,
+                                       period="W", discount_rate=0, n_draws=200,
+                                       predictive=True, random_state=0)
+    plain, wide = forecast.total(), shocked_total(forecast, split, shocks, random_state=0)
+    assert wide["clv"] == plain["clv"]
+    assert (wide["clv_pred_upper"] - wide["clv_pred_lower"]
+            > 1.2 * (plain["clv_pred_upper"] - plain["clv_pred_lower"]))
+    # Refits on simulated shocked cohorts need a maximum-likelihood model.
+    with pytest.raises(ValueError, match=r"group_col.*n_refits=0"):
+        shocked_total(forecast, split, shocks, n_refits=20)
+
+
 def test_bad_input_is_refused_by_name():
     log = load_cdnow()
     with pytest.raises(ValueError, match="not fitted"):

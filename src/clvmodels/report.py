@@ -874,8 +874,6 @@ def _estimate_shocks(ctx: _Context, model: Any, end: Any) -> tuple[Any, str]:
     """Common shocks of ``model`` on the log up to ``end``, or None and why not."""
     from clvmodels.shocks import estimate_common_shocks
 
-    if _is_bayesian(model):
-        return None, "not estimated for Bayesian models (the backtests refit the model)"
     s = ctx.result.settings
     try:
         shocks = estimate_common_shocks(
@@ -885,11 +883,13 @@ def _estimate_shocks(ctx: _Context, model: Any, end: Any) -> tuple[Any, str]:
     except ValueError as err:
         return None, f"not estimated: {err}"
     table = shocks.summary()
+    measured = shocks.settings.get("model", type(model).__name__)
+    against = "" if measured == type(model).__name__ else f", measured against {measured}"
     return shocks, (
         f"per-{unit_name(shocks.time_unit, plural=False)} shock sd "
         f"{table.loc['sigma', 'mean']:.2f}, lag-one correlation {table.loc['phi', 'mean']:.2f}, "
         f"level error sd {table.loc['tau', 'mean']:.3f}: posterior means, "
-        f"{len(shocks.backtests)} backtests"
+        f"{len(shocks.backtests)} backtests{against}"
     )
 
 

@@ -108,9 +108,18 @@ show (a drift that starts after the cut is outside the model, and outside the
 interval unless earlier backtests showed drifts of that size). The posterior of
 ``phi`` is wide on a few dozen steps and its mean lies below a high true persistence
 (0.58 on average for a true 0.7 over 39 weekly steps); drawing every replicate's
-``(sigma, phi)`` from it carries that uncertainty into the interval. Models with groups
-(``group_col``) and models without a point estimate to simulate from (Bayesian fits) are
-not supported: the estimator and the refits need one population's point estimate.
+``(sigma, phi)`` from it carries that uncertainty into the interval.
+
+*Bayesian and grouped models.* The estimator simulates cohorts from one point estimate
+and refits the model at every backtest cut, which MCMC would make hours long. For a
+Bayesian fit (pooled or with groups) :func:`estimate_common_shocks` measures the
+shocks against the model's maximum-likelihood version
+(``model.maximum_likelihood_model()``: the same declaration and settings, one
+population) fitted on the calibration log: the shocks belong to the calendar, which
+both models see alike. :func:`shocked_total` then applies them to the Bayesian
+forecast's own draws with the level-only multipliers (``n_refits=0``); the refits of
+``n_refits > 0`` need a maximum-likelihood model, as do models with covariates that a
+summary of the log does not hold.
 """
 
 from __future__ import annotations
@@ -125,9 +134,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._summary_options import summary_options_for
 from clvmodels.backtest import backtest_cuts, backtest_purchases
 from clvmodels.clv import CLVForecast, interval_probabilities
-from clvmodels.data import compress, validate_summary
+from clvmodels.data import compress, rfm_summary, validate_summary
 from clvmodels.errors import ConvergenceError
 from clvmodels.evaluation import expected_cumulative_purchases
 from clvmodels.models.base import TransactionModel
@@ -436,15 +446,44 @@ def _check_supported(model: Any) -> None:
     """Refuse, by name, the models whose point estimate the shocks cannot simulate."""
     if getattr(model, "group_col", None):
         raise ValueError(
-            "common shocks: models with groups (group_col) are not supported; "
-            "fit a model of the whole population to estimate and apply the shocks"
+            "common shocks: models with groups (group_col) cannot be simulated from one "
+            "point estimate; estimate the shocks with estimate_common_shocks (which fits "
+            "the model's maximum-likelihood version to the whole population) and apply "
+            "them with n_refits=0"
         )
     if getattr(model, "idata_", None) is not None:
         raise ValueError(
-            f"common shocks: {type(model).__name__} is a Bayesian fit, which the shocks' "
-            "backtests and refits would rerun by MCMC hundreds of times; estimate and "
-            "apply them with the maximum-likelihood version of the model"
+            f"common shocks: {type(model).__name__} is a Bayesian fit, which refits "
+            "would rerun by MCMC hundreds of times; estimate the shocks with "
+            "estimate_common_shocks (which fits the model's maximum-likelihood version) and "
+            "apply them with n_refits=0"
         )
+
+
+def _population_model(
+    model: Any, frame: pd.DataFrame, customer_col: str, date_col: str, end: pd.Timestamp
+) -> Any:
+    """The model the shocks are measured against: ``model`` itself, or, for a Bayesian
+    or grouped fit, its maximum-likelihood version (``maximum_likelihood_model()``)
+    fitted to the whole population on the calibration log."""
+    if getattr(model, "idata_", None) is None and not getattr(model, "group_col", None):
+        return model
+    make = getattr(model, "maximum_likelihood_model", None)
+    if make is None:
+        _check_supported(model)
+    stand_in = make()
+    summary = rfm_summary(
+        frame, customer_col, date_col, observation_end=end, time_unit=model.time_unit_,
+        **summary_options_for(stand_in.data_columns),
+    )  # fmt: skip
+    missing = [c for c in stand_in.data_columns if c not in summary.columns]
+    if missing:
+        raise ValueError(
+            f"common shocks: {type(stand_in).__name__}, the maximum-likelihood version of "
+            f"{type(model).__name__}, reads {missing}, which a summary of the log lacks; "
+            "estimate the shocks with that model fitted on a summary that has them"
+        )
+    return stand_in.fit(summary)
 
 
 def _point_draws(model: Any, n: int) -> pd.DataFrame:
@@ -554,8 +593,9 @@ def estimate_common_shocks(
     Parameters
     ----------
     transaction_model : TransactionModel
-        Fitted on the calibration summary of ``transactions`` (one population, no
-        ``group_col``).
+        Fitted on the calibration summary of ``transactions``. A Bayesian fit (with or
+        without ``group_col``) is measured through its maximum-likelihood version fitted
+        to the whole population (see the module notes).
     transactions : DataFrame
         The transaction log; transactions after ``calibration_end`` are ignored.
     customer_col, date_col : str
@@ -605,7 +645,6 @@ def estimate_common_shocks(
     model = transaction_model
     if not getattr(model, "is_fitted", False):
         raise ValueError("estimate_common_shocks: the transaction model is not fitted")
-    _check_supported(model)
     unit = model.time_unit_
     if unit is None:
         raise ValueError("estimate_common_shocks: the model records no time unit (time_unit_)")
@@ -621,6 +660,7 @@ def estimate_common_shocks(
     window = dates <= end
     frame, dates = frame.loc[window], dates[window]
     start = dates.min()
+    model = _population_model(model, frame, customer_col, date_col, end)
     track = expected_cumulative_purchases(
         model, frame, customer_col, date_col, end=end, calibration_end=end, step=float(step)
     )
@@ -739,6 +779,7 @@ def estimate_common_shocks(
         tracking=tracking,
         backtests=backtests,
         settings={
+            "model": type(model).__name__,
             "calibration_end": end.date().isoformat(),
             "start": start.date().isoformat(),
             "n_steps": n_steps,

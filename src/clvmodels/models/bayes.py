@@ -1400,6 +1400,23 @@ class BayesianModel(BaseModel, register=False):
         )
         return table
 
+    def maximum_likelihood_model(self) -> MaximumLikelihoodModel:
+        """An unfitted maximum-likelihood model of the same declaration, settings (those
+        the fit held, e.g. BG/CNBD-k's ``k``) and covariates, of the whole population
+        (no groups).
+
+        It stands in for this model where a step refits a model many times, which MCMC
+        would make hours long: :func:`clvmodels.shocks.estimate_common_shocks` estimates
+        the shocks common to all customers against it.
+
+        Examples
+        --------
+        >>> from clvmodels import HierarchicalBetaGeo
+        >>> type(HierarchicalBetaGeo(group_col="cohort").maximum_likelihood_model()).__name__
+        'BetaGeo'
+        """
+        return self._mle_class(**self._mle_settings())
+
     def param_draws(self, n: int, random_state: Any = None) -> pd.DataFrame:
         """``n`` draws from the posterior.
 
