@@ -686,15 +686,17 @@ class CLVScorer:
         rows: pd.DataFrame,
         local: np.ndarray,
         rng: np.random.Generator,
-        probability_alive: np.ndarray | None = None,
+        alive: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Simulated realised values (n_draws, len(local)) of customers at ``rows``
-        positions ``local``, one future per parameter draw. ``probability_alive``
-        (n_draws, len(rows)), when known, is handed to a model that takes it."""
+        positions ``local``, one future per parameter draw. ``alive``, when known, holds
+        P(alive) per draw of the block's distinct transaction rows and the position of
+        each of ``rows`` among them; a model that takes them gets them."""
         frame = rows.iloc[local].reset_index(drop=True)
         known = {}
-        if probability_alive is not None and self._simulation_takes_alive:
-            known["probability_alive"] = probability_alive[:, local]
+        if alive is not None and self._simulation_takes_alive:
+            values, position = alive
+            known["probability_alive"] = values[:, position[local]]
         purchases = self.transaction_model.simulate_purchases(
             t=float(self.period_ends[-1]),
             data=frame,
@@ -800,11 +802,11 @@ class CLVScorer:
                     draws[:, customers] = drawn.clv[:, layout.row_of_customer[customers] - start]
                 if self.predictive:
                     rows = layout.rows.iloc[start:stop]
-                    rows_alive = drawn.probability_alive[:, drawn.tx_local]
+                    alive = (drawn.probability_alive, drawn.tx_local)
                     for j, piece in enumerate(self._pieces(customers)):
                         local = layout.row_of_customer[piece] - start
                         rng = np.random.default_rng([*seed_words, 1, i, j])
-                        sims = self._simulate(rows, local, rng, rows_alive)
+                        sims = self._simulate(rows, local, rng, alive)
                         low, high = predictive_interval(sims, self.interval)
                         pred_lower[sl] += np.bincount(local, low, minlength=stop - start)
                         pred_upper[sl] += np.bincount(local, high, minlength=stop - start)

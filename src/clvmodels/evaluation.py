@@ -1891,8 +1891,9 @@ def _verdict(comparison: pd.DataFrame, measure: str) -> str:
         )
     # A model whose every customer's error is the best's (the BG/CNBD-k at k = 1 is the
     # BG/NBD) is named beside it; the runner-up is the best of the others.
-    diffs = pairs[[f"{measure}_loss_diff{end}" for end in ("", "_lower", "_upper")]]
-    same = [str(n) for n in pairs.index if n != best and (diffs.loc[n] == 0).all()]
+    diffs = pairs[[f"{measure}_loss_diff{end}" for end in ("", "_lower", "_upper")]].abs()
+    tiny = 1e-9 * (1.0 + float(np.nanmax(diffs.to_numpy())))  # rounding, not a difference
+    same = [str(n) for n in pairs.index if n != best and (diffs.loc[n] <= tiny).all()]
     ranks = pairs[f"{measure}_rank"].drop(index=[best, *same])
     if ranks.empty:
         ranks, same = pairs[f"{measure}_rank"].drop(index=best), []
