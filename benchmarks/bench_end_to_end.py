@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         n_draws=args.draws,
         random_state=args.seed,
         progressbar=False,
+        tier_histogram=True,  # the tiers follow: they then need one pass over the draws
     )
     lap("clv", t0)
 

@@ -101,6 +101,43 @@ def test_histogram_boundaries_give_the_same_probabilities_as_exact_ones(forecast
     )
 
 
+def test_a_forecast_that_kept_the_tier_histogram_segments_in_one_pass(
+    cdnow_summary, forecast, segmentation
+):
+    # customer_lifetime_value(..., tier_histogram=True) fills the per-draw histogram of
+    # expected CLVs as it goes: `segment` then reads the draws once (not twice) and
+    # finds the same tiers, probabilities and tier totals, exactly.
+    bg, gg = forecast.scorer.transaction_model, forecast.scorer.spend_model
+    kept = customer_lifetime_value(bg, gg, cdnow_summary, n_draws=300, random_state=3,
+                                   tier_histogram=True)
+    pd.testing.assert_frame_equal(kept.table, forecast.table)
+    grid, hist = kept.expected_histogram
+    assert hist.shape == (300, grid.n_bins)
+    np.testing.assert_allclose(hist.sum(axis=1), len(cdnow_summary))
+    assert forecast.expected_histogram is None
+
+    def counting(fc):
+        passes = []
+        iter_row_draws = fc.iter_row_draws
+
+        def counted():
+            passes.append(1)
+            return iter_row_draws()
+
+        fc.iter_row_draws = counted
+        return passes
+
+    for fc, n_passes in [(kept, 1), (copy.copy(forecast), 2)]:
+        passes = counting(fc)
+        streamed = segment(fc, exact_limit=0)
+        assert len(passes) == n_passes
+        assert streamed.settings["boundaries"] == "histogram"
+        pd.testing.assert_frame_equal(streamed.customers, segmentation.customers)
+        pd.testing.assert_frame_equal(streamed.tiers, segmentation.tiers, rtol=1e-12)
+    with pytest.raises(ValueError, match="tier_histogram must be True or False"):
+        customer_lifetime_value(bg, gg, cdnow_summary, n_draws=10, tier_histogram="yes")
+
+
 def test_value_thresholds_are_fixed_in_every_draw(forecast, all_draws):
     thresholds = [("big", 100.0), ("mid", 20.0), ("small", 0.0)]
     seg = segment(forecast, thresholds=thresholds)

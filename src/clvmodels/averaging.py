@@ -415,6 +415,7 @@ class AveragedForecast(CLVForecast):
         self.model_of_draw = model_of_draw
         self.scorer = None
         self.realised_histogram = None
+        self.expected_histogram = None
         self._level = float(interval)
         self._draws = {"expected": expected_draws, "predictive": predictive_draws}
         self.settings = {

@@ -879,6 +879,7 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
                 tx, spend, summary, horizon=s.horizon, period=s.period,
                 discount_rate=s.discount_rate, interval=s.interval, n_draws=s.n_draws,
                 predictive=s.predictive, random_state=s.random_state, progressbar=progressbar,
+                tier_histogram=bool(s.segments) and n == name,  # tiers follow: one pass
             )
             for n, (tx, spend) in pairs.items()
         }

@@ -302,7 +302,8 @@ def _drawn_tier_shares(
     must then keep zeros in a bin of their own (``zero_bin``).
 
     ``histogram`` (draws x ``grid.n_bins``), when given, is the first pass's histogram
-    already filled: the histogram route then makes one pass instead of two.
+    already filled: the histogram route then makes one pass instead of two (and
+    ``on_values`` sees the blocks of that pass).
     """
     n_units = weights.size
     fixed = cuts is None
@@ -310,8 +311,8 @@ def _drawn_tier_shares(
     cached = np.empty((n_draws, n_units)) if exact else None
     unit_tier = np.empty(n_units, dtype=np.int8)
     hist = np.zeros((n_draws, grid.n_bins)) if not (fixed or exact) else None
-    first_pass = on_values is not None or hist is None or histogram is None
-    if hist is not None and histogram is not None:
+    first_pass = hist is None or histogram is None
+    if not first_pass:
         hist = histogram
     same = np.zeros(n_units)  # draws agreeing with the point tier
     top = np.zeros(n_units)  # draws in the top tier
@@ -358,6 +359,8 @@ def _drawn_tier_shares(
         pending = _PendingCells()
         for units, w, values, tier in passes():
             unit_tier[units] = tier
+            if on_values is not None and not first_pass:
+                on_values(units, w, values)
             bins = grid.bins(values)
             drawn_tier = np.zeros(bins.shape, dtype=np.int8)
             cells = []
@@ -612,8 +615,14 @@ def segment(
         tier_totals += values @ (w[:, None] * one_hot[rows])
 
     realised = forecast.predictive_totals is not None
-    grid = None if cuts is None else _grid_around(point_bounds, _SPAN)
-    n_passes = 2 if grid is not None and n_rows * n_draws > exact_limit else 1
+    grid = histogram = None
+    if cuts is not None and forecast.expected_histogram is not None:
+        # Filled while the forecast computed these values: one pass fewer here.
+        grid, histogram = forecast.expected_histogram
+    elif cuts is not None:
+        grid = _grid_around(point_bounds, _SPAN)
+    big = grid is not None and n_rows * n_draws > exact_limit
+    n_passes = 2 if big and histogram is None else 1
     n_realised_passes = 0
     if realised:
         n_customers = len(row_of_customer)
@@ -624,7 +633,7 @@ def segment(
     with progress_bar(steps, "segments", enabled=show) as bar:
         same, top, method = _drawn_tier_shares(
             expected_passes, weights, n_draws, cuts, bounds, grid, exact_limit,
-            bar.advance, on_values=add_tier_totals,
+            bar.advance, on_values=add_tier_totals, histogram=histogram,
         )  # fmt: skip
         if realised:
             same_real, top_real = _realised_tier_shares(
