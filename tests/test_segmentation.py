@@ -134,6 +134,13 @@ def test_a_forecast_that_kept_the_tier_histogram_segments_in_one_pass(
         assert streamed.settings["boundaries"] == "histogram"
         pd.testing.assert_frame_equal(streamed.customers, segmentation.customers)
         pd.testing.assert_frame_equal(streamed.tiers, segmentation.tiers, rtol=1e-12)
+    # A tier of the top 0.02% has its boundary beyond the kept bins: two passes, on bins
+    # of its own, and the same tiers.
+    rare = [("top", 0.0002), ("rest", 0.9998)]
+    passes = counting(kept)
+    pd.testing.assert_frame_equal(segment(kept, rare, exact_limit=0).customers,
+                                  segment(forecast, rare).customers)
+    assert len(passes) == 2
     with pytest.raises(ValueError, match="tier_histogram must be True or False"):
         customer_lifetime_value(bg, gg, cdnow_summary, n_draws=10, tier_histogram="yes")
 

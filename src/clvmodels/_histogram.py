@@ -57,6 +57,20 @@ class LogGrid:
     def n_bins(self) -> int:
         return self.n + 2 + int(self.zero_bin)
 
+    def covers(self, low: float, high: float) -> bool:
+        """Whether ``[low, high]`` lies inside the grid's bins (not in its end bins).
+
+        Examples
+        --------
+        >>> grid = LogGrid.spanning(1.0, 100.0)
+        >>> grid.covers(2.0, 50.0), grid.covers(0.5, 50.0)
+        (True, False)
+        """
+        return bool(
+            low > 0 and math.log(low) >= self.log_low
+            and math.log(high) <= self.log_low + self.n * self.step
+        )
+
     def bins(self, values: np.ndarray) -> np.ndarray:
         """The bin of each value; zeros, negative values and NaN (never expected) go to
         bin 0."""

@@ -869,19 +869,21 @@ class CLVScorer:
 
     def _expected_grid(self, layout: _Layout) -> LogGrid:
         """Bins for the per-draw histogram of expected CLVs: from a sixteenth of the
-        smallest positive point CLV to 16 times the largest (draws move a customer's
-        value far less; tier boundaries lie inside), at most 8,000 bins."""
+        0.1% quantile of the point values (expected purchases over the horizon times
+        spend) to 16 times their 99.9% quantile, at most 8,000 bins. Rank-share tier
+        boundaries lie inside unless a tier holds less than 0.1% of the customers;
+        :func:`clvmodels.segment` checks that its boundaries do before it uses them."""
         spend = _array(self.spend_model.expected_spend(data=layout.rows))
         purchases = _array(
             self.transaction_model.expected_purchases(
                 t=float(self.period_ends[-1]), data=layout.rows
             )
         )
-        value = purchases * spend * float(self.discount[-1])
-        ok = np.isfinite(value) & (value > 0)
-        low = float(value[ok].min()) / 16.0 if ok.any() else 1e-9
-        high = float(purchases[ok].max() * spend[ok].max()) * 16.0 if ok.any() else 1.0
-        return LogGrid.spanning(low, max(high, 1e3 * low), max_bins=8_000)
+        value = purchases * spend
+        value = value[np.isfinite(value) & (value > 0)]
+        low, high = np.quantile(value, [0.001, 0.999]) if value.size else (1e-9, 1.0)
+        low = float(low) * float(self.discount[-1]) / 16.0
+        return LogGrid.spanning(low, max(16.0 * float(high), 1e3 * low), max_bins=8_000)
 
     def _pieces(self, customers: np.ndarray) -> list[np.ndarray]:
         return [

@@ -754,14 +754,17 @@ def _aggregate(
             fsum(v) FILTER (WHERE {hold}) AS holdout_value,
             sum(n_rows) FILTER (WHERE {cal}) AS rows_cal,
             sum(n_rows) FILTER (WHERE {hold}) AS rows_hold,
-            fsum(av) AS magnitude,
+            NOT isfinite(fsum(av)) AS beyond_range,
             min(g_min) AS g_min,
             max(g_max) AS g_max
         FROM {source} GROUP BY cid ORDER BY cid
     """
     frame = plan.engine.run(sql).df()
+    # One flag per customer, not the sums themselves: 10M customers' sums would be
+    # another 80 MB held, and copied, beside the summary.
+    beyond = frame.pop("beyond_range")
     if plan.value is not None:
-        over = ~np.isfinite(frame["magnitude"].to_numpy(dtype=np.float64))
+        over = beyond.to_numpy(dtype=bool)
         if over.any():
             ids = frame["cid"].to_numpy()[over][:_SHOW].tolist()
             raise DataValidationError(

@@ -616,11 +616,16 @@ def segment(
 
     realised = forecast.predictive_totals is not None
     grid = histogram = None
-    if cuts is not None and forecast.expected_histogram is not None:
-        # Filled while the forecast computed these values: one pass fewer here.
-        grid, histogram = forecast.expected_histogram
-    elif cuts is not None:
+    if cuts is not None:
         grid = _grid_around(point_bounds, _SPAN)
+        kept = forecast.expected_histogram
+        positive = point_bounds[point_bounds > 0]
+        if kept is not None and positive.size and kept[0].covers(
+            float(positive.min()) / _SPAN, float(positive.max()) * _SPAN
+        ):
+            # Filled while the forecast computed these values, on bins that hold every
+            # boundary as far as draws move it: one pass fewer here.
+            grid, histogram = kept
     big = grid is not None and n_rows * n_draws > exact_limit
     n_passes = 2 if big and histogram is None else 1
     n_realised_passes = 0
