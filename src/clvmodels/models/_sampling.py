@@ -220,11 +220,22 @@ def _sample_in_processes(
     ]
     _FORK_STATE.update(compiled=compiled, kwargs={**kwargs, "cores": 1})
     try:
-        with multiprocessing.get_context("fork").Pool(n_proc) as pool:
-            results = pool.map(_sample_part, parts)
+        pool = multiprocessing.get_context("fork").Pool(n_proc)
     except OSError:
+        _FORK_STATE.clear()
         return _sample_part_direct(compiled, chains, seed, progressbar, **kwargs)
+    try:
+        results = pool.map(_sample_part, parts)
+        # The workers end on the pool's own sentinels. Terminating them (what leaving a
+        # `with Pool` does) sends SIGTERM: in one test run a worker of a CLI forecast
+        # (whose SIGTERM handler the workers inherit) outlived it, and the join that
+        # follows waited for ever.
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
     finally:
+        pool.join()
         _FORK_STATE.clear()
     return _concat_chains(results)
 
