@@ -438,6 +438,45 @@ class ChunkScore:
     predictive_draws: np.ndarray | None = None
 
 
+def _realised_grid(spend: np.ndarray, purchases: np.ndarray, last_discount: float) -> LogGrid:
+    """Bins for the per-draw histogram of realised values: from a hundredth of the
+    smallest point spend per purchase, discounted over the whole horizon, to 256 times
+    the largest point CLV (a tier boundary of realised values lies far inside; values
+    outside still count, in the end bins), at most 8,000 bins.
+
+    Examples
+    --------
+    >>> grid = _realised_grid(np.array([10.0, 50.0]), np.array([1.0, 4.0]), 0.9)
+    >>> grid.zero_bin, round(float(np.exp(grid.log_low)), 3)
+    (True, 0.09)
+    """
+    ok = np.isfinite(spend) & (spend > 0)
+    low = 0.01 * float(spend[ok].min() if ok.any() else 1.0) * last_discount
+    top = float(np.max(purchases[ok] * spend[ok], initial=0.0))
+    high = max(256.0 * top, 1e3 * low) if np.isfinite(top) else 1e6 * low
+    return LogGrid.spanning(low, high, zero_bin=True, max_bins=8_000)
+
+
+def _expected_grid(spend: np.ndarray, purchases: np.ndarray, last_discount: float) -> LogGrid:
+    """Bins for the per-draw histogram of expected CLVs: from a sixteenth of the 0.1%
+    quantile of the point values (expected purchases over the horizon times spend) to
+    16 times their 99.9% quantile, at most 8,000 bins. Rank-share tier boundaries lie
+    inside unless a tier holds less than 0.1% of the customers;
+    :func:`clvmodels.segment` checks that its boundaries do before it uses them.
+
+    Examples
+    --------
+    >>> grid = _expected_grid(np.full(5, 10.0), np.linspace(0.5, 2.0, 5), 1.0)
+    >>> grid.covers(5.0, 20.0), grid.covers(0.1, 20.0)
+    (True, False)
+    """
+    value = purchases * spend
+    value = value[np.isfinite(value) & (value > 0)]
+    low, high = np.quantile(value, [0.001, 0.999]) if value.size else (1e-9, 1.0)
+    low = float(low) * last_discount / 16.0
+    return LogGrid.spanning(low, max(16.0 * float(high), 1e3 * low), max_bins=8_000)
+
+
 class CLVScorer:
     """Parameter draws and settings, fixed once, to score any set of customers.
 
@@ -772,14 +811,17 @@ class CLVScorer:
         pred_draws = (
             np.empty((self.n_draws, n_customers)) if keep_draws and self.predictive else None
         )
-        realised_grid = realised_hist = None
-        if self.predictive and histogram:
-            realised_grid = self._realised_grid(layout)
-            realised_hist = np.zeros((self.n_draws, realised_grid.n_bins))
-        expected_grid = expected_hist = None
-        if tier_histogram:
-            expected_grid = self._expected_grid(layout)
-            expected_hist = np.zeros((self.n_draws, expected_grid.n_bins))
+        realised_grid = realised_hist = expected_grid = expected_hist = None
+        realised_wanted = self.predictive and histogram
+        if realised_wanted or tier_histogram:
+            spend, purchases = self._point_values(layout)
+            last_discount = float(self.discount[-1])
+            if realised_wanted:
+                realised_grid = _realised_grid(spend, purchases, last_discount)
+                realised_hist = np.zeros((self.n_draws, realised_grid.n_bins))
+            if tier_histogram:
+                expected_grid = _expected_grid(spend, purchases, last_discount)
+                expected_hist = np.zeros((self.n_draws, expected_grid.n_bins))
         n_invalid = 0
         n_keys = len(layout.key_rows)
         cache_steps = -(-n_keys // self.chunk_size) if n_keys * self.n_draws <= _CACHE_VALUES else 0
@@ -850,40 +892,16 @@ class CLVScorer:
         }
         return table, extras, (layout, cache, histograms)
 
-    def _realised_grid(self, layout: _Layout) -> LogGrid:
-        """Bins for the per-draw histogram of realised values: from a hundredth of the
-        smallest point spend per purchase, discounted over the whole horizon, to 256
-        times the largest point CLV (a tier boundary of realised values lies far inside;
-        values outside still count, in the end bins), at most 8,000 bins."""
+    def _point_values(self, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+        """Point spend per purchase and undiscounted expected purchases over the horizon
+        of every distinct row: what the histograms' bins are placed by."""
         spend = _array(self.spend_model.expected_spend(data=layout.rows))
         purchases = _array(
             self.transaction_model.expected_purchases(
                 t=float(self.period_ends[-1]), data=layout.rows
             )
         )
-        ok = np.isfinite(spend) & (spend > 0)
-        low = 0.01 * float(spend[ok].min() if ok.any() else 1.0) * float(self.discount[-1])
-        top = float(np.max(purchases[ok] * spend[ok], initial=0.0))
-        high = max(256.0 * top, 1e3 * low) if np.isfinite(top) else 1e6 * low
-        return LogGrid.spanning(low, high, zero_bin=True, max_bins=8_000)
-
-    def _expected_grid(self, layout: _Layout) -> LogGrid:
-        """Bins for the per-draw histogram of expected CLVs: from a sixteenth of the
-        0.1% quantile of the point values (expected purchases over the horizon times
-        spend) to 16 times their 99.9% quantile, at most 8,000 bins. Rank-share tier
-        boundaries lie inside unless a tier holds less than 0.1% of the customers;
-        :func:`clvmodels.segment` checks that its boundaries do before it uses them."""
-        spend = _array(self.spend_model.expected_spend(data=layout.rows))
-        purchases = _array(
-            self.transaction_model.expected_purchases(
-                t=float(self.period_ends[-1]), data=layout.rows
-            )
-        )
-        value = purchases * spend
-        value = value[np.isfinite(value) & (value > 0)]
-        low, high = np.quantile(value, [0.001, 0.999]) if value.size else (1e-9, 1.0)
-        low = float(low) * float(self.discount[-1]) / 16.0
-        return LogGrid.spanning(low, max(16.0 * float(high), 1e3 * low), max_bins=8_000)
+        return spend, purchases
 
     def _pieces(self, customers: np.ndarray) -> list[np.ndarray]:
         return [
