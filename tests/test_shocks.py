@@ -21,14 +21,17 @@ from clvmodels import (
 )
 from clvmodels.models.bayes import bayesian
 from clvmodels.shocks import (
+    PHI_GRID,
     CommonShocks,
     ar1_correlation,
     estimate_common_shocks,
+    log_phi_prior,
     period_value_shares,
     shock_clock,
     shocked_total,
     simulated_shock_effects,
     total_multipliers,
+    tracking_log_posterior,
 )
 from clvmodels.simulate import ar1_log_shocks, simulate_transactions
 
@@ -89,8 +92,8 @@ def test_with_shocks_total_coverage_returns_to_nominal():
     # 39-week total misses often, the shocked one covers close to 90%. 50 cohorts: sd of
     # a coverage is 0.042 at 90%, so the band [0.80, 0.98] is about 2.4 sd below and 1.9
     # above; the plain interval's coverage here is about 0.5, so the test fails for a
-    # method without the shocks. (The remaining shortfall, 83-87% on 120 cohorts in
-    # bench_coverage.py, is too small for 50 cohorts to see.)
+    # method without the shocks. (The remaining shortfall, 86-87% level-only on 120
+    # cohorts in bench_coverage.py, is too small for 50 cohorts to see.)
     n = 50
     plain_in = shocked_in = 0
     for seed in range(n):
@@ -334,3 +337,27 @@ def test_large_cohorts_simulate_a_sample_with_the_same_noise(monkeypatch):
         used, "noise_var"
     ].mean()
     assert abs(ratio - 1) < 0.15
+
+
+def test_persistence_prior_corrects_the_pull_of_short_series_towards_zero():
+    # 27 weekly steps (CDNOW's tracking window) of shocks with sd 0.3 and persistence 0.7
+    # under purchase noise of sd 0.12. Over 200 series a flat prior's posterior mean
+    # of phi averages about 0.63; the AR(1) reference prior's about 0.68 (se of either
+    # average about 0.013).
+    rng = np.random.default_rng(5)
+    n_steps, sigma = 27, 0.3 * np.linspace(0.0, 3.0, 41) ** 2
+    means = {"reference": [], "flat": []}
+    for _ in range(200):
+        e = np.empty(n_steps)
+        e[0] = rng.standard_normal()
+        for k in range(1, n_steps):
+            e[k] = 0.7 * e[k - 1] + np.sqrt(1 - 0.49) * rng.standard_normal()
+        z = 0.1 + 0.3 * e + 0.12 * rng.standard_normal(n_steps)
+        log_post = tracking_log_posterior(
+            z, np.full(n_steps, 0.12**2), np.arange(n_steps), sigma, PHI_GRID, 1.0
+        )
+        for name, shift in (("reference", 0.0), ("flat", -log_phi_prior(PHI_GRID))):
+            post = np.exp(log_post + shift - (log_post + shift).max())
+            means[name].append(float(post.sum(axis=0) @ PHI_GRID / post.sum()))
+    assert abs(np.mean(means["reference"]) - 0.7) < 0.045, np.mean(means["reference"])
+    assert np.mean(means["flat"]) < np.mean(means["reference"]) - 0.03

@@ -467,6 +467,7 @@ class _Plan:
     max_moment: np.datetime64
     min_moment: np.datetime64
     n_negative: int
+    sums_may_overflow: bool
 
     def tx(self) -> str:
         """The parsed transactions as a sub-query: cid, per, v, g.
@@ -601,6 +602,7 @@ def _plan(
         "count(*) FILTER (WHERE v IS NULL OR NOT isfinite(v))",
         "count(*) FILTER (WHERE v < 0)",
         "count(*) FILTER (WHERE gm)",
+        "max(abs(v)) FILTER (WHERE isfinite(v))",
         *[f"count(*) FILTER (WHERE t{i})" for i in range(len(label_checks))],
     ]
     projection = ", ".join(f"{sql} AS {alias}" for alias, sql in flags.items())
@@ -609,7 +611,8 @@ def _plan(
     )
     n_rows, null_cust, null_date, bad_date, far_date, max_ts, min_ts = stats[:7]
     bad_value, n_negative, null_group = stats[7:10] if value is not None else (0, 0, stats[9])
-    failures = list(stats[10:])
+    largest_value = stats[10] if value is not None else None
+    failures = list(stats[11:])
     cust_failures = failures[: len(customer.type_checks())]
     group_failures = failures[len(cust_failures) :]
     far = f"({ts_expr} < TIMESTAMP '{DATE_MIN}' OR {ts_expr} >= TIMESTAMP '{DATE_END}')"
@@ -670,6 +673,10 @@ def _plan(
         max_moment=np.datetime64(pd.Timestamp(max_ts).to_datetime64(), "us"),
         min_moment=np.datetime64(pd.Timestamp(min_ts).to_datetime64(), "us"),
         n_negative=int(n_negative),
+        # No customer's values can add up beyond the float range when all rows'
+        # together cannot: then the per-customer check is skipped (and its column).
+        sums_may_overflow=largest_value is not None
+        and float(largest_value) * int(n_rows) > 0.5 * np.finfo(np.float64).max,
     )
 
 
@@ -716,6 +723,10 @@ def _aggregate(
     cal = f"per <= {cal_period}"
     hold = f"per > {cal_period} AND per <= {end_period}"
     g_min, g_max = ("min(g)", "max(g)") if plan.group else ("NULL", "NULL")
+    # Sums of absolute values: for the log-spend threshold, and to find customers whose
+    # values add up beyond the float range where the log's values could.
+    absolute = "fsum(abs(v)) AS av," if log_spend or plan.sums_may_overflow else ""
+    overflow = "NOT isfinite(fsum(av)) AS beyond_range," if plan.sums_may_overflow else ""
     logs = ""
     source = "pp"
     if log_spend or regularity:
@@ -739,7 +750,7 @@ def _aggregate(
         )
     sql = f"""
         WITH pp AS (
-            SELECT cid, per, fsum(v) AS v, fsum(abs(v)) AS av, count(*) AS n_rows,
+            SELECT cid, per, fsum(v) AS v, {absolute} count(*) AS n_rows,
                    {g_min} AS g_min, {g_max} AS g_max
             FROM ({plan.tx()}) GROUP BY cid, per
         )
@@ -754,17 +765,16 @@ def _aggregate(
             fsum(v) FILTER (WHERE {hold}) AS holdout_value,
             sum(n_rows) FILTER (WHERE {cal}) AS rows_cal,
             sum(n_rows) FILTER (WHERE {hold}) AS rows_hold,
-            NOT isfinite(fsum(av)) AS beyond_range,
+            {overflow}
             min(g_min) AS g_min,
             max(g_max) AS g_max
         FROM {source} GROUP BY cid ORDER BY cid
     """
     frame = plan.engine.run(sql).df()
-    # One flag per customer, not the sums themselves: 10M customers' sums would be
-    # another 80 MB held, and copied, beside the summary.
-    beyond = frame.pop("beyond_range")
-    if plan.value is not None:
-        over = beyond.to_numpy(dtype=bool)
+    if plan.sums_may_overflow:
+        # One flag per customer, not the sums themselves: 10M customers' sums would be
+        # another 80 MB held, and copied, beside the summary.
+        over = frame.pop("beyond_range").to_numpy(dtype=bool)
         if over.any():
             ids = frame["cid"].to_numpy()[over][:_SHOW].tolist()
             raise DataValidationError(

@@ -84,6 +84,8 @@ EXACT_LIMIT = 10_000_000
 _SPAN = 16.0
 # Realised values stray much further from the point CLVs than expected values do.
 _REALISED_SPAN = 256.0
+# Histogram cells of the draws whose boundary bins are located at once.
+_TARGET_CELLS = 500_000
 
 
 # --------------------------------------------------------------------------------------
@@ -203,13 +205,30 @@ def _unit_targets(cuts: np.ndarray, total: float) -> np.ndarray:
 
 
 def _histogram_targets(hist: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per draw and cut: the bin holding the target unit, and the weight above that bin."""
-    from_top = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # weight in bins >= k
-    padded = np.concatenate([from_top, np.zeros((hist.shape[0], 1))], axis=1)
-    rows = np.arange(hist.shape[0])[:, None]
-    # from_top never increases, so the bins reaching a target form a prefix.
-    k = np.stack([np.count_nonzero(from_top >= t, axis=1) - 1 for t in targets], axis=1)
-    return k, padded[rows, k + 1]
+    """Per draw and cut: the bin holding the target unit, and the weight above that bin.
+
+    A few draws at a time, so that the cumulative counts stay small beside ``hist``.
+
+    Examples
+    --------
+    >>> hist = np.array([[5.0, 3.0, 2.0], [0.0, 6.0, 4.0]])   # 2 draws x 3 bins
+    >>> k, above = _histogram_targets(hist, np.array([1.0, 6.0]))
+    >>> k.tolist(), above.tolist()
+    ([[2, 0], [2, 1]], [[0.0, 5.0], [0.0, 4.0]])
+    """
+    n_draws, n_bins = hist.shape
+    k = np.empty((n_draws, targets.size), dtype=np.int64)
+    above = np.empty((n_draws, targets.size))
+    step = max(1, _TARGET_CELLS // n_bins)
+    for d0 in range(0, n_draws, step):
+        from_top = np.cumsum(hist[d0 : d0 + step, ::-1], axis=1)[:, ::-1]  # weight in bins >= k
+        # from_top never increases, so the bins reaching a target form a prefix.
+        part = np.stack([np.count_nonzero(from_top >= t, axis=1) - 1 for t in targets], axis=1)
+        rows = np.arange(from_top.shape[0])[:, None]
+        next_bin = np.minimum(part + 1, n_bins - 1)
+        above[d0 : d0 + step] = np.where(part + 1 < n_bins, from_top[rows, next_bin], 0.0)
+        k[d0 : d0 + step] = part
+    return k, above
 
 
 class _PendingCells:
@@ -222,11 +241,19 @@ class _PendingCells:
     """
 
     def __init__(self) -> None:
-        self.parts: list[tuple[np.ndarray, ...]] = []
+        # One list per column: (draw, row, cut, value, weight, tier), in small dtypes
+        # where they fit, since millions of cells may wait here.
+        self.columns: tuple[list[np.ndarray], ...] = tuple([] for _ in range(6))
 
     def add(self, draw, row, cut, value, weight, tier) -> None:
         if draw.size:
-            self.parts.append((draw, row, np.full(draw.size, cut), value, weight, tier))
+            row_type = np.int32 if row.size and row.max() < 2**31 else np.int64
+            parts = (
+                draw.astype(np.int32), row.astype(row_type), np.full(draw.size, cut, np.int8),
+                value, weight, tier,
+            )  # fmt: skip
+            for column, part in zip(self.columns, parts, strict=True):
+                column.append(part)
 
     def settle(
         self,
@@ -236,11 +263,14 @@ class _PendingCells:
         same: np.ndarray,
         top: np.ndarray,
     ) -> None:
-        if not self.parts:
+        if not self.columns[0]:
             return
-        draw, row, cut, value, weight, tier = (
-            np.concatenate(c) for c in zip(*self.parts, strict=True)
-        )
+        # One column at a time, each freed once joined: the cells are held about once.
+        joined = []
+        for column in self.columns:
+            joined.append(np.concatenate(column))
+            column.clear()
+        draw, row, cut, value, weight, tier = joined
         moves = np.zeros(draw.size, dtype=bool)
         for c, target in enumerate(targets):
             idx = np.flatnonzero(cut == c)
@@ -259,7 +289,7 @@ class _PendingCells:
             moves[idx] = value[idx] < boundary[d]
         if not moves.any():
             return
-        key = draw[moves] * same.size + row[moves]
+        key = draw[moves].astype(np.int64) * same.size + row[moves]
         keys, first, count = np.unique(key, return_index=True, return_counts=True)
         r = keys % same.size
         old = tier[moves][first]

@@ -11,11 +11,12 @@ shrinking arrays.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from clvmodels.models._jit import njit_on_first_call
 
-@numba.njit(cache=True, nogil=True)
+
+@njit_on_first_call
 def hyp_series_value(a: np.ndarray, c: np.ndarray, z: np.ndarray, max_terms: int) -> np.ndarray:
     """``S(a, c; z)`` per entry (1-d arrays of one length)."""
     out = np.empty(z.size)

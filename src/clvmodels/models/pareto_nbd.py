@@ -52,7 +52,6 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import numba
 import numpy as np
 import pandas as pd
 from scipy.special import digamma, expit, exprel, gammaln, logsumexp, roots_legendre, xlogy
@@ -60,6 +59,7 @@ from scipy.special import digamma, expit, exprel, gammaln, logsumexp, roots_lege
 from clvmodels.data import column_arrays, compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError
 from clvmodels.models._hypergeometric import hyp_series_value
+from clvmodels.models._jit import njit_on_first_call
 from clvmodels.models._shared import (
     alive_probabilities,
     check_horizon,
@@ -188,7 +188,7 @@ def _log_k_quadrature_grad(p, q, log_rho, n_nodes):
     return value, 1.0 / b + d_p / total, 1.0 / b + d_q / total, d_rho / total
 
 
-@numba.njit(cache=True, nogil=True)
+@njit_on_first_call
 def _hyp_series(a, c, z):
     """``S = sum_n (a)_n / (c)_n z^n`` for ``0 <= z <= 0.9``, ``0 < a < c``, with
     ``dS/da``, ``dS/dc`` and ``dS/dz``. Every term is positive and at most ``z`` times
