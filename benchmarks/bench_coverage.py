@@ -53,7 +53,10 @@ from clvmodels import (
     customer_lifetime_value,
     load_cdnow,
 )
+from clvmodels.backtest import TOP_TIER_COLUMNS, backtest_tier_probability
+from clvmodels.calibration import rank_share_tiers, tier_calibration
 from clvmodels.evaluation import forecast_calibration
+from clvmodels.segmentation import DEFAULT_TIERS, segment
 from clvmodels.shocks import estimate_common_shocks, shocked_total
 from clvmodels.simulate import simulate_transactions
 
@@ -68,7 +71,7 @@ def _se(share: float, n: int, nominal: float = LEVEL) -> float:
     return float(np.sqrt(nominal * (1 - nominal) / n)) if n else float("nan")
 
 
-def _one_forecast(log, cut, end, weeks, args, seed, *, shocks=True):
+def _one_forecast(log, cut, end, weeks, args, seed, *, shocks=True, recalibrate=False):
     """Fit on the log up to ``cut``, forecast to ``end``: calibration, plain and shocked
     totals and the shocks' posterior means."""
     split = calibration_holdout_split(
@@ -90,6 +93,19 @@ def _one_forecast(log, cut, end, weeks, args, seed, *, shocks=True):
          & (realised <= forecast.table["clv_pred_upper"])).mean()
     )  # fmt: skip
     out = {"cal": cal, "customers": len(split), "inside_customers": inside_customers}
+    if recalibrate and args.tier_column in TOP_TIER_COLUMNS and not args.no_recalibration:
+        # The tier probabilities recalibrated on the block before the cut, scored on the
+        # holdout as the raw ones are.
+        check = backtest_tier_probability(
+            forecast, log, "customer_id", "date", "amount", calibration_end=cut,
+            column=args.tier_column, random_state=seed,
+        )  # fmt: skip
+        customers = check.apply(segment(forecast, progressbar=False).customers)
+        hit = rank_share_tiers(realised.to_numpy(dtype=float), [s for _, s in DEFAULT_TIERS]) == 0
+        out["recalibrated_tiers"] = tier_calibration(
+            customers[f"{args.tier_column}_recalibrated"].reindex(realised.index).to_numpy(), hit
+        )
+        out["recalibration"] = (check.intercept, check.slope)
     if shocks:
         est = estimate_common_shocks(
             tx, log, "customer_id", "date", calibration_end=cut,
@@ -114,6 +130,26 @@ def _widths_outside(value, bounds):
     return 0.0 if lo <= value <= hi else (value - (hi if value > hi else lo)) / (hi - lo)
 
 
+def _pooled_tier_lines(tables: list[pd.DataFrame]) -> list[str]:
+    """Markdown rows of tier-calibration tables pooled over cuts, by probability bin."""
+    pooled = pd.concat(tables)
+    lines = [
+        "| p bin | customer-cuts | mean p | share reached | se | gap |",
+        "|---|---|---|---|---|---|",
+    ]
+    binned = (
+        pooled.assign(hits=pooled["share"] * pooled["customers"],
+                      psum=pooled["probability"] * pooled["customers"])
+        .groupby(["lower", "upper"])[["customers", "hits", "psum"]].sum()
+    )  # fmt: skip
+    for (lo, hi), b in binned.iterrows():
+        p, share = b["psum"] / b["customers"], b["hits"] / b["customers"]
+        se = np.sqrt(p * (1 - p) / b["customers"])
+        lines.append(f"| {lo:.1f}–{hi:.1f} | {int(b['customers']):,} | {p:.3f} | {share:.3f} "
+                     f"| {se:.3f} | {share - p:+.3f} |")  # fmt: skip
+    return lines
+
+
 def cdnow_rolling(args) -> tuple[list[str], pd.DataFrame]:
     log = load_cdnow(sample=args.cdnow_cohort == "sample")
     last = pd.Timestamp("1998-06-30")
@@ -123,10 +159,10 @@ def cdnow_rolling(args) -> tuple[list[str], pd.DataFrame]:
     while cut + pd.Timedelta(days=holdout_days) <= last:
         cuts.append(cut)
         cut += pd.Timedelta(weeks=args.cdnow_step)
-    rows, tiers = [], []
+    rows, tiers, recalibrated_tiers = [], [], []
     for i, cut in enumerate(cuts):
         end = cut + pd.Timedelta(days=holdout_days)
-        r = _one_forecast(log, cut, end, args.cdnow_holdout, args, seed=i)
+        r = _one_forecast(log, cut, end, args.cdnow_holdout, args, seed=i, recalibrate=True)
         total = r["cal"].total
         plain = (total["lower"], total["upper"])
         rows.append({
@@ -141,6 +177,8 @@ def cdnow_rolling(args) -> tuple[list[str], pd.DataFrame]:
             "tau": r["estimates"]["tau"],
         })  # fmt: skip
         tiers.append(r["cal"].tiers)
+        if "recalibrated_tiers" in r:
+            recalibrated_tiers.append(r["recalibrated_tiers"])
         print(f"  cut {rows[-1]['cut']}: realised {total['realised']:,.0f}, plain "
               f"{plain[0]:,.0f}-{plain[1]:,.0f}, shocked {r['shocked'][0]:,.0f}-"
               f"{r['shocked'][1]:,.0f}", flush=True)  # fmt: skip
@@ -174,25 +212,24 @@ def cdnow_rolling(args) -> tuple[list[str], pd.DataFrame]:
             f"{row['shocked_upper']:,.0f} | {row['shocked_widths_outside']:+.2f} | "
             f"{row['sigma']:.2f} | {row['phi']:.2f} | {row['tau']:.3f} |"
         )
-    pooled = pd.concat(tiers)
     lines += [
         "",
         f"Tier probability `{args.tier_column}`: of customer-cuts given about p, the "
         "share whose realised value reached the top 10% (pooled over cuts; se at p):",
         "",
-        "| p bin | customer-cuts | mean p | share reached | se | gap |",
-        "|---|---|---|---|---|---|",
+        *_pooled_tier_lines(tiers),
     ]
-    binned = (
-        pooled.assign(hits=pooled["share"] * pooled["customers"],
-                      psum=pooled["probability"] * pooled["customers"])
-        .groupby(["lower", "upper"])[["customers", "hits", "psum"]].sum()
-    )  # fmt: skip
-    for (lo, hi), b in binned.iterrows():
-        p, share = b["psum"] / b["customers"], b["hits"] / b["customers"]
-        se = np.sqrt(p * (1 - p) / b["customers"])
-        lines.append(f"| {lo:.1f}–{hi:.1f} | {int(b['customers']):,} | {p:.3f} | {share:.3f} "
-                     f"| {se:.3f} | {share - p:+.3f} |")  # fmt: skip
+    if recalibrated_tiers:
+        lines += [
+            "",
+            "The same, recalibrated at each cut on the block before it "
+            "(`clvmodels.backtest.backtest_tier_probability`: the models refitted on the "
+            "log up to the cut minus the holdout's length, a logistic map from their "
+            "probabilities to who reached the top 10% in that block, applied to the "
+            "forecast's probabilities):",
+            "",
+            *_pooled_tier_lines(recalibrated_tiers),
+        ]
     return lines, table
 
 
@@ -278,6 +315,8 @@ def main() -> None:
     parser.add_argument("--cdnow-first-cut", default="1997-06-03")
     parser.add_argument("--cdnow-step", type=int, default=4)
     parser.add_argument("--cdnow-holdout", type=int, default=13)
+    parser.add_argument("--no-recalibration", action="store_true",
+                        help="skip the tier probabilities recalibrated on a backtest")
     parser.add_argument("--cdnow-cohort", choices=("full", "sample"), default="full",
                         help="the rolling origin's CDNOW cohort: all 23,570 customers or "
                              "the 1/10 sample (the issue's holdout always uses the sample)")

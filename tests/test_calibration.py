@@ -6,14 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from simulated_bases import CDNOW_BG, CDNOW_GG
 
 from clvmodels import BetaGeo, GammaGamma, compare, customer_lifetime_value, segment
 from clvmodels.calibration import (
     coverage_by_level,
+    logistic_recalibration,
     pit_histogram,
     randomized_pit,
     rank_share_tiers,
+    recalibrated,
     tier_calibration,
+    tier_reach_shares,
     total_coverage,
 )
 from clvmodels.segmentation import DEFAULT_TIERS
@@ -62,6 +66,81 @@ def test_tier_calibration_of_calibrated_probabilities():
     # Overconfident probabilities (all pushed to the ends) are far off in the end bins.
     sure = tier_calibration(np.where(p > 0.5, 0.99, 0.01), rng.random(p.size) < p)
     assert sure["share"].iloc[-1] < 0.9 and sure["share"].iloc[0] > 0.05
+
+
+@pytest.mark.parametrize(("intercept", "slope"), [(0.0, 1.0), (-0.4, 0.7), (0.3, 1.4)])
+def test_logistic_recalibration_recovers_the_map_that_made_the_events(intercept, slope):
+    # 50,000 probabilities, a third of them exactly 0 or 1 as shares of a few hundred
+    # draws often are; events drawn with recalibrated(p, intercept, slope). The
+    # estimates' se is about 0.02-0.03 here.
+    rng = np.random.default_rng(7)
+    p = np.concatenate([rng.beta(0.6, 0.6, 33_000), np.zeros(12_000), np.ones(5_000)])
+    reached = rng.random(p.size) < recalibrated(p, intercept, slope)
+    a, b = logistic_recalibration(p, reached)
+    assert abs(a - intercept) < 0.1 and abs(b - slope) < 0.1, (a, b)
+    # the recalibrated probabilities are calibrated where the raw ones were not
+    after = tier_calibration(recalibrated(p, a, b), reached)
+    gaps = np.abs(after["share"] - after["probability"]) / np.maximum(after["se"], 1e-3)
+    assert gaps.max() < 4, after
+
+
+def test_recalibration_keeps_the_order_and_refuses_one_sided_outcomes():
+    p = np.linspace(0.0, 1.0, 101)
+    assert np.all(np.diff(recalibrated(p, -0.5, 0.8)) > 0)
+    np.testing.assert_allclose(recalibrated(p[1:-1], 0.0, 1.0), p[1:-1], rtol=1e-12)
+    with pytest.raises(ValueError, match="both kinds"):
+        logistic_recalibration(p, np.zeros(p.size, dtype=bool))
+    with pytest.raises(ValueError, match="differ in shape"):
+        logistic_recalibration(p, np.zeros(3, dtype=bool))
+
+
+def test_tier_reach_shares_split_ties_and_agree_with_rank_share_tiers_elsewhere():
+    rng = np.random.default_rng(3)
+    distinct = rng.permutation(np.arange(1000.0))
+    shares = [0.1, 0.2, 0.3, 0.4]
+    one_hot = tier_reach_shares(distinct, shares)
+    np.testing.assert_array_equal(one_hot.argmax(axis=1), rank_share_tiers(distinct, shares))
+    assert set(np.unique(one_hot)) == {0.0, 1.0}
+    # 850 zeros hold ranks 150-999: none of the top 10% (ranks 0-99), 150 of the next
+    # 20%'s (100-299), all 300 of the middle tier's and all 400 of the bottom's.
+    values = np.r_[rng.uniform(1, 2, 150), np.zeros(850)]
+    reach = tier_reach_shares(values, shares)
+    np.testing.assert_allclose(reach[150:], [[0, 150 / 850, 300 / 850, 400 / 850]] * 850)
+    np.testing.assert_allclose(reach.sum(axis=1), 1.0)
+    np.testing.assert_allclose(reach.sum(axis=0), [100, 200, 300, 400])
+
+
+def test_assigned_tier_probabilities_are_calibrated_on_data_from_the_model():
+    # Cohorts simulated from BG/NBD + Gamma-Gamma, 13-week holdouts: about 85% of the
+    # customers realise exactly 0. Their chance of having reached their assigned tier is
+    # shared among the zeros' ranks, as segment() shares it; counting them all in the
+    # highest tier they reach put the realised share near 0.03 where 0.44 was given.
+    from clvmodels import calibration_holdout_split
+    from clvmodels.evaluation import forecast_calibration
+    from clvmodels.simulate import simulate_transactions
+
+    tables = []
+    for seed in range(4):
+        log = simulate_transactions(5000, CDNOW_BG, CDNOW_GG, start="1997-01-01",
+                                    random_state=seed)
+        split = calibration_holdout_split(log, "customer_id", "date", "amount",
+                                          calibration_end="1997-09-30",
+                                          observation_end="1997-12-30")  # fmt: skip
+        fc = customer_lifetime_value(BetaGeo().fit(split), GammaGamma().fit(split), split,
+                                     horizon=13, period="W", discount_rate=0, n_draws=300,
+                                     predictive=True, random_state=seed,
+                                     progressbar=False)  # fmt: skip
+        realised = split["frequency_holdout"] * split["monetary_value_holdout"]
+        tables.append(forecast_calibration(fc, realised, tier_event="assigned",
+                                           tier_probability_col="tier_probability_realised",
+                                           random_state=seed).tiers)  # fmt: skip
+    pooled = pd.concat(tables).assign(hits=lambda t: t["share"] * t["customers"],
+                                      given=lambda t: t["probability"] * t["customers"])
+    bins = pooled.groupby(["lower", "upper"])[["customers", "hits", "given"]].sum()
+    big = bins[bins["customers"] >= 1000]
+    assert len(big) >= 3
+    gaps = (big["hits"] - big["given"]) / big["customers"]
+    assert (gaps.abs() < 0.03).all(), bins
 
 
 def test_rank_share_tiers_match_segment(cdnow_split):

@@ -17,6 +17,10 @@ every model and :mod:`clvmodels.plotting` draws:
 * :func:`rank_share_tiers` and :func:`tier_calibration`: the tiers customers reached by
   realised value, and of customers given probability ``~p`` of a tier, the share that
   reached it, by probability bin.
+* :func:`logistic_recalibration` and :func:`recalibrated`: the logistic calibration
+  regression ``logit P(reached) = a + b logit(p)`` (Cox 1958, "Two further
+  applications of a model for binary regression", *Biometrika* 45; Platt scaling), fitted
+  where the outcome is known and applied to probabilities whose outcome is not yet.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ import pandas as pd
 __all__ = [
     "ModelCalibration",
     "coverage_by_level",
+    "logistic_recalibration",
     "pit_histogram",
     "randomized_pit",
     "rank_share_tiers",
+    "recalibrated",
     "tier_calibration",
+    "tier_reach_shares",
     "total_coverage",
 ]
 
@@ -181,13 +188,123 @@ def rank_share_tiers(values: np.ndarray, shares: Any) -> np.ndarray:
     return np.searchsorted(cumulative, strictly_higher, side="right")
 
 
+def tier_reach_shares(values: np.ndarray, shares: Any) -> np.ndarray:
+    """Probability that each value is in each rank-share tier, ties broken at random.
+
+    With ``N`` values, tier ``k`` holds the ranks (from the top, counted from 0) from
+    ``C_{k-1} N`` up to below ``C_k N``, ``C`` the cumulative shares. A value that no
+    other equals has one rank, and its tier is :func:`rank_share_tiers`'. Equal values
+    (most customers realise exactly 0 in a holdout) share the ranks of their group,
+    each with the same chance, as :func:`clvmodels.segment` shares the ranks of the
+    customers tied at zero among the tiers they straddle.
+
+    Returns
+    -------
+    ndarray (n_values, n_tiers)
+        Rows sum to 1.
+
+    Examples
+    --------
+    Five values, tiers of 20% / 40% / 40%; the three zeros hold ranks 2, 3 and 4:
+
+    >>> tier_reach_shares(np.array([9.0, 5.0, 0.0, 0.0, 0.0]), [0.2, 0.4, 0.4]).round(2).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.33, 0.67], [0.0, 0.33, 0.67], [0.0, 0.33, 0.67]]
+    """
+    x = np.asarray(values, dtype=float)
+    s = np.asarray(shares, dtype=float)
+    if s.ndim != 1 or s.size < 1 or np.any(s <= 0):
+        raise ValueError(f"shares must be positive, got {s.tolist()}")
+    ordered = np.sort(x)
+    higher = x.size - np.searchsorted(ordered, x, side="right")  # first rank of the group
+    ties = np.searchsorted(ordered, x, side="right") - np.searchsorted(ordered, x, side="left")
+    # Integer ranks r with r >= C N are those from ceil(C N) up (rounded as rank_share_tiers).
+    edges = np.ceil(np.round(np.concatenate([[0.0], np.cumsum(s)]) * x.size, 9))
+    edges[-1] = max(edges[-1], x.size)
+    start = np.maximum(higher[:, None], edges[None, :-1])
+    stop = np.minimum((higher + ties)[:, None], edges[None, 1:])
+    return np.clip(stop - start, 0.0, None) / ties[:, None]
+
+
+#: Probabilities are kept this far from 0 and 1 before their logit is taken: a share of
+#: a few hundred draws is often exactly 0 or 1.
+PROBABILITY_FLOOR = 1e-4
+
+
+def _logit(probability: Any) -> np.ndarray:
+    p = np.clip(np.asarray(probability, dtype=float), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    return np.log(p) - np.log1p(-p)
+
+
+def logistic_recalibration(probability: Any, reached: Any) -> tuple[float, float]:
+    """Intercept ``a`` and slope ``b`` of ``logit P(reached) = a + b logit(p)``.
+
+    Maximum likelihood (a two-parameter logistic regression, by Newton's method).
+    ``b < 1`` says the probabilities are too confident (too far from 0.5), ``a < 0``
+    that the event happens less often than they say; ``(0, 1)`` is calibrated.
+    Probabilities are clipped to ``[1e-4, 1 - 1e-4]`` first, and identical pairs
+    counted once with their weight.
+
+    Examples
+    --------
+    Overconfident probabilities of an event that happens as often as
+    ``recalibrated(p, -0.3, 0.6)``:
+
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(0.01, 0.99, 100_000)
+    >>> reached = rng.random(p.size) < recalibrated(p, -0.3, 0.6)
+    >>> a, b = logistic_recalibration(p, reached)
+    >>> round(a, 1), round(b, 1)
+    (-0.3, 0.6)
+    """
+    z = _logit(probability)
+    hit = np.asarray(reached, dtype=bool)
+    if z.shape != hit.shape:
+        raise ValueError(f"probability and reached differ in shape: {z.shape} and {hit.shape}")
+    if hit.all() or not hit.any():
+        raise ValueError(
+            "logistic recalibration needs outcomes of both kinds; all "
+            f"{hit.size} are {bool(hit.any())}"
+        )
+    pairs, counts = np.unique(np.stack([z.ravel(), hit.ravel()]), axis=1, return_counts=True)
+    design = np.stack([np.ones(pairs.shape[1]), pairs[0]], axis=1)
+    y, w = pairs[1], counts.astype(float)
+    coef = np.array([0.0, 1.0])
+    for _ in range(100):
+        eta = design @ coef
+        mu = np.exp(-np.logaddexp(0.0, -eta))  # expit without overflow
+        gradient = design.T @ (w * (y - mu))
+        hessian = (design * (w * mu * (1 - mu))[:, None]).T @ design
+        step = np.linalg.solve(hessian + 1e-12 * np.eye(2), gradient)
+        coef += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(coef[0]), float(coef[1])
+
+
+def recalibrated(probability: Any, intercept: float, slope: float) -> np.ndarray:
+    """``expit(a + b logit(p))``: probabilities mapped by a logistic recalibration.
+
+    The map keeps the order of the probabilities; ``(0, 1)`` leaves them as they were
+    (within the ``1e-4`` clip).
+
+    Examples
+    --------
+    >>> recalibrated(np.array([0.1, 0.5, 0.9]), 0.0, 0.5).round(3).tolist()
+    [0.25, 0.5, 0.75]
+    """
+    eta = intercept + slope * _logit(probability)
+    return np.exp(-np.logaddexp(0.0, -eta))
+
+
 def tier_calibration(probability: np.ndarray, reached: np.ndarray, bins: int = 10) -> pd.DataFrame:
     """Of customers given probability ``~p`` of a tier, the share that reached it.
 
     Customers are grouped in ``bins`` equal bins of the probability; per bin: the
     number of customers, the mean probability given, the share that reached the tier
     and its binomial standard error (under the mean probability: the noise a
-    calibrated forecast shows). Empty bins are left out.
+    calibrated forecast shows). Empty bins are left out. ``reached`` is True/False, or
+    each customer's probability of having reached the tier where ties leave it open
+    (:func:`tier_reach_shares`).
 
     Examples
     --------
@@ -197,11 +314,13 @@ def tier_calibration(probability: np.ndarray, reached: np.ndarray, bins: int = 1
     [[0.05, 0.05], [0.95, 0.95]]
     """
     p = np.asarray(probability, dtype=float)
-    hit = np.asarray(reached, dtype=bool)
+    hit = np.asarray(reached, dtype=float)
     if p.shape != hit.shape:
         raise ValueError(f"probability and reached differ in shape: {p.shape} and {hit.shape}")
     if np.any(~np.isfinite(p) | (p < 0) | (p > 1)):
         raise ValueError("probabilities must lie in [0, 1]")
+    if np.any(~(hit >= 0) | (hit > 1)):
+        raise ValueError("reached must be True/False or a probability in [0, 1]")
     edges = np.linspace(0.0, 1.0, int(bins) + 1)
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, int(bins) - 1)
     n = np.bincount(which, minlength=bins)

@@ -55,8 +55,8 @@ from clvmodels.calibration import (
     coverage_by_level,
     pit_histogram,
     randomized_pit,
-    rank_share_tiers,
     tier_calibration,
+    tier_reach_shares,
     total_coverage,
 )
 from clvmodels.clv import (
@@ -1578,11 +1578,14 @@ def forecast_calibration(
             f"(it gives {sorted(tiers.columns)})"
         )
     names = [name for name, _ in DEFAULT_TIERS]
-    reached = rank_share_tiers(realised.to_numpy(dtype=float), [s for _, s in DEFAULT_TIERS])
+    # Customers tied at a realised value (most at 0) share its ranks, as segment() shares
+    # them: their chance of each tier, not all of them in the highest tier they reach.
+    reach = tier_reach_shares(realised.to_numpy(dtype=float), [s for _, s in DEFAULT_TIERS])
     if tier_event == "top":
-        hit = reached == 0
+        hit = reach[:, 0]
     else:
-        hit = reached == pd.Categorical(tiers["tier"].astype(str), categories=names).codes
+        assigned = pd.Categorical(tiers["tier"].astype(str), categories=names).codes
+        hit = reach[np.arange(len(reach)), assigned]
     table = tier_calibration(tiers[tier_probability_col].to_numpy(dtype=float), hit)
     table.attrs.update({"column": tier_probability_col, "event": tier_event})
     return ModelCalibration(
