@@ -1,6 +1,6 @@
 """Coverage of clvmodels' intervals, measured by rolling-origin evaluation (issue 13).
 
-Three parts, each coverage with its binomial standard error:
+Four parts, each coverage with its binomial standard error:
 
 1. **CDNOW, rolling origin.** The full bundled cohort (23,570 customers, 1997-01-01 to
    1998-06-30; ``--cdnow-cohort sample`` for the 1/10 sample of 2,357) is cut every
@@ -23,8 +23,13 @@ Three parts, each coverage with its binomial standard error:
    level-only multipliers, the default, and by ``--n-refits`` refits on simulated
    shocked cohorts), the mean width ratio (refits / plain) and the customers' coverage.
    The CDNOW parts use the default.
-   ``--workers`` runs the cohorts in parallel processes, ``--shocks`` and ``--parts``
-   choose what runs.
+4. **Tier probabilities on simulated cohorts.** ``--tier-replications`` cohorts of
+   ``--tier-customers`` from the same model, fitted to 1997-09-30 and forecast for
+   ``--cdnow-holdout`` weeks, without and with weekly shocks (``--tier-shocks``): the
+   calibration of ``--tier-column`` pooled over cohorts, where the model is right.
+
+``--workers`` runs the cohorts in parallel processes, ``--shocks`` and ``--parts``
+choose what runs.
 
 Examples
 --------
@@ -306,6 +311,42 @@ def _simulated_replication(job) -> dict:
     }
 
 
+def _tier_replication(job) -> pd.DataFrame:
+    """One simulated cohort of :func:`simulated_tiers`: its tier-calibration table."""
+    args, sd, phi, seed = job
+    log = simulate_transactions(args.tier_customers, BGNBD, SPEND, start="1997-01-01",
+                                shock_sd=sd, shock_persistence=phi,
+                                random_state=seed)  # fmt: skip
+    end = pd.Timestamp("1997-09-30") + pd.Timedelta(weeks=args.cdnow_holdout)
+    r = _one_forecast(log, "1997-09-30", end, args.cdnow_holdout, args, seed=seed,
+                      shocks=False)  # fmt: skip
+    return r["cal"].tiers
+
+
+def simulated_tiers(args) -> list[str]:
+    """Tier-probability calibration on cohorts simulated from the model itself."""
+    lines = []
+    settings = [tuple(map(float, pair.split(":"))) for pair in args.tier_shocks.split(",")]
+    for sd, phi in settings:
+        jobs = [(args, sd, phi, 500 + rep) for rep in range(args.tier_replications)]
+        if args.workers > 1:
+            with ProcessPoolExecutor(args.workers) as pool:
+                tables = list(pool.map(_tier_replication, jobs))
+        else:
+            tables = [_tier_replication(job) for job in jobs]
+        lines += [
+            f"### Tier probability `{args.tier_column}` on simulated cohorts: "
+            f"{args.tier_replications} of {args.tier_customers:,} customers (BG/NBD + "
+            f"Gamma-Gamma, CDNOW estimates), {args.cdnow_holdout}-week holdouts, weekly "
+            f"log shocks sd {sd:.1f}, lag-one {phi:.1f}",
+            "",
+            *_pooled_tier_lines(tables),
+            "",
+        ]
+        print("\n".join(lines[-14:]), flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replications", type=int, default=100)
@@ -326,13 +367,17 @@ def main() -> None:
                         help="processes for the simulated cohorts")
     parser.add_argument("--shocks", default="0.0:0.0,0.2:0.5,0.3:0.7",
                         help="simulated weekly log shocks, sd:lag-one pairs")
-    parser.add_argument("--parts", default="rolling,issue,simulated",
+    parser.add_argument("--parts", default="rolling,issue,simulated,tiers",
                         help="comma-separated parts to run")
+    parser.add_argument("--tier-replications", type=int, default=60)
+    parser.add_argument("--tier-customers", type=int, default=2357)
+    parser.add_argument("--tier-shocks", default="0.0:0.0,0.3:0.5",
+                        help="weekly log shocks of the tier part's cohorts, sd:lag-one pairs")
     parser.add_argument("--out", type=Path, default=HERE / "output" / "coverage.md")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     t0 = time.perf_counter()
-    rolling = issue = sims = []
+    rolling = issue = sims = tiers = []
     if "rolling" in parts:
         print("CDNOW, rolling origin", flush=True)
         rolling, _ = cdnow_rolling(args)
@@ -342,6 +387,9 @@ def main() -> None:
     if "simulated" in parts:
         print("Simulated cohorts", flush=True)
         sims = simulated(args)
+    if "tiers" in parts:
+        print("Tier probabilities on simulated cohorts", flush=True)
+        tiers = simulated_tiers(args)
     load = os.getloadavg()[0]
     head = [
         "## Coverage (`bench_coverage.py`)",
@@ -352,7 +400,7 @@ def main() -> None:
         f"on this machine, load average {load:.1f}.",
         "",
     ]
-    text = "\n".join(head + rolling + [""] + issue + [""] + sims) + "\n"
+    text = "\n".join(head + rolling + [""] + issue + [""] + sims + [""] + tiers) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)
