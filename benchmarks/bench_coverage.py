@@ -263,6 +263,19 @@ def cdnow_issue_holdout(args) -> list[str]:
     ]
 
 
+def _shock_settings(text: str) -> list[tuple[float, float]]:
+    """``"sd:lag-one,sd:lag-one"`` as pairs of floats."""
+    return [tuple(map(float, pair.split(":"))) for pair in text.split(",")]
+
+
+def _run_jobs(function, jobs: list, workers: int) -> list:
+    """``function`` over ``jobs``, in ``workers`` processes when more than one."""
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(function, jobs))
+    return [function(job) for job in jobs]
+
+
 def simulated(args) -> list[str]:
     lines = [
         f"### Simulated cohorts: {args.replications} replications of {args.customers:,} "
@@ -273,15 +286,9 @@ def simulated(args) -> list[str]:
         "ratio (refits / plain, mean) | customers' coverage |",
         "|---|---|---|---|---|---|---|",
     ]
-    settings = [tuple(map(float, pair.split(":"))) for pair in args.shocks.split(",")]
-    for sd, phi in settings:
+    for sd, phi in _shock_settings(args.shocks):
         jobs = [(args, sd, phi, 1000 + rep) for rep in range(args.replications)]
-        if args.workers > 1:
-            with ProcessPoolExecutor(args.workers) as pool:
-                results = list(pool.map(_simulated_replication, jobs))
-        else:
-            results = [_simulated_replication(job) for job in jobs]
-        table = pd.DataFrame(results)
+        table = pd.DataFrame(_run_jobs(_simulated_replication, jobs, args.workers))
         n = len(table)
         lines.append(
             f"| {sd:.1f}, {phi:.1f} | {table['plain_inside'].mean():.1%} | "
@@ -326,14 +333,9 @@ def _tier_replication(job) -> pd.DataFrame:
 def simulated_tiers(args) -> list[str]:
     """Tier-probability calibration on cohorts simulated from the model itself."""
     lines = []
-    settings = [tuple(map(float, pair.split(":"))) for pair in args.tier_shocks.split(",")]
-    for sd, phi in settings:
+    for sd, phi in _shock_settings(args.tier_shocks):
         jobs = [(args, sd, phi, 500 + rep) for rep in range(args.tier_replications)]
-        if args.workers > 1:
-            with ProcessPoolExecutor(args.workers) as pool:
-                tables = list(pool.map(_tier_replication, jobs))
-        else:
-            tables = [_tier_replication(job) for job in jobs]
+        tables = _run_jobs(_tier_replication, jobs, args.workers)
         lines += [
             f"### Tier probability `{args.tier_column}` on simulated cohorts: "
             f"{args.tier_replications} of {args.tier_customers:,} customers (BG/NBD + "
