@@ -316,6 +316,14 @@ def test_bad_input_is_refused_by_name():
         total_multipliers(np.ones((3, 2)), np.array([1.0]))
     with pytest.raises(ValueError, match="sum to 1"):
         total_multipliers(np.ones((3, 2)), np.array([0.2, 0.2]))
+    valued = calibration_holdout_split(log, "customer_id", "date", "amount",
+                                       calibration_end="1997-09-30")  # fmt: skip
+    forecast = customer_lifetime_value(model, GammaGamma().fit(valued), valued, horizon=3,
+                                       period="13W", n_draws=20, random_state=0,
+                                       progressbar=False)  # fmt: skip
+    for n_refits in (5, -1, True):
+        with pytest.raises(ValueError, match=r"n_refits must be 0 .* or at least 10"):
+            shocked_total(forecast, valued, CommonShocks.fixed(0.2, 0.5), n_refits=n_refits)
 
 
 def test_large_cohorts_simulate_a_sample_with_the_same_noise(monkeypatch):

@@ -165,6 +165,8 @@ __all__ = [
     "tracking_log_posterior",
 ]
 
+#: Fewest refits whose effects make a spread (``shocked_total(..., n_refits=)``).
+_MIN_REFITS = 10
 #: Grid of the persistence ``phi`` (reference prior, :func:`log_phi_prior`).
 PHI_GRID = np.round(np.arange(-0.5, 0.951, 0.05), 10)
 #: Scales of the priors of ``sigma`` (per-step shock sd; half-Cauchy: a few percent is
@@ -1134,10 +1136,10 @@ def shocked_total(
         Interval level; defaults to the forecast's.
     n_refits : int, default 0
         Simulated shocked cohorts (two refits of the transaction model each) behind the
-        shocks' effect; 0 for the level-only approximation, which refits nothing. The
-        refits need a model whose summary columns other than ``frequency``,
-        ``recency`` and ``T`` do not depend on purchase times (covariates do not;
-        BG/CNBD-k's inter-purchase sums do, and it is refused).
+        shocks' effect; 0 for the level-only approximation, which refits nothing, else
+        at least 10. The refits need a model whose summary columns other than
+        ``frequency``, ``recency`` and ``T`` do not depend on purchase times
+        (covariates do not; BG/CNBD-k's inter-purchase sums do, and it is refused).
     fit_kwargs : mapping, optional
         Passed to ``fit`` of the refitted copies.
     random_state : int or numpy Generator, optional
@@ -1169,8 +1171,11 @@ def shocked_total(
     scorer = forecast.scorer
     level = forecast.interval if interval is None else float(interval)
     low_p, high_p = interval_probabilities(level)
-    if isinstance(n_refits, bool) or int(n_refits) < 0:
-        raise ValueError(f"n_refits must be a non-negative integer, got {n_refits!r}")
+    if isinstance(n_refits, bool) or not (int(n_refits) == 0 or int(n_refits) >= _MIN_REFITS):
+        raise ValueError(
+            f"n_refits must be 0 (level-only multipliers) or at least {_MIN_REFITS} (the "
+            f"spread of the shocks' effects needs that many replicates), got {n_refits!r}"
+        )
     rng = np.random.default_rng(random_state)
     n_draws = forecast.n_draws
     if int(n_refits) == 0:
@@ -1185,10 +1190,12 @@ def shocked_total(
             np.asarray(scorer.discount), n_refits=int(n_refits), fit_kwargs=fit_kwargs,
             random_state=rng,
         )  # fmt: skip
-        if effects.size < max(10, int(n_refits) // 2):
+        if effects.size < max(_MIN_REFITS, int(n_refits) // 2):
             raise ValueError(
                 f"shocked_total: only {effects.size} of {int(n_refits)} refits of the "
-                "transaction model on simulated shocked cohorts converged"
+                "transaction model on simulated shocked cohorts converged, fewer than the "
+                f"{max(_MIN_REFITS, int(n_refits) // 2)} needed; see the warnings above for "
+                "why, or use n_refits=0"
             )
         shock = np.exp(rng.choice(effects, size=n_draws))
         tau = common_shocks.sample(n_draws, rng)["tau"].to_numpy()
