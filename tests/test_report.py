@@ -84,9 +84,9 @@ def test_figures_are_embedded_pngs(built):
     _, html, _ = built
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     # 2 tracking + conditional expectations + histogram (all models on each) + 2 maps +
-    # rank + tiers + trace + posterior + 4 calibration (holdout total, PIT, coverage by
-    # level, tier probabilities).
-    assert len(images) == 14
+    # rank + tiers + the tiers' backtest + trace + posterior + 4 calibration (holdout
+    # total, PIT, coverage by level, tier probabilities).
+    assert len(images) == 15
     for data in images:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert html.count("<figcaption>") == len(images)
@@ -192,7 +192,9 @@ def test_every_text_is_escaped_and_units_come_from_the_data(daily, tmp_path):
     # The summary is in days: nothing is said in weeks.
     assert "holdout length (days)" in html and "recency and T are in days" in html
     assert "forecasts the 273 days of the holdout" in html
-    assert "Repeat purchases per day" in html and "week" not in html.lower()
+    # (Embedded images are left out: their base64 text may spell anything.)
+    text = re.sub(r"data:image/png;base64,[^\"]+", "", html)
+    assert "Repeat purchases per day" in text and "week" not in text.lower()
     assert "2 quarters, discounted at 1% per quarter" in html
 
 
@@ -202,6 +204,22 @@ def test_both_tier_probabilities_are_shown_and_told_apart(daily):
     assert "the realised tier probability is the chance that the customer&#39;s actual" in html
     tiers = daily.segmentation.tiers
     assert (tiers["mean_tier_probability_realised"] < tiers["mean_tier_probability"]).all()
+
+
+def test_top_tier_probabilities_are_tried_on_the_last_horizon_of_the_log(daily):
+    # Two quarters before 1998-06-30 the models are refitted and forecast to it; the
+    # note gives the calibration map fitted there, and a figure shows it.
+    html = render_report(daily, progressbar=False)
+    found = re.search(
+        r"refitted on the data up to (1997-12-\d\d) and forecast to 1998-06-30 .*?"
+        r"logistic calibration slope ([0-9.]+), intercept ([+-][0-9.]+); mean gap between "
+        r"the chance given and the share that got there ([0-9.]+)\)",
+        html,
+    )
+    assert found, "no backtest note"
+    slope, gap = float(found.group(2)), float(found.group(4))
+    assert 0.3 < slope < 3 and 0 < gap < 0.2
+    assert f"Backtest {found.group(1)} to 1998-06-30: of customers given about p" in html
 
 
 def test_a_unit_is_never_guessed(daily):

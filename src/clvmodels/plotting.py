@@ -1065,6 +1065,18 @@ def plot_coverage_by_level(calibration: Any, *, ax: Any = None) -> Any:
     return ax
 
 
+def _tier_tables(calibration: Any) -> dict[str, pd.DataFrame]:
+    """Per series, a :func:`~clvmodels.calibration.tier_calibration` table: of each model
+    of a compare() table (or mapping, or one calibration), or of a
+    :class:`~clvmodels.backtest.TierProbabilityBacktest` before and after its map."""
+    if hasattr(calibration, "recalibrated_calibration"):
+        return {
+            "as given": calibration.calibration,
+            "recalibrated (fitted here)": calibration.recalibrated_calibration,
+        }
+    return {name: cal.tiers for name, cal in _calibrations(calibration).items()}
+
+
 def plot_tier_calibration(calibration: Any, *, ax: Any = None) -> Any:
     """Of customers given probability ~p of a tier, the share that reached it by
     realised holdout value, per probability bin (marker area: customers; bars: two
@@ -1072,8 +1084,10 @@ def plot_tier_calibration(calibration: Any, *, ax: Any = None) -> Any:
 
     Parameters
     ----------
-    calibration : DataFrame, mapping or ModelCalibration
-        As in :func:`plot_pit_histogram`.
+    calibration : DataFrame, mapping, ModelCalibration or TierProbabilityBacktest
+        As in :func:`plot_pit_histogram`; or a backtest of
+        :func:`clvmodels.backtest.backtest_tier_probability`, whose probabilities are
+        drawn as given and recalibrated.
     ax : matplotlib Axes, optional
 
     Returns
@@ -1086,12 +1100,11 @@ def plot_tier_calibration(calibration: Any, *, ax: Any = None) -> Any:
     >>> ax.get_xlabel()
     'probability given (%)'
     """
-    items = _calibrations(calibration)
+    items = _tier_tables(calibration)
     ax = _axes(ax)
     ax.plot([0, 100], [0, 100], color=_ACTUAL, lw=1, ls=":", label="calibrated")
     event = None
-    for (name, cal), color in zip(items.items(), _MODEL_COLORS * 4, strict=False):
-        table = cal.tiers
+    for (name, table), color in zip(items.items(), _MODEL_COLORS * 4, strict=False):
         event = table.attrs.get("event", event)
         x, y = 100 * table["probability"], 100 * table["share"]
         ax.errorbar(x, y, yerr=200 * table["se"], fmt="none", capsize=2, color=color, alpha=0.7)

@@ -1072,6 +1072,51 @@ def _checks_section(ctx: _Context) -> dict[str, Any]:
     }
 
 
+def _tier_backtest(ctx: _Context) -> tuple[str | None, _Figure | None]:
+    """The forecast's top-tier probabilities tried on the last horizon of the log: a note
+    and a figure, or why not (None, None without realised tier probabilities)."""
+    from clvmodels import plotting
+    from clvmodels.backtest import backtest_tier_probability
+
+    result, s = ctx.result, ctx.result.settings
+    column = "top_tier_probability_realised"
+    if result.segmentation is None or column not in result.segmentation.customers.columns:
+        return None, None
+    if result.forecast_name == AVERAGE_NAME:
+        return ("Top-tier probabilities were not tried on a backtest: the model average "
+                "mixes several models' forecasts, and the backtest refits one."), None
+    end = result.summary.attrs.get("observation_end")
+    try:
+        check = backtest_tier_probability(
+            result.forecast, ctx.transactions, s.customer_col, s.date_col, s.value_col,
+            calibration_end=end, column=column, random_state=s.random_state,
+        )  # fmt: skip
+    except (ValueError, TypeError) as err:
+        return f"Top-tier probabilities were not tried on a backtest: {err}.", None
+    table = check.calibration
+    gap = float(np.abs(table["share"] - table["probability"]) @ table["customers"]
+                / table["customers"].sum())  # fmt: skip
+    tone = ("too confident" if check.slope < 0.95 else
+            "not confident enough" if check.slope > 1.05 else "about right")  # fmt: skip
+    note = (
+        f"Tried on the last stretch of the log: the models refitted on the data up to "
+        f"{check.cut} and forecast to {check.end} gave each customer a chance of the top "
+        f"tier by realised value; the chances given were {tone} (logistic calibration "
+        f"slope {check.slope:.2f}, intercept {check.intercept:+.2f}; mean gap between the "
+        f"chance given and the share that got there {gap:.3f}). "
+        "clvmodels.backtest.backtest_tier_probability applies that map to this forecast's "
+        "top-tier probabilities, assuming the model errs ahead as it did there."
+    )
+    fig, ax = _axes((6.0, 4.4))
+    plotting.plot_tier_calibration(check, ax=ax)
+    caption = (
+        f"Backtest {check.cut} to {check.end}: of customers given about p of the top tier, "
+        "the share that reached it, as given and after the recalibration fitted on these "
+        "same customers."
+    )
+    return note, _figure(fig, caption)
+
+
 def _forecast_section(ctx: _Context) -> dict[str, Any]:
     from clvmodels import plotting
 
@@ -1131,6 +1176,7 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
         "belongs there." + _REALISED_TIER_NOTE * ("mean_tier_probability_realised"
                                                    in segmentation.tiers.columns),
     )
+    tier_note, tier_backtest_fig = _tier_backtest(ctx)
     tiers = segmentation.tiers
     tier_frame = pd.DataFrame(index=tiers.index)
     for col in ("customers", "share_of_customers", "clv_total"):
@@ -1171,6 +1217,8 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
         "cards": cards,
         "shock_note": shock_note,
         "figures": [rank_fig, tier_fig],
+        "tier_note": tier_note,
+        "tier_figures": [] if tier_backtest_fig is None else [tier_backtest_fig],
         "tiers": _table(
             tier_frame,
             kinds={"customers": "int", "share of customers": "share", "share of value": "share",
