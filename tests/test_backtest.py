@@ -18,7 +18,7 @@ from clvmodels import (
     segment,
 )
 from clvmodels.backtest import backtest_tier_probability
-from clvmodels.calibration import rank_share_tiers, tier_calibration
+from clvmodels.calibration import rank_share_tiers, tier_calibration, tier_probability_gap
 from clvmodels.simulate import simulate_transactions
 
 
@@ -35,9 +35,7 @@ def _forecast(log, cut, end=None, n_draws=300, seed=0):
 
 
 def _weighted_gap(probability, hit):
-    table = tier_calibration(probability, hit)
-    gaps = np.abs(table["share"] - table["probability"])
-    return float(gaps @ table["customers"] / table["customers"].sum())
+    return tier_probability_gap(tier_calibration(probability, hit))
 
 
 def test_data_from_the_model_itself_need_no_recalibration():

@@ -40,6 +40,7 @@ __all__ = [
     "rank_share_tiers",
     "recalibrated",
     "tier_calibration",
+    "tier_probability_gap",
     "tier_reach_shares",
     "total_coverage",
 ]
@@ -186,6 +187,21 @@ def rank_share_tiers(values: np.ndarray, shares: Any) -> np.ndarray:
     # Rounded: 0.2 + 0.4 is 0.6000000000000001, and 3 customers must not be fewer than it.
     cumulative = np.round(np.cumsum(s)[:-1] * x.size, 9)
     return np.searchsorted(cumulative, strictly_higher, side="right")
+
+
+def tier_probability_gap(table: pd.DataFrame) -> float:
+    """Mean absolute gap between the probability given and the share that reached the
+    tier, over the bins of a :func:`tier_calibration` table, weighted by customers.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"customers": [90, 10], "probability": [0.05, 0.9],
+    ...                       "share": [0.05, 0.5]})
+    >>> round(tier_probability_gap(table), 3)
+    0.04
+    """
+    gaps = np.abs(table["probability"] - table["share"])
+    return float(gaps @ table["customers"] / max(table["customers"].sum(), 1))
 
 
 def tier_reach_shares(values: np.ndarray, shares: Any) -> np.ndarray:

@@ -56,6 +56,7 @@ from clvmodels.calibration import (
     pit_histogram,
     randomized_pit,
     tier_calibration,
+    tier_probability_gap,
     tier_reach_shares,
     total_coverage,
 )
@@ -1604,14 +1605,13 @@ def forecast_calibration(
 
 def _calibration_columns(calibration: ModelCalibration) -> dict[str, float]:
     """The columns of :func:`compare` that summarise a :class:`ModelCalibration`."""
-    total, tiers = calibration.total, calibration.tiers
-    gap = np.abs(tiers["probability"] - tiers["share"]) @ tiers["customers"]
+    total = calibration.total
     return {
         "value_total_lower": total["lower"],
         "value_total_upper": total["upper"],
         "value_total_inside": float(total["inside"]),
         "value_total_widths_outside": total["widths_outside"],
-        "tier_probability_gap": float(gap / max(tiers["customers"].sum(), 1)),
+        "tier_probability_gap": tier_probability_gap(calibration.tiers),
     }
 
 

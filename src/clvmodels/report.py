@@ -1077,6 +1077,7 @@ def _tier_backtest(ctx: _Context) -> tuple[str | None, _Figure | None]:
     and a figure, or why not (None, None without realised tier probabilities)."""
     from clvmodels import plotting
     from clvmodels.backtest import backtest_tier_probability
+    from clvmodels.calibration import tier_probability_gap
 
     result, s = ctx.result, ctx.result.settings
     column = "top_tier_probability_realised"
@@ -1093,9 +1094,7 @@ def _tier_backtest(ctx: _Context) -> tuple[str | None, _Figure | None]:
         )  # fmt: skip
     except (ValueError, TypeError) as err:
         return f"Top-tier probabilities were not tried on a backtest: {err}.", None
-    table = check.calibration
-    gap = float(np.abs(table["share"] - table["probability"]) @ table["customers"]
-                / table["customers"].sum())  # fmt: skip
+    gap = tier_probability_gap(check.calibration)
     tone = ("too confident" if check.slope < 0.95 else
             "not confident enough" if check.slope > 1.05 else "about right")  # fmt: skip
     note = (
