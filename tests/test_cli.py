@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from clvmodels.calibration import recalibrated
 from clvmodels.cli import app, write_table_atomically
 
 runner = CliRunner()
@@ -42,6 +44,32 @@ def test_forecast_csv_to_parquet(transactions_csv, tmp_path):
         assert col in table.columns
     assert (table["clv_lower"] <= table["clv"]).all()
     assert (table["clv"] <= table["clv_upper"]).all()
+
+
+def test_forecast_with_both_tier_probabilities_recalibrates_the_top_tier(
+    transactions_csv, tmp_path
+):
+    out = tmp_path / "forecast.csv"
+    args = _forecast_args(transactions_csv, out, "--segments", "--predictive",
+                          "--horizon-months", "6")
+    args.remove("--quiet")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # Six months before the log's end (1998-06-30) the models were refitted and tried.
+    found = re.search(r"Top-tier probabilities tried on 1997-12-\d\d to 1998-06-30 .*?slope "
+                      r"([0-9.]+), intercept ([+-][0-9.]+)", result.output)
+    assert found, result.output
+    table = pd.read_csv(out, index_col=0)
+    raw = table["top_tier_probability_realised"].to_numpy()
+    np.testing.assert_allclose(
+        table["top_tier_probability_realised_recalibrated"],
+        recalibrated(raw, float(found.group(2)), float(found.group(1))), atol=0.01,
+    )
+    args[args.index("--output") + 1] = str(tmp_path / "plain.csv")
+    result = runner.invoke(app, [*args, "--no-tier-backtest"])
+    assert result.exit_code == 0 and "Top-tier probabilities tried" not in result.output
+    assert "top_tier_probability_realised_recalibrated" not in pd.read_csv(
+        tmp_path / "plain.csv", nrows=1).columns
 
 
 def test_forecast_parquet_to_csv_with_observation_end(cdnow_transactions, tmp_path):
@@ -565,6 +593,10 @@ def test_report_takes_covariates_for_the_named_models(apparel_files, tmp_path, m
         assert "purchase:gender" in models[name][0].params_.index
         assert list(models[name][1].params_.index) == ["p", "q", "gamma"]  # no covariates
     assert "purchase:gender" in out.read_text()
+    # The tier backtest refits the covariate model with the same customer data.
+    check = results[0].tier_backtest
+    assert results[0].warnings == [] and check is not None
+    assert "top_tier_probability_realised_recalibrated" in results[0].customers()
 
 
 @pytest.mark.parametrize(

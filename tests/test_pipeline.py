@@ -15,6 +15,8 @@ import pytest
 
 from clvmodels import BetaGeo, GammaGamma, customer_lifetime_value
 from clvmodels.averaging import AveragedForecast
+from clvmodels.backtest import backtest_tier_probability
+from clvmodels.calibration import recalibrated
 from clvmodels.data import read_transactions
 from clvmodels.evaluation import AVERAGE_NAME
 from clvmodels.pipeline import (
@@ -37,7 +39,7 @@ def _settings(source, **kwargs):
 @pytest.fixture(scope="module")
 def result(cdnow_transactions):
     return run_pipeline(
-        _settings(cdnow_transactions, observation_end="1997-09-30", predictive=True),
+        _settings(cdnow_transactions, observation_end="1998-06-30", predictive=True),
         progressbar=False,
     )
 
@@ -171,13 +173,53 @@ def test_result_holds_every_step(result):
     assert result.split is None and result.comparison is None and result.models == {}
     customers = result.customers()
     assert len(customers) == 2357
-    assert {"frequency", "clv", "clv_lower", "clv_pred_upper", "tier"} <= set(customers.columns)
+    assert {"frequency", "clv", "clv_lower", "clv_pred_upper", "tier",
+            "top_tier_probability_realised_recalibrated"} <= set(customers.columns)
     assert list(result.timings) == ["summary", "fitting BetaGeo + GammaGamma",
-                                    "forecasting CLV", "segmenting"]
+                                    "forecasting CLV", "segmenting", "tier backtest"]
+    assert result.warnings == [] and result.tier_backtest_note is None
     d = result.to_dict()
     json.dumps(d)
     assert d["customers"] == 2357 and d["settings"]["source"] == "DataFrame (6,919 rows)"
     assert d["total"]["clv_lower"] < d["total"]["clv"] < d["total"]["clv_upper"]
+
+
+def test_top_tier_probabilities_come_recalibrated_by_a_backtest(result):
+    # The forecast (12 months from 1998-06-30) is tried on the 12 months before its
+    # calibration end, with the models refitted on the data up to 1997-06-30; every
+    # customer's top-tier probability is then mapped as that backtest found.
+    check = result.tier_backtest
+    assert (check.cut, check.end, check.n_customers) == ("1997-06-30", "1998-06-30", 2357)
+    direct = backtest_tier_probability(result.forecast, result.transactions(), *COLUMNS,
+                                       calibration_end="1998-06-30", random_state=0)
+    assert (check.intercept, check.slope) == pytest.approx((direct.intercept, direct.slope))
+    customers = result.customers()
+    raw = customers["top_tier_probability_realised"].to_numpy()
+    mapped = customers["top_tier_probability_realised_recalibrated"].to_numpy()
+    np.testing.assert_allclose(mapped, recalibrated(raw, check.intercept, check.slope))
+    # CDNOW's realised top tier is less predictable than the draws say: the map
+    # shrinks the probabilities towards the share of the tier.
+    assert 0.5 < check.slope < 1.0
+    high = raw > 0.5
+    assert (mapped[high] < raw[high]).all()
+
+
+def test_the_tier_backtest_says_why_it_did_not_run(cdnow_transactions):
+    # Twelve months before 1997-09-30 is before the log's first purchase.
+    settings = _settings(cdnow_transactions, observation_end="1997-09-30", predictive=True)
+    with pytest.warns(UserWarning, match="the tier backtest did not run"):
+        result = run_pipeline(settings, progressbar=False)
+    assert result.tier_backtest is None
+    assert "not after the log's first transaction on 1997-01-01" in result.tier_backtest_note
+    assert "top_tier_probability_realised_recalibrated" not in result.customers()
+    assert "the customer table has no recalibrated top-tier probability" in result.warnings[0]
+    # Turned off, or without predictive tiers, it is not tried at all.
+    for change in ({"tier_backtest": False}, {"predictive": False}, {"segments": False}):
+        quiet = run_pipeline(dataclasses.replace(settings, **change), progressbar=False)
+        assert "tier backtest" not in quiet.timings and quiet.warnings == []
+        assert quiet.tier_backtest is None and quiet.tier_backtest_note is None
+    with pytest.raises(ValueError, match="tier_backtest must be True or False"):
+        _settings(cdnow_transactions, tier_backtest="yes")
 
 
 def test_comparison_fits_every_pair_on_calibration_and_forecasts_on_all(cdnow_transactions):

@@ -434,3 +434,7 @@ def test_named_models_get_their_bayesian_versions(cdnow_transactions, tmp_path):
         mcmc_tune=60, mcmc_chains=2, n_draws=60, progressbar=False,
     ).read_text(encoding="utf-8")
     assert "BayesianModifiedBetaGeo + BayesianGammaGamma" in html and "2 models compared" in html
+    # The Bayesian pair forecasts; its tier probabilities are not tried on a backtest,
+    # which would rerun MCMC, and the report says so (without a warning).
+    assert ("Top-tier probabilities were not tried on a backtest: BayesianModifiedBetaGeo is "
+            "a Bayesian or grouped fit") in html

@@ -34,7 +34,7 @@ from clvmodels.calibration import (
     tier_calibration,
 )
 from clvmodels.clv import CLVForecast, customer_lifetime_value
-from clvmodels.data import calibration_holdout_split, compress
+from clvmodels.data import calibration_holdout_split, compress, join_customer_data
 from clvmodels.errors import ConvergenceError
 from clvmodels.models.base import TransactionModel
 from clvmodels.segmentation import segment
@@ -45,6 +45,7 @@ __all__ = [
     "backtest_cuts",
     "backtest_purchases",
     "backtest_tier_probability",
+    "refit_refusal",
 ]
 
 #: The top-tier probability columns of :func:`clvmodels.segment` that a backtest tries:
@@ -229,6 +230,26 @@ class TierProbabilityBacktest:
         return out
 
 
+def refit_refusal(models: Sequence[Any]) -> str | None:
+    """Why a backtest will not refit these models (None where it will): Bayesian and
+    grouped fits would rerun MCMC or need their groups' history.
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, GammaGamma
+    >>> refit_refusal([BetaGeo(), GammaGamma()]) is None
+    True
+    """
+    for model in models:
+        if getattr(model, "idata_", None) is not None or getattr(model, "group_col", None):
+            return (
+                f"{type(model).__name__} is a Bayesian or grouped fit, which the backtest "
+                "would refit; make the forecast with the maximum-likelihood version "
+                "(model.maximum_likelihood_model(), fitted)"
+            )
+    return None
+
+
 def backtest_tier_probability(
     forecast: CLVForecast,
     transactions: pd.DataFrame,
@@ -239,6 +260,8 @@ def backtest_tier_probability(
     calibration_end: Any,
     column: str = "top_tier_probability_realised",
     tiers: Any = None,
+    freq: str = "D",
+    customer_data: pd.DataFrame | None = None,
     random_state: Any = None,
 ) -> TierProbabilityBacktest:
     """Try a forecast's tier probabilities on the last block of its calibration window.
@@ -274,6 +297,12 @@ def backtest_tier_probability(
         ties decide which lower tier they reached.)
     tiers : optional
         Rank-share tiers as :func:`clvmodels.segment` takes them (its default if None).
+    freq : str, default "D"
+        Period of aggregation of the backtest's summary, as the forecast's summary was
+        made (see :func:`clvmodels.rfm_summary`).
+    customer_data : DataFrame, optional
+        One row per customer, indexed by id: the covariates the forecast's models read,
+        joined onto the backtest's summary (:func:`clvmodels.data.join_customer_data`).
     random_state : int or numpy Generator, optional
         Seed of the backtest forecast's draws.
 
@@ -307,13 +336,9 @@ def backtest_tier_probability(
         )
     scorer = forecast.scorer
     models = (scorer.transaction_model, scorer.spend_model)
-    for model in models:
-        if getattr(model, "idata_", None) is not None or getattr(model, "group_col", None):
-            raise ValueError(
-                f"backtest_tier_probability: {type(model).__name__} is a Bayesian or grouped "
-                "fit, which the backtest would refit; make the forecast with the "
-                "maximum-likelihood version (model.maximum_likelihood_model(), fitted)"
-            )
+    refusal = refit_refusal(models)
+    if refusal is not None:
+        raise ValueError(f"backtest_tier_probability: {refusal}")
     end = pd.Timestamp(calibration_end).normalize()
     horizon_days = float(scorer.period_ends[-1]) * TIME_UNIT_DAYS[scorer.time_unit]
     cut = end - pd.Timedelta(days=round(horizon_days))
@@ -328,8 +353,10 @@ def backtest_tier_probability(
     columns = [c for m in models for c in m.data_columns]
     split = calibration_holdout_split(
         transactions, customer_col, date_col, value_col, calibration_end=cut,
-        observation_end=end, time_unit=scorer.time_unit, **summary_options_for(columns),
+        observation_end=end, freq=freq, time_unit=scorer.time_unit,
+        **summary_options_for(columns),
     )  # fmt: skip
+    split = join_customer_data(split, customer_data)
     with warnings.catch_warnings():
         # The refits' notes (e.g. customers without a usable spend) are the forecast's own.
         warnings.simplefilter("ignore", UserWarning)

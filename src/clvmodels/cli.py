@@ -422,6 +422,11 @@ def forecast(
         bool, typer.Option(help="Also give predictive intervals of realised value")
     ] = False,
     segments: Annotated[bool, typer.Option(help="Add value tiers with probabilities")] = False,
+    tier_backtest: Annotated[
+        bool,
+        typer.Option(help="With --predictive and --segments: try the top-tier probabilities "
+                     "on the last horizon of the log and add them recalibrated"),
+    ] = True,
     random_state: RandomState = 0,
     freq: Freq = "D",
     time_unit: TimeUnit = "W",
@@ -463,6 +468,7 @@ def forecast(
         n_draws=n_draws,
         predictive=predictive,
         segments=segments,
+        tier_backtest=tier_backtest,
         random_state=random_state,
     )
     result = run_pipeline(settings, progressbar=not quiet)
@@ -474,7 +480,21 @@ def forecast(
                    f"{_fmt_total(result.forecast.total())}")
         if result.segmentation is not None:
             typer.echo(_tier_table(result.segmentation.tiers).to_string())
+        if (line := _tier_backtest_line(result)) is not None:
+            typer.echo(line)
         typer.echo(f"Wrote {len(table):,} customers to {output}")
+
+
+def _tier_backtest_line(result: PipelineResult) -> str | None:
+    """What the tier backtest found, in one line (None where it was not asked for)."""
+    check = result.tier_backtest
+    if check is None:
+        note = result.tier_backtest_note
+        return None if note is None else f"Tier backtest not run: {note}"
+    return (f"Top-tier probabilities tried on {check.cut} to {check.end} (models refitted "
+            f"before it): logistic calibration slope {check.slope:.2f}, intercept "
+            f"{check.intercept:+.2f}; recalibrated in "
+            f"{check.column}_recalibrated")
 
 
 def _report_models(
@@ -726,6 +746,8 @@ def _show_forecast(console: Any, result: PipelineResult) -> None:
                "there" if "mean_tier_probability_realised" in result.segmentation.tiers
                else "") + ")",
         ))
+    if (line := _tier_backtest_line(result)) is not None:
+        console.print(line)
     table = result.customers()
     unit = unit_name(result.time_unit)
     top = table.sort_values("clv", ascending=False).head(10)

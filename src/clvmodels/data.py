@@ -91,6 +91,7 @@ __all__ = [
     "compress",
     "compress_arrays",
     "count_distinct",
+    "join_customer_data",
     "read_transactions",
     "rfm_summary",
     "validate_summary",
@@ -135,6 +136,38 @@ def without_attrs(data: pd.DataFrame) -> pd.DataFrame:
     ({}, {'time_unit': 'W'})
     """
     return pd.DataFrame(data, copy=False) if data.attrs else data
+
+
+def join_customer_data(summary: pd.DataFrame, customer_data: pd.DataFrame | None) -> pd.DataFrame:
+    """``summary`` with the customers' attributes (covariates) joined on by id.
+
+    Every customer of the summary needs a row of ``customer_data`` (indexed by customer
+    id); extra rows are ignored, and the summary's ``attrs`` are kept.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> summary = pd.DataFrame({"frequency": [0, 2]}, index=pd.Index([7, 9], name="id"))
+    >>> table = pd.DataFrame({"gender": [1, 0, 1]}, index=[9, 7, 8])
+    >>> join_customer_data(summary, table)["gender"].tolist()
+    [0, 1]
+    >>> join_customer_data(summary, table.drop(index=9))
+    Traceback (most recent call last):
+    ...
+    clvmodels.errors.DataValidationError: customer_data has no row for 1 of 2 customers ...
+    """
+    if customer_data is None:
+        return summary
+    missing = ~summary.index.isin(customer_data.index)
+    if missing.any():
+        raise DataValidationError(
+            f"customer_data has no row for {int(missing.sum())} of {len(summary)} customers "
+            f"(ids are matched by value and type); first ids "
+            f"{list(summary.index[missing][:_SHOW])}"
+        )
+    joined = summary.join(customer_data, how="left")
+    joined.attrs = summary.attrs
+    return joined
 
 
 def column_arrays(data: pd.DataFrame, columns: Sequence[str]) -> dict[str, np.ndarray]:

@@ -363,6 +363,15 @@ class PipelineSettings:
         Also predictive intervals of the realised value.
     segments : bool, default True
         Add value tiers with membership probabilities.
+    tier_backtest : bool, default True
+        With ``predictive`` and ``segments``: try the forecast's top-tier probabilities
+        (``top_tier_probability_realised``) on the last horizon of the log, with the
+        models refitted on the data before it
+        (:func:`clvmodels.backtest.backtest_tier_probability`), and give every customer
+        the probability recalibrated by what that backtest found
+        (``top_tier_probability_realised_recalibrated`` in
+        :meth:`PipelineResult.customers`). Not run for the model average or Bayesian
+        fits, which the backtest would have to refit; the result says why.
     random_state : int, optional
         Seed of every random step (draws, simulation, sampling).
     customer_data : DataFrame, optional
@@ -408,6 +417,7 @@ class PipelineSettings:
     n_draws: int = 1000
     predictive: bool = False
     segments: bool = True
+    tier_backtest: bool = True
     random_state: int | None = 0
     customer_data: Any = None
 
@@ -452,7 +462,7 @@ class PipelineSettings:
 
     def _check_plain_settings(self) -> None:
         """Switches, optional names and the seed: of the right type, or refused by name."""
-        for name in ("predictive", "segments"):
+        for name in ("predictive", "segments", "tier_backtest"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("group_col", "date_format", "forecast_model"):
@@ -568,6 +578,12 @@ class PipelineResult:
         for the model average).
     segmentation : Segmentation or None
         Value tiers (with ``segments``).
+    tier_backtest : TierProbabilityBacktest or None
+        The top-tier probabilities tried on the last horizon of the log (with
+        ``predictive``, ``segments`` and ``tier_backtest``), whose recalibration
+        :meth:`customers` applies.
+    tier_backtest_note : str or None
+        Why the tier backtest was not run, where it was asked for and could not be.
     split : DataFrame or None
         The calibration/holdout split (with ``calibration_end``).
     comparison : DataFrame or None
@@ -591,6 +607,8 @@ class PipelineResult:
     spend_model: Any
     forecast: Any
     segmentation: Any = None
+    tier_backtest: Any = None
+    tier_backtest_note: str | None = None
     split: pd.DataFrame | None = None
     comparison: pd.DataFrame | None = None
     models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -612,7 +630,8 @@ class PipelineResult:
         )
 
     def customers(self) -> pd.DataFrame:
-        """Per customer: the summary, the forecast and (with segments) the tiers."""
+        """Per customer: the summary, the forecast and (with segments) the tiers, with
+        the recalibrated top-tier probability where the tier backtest ran."""
         table = self.summary.join(
             self.forecast.table.drop(columns=self.summary.columns, errors="ignore")
         )
@@ -620,6 +639,8 @@ class PipelineResult:
             table = table.join(
                 self.segmentation.customers.drop(columns=table.columns, errors="ignore")
             )
+        if self.tier_backtest is not None:
+            table = self.tier_backtest.apply(table)
         return table
 
     def transactions(self) -> pd.DataFrame:
@@ -704,22 +725,6 @@ def _customer_table(table: Any, customer_col: str, group_col: str | None) -> pd.
     return table
 
 
-def _with_customer_data(summary: pd.DataFrame, table: pd.DataFrame | None) -> pd.DataFrame:
-    """``summary`` with the customers' attributes joined on, every customer present."""
-    if table is None:
-        return summary
-    missing = ~summary.index.isin(table.index)
-    if missing.any():
-        raise DataValidationError(
-            f"customer_data has no row for {int(missing.sum())} of {len(summary)} customers "
-            f"(ids are matched by value and type); first ids "
-            f"{list(summary.index[missing][:5])}"
-        )
-    joined = summary.join(table, how="left")
-    joined.attrs = summary.attrs
-    return joined
-
-
 def _forecast_name(settings: PipelineSettings, comparison: pd.DataFrame | None) -> str:
     """The pair to forecast with: the user's, else the best on the holdout, else the first."""
     named = settings.forecast_name
@@ -781,7 +786,8 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
     """
     timings: dict[str, float] = {}
     caught: list[warnings.WarningMessage] = []
-    n_steps = 3 + 2 * (settings.calibration_end is not None) + settings.segments
+    n_steps = (3 + 2 * (settings.calibration_end is not None) + settings.segments
+               + _runs_tier_backtest(settings))
     try:
         with (
             warnings.catch_warnings(record=True) as caught,
@@ -809,7 +815,7 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     """The steps of :func:`run_pipeline`; the fields of its result."""
     from clvmodels.averaging import average_forecasts
     from clvmodels.clv import customer_lifetime_value
-    from clvmodels.data import calibration_holdout_split, rfm_summary
+    from clvmodels.data import calibration_holdout_split, join_customer_data, rfm_summary
 
     read = {"freq": s.freq, "time_unit": s.time_unit, "group_col": s.group_col,
             "date_format": s.date_format}
@@ -840,7 +846,7 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
                 *columns, calibration_end=s.calibration_end, observation_end=observation_end,
                 **reading(s.models.values()),
             )
-        split = _with_customer_data(split, s.customer_data)
+        split = join_customer_data(split, s.customer_data)
         observation_end = split.attrs["observation_end"]
         with step("comparing models"):
             # The log, read when the model average's backtest (or a model column) needs it.
@@ -866,7 +872,7 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
         for n in weights
     }  # fmt: skip
     with step("summary"):
-        summary = _with_customer_data(rfm_summary(
+        summary = join_customer_data(rfm_summary(
             *columns, observation_end=observation_end, **reading(s.models[n] for n in pairs)
         ), s.customer_data)
     with step(f"fitting {name}"):
@@ -893,5 +899,40 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
             segmentation = segment(forecast, progressbar=progressbar)
     out.update(summary=summary, transaction_model=tx, spend_model=spend, forecast=forecast,
                segmentation=segmentation, forecast_name=name)
+    if _runs_tier_backtest(s):
+        with step("tier backtest"):
+            out["tier_backtest"], out["tier_backtest_note"] = _tier_backtest(s, out)
     return out
+
+
+def _runs_tier_backtest(s: PipelineSettings) -> bool:
+    return bool(s.predictive and s.segments and s.tier_backtest)
+
+
+def _tier_backtest(s: PipelineSettings, out: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The forecast's top-tier probabilities tried on the last horizon of the log, or
+    (None, why not). The model average and Bayesian fits are not tried (a note says so);
+    a backtest that fails on the data is said in a warning as well, since the customer
+    table then lacks the recalibrated column that was asked for."""
+    from clvmodels.backtest import backtest_tier_probability, refit_refusal
+
+    if out["forecast_name"] == AVERAGE_NAME:
+        return None, ("the model average mixes several models' forecasts, and the backtest "
+                      "refits one")
+    refusal = refit_refusal([out["transaction_model"], out["spend_model"]])
+    if refusal is not None:
+        return None, refusal
+    try:
+        check = backtest_tier_probability(
+            out["forecast"], _read_log(s), s.customer_col, s.date_col, s.value_col,
+            calibration_end=out["summary"].attrs["observation_end"],
+            column="top_tier_probability_realised", freq=s.freq,
+            customer_data=s.customer_data, random_state=s.random_state,
+        )  # fmt: skip
+    except (ValueError, TypeError) as err:
+        note = str(err)
+        warnings.warn(f"pipeline: the tier backtest did not run ({note}); the customer "
+                      "table has no recalibrated top-tier probability", stacklevel=3)
+        return None, note
+    return check, None
 

@@ -1073,27 +1073,20 @@ def _checks_section(ctx: _Context) -> dict[str, Any]:
 
 
 def _tier_backtest(ctx: _Context) -> tuple[str | None, _Figure | None]:
-    """The forecast's top-tier probabilities tried on the last horizon of the log: a note
-    and a figure, or why not (None, None without realised tier probabilities)."""
+    """The pipeline's tier backtest (the forecast's top-tier probabilities tried on the
+    last horizon of the log): a note and a figure, or why it did not run (None, None
+    without realised tier probabilities)."""
     from clvmodels import plotting
-    from clvmodels.backtest import backtest_tier_probability
     from clvmodels.calibration import tier_probability_gap
 
-    result, s = ctx.result, ctx.result.settings
+    result = ctx.result
     column = "top_tier_probability_realised"
     if result.segmentation is None or column not in result.segmentation.customers.columns:
         return None, None
-    if result.forecast_name == AVERAGE_NAME:
-        return ("Top-tier probabilities were not tried on a backtest: the model average "
-                "mixes several models' forecasts, and the backtest refits one."), None
-    end = result.summary.attrs.get("observation_end")
-    try:
-        check = backtest_tier_probability(
-            result.forecast, ctx.transactions, s.customer_col, s.date_col, s.value_col,
-            calibration_end=end, column=column, random_state=s.random_state,
-        )  # fmt: skip
-    except (ValueError, TypeError) as err:
-        return f"Top-tier probabilities were not tried on a backtest: {err}.", None
+    check = result.tier_backtest
+    if check is None:
+        why = result.tier_backtest_note or "the pipeline ran with tier_backtest=False"
+        return f"Top-tier probabilities were not tried on a backtest: {why}.", None
     gap = tier_probability_gap(check.calibration)
     tone = ("too confident" if check.slope < 0.95 else
             "not confident enough" if check.slope > 1.05 else "about right")  # fmt: skip
@@ -1103,8 +1096,9 @@ def _tier_backtest(ctx: _Context) -> tuple[str | None, _Figure | None]:
         f"tier by realised value; the chances given were {tone} (logistic calibration "
         f"slope {check.slope:.2f}, intercept {check.intercept:+.2f}; mean gap between the "
         f"chance given and the share that got there {gap:.3f}). "
-        "clvmodels.backtest.backtest_tier_probability applies that map to this forecast's "
-        "top-tier probabilities, assuming the model errs ahead as it did there."
+        "The customer table's top_tier_probability_realised_recalibrated is this "
+        "forecast's top-tier probability mapped by it, assuming the model errs ahead as it "
+        "did there."
     )
     fig, ax = _axes((6.0, 4.4))
     plotting.plot_tier_calibration(check, ax=ax)
