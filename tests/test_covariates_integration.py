@@ -197,6 +197,8 @@ def test_report_with_a_covariate_model(log, tmp_path):
     )
     page = path.read_text(encoding="utf-8")
     assert "purchase:channel[web]" in page and "BG/NBD + GG by channel" in page
+    # The tier backtest refits the covariate model on a summary that carries the group.
+    assert "Tried on the last stretch of the log: the models refitted on the data up to" in page
 
 
 def test_report_and_pipeline_join_customer_data(log, cdnow_transactions, tmp_path):

@@ -216,6 +216,9 @@ def test_command_line_forecast_and_report(name, transactions_csv, tmp_path):
     assert f"1 model compared; forecast by {name} + GammaGamma." in html
     assert f"{name} + GammaGamma is the only model compared" in html
     assert f"{name} (transaction model)" in html
+    # Every member's top-tier probabilities are tried on a backtest (BG/CNBD-k refits
+    # its k there, from the regularity column the pipeline reads for it).
+    assert "Tried on the last stretch of the log: the models refitted on the data up to" in html
 
 
 def test_the_report_compares_the_whole_family(transactions_csv, tmp_path):

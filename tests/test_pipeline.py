@@ -181,6 +181,7 @@ def test_result_holds_every_step(result):
     d = result.to_dict()
     json.dumps(d)
     assert d["customers"] == 2357 and d["settings"]["source"] == "DataFrame (6,919 rows)"
+    assert d["tier_backtest"]["cut"] == "1997-06-30" and d["settings"]["tier_backtest"]
     assert d["total"]["clv_lower"] < d["total"]["clv"] < d["total"]["clv_upper"]
 
 
@@ -213,6 +214,7 @@ def test_the_tier_backtest_says_why_it_did_not_run(cdnow_transactions):
     assert "not after the log's first transaction on 1997-01-01" in result.tier_backtest_note
     assert "top_tier_probability_realised_recalibrated" not in result.customers()
     assert "the customer table has no recalibrated top-tier probability" in result.warnings[0]
+    assert result.to_dict()["tier_backtest"] == {"not_run": result.tier_backtest_note}
     # Turned off, or without predictive tiers, it is not tried at all.
     for change in ({"tier_backtest": False}, {"predictive": False}, {"segments": False}):
         quiet = run_pipeline(dataclasses.replace(settings, **change), progressbar=False)

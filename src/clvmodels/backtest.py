@@ -260,7 +260,7 @@ def backtest_tier_probability(
     calibration_end: Any,
     column: str = "top_tier_probability_realised",
     tiers: Any = None,
-    freq: str = "D",
+    summary_options: Mapping[str, Any] | None = None,
     customer_data: pd.DataFrame | None = None,
     random_state: Any = None,
 ) -> TierProbabilityBacktest:
@@ -297,9 +297,12 @@ def backtest_tier_probability(
         ties decide which lower tier they reached.)
     tiers : optional
         Rank-share tiers as :func:`clvmodels.segment` takes them (its default if None).
-    freq : str, default "D"
-        Period of aggregation of the backtest's summary, as the forecast's summary was
-        made (see :func:`clvmodels.rfm_summary`).
+    summary_options : mapping, optional
+        Options of the backtest's summary as the forecast's summary was made
+        (:func:`clvmodels.calibration_holdout_split`'s ``freq``, ``group_col``,
+        ``date_format``, ``regularity``, ...). The columns the fitted models read are
+        asked for in any case; a model that re-estimates a setting on refitting (e.g.
+        BG/CNBD-k's ``k``) may need more, as its unfitted version would.
     customer_data : DataFrame, optional
         One row per customer, indexed by id: the covariates the forecast's models read,
         joined onto the backtest's summary (:func:`clvmodels.data.join_customer_data`).
@@ -342,7 +345,10 @@ def backtest_tier_probability(
     end = pd.Timestamp(calibration_end).normalize()
     horizon_days = float(scorer.period_ends[-1]) * TIME_UNIT_DAYS[scorer.time_unit]
     cut = end - pd.Timedelta(days=round(horizon_days))
-    first = pd.to_datetime(transactions[date_col]).min()
+    columns = [c for m in models for c in m.data_columns]
+    options = {**summary_options_for(columns), **dict(summary_options or {}),
+               "time_unit": scorer.time_unit}
+    first = pd.to_datetime(transactions[date_col], format=options.get("date_format")).min()
     if not cut > first:
         raise ValueError(
             f"backtest_tier_probability: the backtest's calibration would end on "
@@ -350,11 +356,9 @@ def backtest_tier_probability(
             f"{horizon_days:g} days), not after the log's first transaction on "
             f"{first.date()}; a shorter horizon or a longer log is needed"
         )
-    columns = [c for m in models for c in m.data_columns]
     split = calibration_holdout_split(
         transactions, customer_col, date_col, value_col, calibration_end=cut,
-        observation_end=end, freq=freq, time_unit=scorer.time_unit,
-        **summary_options_for(columns),
+        observation_end=end, **options,
     )  # fmt: skip
     split = join_customer_data(split, customer_data)
     with warnings.catch_warnings():

@@ -371,7 +371,7 @@ class PipelineSettings:
         the probability recalibrated by what that backtest found
         (``top_tier_probability_realised_recalibrated`` in
         :meth:`PipelineResult.customers`). Not run for the model average or Bayesian
-        fits, which the backtest would have to refit; the result says why.
+        and grouped fits, which the backtest would have to refit; the result says why.
     random_state : int, optional
         Seed of every random step (draws, simulation, sampling).
     customer_data : DataFrame, optional
@@ -652,7 +652,8 @@ class PipelineResult:
         return _read_log(self.settings)
 
     def to_dict(self) -> dict[str, Any]:
-        """Settings, portfolio total, comparison, timings and warnings as JSON types."""
+        """Settings, portfolio total, tier backtest, comparison, timings and warnings as
+        JSON types."""
         out: dict[str, Any] = {
             "settings": self.settings.to_dict(),
             "customers": len(self.summary),
@@ -662,6 +663,15 @@ class PipelineResult:
             "timings": _json(self.timings),
             "warnings": list(self.warnings),
         }
+        check = self.tier_backtest
+        if check is not None:
+            out["tier_backtest"] = _json({
+                "column": check.column, "cut": check.cut, "end": check.end,
+                "intercept": check.intercept, "slope": check.slope,
+                "customers": check.n_customers,
+            })
+        elif self.tier_backtest_note is not None:
+            out["tier_backtest"] = {"not_run": self.tier_backtest_note}
         if self.comparison is not None:
             frame = self.comparison.astype(object).where(self.comparison.notna(), None)
             out["comparison"] = _json(frame.to_dict(orient="index"))
@@ -817,19 +827,11 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     from clvmodels.clv import customer_lifetime_value
     from clvmodels.data import calibration_holdout_split, join_customer_data, rfm_summary
 
-    read = {"freq": s.freq, "time_unit": s.time_unit, "group_col": s.group_col,
-            "date_format": s.date_format}
     columns = (s.source, s.customer_col, s.date_col, s.value_col)
     options = {"random_state": s.random_state, **s.fit_options}
     out: dict[str, Any] = {"split": None, "comparison": None, "models": {}}
-    # Columns some models read beyond the default summary (BG/CNBD-k's regularity,
-    # Gamma-Gamma on transactions' log spend) are asked of the summary itself: the split
-    # for every model compared, the final summary for the pair that forecasts.
-    def reading(pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
-        return {**read, **summary_options_for(
-            c for pair in pairs for spec in pair for c in make_model(spec).data_columns
-        )}
-
+    # Every summary is read as _summary_options says: the split with the columns of every
+    # model compared, the final summary with those of the pair that forecasts.
     observation_end = s.observation_end
     if s.calibration_end is not None:
         from clvmodels.evaluation import compare
@@ -844,7 +846,7 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
         with step("calibration/holdout split"):
             split = calibration_holdout_split(
                 *columns, calibration_end=s.calibration_end, observation_end=observation_end,
-                **reading(s.models.values()),
+                **_summary_options(s, s.models.values()),
             )
         split = join_customer_data(split, s.customer_data)
         observation_end = split.attrs["observation_end"]
@@ -873,7 +875,8 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     }  # fmt: skip
     with step("summary"):
         summary = join_customer_data(rfm_summary(
-            *columns, observation_end=observation_end, **reading(s.models[n] for n in pairs)
+            *columns, observation_end=observation_end,
+            **_summary_options(s, [s.models[n] for n in pairs]),
         ), s.customer_data)
     with step(f"fitting {name}"):
         for tx, spend in pairs.values():
@@ -905,6 +908,16 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
     return out
 
 
+def _summary_options(s: PipelineSettings, pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
+    """How every summary of the pipeline is read: the settings' unit, aggregation and
+    group, and the columns some models read beyond the default summary (BG/CNBD-k's
+    regularity, Gamma-Gamma on transactions' log spend), asked of the summary itself."""
+    return {"freq": s.freq, "time_unit": s.time_unit, "group_col": s.group_col,
+            "date_format": s.date_format, **summary_options_for(
+                c for pair in pairs for spec in pair for c in make_model(spec).data_columns
+            )}  # fmt: skip
+
+
 def _runs_tier_backtest(s: PipelineSettings) -> bool:
     return bool(s.predictive and s.segments and s.tier_backtest)
 
@@ -926,7 +939,8 @@ def _tier_backtest(s: PipelineSettings, out: Mapping[str, Any]) -> tuple[Any, st
         check = backtest_tier_probability(
             out["forecast"], _read_log(s), s.customer_col, s.date_col, s.value_col,
             calibration_end=out["summary"].attrs["observation_end"],
-            column="top_tier_probability_realised", freq=s.freq,
+            column="top_tier_probability_realised",
+            summary_options=_summary_options(s, [s.models[out["forecast_name"]]]),
             customer_data=s.customer_data, random_state=s.random_state,
         )  # fmt: skip
     except (ValueError, TypeError) as err:
