@@ -30,7 +30,7 @@ from clvmodels.models._beta_geo_family import (
     xbg_probability_alive,
 )
 from clvmodels.models._beta_geo_family import purchases_while_alive as _purchases_while_alive
-from clvmodels.models._shared import alive_probabilities
+from clvmodels.models._shared import alive_probabilities, positive_negative_binomial
 from clvmodels.models._shared import at_pairs as _at_pairs
 from clvmodels.models._shared import check_horizon as _check_horizon
 from clvmodels.models._shared import n_draws as _n_draws
@@ -318,10 +318,12 @@ class BetaGeoPredictions:
         posteriors ``lambda ~ Gamma(r + x, rate alpha + T)`` and ``p ~ Beta(a, b + x)``.
         It then buys at Poisson times and drops out after each purchase with
         probability ``p``: ``K = min(N, D)`` purchases, ``N ~ Poisson(lambda t)``,
-        ``D ~ Geometric(p)`` (drawn only where ``N > 0``: elsewhere ``K = 0`` whether
-        alive or not). The time of the ``K``-th of ``N`` uniform arrivals is
-        ``t Beta(K, N - K + 1)`` and the first ``K - 1`` are uniform below it, so the
-        cost follows the number of purchases, not of arrivals.
+        ``D ~ Geometric(p)``. ``K > 0`` exactly when the customer is alive and ``N > 0``,
+        whose probability ``P(alive) (1 - (1 + t / (alpha + T))^-(r + x))`` is closed,
+        so one uniform per pair decides it; only the pairs that buy draw ``N`` (negative
+        binomial given ``N > 0``, by inversion) and ``D``. The time of the ``K``-th of
+        ``N`` uniform arrivals is ``t Beta(K, N - K + 1)`` and the first ``K - 1`` are
+        uniform below it, so the cost follows the number of purchases, not of arrivals.
 
         Parameters
         ----------
@@ -359,24 +361,28 @@ class BetaGeoPredictions:
             probability_alive, shape, lambda: self._probability_alive_given(params, data)
         )
 
-        def full(v: Any) -> np.ndarray:
-            return np.broadcast_to(np.asarray(v, dtype=float), shape)
-
-        lam = rng.gamma(full(params["r"] + x)) / full(params["alpha"] + T)
-        n_arrivals = rng.poisson(lam * horizon)
-        # K = 0 wherever N = 0: only the pairs with an arrival (a third or less,
-        # typically) need their alive state and dropout drawn.
-        pair = np.flatnonzero(n_arrivals)
-        alive = rng.random(pair.size) < _at_pairs(p_alive, pair, shape)
+        # Given alive, the purchase rate is Gamma(r + x, alpha + T) and the number of
+        # arrivals over the horizon negative binomial, none with probability
+        # (1 + t / (alpha + T))^-(r + x). K = 0 unless alive with an arrival: one uniform
+        # decides that for every pair, and only the pairs that buy (a few percent to a
+        # third, typically) draw their arrivals and dropout.
+        rate_shape = np.asarray(params["r"] + x, dtype=float)
+        rate_scale = np.asarray(params["alpha"] + T, dtype=float)
+        log_none = -rate_shape * np.log1p(horizon / rate_scale)
+        pair = np.flatnonzero(rng.random(shape) < p_alive * -np.expm1(log_none))
+        shape_p, scale_p = (_at_pairs(v, pair, shape) for v in (rate_shape, rate_scale))
+        arrivals = positive_negative_binomial(
+            rng, shape_p, horizon / (scale_p + horizon), -shape_p * np.log1p(horizon / scale_p)
+        )
         a_post, b_post = self._alive_dropout_shapes(
             {k: _at_pairs(v, pair, shape) for k, v in params.items()}, x[pair % shape[1]]
         )
         # Beta draws with a small first shape can underflow to 0; Geometric needs p > 0.
         p_drop = np.clip(rng.beta(a_post, b_post), 1e-12, 1.0)
         n_kept = np.zeros(shape, dtype=np.int64)
-        n_kept.reshape(-1)[pair] = np.where(
-            alive, np.minimum(n_arrivals.reshape(-1)[pair], rng.geometric(p_drop)), 0
-        )
+        n_arrivals = np.zeros(shape, dtype=np.int64)
+        n_kept.reshape(-1)[pair] = np.minimum(arrivals, rng.geometric(p_drop))
+        n_arrivals.reshape(-1)[pair] = arrivals
         return _purchase_times(rng, n_kept, n_arrivals, horizon, shape)
 
     def _new_customer_params(
