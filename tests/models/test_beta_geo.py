@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2_contingency, ks_2samp
 
 from clvmodels import BetaGeo, ModifiedBetaGeo, load, rfm_summary
 from clvmodels.datasets import load_cdnow
@@ -407,7 +407,14 @@ def _generative_counts(params, rows, horizon, rng, dropout_at_zero=False):
     rate = rng.gamma(params["r"] + x) / (params["alpha"] + T)
     arrivals = rng.poisson(rate * horizon)
     p = rng.beta(params["a"], params["b"] + x + dropout_at_zero)
-    return np.where(alive, np.minimum(arrivals, rng.geometric(np.maximum(p, 1e-12))), 0)
+    kept = np.where(alive, np.minimum(arrivals, rng.geometric(np.maximum(p, 1e-12))), 0)
+    # The kept purchases are the first `kept` of the sorted uniform arrival times.
+    owner = np.repeat(np.arange(x.size), arrivals)
+    times = rng.random(owner.size) * horizon
+    times = times[np.lexsort((times, owner))]
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(arrivals) - arrivals, arrivals)
+    keep = rank < kept[owner]
+    return kept, owner[keep], times[keep]
 
 
 @pytest.mark.parametrize("model_name", ["BetaGeo", "ModifiedBetaGeo"])
@@ -422,9 +429,12 @@ def test_simulated_purchases_follow_the_generative_story(model_name):
                               "T": [40, 40, 60, 62, 20]}, dtype=float)
     n = 40_000
     rows = customers.loc[customers.index.repeat(n)].reset_index(drop=True)
-    sims = model.simulate_purchases(52, rows, draws=None, random_state=11).counts()[0]
-    story = _generative_counts(params, rows, 52, np.random.default_rng(12),
-                               dropout_at_zero=model_name == "ModifiedBetaGeo")
+    simulated = model.simulate_purchases(52, rows, draws=None, random_state=11)
+    sims = simulated.counts()[0]
+    story, story_owner, story_times = _generative_counts(
+        params, rows, 52, np.random.default_rng(12),
+        dropout_at_zero=model_name == "ModifiedBetaGeo",
+    )
     expected = np.asarray(model.expected_purchases(t=52, data=customers), dtype=float)
     for i in range(len(customers)):
         a, b = sims[i * n:(i + 1) * n], story[i * n:(i + 1) * n]
@@ -435,3 +445,11 @@ def test_simulated_purchases_follow_the_generative_story(model_name):
         assert chi2_contingency(counts).pvalue > 1e-4, (i, counts)
         se = a.std() / np.sqrt(n)
         assert abs(a.mean() - expected[i]) < 4.5 * se + 1e-9, (i, a.mean(), expected[i])
+        # When the purchases fall: each buyer's first, last and mean purchase time (one
+        # value per customer, so that the samples are independent).
+        mine, theirs = simulated.owner // n == i, story_owner // n == i
+        ours = pd.Series(simulated.time[mine]).groupby(simulated.owner[mine])
+        story_i = pd.Series(story_times[theirs]).groupby(story_owner[theirs])
+        for summary in ("min", "max", "mean"):
+            pvalue = ks_2samp(ours.agg(summary), story_i.agg(summary)).pvalue
+            assert pvalue > 1e-4, (i, summary, pvalue)

@@ -20,6 +20,7 @@ __all__ = [
     "at_pairs",
     "check_horizon",
     "n_draws",
+    "pair_purchase_times",
     "positive_negative_binomial",
     "purchase_times",
     "shaped",
@@ -163,13 +164,44 @@ def purchase_times(
     ([[2, 0]], True)
     """
     buyers = np.flatnonzero(n_kept)
-    kept = n_kept.ravel()[buyers]
     phase_b = np.broadcast_to(np.asarray(phase), n_kept.shape).ravel()[buyers]
-    last_index = kept * k - phase_b
-    last = (
-        rng.beta(last_index, n_arrivals.ravel()[buyers] - last_index + 1)
-        if buyers.size else np.empty(0)
+    return pair_purchase_times(
+        rng, buyers, n_kept.ravel()[buyers], n_arrivals.ravel()[buyers], horizon, shape,
+        k=k, phase=phase_b,
     )
+
+
+def pair_purchase_times(
+    rng: np.random.Generator,
+    buyers: np.ndarray,
+    kept: np.ndarray,
+    arrivals: np.ndarray,
+    horizon: float | np.ndarray,
+    shape: tuple[int, int],
+    k: int = 1,
+    phase: np.ndarray | int = 0,
+) -> SimulatedPurchases:
+    """:func:`purchase_times` of the pairs that buy, given by their flat indices
+    ``buyers`` into ``shape`` (ascending) with their ``kept`` (at least 1) and
+    ``arrivals`` counts, where the caller has them already (no full arrays).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> sims = pair_purchase_times(rng, np.array([0]), np.array([2]), np.array([3]), 10.0,
+    ...                            (1, 2))
+    >>> sims.counts().tolist()
+    [[2, 0]]
+    """
+    phase_b = np.broadcast_to(np.asarray(phase), buyers.shape)
+    last_index = kept * k - phase_b
+    # The last purchase is order statistic last_index of the arrivals: Beta(i, N - i + 1),
+    # and the largest of them, Beta(N, 1), is U^(1/N) (cheaper, and the usual case).
+    last = np.empty(buyers.size)
+    largest = last_index == arrivals
+    last[largest] = rng.random(int(largest.sum())) ** (1.0 / arrivals[largest])
+    inner = ~largest
+    last[inner] = rng.beta(last_index[inner], arrivals[inner] - last_index[inner] + 1)
     owner_local = np.repeat(np.arange(buyers.size), kept - 1)
     if k == 1:
         earlier = rng.random(owner_local.size) * last[owner_local]

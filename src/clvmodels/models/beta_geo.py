@@ -30,11 +30,14 @@ from clvmodels.models._beta_geo_family import (
     xbg_probability_alive,
 )
 from clvmodels.models._beta_geo_family import purchases_while_alive as _purchases_while_alive
-from clvmodels.models._shared import alive_probabilities, positive_negative_binomial
+from clvmodels.models._shared import (
+    alive_probabilities,
+    pair_purchase_times,
+    positive_negative_binomial,
+)
 from clvmodels.models._shared import at_pairs as _at_pairs
 from clvmodels.models._shared import check_horizon as _check_horizon
 from clvmodels.models._shared import n_draws as _n_draws
-from clvmodels.models._shared import purchase_times as _purchase_times
 from clvmodels.models._shared import shaped as _shaped
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.covariates import CovariateEffects
@@ -379,11 +382,9 @@ class BetaGeoPredictions:
         )
         # Beta draws with a small first shape can underflow to 0; Geometric needs p > 0.
         p_drop = np.clip(rng.beta(a_post, b_post), 1e-12, 1.0)
-        n_kept = np.zeros(shape, dtype=np.int64)
-        n_arrivals = np.zeros(shape, dtype=np.int64)
-        n_kept.reshape(-1)[pair] = np.minimum(arrivals, rng.geometric(p_drop))
-        n_arrivals.reshape(-1)[pair] = arrivals
-        return _purchase_times(rng, n_kept, n_arrivals, horizon, shape)
+        # Every such pair buys at least once (N >= 1 and D >= 1).
+        kept = np.minimum(arrivals, rng.geometric(p_drop))
+        return pair_purchase_times(rng, pair, kept, arrivals, horizon, shape)
 
     def _new_customer_params(
         self, data: pd.DataFrame | None, draws: pd.DataFrame | None, t: np.ndarray
