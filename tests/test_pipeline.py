@@ -18,6 +18,7 @@ from clvmodels.averaging import AveragedForecast
 from clvmodels.backtest import backtest_tier_probability
 from clvmodels.calibration import recalibrated
 from clvmodels.data import read_transactions
+from clvmodels.errors import ConvergenceError
 from clvmodels.evaluation import AVERAGE_NAME
 from clvmodels.pipeline import (
     PipelineSettings,
@@ -222,6 +223,27 @@ def test_the_tier_backtest_says_why_it_did_not_run(cdnow_transactions):
         assert quiet.tier_backtest is None and quiet.tier_backtest_note is None
     with pytest.raises(ValueError, match="tier_backtest must be True or False"):
         _settings(cdnow_transactions, tier_backtest="yes")
+
+
+class ShortWindowFails(BetaGeo):
+    """Does not converge on a window shorter than a year (the tier backtest's)."""
+
+    def fit(self, data, weights=None):
+        if data["T"].max() < 52:
+            raise ConvergenceError("no convergence on the short window")
+        return super().fit(data, weights=weights)
+
+
+def test_a_backtest_refit_that_fails_leaves_the_forecast_whole(cdnow_transactions):
+    settings = _settings(cdnow_transactions, observation_end="1998-06-30", predictive=True,
+                         models=(ShortWindowFails, "GammaGamma"))
+    with pytest.warns(UserWarning, match="no convergence on the short window"):
+        result = run_pipeline(settings, progressbar=False)
+    assert result.tier_backtest is None
+    assert result.tier_backtest_note == "no convergence on the short window"
+    customers = result.customers()
+    assert "top_tier_probability_realised" in customers
+    assert "top_tier_probability_realised_recalibrated" not in customers
 
 
 def test_comparison_fits_every_pair_on_calibration_and_forecasts_on_all(cdnow_transactions):

@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._summary_options import summary_options_for
-from clvmodels.errors import DataValidationError
+from clvmodels.errors import ConvergenceError, DataValidationError
 from clvmodels.evaluation import AVERAGE_NAME, family_models
 from clvmodels.models.base import check_summary_model
 from clvmodels.progress import ProgressBar, progress_bar
@@ -943,7 +943,7 @@ def _tier_backtest(s: PipelineSettings, out: Mapping[str, Any]) -> tuple[Any, st
             summary_options=_summary_options(s, [s.models[out["forecast_name"]]]),
             customer_data=s.customer_data, random_state=s.random_state,
         )  # fmt: skip
-    except (ValueError, TypeError) as err:
+    except (ValueError, ConvergenceError) as err:  # the data cannot support it
         note = str(err)
         warnings.warn(f"pipeline: the tier backtest did not run ({note}); the customer "
                       "table has no recalibrated top-tier probability", stacklevel=3)
