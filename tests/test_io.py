@@ -157,13 +157,20 @@ def test_a_write_in_progress_is_never_taken_for_stale(tmp_path):
 
 
 SLOW_WRITER = """
-import pathlib, signal, sys, time
+import faulthandler, pathlib, signal, sys, time
 from clvmodels._io import removing_temporary_files_on_signals, write_atomically
 
 def slow(tmp):
     tmp.write_text("partial")
     print("writing", flush=True)
-    time.sleep(120)
+    # Still here 45 s on (the signal comes at once): show where it is stuck.
+    faulthandler.dump_traceback_later(45)
+    # A writer at work, in short steps: the kernel may hand the signal to another
+    # thread (BLAS workers, the dump's timer), and Python runs its handler in the main
+    # thread only when that thread next runs Python code. One long sleep would hold it
+    # off for the whole sleep.
+    for _ in range(1200):
+        time.sleep(0.1)
 
 if sys.argv[2] == "handled":
     with removing_temporary_files_on_signals():
@@ -179,7 +186,12 @@ def _kill_mid_write(target, mode, signum):
     try:
         assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
         proc.send_signal(signum)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("the writer had not ended 60 s after the signal; its stderr:\n"
+                        + proc.communicate()[1])
     finally:
         proc.kill()
         proc.communicate()
