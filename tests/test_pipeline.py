@@ -212,7 +212,8 @@ def test_the_tier_backtest_says_why_it_did_not_run(cdnow_transactions):
     with pytest.warns(UserWarning, match="the tier backtest did not run"):
         result = run_pipeline(settings, progressbar=False)
     assert result.tier_backtest is None
-    assert "not after the log's first transaction on 1997-01-01" in result.tier_backtest_note
+    assert "no transaction falls on or before calibration_end" in result.tier_backtest_note
+    assert "the first is on 1997-01-01" in result.tier_backtest_note
     assert "top_tier_probability_realised_recalibrated" not in result.customers()
     assert "the customer table has no recalibrated top-tier probability" in result.warnings[0]
     assert result.to_dict()["tier_backtest"] == {"not_run": result.tier_backtest_note}

@@ -35,7 +35,7 @@ from clvmodels.calibration import (
 )
 from clvmodels.clv import CLVForecast, customer_lifetime_value
 from clvmodels.data import calibration_holdout_split, compress, join_customer_data
-from clvmodels.errors import ConvergenceError
+from clvmodels.errors import ConvergenceError, DataValidationError
 from clvmodels.models.base import TransactionModel
 from clvmodels.segmentation import segment
 from clvmodels.units import TIME_UNIT_DAYS
@@ -286,8 +286,9 @@ def backtest_tier_probability(
     forecast : CLVForecast
         Made with maximum-likelihood models (refitting a Bayesian one would rerun MCMC:
         make the forecast with ``model.maximum_likelihood_model()`` fitted instead).
-    transactions : DataFrame
-        The log, at least up to ``calibration_end``.
+    transactions : DataFrame, path, glob or list of paths
+        The log, at least up to ``calibration_end``, in any form
+        :func:`clvmodels.calibration_holdout_split` reads (files out of core).
     customer_col, date_col, value_col : str
     calibration_end : date-like
         The forecast's calibration end: the backtest's block ends here.
@@ -348,18 +349,17 @@ def backtest_tier_probability(
     columns = [c for m in models for c in m.data_columns]
     options = {**summary_options_for(columns), **dict(summary_options or {}),
                "time_unit": scorer.time_unit}
-    first = pd.to_datetime(transactions[date_col], format=options.get("date_format")).min()
-    if not cut > first:
-        raise ValueError(
-            f"backtest_tier_probability: the backtest's calibration would end on "
-            f"{cut.date()} (calibration_end {end.date()} minus the forecast's horizon of "
-            f"{horizon_days:g} days), not after the log's first transaction on "
-            f"{first.date()}; a shorter horizon or a longer log is needed"
-        )
-    split = calibration_holdout_split(
-        transactions, customer_col, date_col, value_col, calibration_end=cut,
-        observation_end=end, **options,
-    )  # fmt: skip
+    try:
+        split = calibration_holdout_split(
+            transactions, customer_col, date_col, value_col, calibration_end=cut,
+            observation_end=end, **options,
+        )  # fmt: skip
+    except DataValidationError as err:
+        raise DataValidationError(
+            f"backtest_tier_probability: the backtest's calibration ends on {cut.date()} "
+            f"(calibration_end {end.date()} minus the forecast's horizon of "
+            f"{horizon_days:g} days): {err}"
+        ) from err
     split = join_customer_data(split, customer_data)
     with warnings.catch_warnings():
         # The refits' notes (e.g. customers without a usable spend) are the forecast's own.

@@ -936,8 +936,8 @@ def _tier_backtest(s: PipelineSettings, out: Mapping[str, Any]) -> tuple[Any, st
     if refusal is not None:
         return None, refusal
     try:
-        check = backtest_tier_probability(
-            out["forecast"], _read_log(s), s.customer_col, s.date_col, s.value_col,
+        check = backtest_tier_probability(  # the source itself: files are read out of core
+            out["forecast"], s.source, s.customer_col, s.date_col, s.value_col,
             calibration_end=out["summary"].attrs["observation_end"],
             column="top_tier_probability_realised",
             summary_options=_summary_options(s, [s.models[out["forecast_name"]]]),
