@@ -59,7 +59,7 @@ from clvmodels import (
     load_cdnow,
 )
 from clvmodels.backtest import TOP_TIER_COLUMNS, backtest_tier_probability
-from clvmodels.calibration import rank_share_tiers, tier_calibration
+from clvmodels.calibration import tier_calibration, tier_reach_shares
 from clvmodels.evaluation import forecast_calibration
 from clvmodels.segmentation import DEFAULT_TIERS, segment
 from clvmodels.shocks import estimate_common_shocks, shocked_total
@@ -106,7 +106,8 @@ def _one_forecast(log, cut, end, weeks, args, seed, *, shocks=True, recalibrate=
             column=args.tier_column, random_state=seed,
         )  # fmt: skip
         customers = check.apply(segment(forecast, progressbar=False).customers)
-        hit = rank_share_tiers(realised.to_numpy(dtype=float), [s for _, s in DEFAULT_TIERS]) == 0
+        # Reached as forecast_calibration counts it for the raw probabilities.
+        hit = tier_reach_shares(realised.to_numpy(dtype=float), [s for _, s in DEFAULT_TIERS])[:, 0]
         out["recalibrated_tiers"] = tier_calibration(
             customers[f"{args.tier_column}_recalibrated"].reindex(realised.index).to_numpy(), hit
         )

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, logit
 
 __all__ = [
     "ModelCalibration",
@@ -247,8 +248,8 @@ PROBABILITY_FLOOR = 1e-4
 
 
 def _logit(probability: Any) -> np.ndarray:
-    p = np.clip(np.asarray(probability, dtype=float), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-    return np.log(p) - np.log1p(-p)
+    return logit(np.clip(np.asarray(probability, dtype=float), PROBABILITY_FLOOR,
+                         1 - PROBABILITY_FLOOR))
 
 
 def logistic_recalibration(probability: Any, reached: Any) -> tuple[float, float]:
@@ -286,8 +287,7 @@ def logistic_recalibration(probability: Any, reached: Any) -> tuple[float, float
     y, w = pairs[1], counts.astype(float)
     coef = np.array([0.0, 1.0])
     for _ in range(100):
-        eta = design @ coef
-        mu = np.exp(-np.logaddexp(0.0, -eta))  # expit without overflow
+        mu = expit(design @ coef)
         gradient = design.T @ (w * (y - mu))
         hessian = (design * (w * mu * (1 - mu))[:, None]).T @ design
         step = np.linalg.solve(hessian + 1e-12 * np.eye(2), gradient)
@@ -308,8 +308,7 @@ def recalibrated(probability: Any, intercept: float, slope: float) -> np.ndarray
     >>> recalibrated(np.array([0.1, 0.5, 0.9]), 0.0, 0.5).round(3).tolist()
     [0.25, 0.5, 0.75]
     """
-    eta = intercept + slope * _logit(probability)
-    return np.exp(-np.logaddexp(0.0, -eta))
+    return expit(intercept + slope * _logit(probability))
 
 
 def tier_calibration(probability: np.ndarray, reached: np.ndarray, bins: int = 10) -> pd.DataFrame:

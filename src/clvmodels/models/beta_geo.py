@@ -375,7 +375,7 @@ class BetaGeoPredictions:
         pair = np.flatnonzero(rng.random(shape) < p_alive * -np.expm1(log_none))
         shape_p, scale_p = (_at_pairs(v, pair, shape) for v in (rate_shape, rate_scale))
         arrivals = positive_negative_binomial(
-            rng, shape_p, horizon / (scale_p + horizon), -shape_p * np.log1p(horizon / scale_p)
+            rng, shape_p, horizon / (scale_p + horizon), _at_pairs(log_none, pair, shape)
         )
         a_post, b_post = self._alive_dropout_shapes(
             {k: _at_pairs(v, pair, shape) for k, v in params.items()}, x[pair % shape[1]]
