@@ -98,6 +98,11 @@ def test_shows_calibration_and_common_shocks(built):
     # The forecasting model's holdout total with common shocks, and where the realised
     # total fell; the forecast's total with and without them.
     assert "With shocks common to all customers (per-week shock sd" in html
+    # By default their effect on the total is measured by refitting the model on
+    # simulated shocked cohorts (the level-only multipliers are the fallback).
+    assert re.search(r"their effect measured by \d\d refits of BetaGeo on simulated shocked "
+                     r"cohorts\), BG/NBD \+ GG \(MLE\)", html)
+    assert "level-only" not in html
     assert re.search(r"the realised total, 70,976, falls (inside it|[0-9.]+ interval widths)", html)
     assert "interval of the realised total, with common shocks" in html
     assert "realised total, customers independent" in html

@@ -893,6 +893,18 @@ def _estimate_shocks(ctx: _Context, model: Any, end: Any) -> tuple[Any, str]:
     )
 
 
+def _shock_method(total: pd.Series) -> str:
+    """How :func:`clvmodels.shocks.shocked_total` carried the shocks into a total."""
+    a = total.attrs
+    if a.get("shock_method") == "refits":
+        return (
+            f"their effect measured by {a['n_refits']} refits of {a['refit_model']} on "
+            "simulated shocked cohorts"
+        )
+    why = a.get("level_only_reason")
+    return "level-only multipliers" + (f" (no refits: {why})" if why else "")
+
+
 def _calibration_figures(ctx: _Context) -> tuple[list[_Figure], list[str]]:
     """Total, PIT, coverage-by-level and tier-probability figures of the comparison."""
     from clvmodels import plotting
@@ -930,8 +942,8 @@ def _calibration_figures(ctx: _Context) -> tuple[list[_Figure], list[str]]:
                     f"{'above' if where['widths_outside'] > 0 else 'below'} it")  # fmt: skip
             notes.append(
                 f"With shocks common to all customers ({about}, estimated on the calibration "
-                f"log), {name}'s {level} predictive interval of the holdout total is "
-                f"{_fmt(lo, 'money')} – {_fmt(hi, 'money')}; the realised total, "
+                f"log; {_shock_method(total)}), {name}'s {level} predictive interval of the "
+                f"holdout total is {_fmt(lo, 'money')} – {_fmt(hi, 'money')}; the realised total, "
                 f"{_fmt(realised, 'money')}, falls {fell}."
             )
         else:
@@ -1141,9 +1153,9 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
                           f"{_fmt(wide[f'{key}_lower'], 'money')} – "
                           f"{_fmt(wide[f'{key}_upper'], 'money')}"))  # fmt: skip
             shock_note = (
-                f"Common shocks ({about}) widen the interval of the total: periods share "
-                "shocks that independent customers do not average away. The other intervals "
-                "treat customers as independent."
+                f"Common shocks ({about}; {_shock_method(wide)}) widen the interval of the "
+                "total: periods share shocks that independent customers do not average "
+                "away. The other intervals treat customers as independent."
             )
         else:
             shock_note = f"Common shocks: {about}; the intervals treat customers as independent."
