@@ -21,7 +21,7 @@ Four parts, each coverage with its binomial standard error:
    weeks), without common shocks and with weekly log shocks of known size (AR(1));
    coverage of the total's 90% interval without and with the estimated shocks (by
    ``--n-refits`` refits on simulated shocked cohorts, by default ``shocked_total``'s,
-   and by the level-only multipliers), the mean width ratio (refits / plain) and the
+   and by the level-only multipliers), the mean width ratio (default / plain) and the
    customers' coverage. The CDNOW parts use the default.
 4. **Tier probabilities on simulated cohorts.** ``--tier-replications`` cohorts of
    ``--tier-customers`` from the same model, fitted to 1997-09-30 and forecast for

@@ -1021,6 +1021,9 @@ def simulated_shock_effects(
     -------
     ndarray
         One log effect per replicate whose refits converged (0 where ``sigma`` is 0).
+        Failed refits are reported in one warning, with the first one's error; after 10
+        failed replicates without a success the rest are not tried (the model cannot
+        be refitted on these summaries).
 
     Examples
     --------
