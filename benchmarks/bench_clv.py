@@ -6,7 +6,8 @@ resolution (whole days for recency and T, spends in cents), which is what a real
 transaction log gives. Then, each in a fresh process so that its memory is its own:
 
 * ``customer_lifetime_value`` (12 months, 1% a month, 90% intervals, ``--draws``
-  parameter draws), time and peak resident memory above the process's baseline
+  parameter draws, ``--n-jobs`` threads: every CPU by default), time and peak resident
+  memory above the process's baseline
   (sampled every 20 ms from /proc). Time is wall-clock (``*_s``) and CPU time of the
   process (``*_cpu_s``), which is much less disturbed by other work on a shared machine;
 * ``segment`` on that forecast (with ``--tier-histogram`` the CLV keeps the per-draw
@@ -120,15 +121,19 @@ def _fitted_models(data: pd.DataFrame) -> tuple[Any, Any]:
 # --------------------------------------------------------------------------------------
 # Workers (each in its own process)
 # --------------------------------------------------------------------------------------
-def _ours(n: int, draws: int, predictive: bool, tier_histogram: bool, queue: mp.Queue) -> None:
+def _ours(
+    n: int, draws: int, predictive: bool, tier_histogram: bool, n_jobs: int, queue: mp.Queue
+) -> None:
     from clvmodels.clv import customer_lifetime_value
     from clvmodels.segmentation import segment
 
     data = simulated_summary(n)
     bg, gg = _fitted_models(data)
-    out: dict[str, Any] = {"customers": n, "draws": draws, "tier_histogram": tier_histogram}
+    out: dict[str, Any] = {"customers": n, "draws": draws, "tier_histogram": tier_histogram,
+                           "n_jobs": n_jobs}
     # Keep the per-draw histogram that lets `segment` pass over the draws once.
-    extra = {"tier_histogram": True} if tier_histogram else {}
+    extra: dict[str, Any] = {"tier_histogram": True} if tier_histogram else {}
+    extra["n_jobs"] = n_jobs
     with PeakMemory() as mem, Timed() as took:
         fc = customer_lifetime_value(bg, gg, data, n_draws=draws, random_state=1,
                                      progressbar=False, **extra)
@@ -279,6 +284,8 @@ def main() -> None:
     parser.add_argument("--pareto", action="store_true",
                         help="also Pareto/NBD predictive CLV on CDNOW")  # fmt: skip
     parser.add_argument("--no-pmm", action="store_true", help="skip pymc-marketing")
+    parser.add_argument("--n-jobs", type=int, default=-1,
+                        help="threads of our CLV and tiers (-1: every CPU)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=Path("benchmarks/output/bench_clv.json"))
     args = parser.parse_args()
 
@@ -291,7 +298,9 @@ def main() -> None:
 
     results: dict[str, Any] = {"clvmodels": [], "pymc_marketing": []}
     for n in args.sizes:
-        row = _in_process(_ours, n, args.draws, args.predictive, args.tier_histogram)
+        row = _in_process(
+            _ours, n, args.draws, args.predictive, args.tier_histogram, args.n_jobs
+        )
         results["clvmodels"].append(row)
         print(json.dumps(row, default=float))
     if args.pareto:

@@ -427,6 +427,41 @@ def test_predictive_forecast_is_consistent(models, cdnow_summary):
     )
 
 
+def test_threads_change_nothing_in_the_forecast_its_draws_or_its_tiers(models, cdnow_summary):
+    # Blocks scored on threads draw from their own seeds and add up in block order, so
+    # the results are those of one thread: tables, totals, histograms, later passes.
+    from clvmodels import segment
+
+    bg, gg = models
+    kw = dict(n_draws=120, predictive=True, random_state=6, chunk_size=150,
+              tier_histogram=True)  # fmt: skip
+    one = customer_lifetime_value(bg, gg, cdnow_summary, n_jobs=1, **kw)
+    three = customer_lifetime_value(bg, gg, cdnow_summary, n_jobs=3, **kw)
+    assert one.scorer.n_jobs == 1 and three.scorer.n_jobs == 3
+    assert one._layout.n_blocks > 6  # enough blocks for the threads to overlap
+    pd.testing.assert_frame_equal(three.table, one.table, rtol=1e-13)
+    np.testing.assert_allclose(three.draw_totals, one.draw_totals, rtol=1e-13)
+    np.testing.assert_allclose(three.predictive_totals, one.predictive_totals, rtol=1e-13)
+    for name in ("realised_histogram", "expected_histogram"):
+        np.testing.assert_array_equal(getattr(three, name)[1], getattr(one, name)[1])
+    for kind in ("expected", "predictive"):
+        for (ids_1, values_1), (ids_3, values_3) in zip(
+            one.iter_draws(kind), three.iter_draws(kind), strict=True
+        ):
+            assert ids_1.equals(ids_3)
+            np.testing.assert_allclose(values_3, values_1, rtol=1e-13)
+    for (rows_1, w_1, values_1), (rows_3, w_3, values_3) in zip(
+        one.iter_row_draws(), three.iter_row_draws(), strict=True
+    ):
+        assert rows_1 == rows_3
+        np.testing.assert_array_equal(w_1, w_3)
+        np.testing.assert_allclose(values_3, values_1, rtol=1e-13)
+    tiers_1, tiers_3 = segment(one, exact_limit=0), segment(three, exact_limit=0)
+    assert "tier_probability_realised" in tiers_1.customers
+    pd.testing.assert_frame_equal(tiers_3.customers, tiers_1.customers, rtol=1e-12)
+    pd.testing.assert_frame_equal(tiers_3.tiers, tiers_1.tiers, rtol=1e-12)
+
+
 def test_predictive_clv_hands_its_probability_alive_to_the_simulator(
     models, cdnow_summary, monkeypatch
 ):

@@ -274,7 +274,7 @@ def test_fuzzed_command_line_options_run_or_fail_in_one_line(small_csv, fuzzed):
 # Settings: customer_lifetime_value and segment
 # --------------------------------------------------------------------------------------
 CLV_SETTINGS = ["horizon", "period", "discount_rate", "interval", "n_draws", "predictive",
-                "random_state", "time_unit", "progressbar", "chunk_size"]
+                "random_state", "time_unit", "progressbar", "chunk_size", "n_jobs"]
 SEGMENT_SETTINGS = ["tiers", "thresholds", "activity_bands", "interval", "exact_limit",
                     "progressbar"]
 
@@ -311,6 +311,8 @@ def _run_or_refused(call, fuzzed: dict) -> None:
                           "SeedSequence, got '7'"),
     ("random_state", -1, "random_state must be non-negative, got -1"),
     ("predictive", "no", "predictive must be True or False, got 'no'"),
+    ("n_jobs", 0, "n_jobs must be a positive int, or -1 for every CPU; got 0"),
+    ("n_jobs", 2.0, "n_jobs must be a positive int, or -1 for every CPU; got 2.0"),
 ])
 def test_wrong_clv_settings_are_refused_by_name(fitted_pair, cdnow_summary, setting, value,
                                                 message):

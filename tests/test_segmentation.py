@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from simulated_bases import fitted_base, holdout_value
 
+import clvmodels.segmentation as segmentation_module
 from clvmodels import BetaGeo, GammaGamma, customer_lifetime_value, rfm_segments, segment
 from clvmodels.segmentation import DEFAULT_TIERS, band_index, rank_share_tiers
 from clvmodels.simulate import simulate_customers
@@ -58,6 +59,20 @@ def test_rank_share_tiers_and_band_index():
     assert band_index(np.array([0.95, 0.7, 0.69, 0.3, 0.1]), np.array([0.7, 0.3])).tolist() == [
         0, 0, 1, 1, 2,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_per_draw_boundaries_reproduce_the_rank_share_tiers(weighted):
+    # Realised values (one unit per customer, ties at zero) take the order-statistic
+    # path, distinct rows with weights the sorting one: both must give every draw the
+    # tiers that rank_share_tiers gives it.
+    rng = np.random.default_rng(4)
+    values = np.where(rng.random((40, 300)) < 0.5, 0.0, rng.gamma(2.0, size=(40, 300)).round(1))
+    weights = rng.integers(1, 6, 300).astype(float) if weighted else np.ones(300)
+    cuts = np.cumsum([share for _, share in DEFAULT_TIERS])[:-1]
+    boundaries = segmentation_module._exact_boundaries(values, weights, cuts)
+    for draw, bound in zip(values, boundaries, strict=True):
+        assert band_index(draw, bound).tolist() == rank_share_tiers(draw, weights, cuts).tolist()
 
 
 def test_point_tiers_follow_the_rank_share_definition(segmentation, forecast):

@@ -177,11 +177,26 @@ def rank_share_tiers(values: np.ndarray, weights: np.ndarray, cuts: np.ndarray) 
 def _exact_boundaries(values: np.ndarray, weights: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     """Per-draw boundaries (n_draws, n_cuts): the value of the ceil(S * N)-th unit of
     weight from the top, so that ``value >= boundary`` reproduces
-    :func:`rank_share_tiers` within each draw."""
+    :func:`rank_share_tiers` within each draw.
+
+    Examples
+    --------
+    >>> values = np.array([[5.0, 1.0, 3.0, 4.0], [0.0, 2.0, 2.0, 1.0]])
+    >>> _exact_boundaries(values, np.ones(4), np.array([0.25, 0.5])).tolist()
+    [[5.0, 4.0], [2.0, 2.0]]
+    >>> _exact_boundaries(values, np.array([1.0, 1.0, 1.0, 2.0]), np.array([0.25, 0.5])).tolist()
+    [[4.0, 4.0], [2.0, 1.0]]
+    """
+    targets = _unit_targets(cuts, float(weights.sum()))
+    if np.all(weights == 1.0):
+        # One unit per customer (realised values): the boundary is an order statistic,
+        # found by partition instead of a sort of every draw.
+        kth = targets.astype(np.int64) - 1
+        part = np.partition(values, values.shape[1] - 1 - kth, axis=1)
+        return part[:, values.shape[1] - 1 - kth]
     order = np.argsort(-values, axis=1, kind="stable")
     ordered = np.take_along_axis(values, order, axis=1)
     cum = np.cumsum(weights[order], axis=1)
-    targets = _unit_targets(cuts, float(weights.sum()))
     out = np.empty((values.shape[0], cuts.size))
     for k, target in enumerate(targets):
         pos = np.argmax(cum >= target - 1e-9, axis=1)

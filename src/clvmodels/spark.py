@@ -1003,6 +1003,7 @@ class _ScoringJob:
             random_state=s["random_state"],
             transaction_draws=self.transaction_draws if shared else None,
             spend_draws=self.spend_draws if shared else None,
+            n_jobs=1,  # Spark runs one task per executor core already
         )
 
     def batches(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
