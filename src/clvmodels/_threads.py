@@ -79,9 +79,10 @@ def resolve_n_jobs(n_jobs: Any) -> int:
 def in_order(tasks: Iterable[Callable[[], T]], n_jobs: int) -> Iterator[T]:
     """Run ``tasks`` on up to ``n_jobs`` threads and yield their results in order.
 
-    At most ``n_jobs`` tasks are started ahead of the result being consumed, so the
-    memory held is that of about ``n_jobs + 1`` results. An exception in a task is
-    raised here, at its turn, and tasks not yet started are cancelled.
+    At most ``n_jobs + 1`` tasks are submitted ahead of the result being consumed
+    (``n_jobs`` running, one waiting), so the memory held is that of at most
+    ``n_jobs + 2`` results. An exception in a task is raised here, at its turn, and
+    the tasks not yet started are cancelled.
 
     Examples
     --------

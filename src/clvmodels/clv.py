@@ -860,7 +860,8 @@ class CLVScorer:
 
         def score(i: int) -> tuple[np.ndarray, np.ndarray | None, int]:
             """Block ``i``: its rows' values written in place (each block its own rows and
-            customers), its per-draw totals returned to be added in block order."""
+            customers), its per-draw totals returned to be added in block order. Reads
+            ``point_known`` and ``cache``, which are set below before any block runs."""
             start, stop, customers = layout.block(i)
             point = self._block(layout, start, stop, draws=False, known=point_known)
             self._check_point(point)
