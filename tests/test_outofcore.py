@@ -244,6 +244,17 @@ def test_integer_dates_with_format(tmp_path):
     np.testing.assert_array_equal(actual["T"], [9 / 7, 0.0])
 
 
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+@pytest.mark.parametrize("date_format", ["%", "%Q"])
+def test_a_format_duckdb_cannot_read_is_refused_by_name(tmp_path, kind, date_format):
+    # Not "could not read the files": the files are fine, the setting is not.
+    log = pd.DataFrame({"id": [3, 3, 4], "day": [19970101, 19970108, 19970110], "v": [1.0, 2, 3]})
+    path = tmp_path / f"log.{kind}"
+    log.to_csv(path, index=False) if kind == "csv" else log.to_parquet(path)
+    with pytest.raises(ValueError, match=f"date_format='{date_format}' is not a valid format"):
+        rfm_summary_duckdb(path, "id", "day", "v", date_format=date_format)
+
+
 def test_file_columns_named_like_internal_aliases(tmp_path):
     # The SQL works under aliases (cid, ts, per, v, g); a file may use those names too.
     log = pd.DataFrame(

@@ -265,6 +265,14 @@ class _Engine:
     def one(self, sql: str) -> tuple:
         return self.run(sql).fetchone()
 
+    def error_of(self, sql: str) -> str | None:
+        """DuckDB's message (one line) where ``sql`` fails, else None."""
+        try:
+            self.con.execute(sql)
+        except self._duckdb.Error as err:
+            return _one_line(err)
+        return None
+
     def rows(self, sql: str) -> list[tuple]:
         return self.run(sql).fetchall()
 
@@ -335,6 +343,13 @@ def _date_expression(
     read as text whatever the sniffer thinks, so that a late row cannot break the read).
     """
     col = _ident(column)
+    if date_format is not None:
+        # Else DuckDB's complaint would only say that the files could not be read.
+        error = engine.error_of(f"SELECT try_strptime('2000-01-01', {_quote(str(date_format))})")
+        if error is not None:
+            raise ValueError(
+                f"{context}: date_format={date_format!r} is not a valid format: {error}"
+            )
     if sql_type == "BOOLEAN":
         raise DataValidationError(f"{context}: column '{column}' holds booleans, not dates")
     if _is_numeric(sql_type) and date_format is None:
