@@ -7,9 +7,12 @@ transaction log gives. Then, each in a fresh process so that its memory is its o
 
 * ``customer_lifetime_value`` (12 months, 1% a month, 90% intervals, ``--draws``
   parameter draws, ``--n-jobs`` threads: every CPU by default), time and peak resident
-  memory above the process's baseline
-  (sampled every 20 ms from /proc). Time is wall-clock (``*_s``) and CPU time of the
-  process (``*_cpu_s``), which is much less disturbed by other work on a shared machine;
+  memory above the process's baseline (``*_peak_gb``), and the process's whole peak
+  resident memory while it ran (``*_rss_gb``; sampled every 20 ms from /proc). A step
+  that follows another starts from what that one left resident, which its ``*_peak_gb``
+  does not count: compare steps of two versions by ``*_rss_gb``. Time is wall-clock
+  (``*_s``) and CPU time of the process (``*_cpu_s``), which is much less disturbed by
+  other work on a shared machine;
 * ``segment`` on that forecast (with ``--tier-histogram`` the CLV keeps the per-draw
   histogram that lets ``segment`` pass over the draws once instead of twice);
 * optionally (``--predictive``) the same forecast with predictive intervals, and
@@ -36,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import multiprocessing as mp
 import resource
@@ -99,6 +103,10 @@ class PeakMemory:
     def extra_gb(self) -> float:
         return (self.peak - self.baseline) / 1e9
 
+    @property
+    def peak_gb(self) -> float:
+        return self.peak / 1e9
+
 
 class Timed:
     """Wall-clock and CPU seconds of the ``with`` block."""
@@ -133,18 +141,19 @@ def _ours(
                            "n_jobs": n_jobs}
     # Keep the per-draw histogram that lets `segment` pass over the draws once.
     extra: dict[str, Any] = {"tier_histogram": True} if tier_histogram else {}
-    extra["n_jobs"] = n_jobs
+    if "n_jobs" in inspect.signature(customer_lifetime_value).parameters:
+        extra["n_jobs"] = n_jobs  # (older versions, measured for comparison, have no threads)
     with PeakMemory() as mem, Timed() as took:
         fc = customer_lifetime_value(bg, gg, data, n_draws=draws, random_state=1,
                                      progressbar=False, **extra)
     out["clv_s"], out["clv_cpu_s"] = took.wall, took.cpu
-    out["clv_peak_gb"] = mem.extra_gb
+    out["clv_peak_gb"], out["clv_rss_gb"] = mem.extra_gb, mem.peak_gb
     out["distinct_rows"] = fc.settings["n_distinct_customers"]
     out["total_clv"] = fc.total().to_dict()
     with PeakMemory() as mem, Timed() as took:
         seg = segment(fc, progressbar=False)
     out["segment_s"], out["segment_cpu_s"] = took.wall, took.cpu
-    out["segment_peak_gb"] = mem.extra_gb
+    out["segment_peak_gb"], out["segment_rss_gb"] = mem.extra_gb, mem.peak_gb
     out["segment_boundaries"] = seg.settings["boundaries"]
     if predictive:
         del fc, seg
@@ -154,12 +163,13 @@ def _ours(
                 **extra,
             )
         out["predictive_s"], out["predictive_cpu_s"] = took.wall, took.cpu
-        out["predictive_peak_gb"] = mem.extra_gb
+        out["predictive_peak_gb"], out["predictive_rss_gb"] = mem.extra_gb, mem.peak_gb
         # Tiers with both probabilities (realised ones where the package has them).
         with PeakMemory() as mem, Timed() as took:
             seg = segment(fc, progressbar=False)
         out["segment_predictive_s"], out["segment_predictive_cpu_s"] = took.wall, took.cpu
         out["segment_predictive_peak_gb"] = mem.extra_gb
+        out["segment_predictive_rss_gb"] = mem.peak_gb
         out["realised_tier_probability"] = "tier_probability_realised" in seg.customers
     queue.put(out)
 

@@ -72,6 +72,34 @@ def test_forecast_with_both_tier_probabilities_recalibrates_the_top_tier(
         tmp_path / "plain.csv", nrows=1).columns
 
 
+def test_forecast_with_common_shocks_widens_the_totals(transactions_csv, tmp_path):
+    out = tmp_path / "forecast.csv"
+    args = _forecast_args(transactions_csv, out, "--segments", "--predictive",
+                          "--no-tier-backtest", "--common-shocks", "--draws", "300")
+    args.remove("--quiet")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    number = r"([0-9,]+)"
+    interval = rf"{number} \(interval {number} to {number}; predictive {number} to {number}\)"
+    plain = re.search(rf"Portfolio CLV over 12 months, discounted at 1% per month: {interval}",
+                      result.output)  # fmt: skip
+    shocked = re.search(
+        rf"With shocks common to all customers \(per-week shock sd ([0-9.]+), lag-one "
+        rf"correlation (-?[0-9.]+), level error sd ([0-9.]+): posterior means, \d backtests; "
+        rf"refits\): {interval}; the tiers' totals "
+        "include them", result.output,
+    )  # fmt: skip
+    assert plain and shocked, result.output
+    plain_values = [float(v.replace(",", "")) for v in plain.groups()]
+    shocked_values = [float(v.replace(",", "")) for v in shocked.groups()[3:]]
+    assert 0.15 < float(shocked.group(1)) < 0.3  # CDNOW's weekly scatter beyond noise
+    assert shocked_values[0] == plain_values[0]  # the shocks are mean-preserving
+    for low, high in ((1, 2), (3, 4)):
+        assert shocked_values[high] - shocked_values[low] > 1.5 * (
+            plain_values[high] - plain_values[low])  # fmt: skip
+    assert len(pd.read_csv(out, index_col=0)) == 2357
+
+
 def test_forecast_parquet_to_csv_with_observation_end(cdnow_transactions, tmp_path):
     src = tmp_path / "tx.parquet"
     cdnow_transactions.to_parquet(src)
@@ -258,6 +286,8 @@ def test_demo_writes_table_models_and_report(tmp_path):
     assert {"tier_probability", "tier_probability_realised"} <= set(table.columns)
     assert table["tier_probability_realised"].mean() < table["tier_probability"].mean()
     assert "realised = share of simulated futures" in " ".join(result.output.split())
+    # The report's default: the forecast's total (and tiers' totals) with common shocks.
+    assert "With shocks common to all customers (per-week shock sd" in result.output
     assert {p.name for p in tmp_path.glob("*.json")} == {"modified_beta_geo.json",
                                                          "gamma_gamma.json"}
     assert (tmp_path / "report.html").stat().st_size > 50_000
@@ -277,6 +307,9 @@ def test_report_model_selection_defaults(transactions_csv, tmp_path, monkeypatch
     assert runner.invoke(app, base).exit_code == 0
     assert (seen[-1]["models"], seen[-1]["forecast_model"], seen[-1]["bayesian"]) == (
         None, None, False)
+    assert seen[-1]["common_shocks"] is True
+    assert runner.invoke(app, [*base, "--no-common-shocks"]).exit_code == 0
+    assert seen[-1]["common_shocks"] is False
     # A forecasting model by its transaction model's name; the Bayesian versions too.
     assert runner.invoke(app, [*base, "--forecast-model", "ParetoNBD", "--bayesian"]).exit_code == 0
     assert seen[-1]["forecast_model"] == "ParetoNBD + GammaGamma" and seen[-1]["bayesian"]
@@ -597,6 +630,11 @@ def test_report_takes_covariates_for_the_named_models(apparel_files, tmp_path, m
     check = results[0].tier_backtest
     assert results[0].warnings == [] and check is not None
     assert "top_tier_probability_realised_recalibrated" in results[0].customers()
+    # Common shocks are measured on the log, which holds no covariates: said, not warned.
+    assert results[0].common_shocks_note.endswith(
+        "reads customer covariates ['gender'], which cohorts simulated from the log lack; "
+        "measure the shocks against the model without them")  # fmt: skip
+    assert "Common shocks: not estimated: " in " ".join(out.read_text().split())
 
 
 @pytest.mark.parametrize(

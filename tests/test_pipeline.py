@@ -27,6 +27,7 @@ from clvmodels.pipeline import (
     model_kind,
     run_pipeline,
 )
+from clvmodels.shocks import estimate_common_shocks, shock_factors
 
 COLUMNS = ("customer_id", "date", "amount")
 SRC = Path(__file__).resolve().parents[1] / "src" / "clvmodels"
@@ -64,6 +65,9 @@ def result(cdnow_transactions):
         ({"models": {"a": ("BetaGeo",)}}, r"models\['a'\] must be a \(transaction model"),
         ({"forecast_model": "other"}, "forecast_model='other' is not one of"),
         ({"fit_options": 3}, "fit_options must be a mapping"),
+        ({"common_shocks": "yes"}, "common_shocks must be True or False"),
+        ({"calibration_end": "1997-09-30", "forecast_model": "average", "common_shocks": True},
+         "common_shocks=True needs one model pair's forecast: forecast_model='model average'"),
     ],
 )
 def test_settings_are_checked_before_any_data_is_read(change, message):
@@ -245,6 +249,56 @@ def test_a_backtest_refit_that_fails_leaves_the_forecast_whole(cdnow_transaction
     customers = result.customers()
     assert "top_tier_probability_realised" in customers
     assert "top_tier_probability_realised_recalibrated" not in customers
+
+
+def test_common_shocks_widen_the_totals_and_leave_customers_alone(cdnow_transactions):
+    settings = _settings(cdnow_transactions, observation_end="1998-06-30", predictive=True,
+                         models=("BetaGeo", "GammaGamma"), tier_backtest=False,
+                         common_shocks=True, n_draws=300)  # fmt: skip
+    result = run_pipeline(settings, progressbar=False)
+    plain = run_pipeline(dataclasses.replace(settings, common_shocks=False), progressbar=False)
+    assert "common shocks" in result.timings and result.common_shocks_note is None
+    # The shocks are those measured on the log up to the summary's end, against the
+    # forecasting model; the factors those made for the forecast.
+    shocks = estimate_common_shocks(result.transaction_model, cdnow_transactions,
+                                    "customer_id", "date", calibration_end="1998-06-30",
+                                    random_state=0)  # fmt: skip
+    pd.testing.assert_frame_equal(result.common_shocks.summary(), shocks.summary())
+    factors = shock_factors(result.forecast, result.summary, shocks, random_state=0)
+    np.testing.assert_array_equal(result.shock_factors.factors, factors.factors)
+    # CDNOW's weekly purchases scatter around the curve by about 0.2 beyond purchase noise.
+    assert 0.15 < result.common_shocks.summary().loc["sigma", "mean"] < 0.3
+    # Customers, tiers and their probabilities are those of the plain run ...
+    pd.testing.assert_frame_equal(result.customers(), plain.customers())
+    total, plain_total = result.total(), plain.total()
+    pd.testing.assert_series_equal(plain_total, result.forecast.total())
+    assert total["clv"] == plain_total["clv"]
+    # ... the totals' intervals carry the shocks: the portfolio's and every tier's.
+    for low, high in (("clv_lower", "clv_upper"), ("clv_pred_lower", "clv_pred_upper")):
+        assert total[high] - total[low] > 1.5 * (plain_total[high] - plain_total[low])
+    tiers, plain_tiers = result.segmentation.tiers, plain.segmentation.tiers
+    assert ((tiers["clv_total_upper"] - tiers["clv_total_lower"]) > 1.5 * (
+        plain_tiers["clv_total_upper"] - plain_tiers["clv_total_lower"])).all()  # fmt: skip
+    record = json.loads(json.dumps(result.to_dict()))
+    assert record["total"]["clv_pred_upper"] == pytest.approx(total["clv_pred_upper"])
+    assert record["common_shocks"]["shock_method"] == "refits"
+    assert record["common_shocks"]["total_without_shocks"]["clv_pred_upper"] == pytest.approx(
+        plain_total["clv_pred_upper"])  # fmt: skip
+    assert "common_shocks" not in plain.to_dict()
+
+
+def test_common_shocks_the_data_cannot_show_are_said_not_dropped(cdnow_transactions):
+    # 120 customers expect fewer than 10 repeat purchases in every week.
+    first = cdnow_transactions["customer_id"].drop_duplicates().iloc[:120]
+    small = cdnow_transactions[cdnow_transactions["customer_id"].isin(first)]
+    settings = _settings(small, observation_end="1998-06-30", models=("BetaGeo", "GammaGamma"),
+                         segments=False, common_shocks=True)  # fmt: skip
+    with pytest.warns(UserWarning, match="the common shocks were not measured"):
+        result = run_pipeline(settings, progressbar=False)
+    assert result.common_shocks is None and result.shock_factors is None
+    assert "only 0 steps expect at least 10 repeat purchases" in result.common_shocks_note
+    assert result.to_dict()["common_shocks"] == {"not_run": result.common_shocks_note}
+    pd.testing.assert_series_equal(result.total(), result.forecast.total())
 
 
 def test_comparison_fits_every_pair_on_calibration_and_forecasts_on_all(cdnow_transactions):

@@ -106,6 +106,9 @@ def test_shows_calibration_and_common_shocks(built):
     assert re.search(r"the realised total, 70,976, falls (inside it|[0-9.]+ interval widths)", html)
     assert "interval of the realised total, with common shocks" in html
     assert "realised total, customers independent" in html
+    # The pipeline measured them for the forecast: its tiers' totals carry them too.
+    assert "widen the interval of the total and of the tiers&#39; totals" in html
+    assert "total CLV, 90% interval, with common shocks" in html
     assert "Top-tier probability: mean gap to the share that got there" in html
 
 

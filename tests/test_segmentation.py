@@ -199,6 +199,58 @@ def test_tier_summary_totals_and_intervals(segmentation, forecast, all_draws):
     assert (wider["clv_total_upper"] > tiers["clv_total_upper"]).all()
 
 
+def test_common_multipliers_widen_the_tier_totals_and_move_no_customer(
+    segmentation, forecast, all_draws
+):
+    # A shock common to all customers scales every value of a draw alike: ranks, tiers
+    # and their probabilities stay; each tier's per-draw total is scaled by its draw's
+    # multiplier before the quantiles are read.
+    multipliers = np.exp(np.random.default_rng(8).normal(-0.02, 0.2, forecast.n_draws))
+    shocked = segment(forecast, common_multipliers=multipliers)
+    pd.testing.assert_frame_equal(shocked.customers, segmentation.customers)
+    tiers = shocked.tiers
+    codes = segmentation.customers["tier"].cat.codes.to_numpy()
+    for k, name in enumerate(tiers.index):
+        per_draw = all_draws[:, codes == k].sum(axis=1) * multipliers
+        lower, upper = np.quantile(per_draw, [0.05, 0.95])
+        assert tiers.loc[name, "clv_total_lower"] == pytest.approx(lower, rel=1e-10)
+        assert tiers.loc[name, "clv_total_upper"] == pytest.approx(upper, rel=1e-10)
+        n = (codes == k).sum()
+        assert tiers.loc[name, "clv_mean_upper"] == pytest.approx(upper / n, rel=1e-10)
+    plain = segmentation.tiers
+    for column in ("clv_total", "clv_mean", "share_of_value", "mean_tier_probability"):
+        np.testing.assert_array_equal(tiers[column], plain[column])
+    # Shares of value are ratios within a draw: a common multiplier cancels.
+    np.testing.assert_allclose(tiers["share_of_value_lower"], plain["share_of_value_lower"],
+                               rtol=1e-12)  # fmt: skip
+    assert (tiers["clv_total_upper"] - tiers["clv_total_lower"]
+            > 1.5 * (plain["clv_total_upper"] - plain["clv_total_lower"])).all()  # fmt: skip
+    assert shocked.settings["common_multipliers"] and not segmentation.settings[
+        "common_multipliers"
+    ]
+    ones = segment(forecast, common_multipliers=np.ones(forecast.n_draws))
+    pd.testing.assert_frame_equal(ones.tiers, plain)
+
+
+@pytest.mark.parametrize(
+    ("multipliers", "message"),
+    [
+        (np.ones(5), r"one per draw of the forecast \(300\), got shape \(5,\)"),
+        (np.r_[np.ones(299), 0.0], r"draw 299 has 0.0 \(1 such draws\)"),
+        (np.r_[np.nan, np.ones(299)], "must be positive and finite; draw 0 has nan"),
+    ],
+)
+def test_bad_common_multipliers_are_refused_by_name(forecast, multipliers, message):
+    with pytest.raises(ValueError, match=message):
+        segment(forecast, common_multipliers=multipliers)
+
+
+def test_common_multipliers_need_rank_share_tiers(forecast):
+    with pytest.raises(ValueError, match="tiers by thresholds would move"):
+        segment(forecast, thresholds={"high": 100.0, "low": 0.0},
+                common_multipliers=np.ones(forecast.n_draws))  # fmt: skip
+
+
 def test_value_by_activity_grid(segmentation, forecast):
     grid = segmentation.grid
     assert len(grid) == 12

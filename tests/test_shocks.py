@@ -14,11 +14,14 @@ from clvmodels import (
     BetaGeo,
     BetaGeoCNBD,
     GammaGamma,
+    ParetoNBD,
     calibration_holdout_split,
     customer_lifetime_value,
     load_cdnow,
     rfm_summary,
+    segment,
 )
+from clvmodels.averaging import average_forecasts
 from clvmodels.models.bayes import bayesian
 from clvmodels.shocks import (
     DEFAULT_REFITS,
@@ -30,6 +33,7 @@ from clvmodels.shocks import (
     period_value_shares,
     predictive_log_spread,
     shock_clock,
+    shock_factors,
     shocked_total,
     simulated_shock_effects,
     total_multipliers,
@@ -202,6 +206,50 @@ def test_shocked_total_keeps_the_point_values_and_widens_intervals():
     shares = period_value_shares(fc, split)
     assert shares.shape == (3,) and np.isclose(shares.sum(), 1.0)
     assert np.all(np.diff(shares) < 0)  # dropout: later periods hold less value
+
+
+def test_shock_factors_are_the_shocked_total_and_the_tiers_multipliers():
+    # One set of factors per forecast: the same draws widen the portfolio total
+    # (shocked_total is their total) and the tiers' totals.
+    split = calibration_holdout_split(load_cdnow(), "customer_id", "date", "amount",
+                                      calibration_end="1997-09-30")  # fmt: skip
+    tx, spend = BetaGeo().fit(split), GammaGamma().fit(split)
+    fc = customer_lifetime_value(tx, spend, split, horizon=3, period="13W", discount_rate=0,
+                                 n_draws=400, predictive=True, random_state=0)  # fmt: skip
+    shocks = CommonShocks.fixed(0.2, 0.5, 0.05)
+    factors = shock_factors(fc, split, shocks, n_refits=20, random_state=1)
+    assert factors.method == "refits" and factors.n_refits == 20 and factors.interval == 0.9
+    assert factors.factors.shape == (400,) and np.all(factors.factors > 0)
+    assert abs(factors.factors.mean() - 1) < 0.03  # mean-preserving (log sd about 0.15)
+    total = factors.total(fc)
+    pd.testing.assert_series_equal(
+        total, shocked_total(fc, split, shocks, n_refits=20, random_state=1)
+    )
+    assert total.attrs == {"shock_method": "refits", "n_refits": 20, "refit_model": "BetaGeo",
+                           "level_only_reason": None}  # fmt: skip
+    np.testing.assert_allclose(
+        [total["clv_pred_lower"], total["clv_pred_upper"]],
+        np.quantile(fc.predictive_totals * factors.factors, [0.05, 0.95]), rtol=1e-12,
+    )  # fmt: skip
+    by_object = segment(fc, common_multipliers=factors).tiers
+    pd.testing.assert_frame_equal(
+        by_object, segment(fc, common_multipliers=factors.factors).tiers
+    )
+    assert (by_object["clv_total_upper"] > segment(fc).tiers["clv_total_upper"]).all()
+    level_only = shock_factors(fc, split, shocks, n_refits=0, random_state=1)
+    assert level_only.method == "level-only" and level_only.n_refits == 0
+    # Made for one forecast, refused for another.
+    other = customer_lifetime_value(tx, spend, split, horizon=3, period="13W", n_draws=50,
+                                    random_state=0, progressbar=False)  # fmt: skip
+    with pytest.raises(ValueError, match="the forecast has 50 draws and the shock factors 400"):
+        factors.total(other)
+    # A model average has no single model whose refits measure the effect.
+    pnbd_fc = customer_lifetime_value(ParetoNBD().fit(split), spend, split, horizon=3,
+                                      period="13W", n_draws=50, random_state=0,
+                                      progressbar=False)  # fmt: skip
+    average = average_forecasts({"bg": other, "pnbd": pnbd_fc}, {"bg": 0.5, "pnbd": 0.5})
+    with pytest.raises(ValueError, match="a model average has no single model"):
+        shock_factors(average, split, shocks)
 
 
 def test_shock_effects_cancel_what_both_readings_share():

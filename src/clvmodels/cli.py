@@ -427,6 +427,11 @@ def forecast(
         typer.Option(help="With --predictive and --segments: try the top-tier probabilities "
                      "on the last horizon of the log and add them recalibrated"),
     ] = True,
+    common_shocks: Annotated[
+        bool,
+        typer.Option(help="Measure shocks common to all customers on the log and put them "
+                     "into the intervals of the portfolio and tier totals"),
+    ] = False,
     random_state: RandomState = 0,
     freq: Freq = "D",
     time_unit: TimeUnit = "W",
@@ -469,6 +474,7 @@ def forecast(
         predictive=predictive,
         segments=segments,
         tier_backtest=tier_backtest,
+        common_shocks=common_shocks,
         random_state=random_state,
     )
     result = run_pipeline(settings, progressbar=not quiet)
@@ -478,11 +484,26 @@ def forecast(
     if not quiet:
         typer.echo(f"Portfolio CLV over {settings.describe_horizon()}: "
                    f"{_fmt_total(result.forecast.total())}")
+        if (line := _common_shocks_line(result)) is not None:
+            typer.echo(line)
         if result.segmentation is not None:
             typer.echo(_tier_table(result.segmentation.tiers).to_string())
         if (line := _tier_backtest_line(result)) is not None:
             typer.echo(line)
         typer.echo(f"Wrote {len(table):,} customers to {output}")
+
+
+def _common_shocks_line(result: PipelineResult) -> str | None:
+    """The total with common shocks, or why they were not measured, in one line (None
+    where they were not asked for)."""
+    if result.shock_factors is None:
+        note = result.common_shocks_note
+        return None if note is None else f"Common shocks not measured: {note}"
+    return (
+        f"With shocks common to all customers ({result.common_shocks.describe()}; "
+        f"{result.shock_factors.method}): {_fmt_total(result.total())}; the tiers' totals "
+        "include them"
+    )
 
 
 def _tier_backtest_line(result: PipelineResult) -> str | None:
@@ -586,6 +607,11 @@ def report(
     date_format: DateFormat = None,
     currency: Annotated[str, typer.Option(help="Currency of the values, for labels")] = "",
     title: Annotated[str | None, typer.Option(help="Report title")] = None,
+    common_shocks: Annotated[
+        bool,
+        typer.Option(help="Put shocks common to all customers, measured on the log, into the "
+                     "intervals of the totals (the holdout's, the forecast's and its tiers')"),
+    ] = True,
     customer_data: CustomerData = None,
     purchase_covariates: PurchaseCovariates = None,
     dropout_covariates: DropoutCovariates = None,
@@ -630,6 +656,7 @@ def report(
         currency=currency,
         title=title,
         command="clvmodels " + " ".join(sys.argv[1:]),
+        common_shocks=common_shocks,
         progressbar=not quiet,
     )
     if not quiet:
@@ -682,6 +709,7 @@ def demo(
         n_draws=n_draws,
         predictive=True,
         segments=True,
+        common_shocks=True,  # the report's default: the total and tiers with them
     )
     result = run_pipeline(settings, progressbar=not quiet)
     _show_forecast(console, result)
@@ -737,6 +765,8 @@ def _show_forecast(console: Any, result: PipelineResult) -> None:
         f"Portfolio CLV over {result.settings.describe_horizon()}: "
         f"[bold]{_fmt_total(result.forecast.total())}[/bold]"
     )
+    if (line := _common_shocks_line(result)) is not None:
+        console.print(line)
     if result.segmentation is not None:
         console.print(_rich_table(
             _tier_table(result.segmentation.tiers),
@@ -798,7 +828,11 @@ def _tier_table(tiers: pd.DataFrame) -> pd.DataFrame:
 def _fmt_total(total: Any) -> str:
     if isinstance(total, dict | pd.Series):
         get = total.get
-        return f"{get('clv'):,.0f} (interval {get('clv_lower'):,.0f} to {get('clv_upper'):,.0f})"
+        text = f"{get('clv'):,.0f} (interval {get('clv_lower'):,.0f} to {get('clv_upper'):,.0f}"
+        if get("clv_pred_lower") is not None:
+            text += (f"; predictive {get('clv_pred_lower'):,.0f} to "
+                     f"{get('clv_pred_upper'):,.0f}")
+        return text + ")"
     return f"{float(total):,.0f}"
 
 

@@ -372,6 +372,17 @@ class PipelineSettings:
         (``top_tier_probability_realised_recalibrated`` in
         :meth:`PipelineResult.customers`). Not run for the model average or Bayesian
         and grouped fits, which the backtest would have to refit; the result says why.
+    common_shocks : bool, default False
+        Put shocks common to all customers (season, promotions, outages) into the
+        intervals of the portfolio total and of the tiers' totals: measured on the
+        log up to ``observation_end`` against the forecasting model
+        (:func:`clvmodels.shocks.estimate_common_shocks`; the log's customer and date
+        columns are read into memory for it) and carried into every draw
+        (:func:`clvmodels.shocks.shock_factors`). Per-customer intervals and tier
+        membership do not change. Not for the model average, which has no single model
+        to refit. Where the data or the model cannot support it (models with customer
+        covariates: the log holds none), the result says why (``common_shocks_note``),
+        with a warning where the data stood in the way.
     random_state : int, optional
         Seed of every random step (draws, simulation, sampling).
     customer_data : DataFrame, optional
@@ -418,6 +429,7 @@ class PipelineSettings:
     predictive: bool = False
     segments: bool = True
     tier_backtest: bool = True
+    common_shocks: bool = False
     random_state: int | None = 0
     customer_data: Any = None
 
@@ -451,6 +463,12 @@ class PipelineSettings:
                     f"forecast_model={AVERAGE_NAME!r} needs calibration_end and two or more "
                     "models: its weights come from the holdout comparison"
                 )
+            if self.common_shocks:
+                raise ValueError(
+                    f"common_shocks=True needs one model pair's forecast: forecast_model="
+                    f"{AVERAGE_NAME!r} mixes several, and the shocks' effect is measured by "
+                    "refits of one model"
+                )
         elif self.forecast_model is not None and self.forecast_model not in self.models:
             raise ValueError(
                 f"forecast_model={self.forecast_model!r} is not one of {list(self.models)}"
@@ -462,7 +480,7 @@ class PipelineSettings:
 
     def _check_plain_settings(self) -> None:
         """Switches, optional names and the seed: of the right type, or refused by name."""
-        for name in ("predictive", "segments", "tier_backtest"):
+        for name in ("predictive", "segments", "tier_backtest", "common_shocks"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("group_col", "date_format", "forecast_model"):
@@ -584,6 +602,13 @@ class PipelineResult:
         :meth:`customers` applies.
     tier_backtest_note : str or None
         Why the tier backtest was not run, where it was asked for and could not be.
+    common_shocks : CommonShocks or None
+        With ``settings.common_shocks``: the shocks measured on the log.
+    shock_factors : ShockFactors or None
+        Their multiplier of every forecast draw's value; :meth:`total` applies them.
+    common_shocks_note : str or None
+        Why the common shocks were not measured, where they were asked for and could
+        not be.
     split : DataFrame or None
         The calibration/holdout split (with ``calibration_end``).
     comparison : DataFrame or None
@@ -609,6 +634,9 @@ class PipelineResult:
     segmentation: Any = None
     tier_backtest: Any = None
     tier_backtest_note: str | None = None
+    common_shocks: Any = None
+    shock_factors: Any = None
+    common_shocks_note: str | None = None
     split: pd.DataFrame | None = None
     comparison: pd.DataFrame | None = None
     models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -628,6 +656,13 @@ class PipelineResult:
             models=(self.transaction_model, self.spend_model),
             context="pipeline",
         )
+
+    def total(self) -> pd.Series:
+        """The forecast's portfolio total, with the common shocks in its intervals where
+        they were measured (``attrs["shock_method"]`` then says how)."""
+        if self.shock_factors is None:
+            return self.forecast.total()
+        return self.shock_factors.total(self.forecast)
 
     def customers(self) -> pd.DataFrame:
         """Per customer: the summary, the forecast and (with segments) the tiers, with
@@ -659,7 +694,7 @@ class PipelineResult:
             "customers": len(self.summary),
             "time_unit": self.time_unit,
             "forecast_model": self.forecast_name,
-            "total": _json(self.forecast.total().to_dict()),
+            "total": _json(self.total().to_dict()),
             "timings": _json(self.timings),
             "warnings": list(self.warnings),
         }
@@ -672,6 +707,13 @@ class PipelineResult:
             })
         elif self.tier_backtest_note is not None:
             out["tier_backtest"] = {"not_run": self.tier_backtest_note}
+        if self.common_shocks is not None:
+            out["common_shocks"] = _json({
+                **self.common_shocks.to_dict(), **self.shock_factors.attrs(),
+                "total_without_shocks": self.forecast.total().to_dict(),
+            })
+        elif self.common_shocks_note is not None:
+            out["common_shocks"] = {"not_run": self.common_shocks_note}
         if self.comparison is not None:
             frame = self.comparison.astype(object).where(self.comparison.notna(), None)
             out["comparison"] = _json(frame.to_dict(orient="index"))
@@ -797,7 +839,7 @@ def run_pipeline(settings: PipelineSettings, *, progressbar: bool = True) -> Pip
     timings: dict[str, float] = {}
     caught: list[warnings.WarningMessage] = []
     n_steps = (3 + 2 * (settings.calibration_end is not None) + settings.segments
-               + _runs_tier_backtest(settings))
+               + _runs_tier_backtest(settings) + settings.common_shocks)
     try:
         with (
             warnings.catch_warnings(record=True) as caught,
@@ -894,12 +936,16 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
         }
         forecast = forecasts[name] if name in forecasts else average_forecasts(forecasts, weights)
     tx, spend = pairs[max(weights, key=weights.get)]
+    if s.common_shocks:
+        with step("common shocks"):
+            out.update(_common_shocks(s, tx, summary, forecast))
     segmentation = None
     if s.segments:
         from clvmodels.segmentation import segment
 
         with step("segmenting"):
-            segmentation = segment(forecast, progressbar=progressbar)
+            segmentation = segment(forecast, common_multipliers=out.get("shock_factors"),
+                                   progressbar=progressbar)
     out.update(summary=summary, transaction_model=tx, spend_model=spend, forecast=forecast,
                segmentation=segmentation, forecast_name=name)
     if _runs_tier_backtest(s):
@@ -916,6 +962,31 @@ def _summary_options(s: PipelineSettings, pairs: Iterable[tuple[Any, Any]]) -> d
             "date_format": s.date_format, **summary_options_for(
                 c for pair in pairs for spec in pair for c in make_model(spec).data_columns
             )}  # fmt: skip
+
+
+def _common_shocks(
+    s: PipelineSettings, transaction_model: Any, summary: pd.DataFrame, forecast: Any
+) -> dict[str, Any]:
+    """The shocks common to all customers, measured on the log up to the summary's end,
+    and their factors for ``forecast``; or a note of why not (said in a warning too
+    where the data, not the kind of model, stood in the way)."""
+    from clvmodels.shocks import estimate_common_shocks, shock_estimate_refusal, shock_factors
+
+    refusal = shock_estimate_refusal(transaction_model)
+    if refusal is not None:  # the model's kind, not the data: a note, as for the backtest
+        return {"common_shocks_note": refusal}
+    try:
+        shocks = estimate_common_shocks(
+            transaction_model, _read_log(s), s.customer_col, s.date_col,
+            calibration_end=summary.attrs["observation_end"], random_state=s.random_state,
+        )  # fmt: skip
+        factors = shock_factors(forecast, summary, shocks, random_state=s.random_state)
+    except (ValueError, ConvergenceError) as err:  # the data or the model cannot support it
+        note = str(err)
+        warnings.warn(f"pipeline: the common shocks were not measured ({note}); the "
+                      "intervals of the totals leave them out", stacklevel=3)
+        return {"common_shocks_note": note}
+    return {"common_shocks": shocks, "shock_factors": factors}
 
 
 def _runs_tier_backtest(s: PipelineSettings) -> bool:

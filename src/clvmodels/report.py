@@ -548,6 +548,8 @@ def build_report(
         n_draws=n_draws,
         predictive=True,
         segments=True,
+        # The forecast's total and tiers with common shocks (one model's: not the average's).
+        common_shocks=common_shocks and forecast_model not in (AVERAGE_NAME, "average"),
         random_state=random_state,
     )
     result = run_pipeline(settings, progressbar=progressbar)
@@ -882,15 +884,15 @@ def _estimate_shocks(ctx: _Context, model: Any, end: Any) -> tuple[Any, str]:
         )  # fmt: skip
     except ValueError as err:
         return None, f"not estimated: {err}"
-    table = shocks.summary()
+    return shocks, _about_shocks(shocks, model)
+
+
+def _about_shocks(shocks: Any, model: Any) -> str:
+    """The estimates of common shocks, in words, with the model they were measured
+    against where it is not ``model`` itself."""
     measured = shocks.settings.get("model", type(model).__name__)
     against = "" if measured == type(model).__name__ else f", measured against {measured}"
-    return shocks, (
-        f"per-{unit_name(shocks.time_unit, plural=False)} shock sd "
-        f"{table.loc['sigma', 'mean']:.2f}, lag-one correlation {table.loc['phi', 'mean']:.2f}, "
-        f"level error sd {table.loc['tau', 'mean']:.3f}: posterior means, "
-        f"{len(shocks.backtests)} backtests{against}"
-    )
+    return shocks.describe() + against
 
 
 def _shock_method(total: pd.Series) -> str:
@@ -1122,6 +1124,25 @@ def _tier_backtest(ctx: _Context) -> tuple[str | None, _Figure | None]:
     return note, _figure(fig, caption)
 
 
+def _forecast_shocks(ctx: _Context) -> tuple[pd.Series | None, str]:
+    """The forecast's total with common shocks and the shocks in words; (None, why not)
+    where they were not estimated. The pipeline's own (``common_shocks=True``, which also
+    carries them into the tiers' totals) where it measured them, else measured here."""
+    result = ctx.result
+    if result.shock_factors is not None:
+        return result.total(), _about_shocks(result.common_shocks, result.transaction_model)
+    if result.common_shocks_note is not None:
+        return None, f"not estimated: {result.common_shocks_note}"
+    shocks, about = _estimate_shocks(ctx, result.transaction_model,
+                                     result.summary.attrs.get("observation_end"))  # fmt: skip
+    if shocks is None:
+        return None, about
+    from clvmodels.shocks import shocked_total
+
+    return shocked_total(result.forecast, result.summary, shocks,
+                         random_state=result.settings.random_state), about  # fmt: skip
+
+
 def _forecast_section(ctx: _Context) -> dict[str, Any]:
     from clvmodels import plotting
 
@@ -1141,22 +1162,20 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
         shock_note = ("Common shocks are estimated for one model, so the model average's "
                       "intervals treat customers as independent.")
     elif ctx.common_shocks:
-        shocks, about = _estimate_shocks(ctx, result.transaction_model,
-                                         result.summary.attrs.get("observation_end"))  # fmt: skip
-        if shocks is not None:
-            from clvmodels.shocks import shocked_total
-
-            wide = shocked_total(forecast, result.summary, shocks,
-                                 random_state=result.settings.random_state)  # fmt: skip
+        wide, about = _forecast_shocks(ctx)
+        if wide is not None:
             key = "clv_pred" if "clv_pred_lower" in wide else "clv"
             cards.append((f"{level} interval of the realised total, with common shocks",
                           f"{_fmt(wide[f'{key}_lower'], 'money')} – "
                           f"{_fmt(wide[f'{key}_upper'], 'money')}"))  # fmt: skip
+            tiers_too = segmentation is not None and segmentation.settings.get(
+                "common_multipliers")
             shock_note = (
                 f"Common shocks ({about}; {_shock_method(wide)}) widen the interval of the "
-                "total: periods share shocks that independent customers do not average "
-                "away. The other intervals treat customers as independent."
-            )
+                "total" + (" and of the tiers' totals" if tiers_too else "") + ": periods "
+                "share shocks that independent customers do not average away. The other "
+                "intervals treat customers as independent."
+            )  # fmt: skip
         else:
             shock_note = f"Common shocks: {about}; the intervals treat customers as independent."
     if "clv_pred_lower" in total:
@@ -1187,7 +1206,8 @@ def _forecast_section(ctx: _Context) -> dict[str, Any]:
     for col in ("customers", "share_of_customers", "clv_total"):
         tier_frame[_TIER_LABELS.get(col, col)] = tiers[col]
     if {"clv_total_lower", "clv_total_upper"} <= set(tiers.columns):
-        tier_frame[f"total CLV, {level} interval"] = [
+        shocked = ", with common shocks" if segmentation.settings.get("common_multipliers") else ""
+        tier_frame[f"total CLV, {level} interval{shocked}"] = [
             f"{_fmt(lo, 'f0')} – {_fmt(hi, 'f0')}"
             for lo, hi in zip(tiers["clv_total_lower"], tiers["clv_total_upper"], strict=True)
         ]

@@ -557,6 +557,7 @@ def segment(
     activity_bands: Any = DEFAULT_ACTIVITY_BANDS,
     interval: float | None = None,
     exact_limit: int = EXACT_LIMIT,
+    common_multipliers: Any = None,
     progressbar: bool | None = None,
 ) -> Segmentation:
     """CLV tiers with membership probabilities, tier totals and a value-by-activity grid.
@@ -590,6 +591,12 @@ def segment(
         Largest number of distinct customers x draws (customers x draws for realised
         values) for which per-draw boundaries are computed exactly (beyond it: fine
         histograms, see the module notes).
+    common_multipliers : array (n_draws,) or ShockFactors, optional
+        One multiplier per draw of every customer's value alike: shocks common to all
+        customers, from :func:`clvmodels.shocks.shock_factors`. Ranks do not move,
+        so tiers and their probabilities stay as they are; the tiers' totals (and mean
+        CLVs) take the multipliers into their intervals. Rank-share tiers only (a common
+        shock would move customers across fixed ``thresholds``).
     progressbar : bool, optional
         Progress bar over the passes through the draws.
 
@@ -630,6 +637,7 @@ def segment(
         bounds = None
     band_names, band_bounds = _pairs(activity_bands, "activity_bands")
     band_bounds = _check_bounds(band_bounds, "activity_bands")
+    multipliers = _check_multipliers(common_multipliers, forecast.n_draws, cuts is None)
 
     # Identical customers share a distinct row of the forecast and so every draw's value.
     weights, row_of_customer = forecast.row_weights, forecast.row_of_customer
@@ -714,6 +722,8 @@ def segment(
         },
         index=table.index,
     )
+    if multipliers is not None:
+        tier_totals = tier_totals * multipliers[:, None]
     summary = _tier_summary(
         names, point_tier, row_clv, weights, same, tier_totals, level, point_bounds
     )
@@ -732,8 +742,33 @@ def segment(
         "boundaries": method,
         "realised": realised,
         "n_draws": n_draws,
+        "common_multipliers": multipliers is not None,
     }
     return Segmentation(customers=customers, tiers=summary, grid=grid, settings=settings)
+
+
+def _check_multipliers(multipliers: Any, n_draws: int, thresholds: bool) -> np.ndarray | None:
+    """``common_multipliers`` as a float array of one positive value per draw."""
+    if multipliers is None:
+        return None
+    if thresholds:
+        raise ValueError(
+            "common_multipliers: tiers by thresholds would move with a shock common to all "
+            "customers; give rank-share tiers, whose membership a common shock leaves alone"
+        )
+    values = np.asarray(getattr(multipliers, "factors", multipliers), dtype=float)
+    if values.shape != (n_draws,):
+        raise ValueError(
+            f"common_multipliers: one per draw of the forecast ({n_draws}), got shape "
+            f"{values.shape}"
+        )
+    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+    if bad.size:
+        raise ValueError(
+            f"common_multipliers: must be positive and finite; draw {int(bad[0])} has "
+            f"{float(values[bad[0]])!r} ({bad.size} such draws)"
+        )
+    return values
 
 
 def _tier_summary(

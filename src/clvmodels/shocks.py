@@ -62,7 +62,10 @@ average over the steps it covers. Each draw's portfolio total (expected and simu
 is multiplied by the average of its period multipliers weighted by the share of the
 expected (discounted) value that falls in each period (:func:`period_value_shares`).
 Multiplying a simulated total rather than re-simulating at the shocked rate scales its
-purchase noise by the shock as well, a second-order difference.
+purchase noise by the shock as well, a second-order difference. The factors themselves
+come from :func:`shock_factors`; :func:`clvmodels.segment` takes them
+(``common_multipliers``) for the tiers' totals, and the pipeline's ``common_shocks=True``
+(``clvmodels forecast --common-shocks``) applies them to both.
 
 *Refits* (``n_refits > 0``; :data:`DEFAULT_REFITS` by default). A refitted model absorbs
 more of the calibration shocks than their level: on 96 simulated cohorts with weekly
@@ -159,11 +162,12 @@ from clvmodels.errors import ConvergenceError
 from clvmodels.evaluation import expected_cumulative_purchases
 from clvmodels.models.base import TransactionModel
 from clvmodels.models.beta_geo_cnbd import LITT_COLUMN
-from clvmodels.units import TIME_UNIT_DAYS
+from clvmodels.units import TIME_UNIT_DAYS, unit_name
 
 __all__ = [
     "DEFAULT_REFITS",
     "CommonShocks",
+    "ShockFactors",
     "ar1_correlation",
     "estimate_common_shocks",
     "log_phi_prior",
@@ -171,6 +175,8 @@ __all__ = [
     "predictive_log_spread",
     "reml_log_likelihood",
     "shock_clock",
+    "shock_estimate_refusal",
+    "shock_factors",
     "shock_refit_refusal",
     "shocked_total",
     "simulated_shock_effects",
@@ -423,6 +429,24 @@ class CommonShocks:
             }
         return pd.DataFrame.from_dict(rows, orient="index")
 
+    def describe(self) -> str:
+        """The posterior means, and the backtests behind them, in words.
+
+        Examples
+        --------
+        >>> words = CommonShocks.fixed(0.2, 0.5, 0.05).describe()
+        >>> words.split(": ")  # doctest: +NORMALIZE_WHITESPACE
+        ['per-week shock sd 0.20, lag-one correlation 0.50, level error sd 0.050',
+         'posterior means, 0 backtests']
+        """
+        table = self.summary()
+        return (
+            f"per-{unit_name(self.time_unit, plural=False)} shock sd "
+            f"{table.loc['sigma', 'mean']:.2f}, lag-one correlation "
+            f"{table.loc['phi', 'mean']:.2f}, level error sd {table.loc['tau', 'mean']:.3f}: "
+            f"posterior means, {len(self.backtests)} backtests"
+        )
+
     def sample(self, n: int, random_state: Any = None) -> pd.DataFrame:
         """``n`` draws of ``(sigma, phi, tau)`` from the posterior grid."""
         rng = np.random.default_rng(random_state)
@@ -548,6 +572,28 @@ def _check_supported(model: Any) -> None:
     reason = _simulation_refusal(model)
     if reason is not None:
         raise ValueError(f"common shocks: {reason}")
+
+
+def shock_estimate_refusal(model: Any) -> str | None:
+    """Why :func:`estimate_common_shocks` cannot measure shocks against ``model`` (None
+    where it can): its tracking curve and simulated cohorts come from the transaction
+    log, which holds no customer covariates.
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo
+    >>> shock_estimate_refusal(BetaGeo()) is None
+    True
+    >>> shock_estimate_refusal(BetaGeo(purchase_covariates=["gender"])).split(";")[0]
+    "BetaGeo reads customer covariates ['gender'], which cohorts simulated from the log lack"
+    """
+    covariates = list(getattr(model, "covariate_columns", ()) or ())
+    if not covariates:
+        return None
+    return (
+        f"{type(model).__name__} reads customer covariates {covariates}, which cohorts "
+        "simulated from the log lack; measure the shocks against the model without them"
+    )
 
 
 def shock_refit_refusal(model: Any) -> str | None:
@@ -777,6 +823,9 @@ def estimate_common_shocks(
     model = transaction_model
     if not getattr(model, "is_fitted", False):
         raise ValueError("estimate_common_shocks: the transaction model is not fitted")
+    refusal = shock_estimate_refusal(model)
+    if refusal is not None:
+        raise ValueError(f"estimate_common_shocks: {refusal}")
     unit = model.time_unit_
     if unit is None:
         raise ValueError("estimate_common_shocks: the model records no time unit (time_unit_)")
@@ -1253,7 +1302,85 @@ def _refit_effects(
     return effects, refitted, None
 
 
-def shocked_total(
+@dataclass(frozen=True)
+class ShockFactors:
+    """Per-draw multipliers of a forecast's portfolio value for shocks common to all
+    customers, from :func:`shock_factors`.
+
+    A common shock scales every customer's value in a draw alike, so it moves totals
+    (the portfolio's, a tier's) but never a rank: :meth:`total` widens the portfolio
+    total's intervals, and :func:`clvmodels.segment` with ``common_multipliers`` (these
+    factors) the tiers' totals.
+
+    Attributes
+    ----------
+    factors : ndarray (n_draws,)
+        One mean-one multiplier per forecast draw.
+    interval : float
+        The level the factors were made for (the spread of the refits' effects is a
+        prediction interval of that level).
+    method : str
+        ``"refits"`` or ``"level-only"``.
+    n_refits : int
+        Replicates whose refits converged (0 for the level-only multipliers).
+    refit_model : str or None
+        The class refitted.
+    level_only_reason : str or None
+        Why the default could not refit (None where it could or where ``n_refits=0``
+        was asked for).
+    """
+
+    factors: np.ndarray
+    interval: float
+    method: str
+    n_refits: int = 0
+    refit_model: str | None = None
+    level_only_reason: str | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        """How the factors were made, as the ``attrs`` of :meth:`total` hold them."""
+        return {
+            "shock_method": self.method,
+            "n_refits": self.n_refits,
+            "refit_model": self.refit_model,
+            "level_only_reason": self.level_only_reason,
+        }
+
+    def total(self, forecast: CLVForecast) -> pd.Series:
+        """``forecast.total(interval)`` with every draw's total (expected, and simulated
+        when the forecast is predictive) multiplied by its factor; ``clv`` and
+        ``clv_mean`` are unchanged (the factors are mean-preserving)."""
+        if forecast.n_draws != self.factors.size:
+            raise ValueError(
+                f"the forecast has {forecast.n_draws} draws and the shock factors "
+                f"{self.factors.size}: make them for this forecast"
+            )
+        low_p, high_p = interval_probabilities(self.interval)
+        out = forecast.total(self.interval).copy()
+        out["clv_lower"], out["clv_upper"] = np.quantile(
+            forecast.draw_totals * self.factors, [low_p, high_p]
+        )
+        if forecast.predictive_totals is not None:
+            out["clv_pred_lower"], out["clv_pred_upper"] = np.quantile(
+                forecast.predictive_totals * self.factors, [low_p, high_p]
+            )
+        out.attrs.update(self.attrs())
+        return out
+
+
+def _check_refits(n_refits: Any) -> int | None:
+    """``n_refits`` as asked: None (the default), 0, or at least :data:`_MIN_REFITS`."""
+    if n_refits is None:
+        return None
+    if isinstance(n_refits, bool) or not (int(n_refits) == 0 or int(n_refits) >= _MIN_REFITS):
+        raise ValueError(
+            f"n_refits must be 0 (level-only multipliers) or at least {_MIN_REFITS} (the "
+            f"spread of the shocks' effects needs that many replicates), got {n_refits!r}"
+        )
+    return int(n_refits)
+
+
+def shock_factors(
     forecast: CLVForecast,
     data: Any,
     common_shocks: CommonShocks,
@@ -1262,22 +1389,22 @@ def shocked_total(
     n_refits: int | None = None,
     fit_kwargs: Mapping[str, Any] | None = None,
     random_state: Any = None,
-) -> pd.Series:
-    """A forecast's portfolio total with common shocks in its intervals.
+) -> ShockFactors:
+    """One multiplier of the portfolio value per forecast draw, for common shocks.
 
-    Every parameter draw's total (expected, and simulated when the forecast is
-    predictive) is multiplied by a lognormal factor of mean 1 whose spread is that of
-    the effects of shock paths on a refitted model's forecast error
-    (:func:`simulated_shock_effects`, read by :func:`predictive_log_spread`) and of a
-    level error of sd ``tau``; with ``n_refits=0``, by a shock path of ``common_shocks``
-    averaged over the horizon, net of the calibration level, instead
-    (:func:`total_multipliers` of :meth:`CommonShocks.multipliers` and
-    :func:`period_value_shares`). See the module docstring for the model, its
-    assumptions and the coverage each gives.
+    Every draw gets a lognormal factor of mean 1 whose spread is that of the effects
+    of shock paths on a refitted model's forecast error (:func:`simulated_shock_effects`,
+    read by :func:`predictive_log_spread`) and of a level error of sd ``tau``; with
+    ``n_refits=0``, a shock path of ``common_shocks`` averaged over the horizon, net of
+    the calibration level, instead (:func:`total_multipliers` of
+    :meth:`CommonShocks.multipliers` and :func:`period_value_shares`). See the module
+    docstring for the model, its assumptions and the coverage each gives;
+    :func:`shocked_total` applies the factors to the portfolio total.
 
     Parameters
     ----------
     forecast : CLVForecast
+        One model pair's forecast (a model average has no single model to refit).
     data : DataFrame
         The summary the forecast was made from.
     common_shocks : CommonShocks
@@ -1295,6 +1422,77 @@ def shocked_total(
     fit_kwargs : mapping, optional
         Passed to ``fit`` of the refitted copies.
     random_state : int or numpy Generator, optional
+
+    Returns
+    -------
+    ShockFactors
+
+    Examples
+    --------
+    >>> from clvmodels import BetaGeo, GammaGamma, customer_lifetime_value, load_cdnow, rfm_summary
+    >>> summary = rfm_summary(load_cdnow(), "customer_id", "date", "amount",
+    ...                       observation_end="1997-09-30")
+    >>> fc = customer_lifetime_value(BetaGeo().fit(summary), GammaGamma().fit(summary),
+    ...                              summary, horizon=39, period="W", discount_rate=0,
+    ...                              n_draws=500, random_state=0)
+    >>> made = shock_factors(fc, summary, CommonShocks.fixed(0.2, 0.5, 0.05), random_state=0)
+    >>> made.method, made.factors.shape, bool(0.95 < made.factors.mean() < 1.05)
+    ('refits', (500,), True)
+    """
+    if not isinstance(common_shocks, CommonShocks):
+        raise TypeError(f"common_shocks must be a CommonShocks, got {type(common_shocks).__name__}")
+    if getattr(forecast, "scorer", None) is None:
+        raise ValueError(
+            "common shocks need one model pair's forecast: a model average has no single "
+            "model whose refits measure the shocks' effect"
+        )
+    scorer = forecast.scorer
+    level = forecast.interval if interval is None else float(interval)
+    interval_probabilities(level)  # checks the level
+    asked = _check_refits(n_refits)
+    n_refits = DEFAULT_REFITS if asked is None else asked
+    rng = np.random.default_rng(random_state)
+    n_draws = forecast.n_draws
+    effects, refitted, reason = None, None, None
+    if n_refits:
+        effects, refitted, reason = _refit_effects(
+            forecast, data, common_shocks, n_refits, fit_kwargs or {}, rng
+        )
+        if effects is None and asked is not None:
+            raise ValueError(f"common shocks: {reason}")
+    if effects is None:
+        m = common_shocks.multipliers(
+            n_draws, scorer.horizon, scorer.period_length, time_unit=scorer.time_unit,
+            random_state=rng,
+        )  # fmt: skip
+        return ShockFactors(
+            total_multipliers(m, period_value_shares(forecast, data)), level, "level-only",
+            level_only_reason=reason,
+        )  # fmt: skip
+    spread = predictive_log_spread(effects, level)
+    tau = common_shocks.sample(n_draws, rng)["tau"].to_numpy()
+    log_factor = spread * rng.standard_normal(n_draws) + tau * rng.standard_normal(n_draws)
+    return ShockFactors(
+        np.exp(log_factor - (spread**2 + tau**2) / 2), level, "refits",
+        n_refits=int(effects.size), refit_model=type(refitted).__name__,
+    )  # fmt: skip
+
+
+def shocked_total(
+    forecast: CLVForecast,
+    data: Any,
+    common_shocks: CommonShocks,
+    *,
+    interval: float | None = None,
+    n_refits: int | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    random_state: Any = None,
+) -> pd.Series:
+    """A forecast's portfolio total with common shocks in its intervals.
+
+    Every parameter draw's total (expected, and simulated when the forecast is
+    predictive) is multiplied by its factor from :func:`shock_factors`, which takes
+    the same arguments; ``shock_factors(...).total(forecast)`` is the same total.
 
     Returns
     -------
@@ -1325,50 +1523,7 @@ def shocked_total(
     >>> [bool(1.3 < width(t) / width(plain) < 4) for t in (wide, level_only)]
     [True, True]
     """
-    if not isinstance(common_shocks, CommonShocks):
-        raise TypeError(f"common_shocks must be a CommonShocks, got {type(common_shocks).__name__}")
-    scorer = forecast.scorer
-    level = forecast.interval if interval is None else float(interval)
-    low_p, high_p = interval_probabilities(level)
-    asked = n_refits
-    if asked is not None and (
-        isinstance(asked, bool) or not (int(asked) == 0 or int(asked) >= _MIN_REFITS)
-    ):
-        raise ValueError(
-            f"n_refits must be 0 (level-only multipliers) or at least {_MIN_REFITS} (the "
-            f"spread of the shocks' effects needs that many replicates), got {n_refits!r}"
-        )
-    n_refits = DEFAULT_REFITS if asked is None else int(asked)
-    rng = np.random.default_rng(random_state)
-    n_draws = forecast.n_draws
-    effects, refitted, reason = None, None, None
-    if n_refits:
-        effects, refitted, reason = _refit_effects(
-            forecast, data, common_shocks, n_refits, fit_kwargs or {}, rng
-        )
-        if effects is None and asked is not None:
-            raise ValueError(f"shocked_total: {reason}")
-    if effects is None:
-        m = common_shocks.multipliers(
-            n_draws, scorer.horizon, scorer.period_length, time_unit=scorer.time_unit,
-            random_state=rng,
-        )  # fmt: skip
-        factor = total_multipliers(m, period_value_shares(forecast, data))
-    else:
-        spread = predictive_log_spread(effects, level)
-        tau = common_shocks.sample(n_draws, rng)["tau"].to_numpy()
-        log_factor = spread * rng.standard_normal(n_draws) + tau * rng.standard_normal(n_draws)
-        factor = np.exp(log_factor - (spread**2 + tau**2) / 2)
-    out = forecast.total(level).copy()
-    out["clv_lower"], out["clv_upper"] = np.quantile(forecast.draw_totals * factor, [low_p, high_p])
-    if forecast.predictive_totals is not None:
-        out["clv_pred_lower"], out["clv_pred_upper"] = np.quantile(
-            forecast.predictive_totals * factor, [low_p, high_p]
-        )
-    out.attrs.update(
-        shock_method="level-only" if effects is None else "refits",
-        n_refits=0 if effects is None else int(effects.size),
-        refit_model=None if effects is None else type(refitted).__name__,
-        level_only_reason=reason,
-    )
-    return out
+    return shock_factors(
+        forecast, data, common_shocks, interval=interval, n_refits=n_refits,
+        fit_kwargs=fit_kwargs, random_state=random_state,
+    ).total(forecast)  # fmt: skip
