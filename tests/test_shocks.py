@@ -139,6 +139,16 @@ def test_cdnow_calibration_weeks_scatter_beyond_purchase_noise():
     assert 0.10 < np.sqrt(used["noise_var"].mean()) < 0.16
     assert 0.12 < shocks.summary().loc["sigma", "mean"] < 0.30
     assert list(shocks.backtests["cut"]) == ["1997-07-01", "1997-04-01"]
+    # A model in days is measured in weekly steps by default: weekday patterns are not
+    # shocks. Its estimates are the weekly model's.
+    daily_split = calibration_holdout_split(log, "customer_id", "date", time_unit="D",
+                                            calibration_end="1997-09-30")  # fmt: skip
+    daily = estimate_common_shocks(BetaGeo().fit(daily_split), log, "customer_id", "date",
+                                   calibration_end="1997-09-30", random_state=0)  # fmt: skip
+    assert (daily.step, daily.time_unit) == (7.0, "D")
+    assert daily.tracking["used"].sum() == used.shape[0]
+    pd.testing.assert_frame_equal(daily.summary(), shocks.summary(), atol=0.02)
+    assert daily.describe().startswith("per 7-day step shock sd")  # in the data's unit
 
 
 # --------------------------------------------------------------------------------------

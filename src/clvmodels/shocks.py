@@ -15,11 +15,12 @@ forecast, and :func:`shocked_total` carries them into the interval of a forecast
 portfolio total (the report does so by default).
 
 *The shock model.* In shock step ``k`` (one time unit by default, a week for weekly
-data) every customer's purchase rate is multiplied by ``exp(e_k)``, where ``e`` is a
-stationary Gaussian AR(1) process with standard deviation ``sigma`` and lag-one
-correlation ``phi``. A forecast is further off by the model's own level error
-``exp(d)``, ``d ~ N(0, tau^2)``, constant over the horizon (a model that under-forecasts
-the next months, as BG/NBD does on CDNOW's holdout).
+data and for units shorter than a week: :func:`default_shock_step`) every customer's
+purchase rate is multiplied by ``exp(e_k)``, where ``e`` is a stationary Gaussian AR(1)
+process with standard deviation ``sigma`` and lag-one correlation ``phi``. A forecast
+is further off by the model's own level error ``exp(d)``, ``d ~ N(0, tau^2)``, constant
+over the horizon (a model that under-forecasts the next months, as BG/NBD does on
+CDNOW's holdout).
 
 *Estimation.* (1) The tracking curve: the model's expected repeat purchases of the
 cohort per step (:func:`clvmodels.evaluation.expected_cumulative_purchases`) against the
@@ -169,6 +170,7 @@ __all__ = [
     "CommonShocks",
     "ShockFactors",
     "ar1_correlation",
+    "default_shock_step",
     "estimate_common_shocks",
     "log_phi_prior",
     "period_value_shares",
@@ -441,7 +443,7 @@ class CommonShocks:
         """
         table = self.summary()
         return (
-            f"per-{unit_name(self.time_unit, plural=False)} shock sd "
+            f"{_step_name(self.step, self.time_unit)} shock sd "
             f"{table.loc['sigma', 'mean']:.2f}, lag-one correlation "
             f"{table.loc['phi', 'mean']:.2f}, level error sd {table.loc['tau', 'mean']:.3f}: "
             f"posterior means, {len(self.backtests)} backtests"
@@ -572,6 +574,24 @@ def _check_supported(model: Any) -> None:
     reason = _simulation_refusal(model)
     if reason is not None:
         raise ValueError(f"common shocks: {reason}")
+
+
+def default_shock_step(time_unit: str) -> float:
+    """The default shock step, in ``time_unit``: one unit, or one week where the unit is
+    shorter.
+
+    Examples
+    --------
+    >>> default_shock_step("W"), default_shock_step("D"), default_shock_step("M")
+    (1.0, 7.0, 1.0)
+    """
+    return max(1.0, TIME_UNIT_DAYS["W"] / TIME_UNIT_DAYS[time_unit])
+
+
+def _step_name(step: float, time_unit: str) -> str:
+    """``per-week`` for a step of one unit, else ``per 7-day step``, in the data's unit."""
+    name = unit_name(time_unit, plural=False)
+    return f"per-{name}" if step == 1 else f"per {step:g}-{name} step"
 
 
 def shock_estimate_refusal(model: Any) -> str | None:
@@ -754,7 +774,7 @@ def estimate_common_shocks(
     date_col: str,
     *,
     calibration_end: Any = None,
-    step: float = 1.0,
+    step: float | None = None,
     min_expected: float = 10.0,
     n_simulations: int = 200,
     backtest_length: float | None = None,
@@ -779,8 +799,11 @@ def estimate_common_shocks(
     customer_col, date_col : str
     calibration_end : date-like, optional
         Last day of the calibration window; by default the last date in the log.
-    step : float, default 1
-        Length of a shock step in the model's time unit (a week for weekly summaries).
+    step : float, optional
+        Length of a shock step in the model's time unit. By default one time unit, or
+        one week where the unit is shorter (:func:`default_shock_step`): in daily steps
+        weekday patterns would read as shocks, and few days expect ``min_expected``
+        purchases.
     min_expected : float, default 10
         Steps where the model expects fewer repeat purchases are left out of the
         dispersion (their log ratios are too noisy to tell shocks from noise).
@@ -829,7 +852,8 @@ def estimate_common_shocks(
     unit = model.time_unit_
     if unit is None:
         raise ValueError("estimate_common_shocks: the model records no time unit (time_unit_)")
-    if not (isinstance(step, int | float) and step > 0):
+    step = default_shock_step(unit) if step is None else step
+    if isinstance(step, bool) or not (isinstance(step, int | float) and step > 0):
         raise ValueError(f"step must be a positive number of time units, got {step!r}")
     if isinstance(n_simulations, bool) or int(n_simulations) < 20:
         raise ValueError(f"n_simulations must be an integer of at least 20, got {n_simulations!r}")
