@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import clvmodels.shocks as shocks_module
 from clvmodels import (
     BetaGeo,
     BetaGeoCNBD,
@@ -22,7 +23,9 @@ from clvmodels import (
     segment,
 )
 from clvmodels.averaging import average_forecasts
+from clvmodels.errors import ConvergenceError
 from clvmodels.models.bayes import bayesian
+from clvmodels.models.beta_geo_cnbd import LITT_COLUMN
 from clvmodels.shocks import (
     DEFAULT_REFITS,
     PHI_GRID,
@@ -300,31 +303,28 @@ def test_default_refits_where_the_model_allows_else_level_only_and_why():
     pd.testing.assert_series_equal(default, asked)
     assert default.attrs == {"shock_method": "refits", "n_refits": DEFAULT_REFITS,
                              "refit_model": "BetaGeo", "level_only_reason": None}  # fmt: skip
-    # BG/CNBD-k's inter-purchase sums move with the simulated purchase times: level-only,
-    # and the reason is given; asked for refits, it is refused by name.
-    cnbd = BetaGeoCNBD(k=2).fit(split)
-    forecast = customer_lifetime_value(cnbd, spend, split, **settings)
-    fallback = shocked_total(forecast, split, shocks, random_state=1)
-    assert fallback.attrs["shock_method"] == "level-only"
-    assert "log_interpurchase_sum" in fallback.attrs["level_only_reason"]
-    assert _width(fallback) > 1.2 * _width(forecast.total())
-    with pytest.raises(ValueError, match="log_interpurchase_sum"):
-        shocked_total(forecast, split, shocks, n_refits=20)
-    # With k profiled (1 on CDNOW) the fitted model reads no regularity column, but each
-    # refit profiles k again and needs one: the refits fail, which the default reports
-    # and survives, and which refits asked for refuse.
-    profiled = BetaGeoCNBD().fit(split)
-    assert profiled.k_ == 1
-    forecast = customer_lifetime_value(profiled, spend, split, **settings)
+    # BG/CNBD-k reads the inter-purchase sums of the simulated purchase times, also with
+    # k profiled (1 on CDNOW), where each refit profiles k again and needs them.
+    for cnbd in (BetaGeoCNBD(k=2).fit(split), BetaGeoCNBD().fit(split)):
+        forecast = customer_lifetime_value(cnbd, spend, split, **settings)
+        shocked = shocked_total(forecast, split, shocks, random_state=1)
+        assert shocked.attrs == {"shock_method": "refits", "n_refits": DEFAULT_REFITS,
+                                 "refit_model": "BetaGeoCNBD", "level_only_reason": None}
+        assert _width(shocked) > 1.2 * _width(forecast.total())
+    # Refits that all fail: the default reports it and falls back to level-only
+    # multipliers; refits asked for are refused.
+    failing = _RefitsFail().fit(split)
+    forecast = customer_lifetime_value(failing, spend, split, **settings)
     fallback = shocked_total(forecast, split, shocks, random_state=1)
     why = fallback.attrs["level_only_reason"]
     assert fallback.attrs["shock_method"] == "level-only", fallback.attrs
-    assert why.startswith("only 0 of 50 replicates' refits of BetaGeoCNBD")
-    assert "log_interpurchase_sum" in why
+    assert why.startswith("only 0 of 50 replicates' refits of _RefitsFail")
+    assert "no convergence on a refit" in why
+    assert _width(fallback) > 1.1 * _width(forecast.total())
     with pytest.raises(ValueError, match="only 0 of 20 replicates' refits"):
         shocked_total(forecast, split, shocks, n_refits=20)
     with pytest.warns(RuntimeWarning, match="the refits of 10 replicates failed, 0 gave"):
-        simulated_shock_effects(profiled, split, shocks, np.array([13.0]), np.ones(1),
+        simulated_shock_effects(failing, split, shocks, np.array([13.0]), np.ones(1),
                                 n_refits=20, random_state=0)  # fmt: skip
     # A posterior without a maximum-likelihood version to refit: level-only too.
     posterior = _PosteriorBetaGeo().fit(split)
@@ -359,6 +359,39 @@ def test_shock_clock_runs_each_step_at_its_multiplier():
 # --------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------
+class _RefitsFail(BetaGeo):
+    """Fits once; every refit of a fitted copy fails to converge."""
+
+    def fit(self, data, *args, **kwargs):
+        if self.is_fitted:
+            raise ConvergenceError("no convergence on a refit")
+        return super().fit(data, *args, **kwargs)
+
+
+def test_simulated_summaries_hold_the_regularity_a_refit_recovers():
+    # BG/CNBD-2 cohorts from the model's own simulator, summarised as the refits
+    # summarise them: a fit with k profiled finds k = 2 and the parameters.
+    truth = {"r": 0.85, "alpha": 1.45, "a": 0.79, "b": 2.42}
+    model = BetaGeoCNBD.from_params(truth, k=2, time_unit="W")
+    n, end = 4000, 52.0
+    ages = np.random.default_rng(5).uniform(26.0, end, n)
+    acquired = end - ages
+    new = pd.DataFrame({"frequency": np.zeros(n), "recency": np.zeros(n), "T": np.zeros(n),
+                        LITT_COLUMN: np.zeros(n)})  # fmt: skip
+    sims = model.simulate_purchases(float(ages.max()), new, draws=None, random_state=6)
+    when = acquired[sims.owner] + np.asarray(sims.time)
+    frequency, recency, litt, _ = shocks_module._summaries(
+        acquired, sims.owner, when, end, np.array([1.0])
+    )
+    summary = pd.DataFrame({"frequency": frequency, "recency": recency, "T": ages,
+                            LITT_COLUMN: litt})  # fmt: skip
+    summary.attrs["time_unit"] = "W"
+    refit = BetaGeoCNBD().fit(summary)
+    assert refit.k_ == 2
+    for name, value in truth.items():
+        assert refit.params_[name] == pytest.approx(value, rel=0.1), name
+
+
 class _PosteriorBetaGeo(BetaGeo):
     """A fit that carries a posterior (``idata_``), as the Bayesian models do: the MLE's
     sampling distribution stands in for it."""
@@ -380,9 +413,6 @@ def test_models_with_groups_or_posteriors_are_refused_by_name():
         estimate_common_shocks(posterior, log, "customer_id", "date")
     with pytest.raises(ValueError, match="Bayesian fit"):
         simulated_shock_effects(posterior, split, CommonShocks.fixed(0.1), np.array([4.0]),
-                                np.ones(1))  # fmt: skip
-    with pytest.raises(ValueError, match="log_interpurchase_sum"):
-        simulated_shock_effects(BetaGeoCNBD(), split, CommonShocks.fixed(0.1), np.array([4.0]),
                                 np.ones(1))  # fmt: skip
     grouped = bayesian(BetaGeo)(group_col="region")
     with pytest.raises(ValueError, match="group_col"):

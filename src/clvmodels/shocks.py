@@ -50,13 +50,14 @@ leave ``sigma`` and ``tau`` uncertain, and every forecast draw takes its own
 (the role of a degrees-of-freedom correction).
 
 *Applying.* :func:`shocked_total` multiplies every forecast draw's total by a shock
-effect: by default one measured by refits on simulated shocked cohorts (below), for
-models that cannot be refitted so (Bayesian and grouped fits, BG/CNBD-k) and with
-``n_refits=0`` a level-only multiplier. *Level-only multipliers.* A draw's shock path
-over the horizon is ``s_h = e_{K+h} - sum_k w_k e_k + d`` with the path ``e`` simulated
-over the calibration steps and the horizon: the fitted model matched the calibration
-purchases, so its level carries the calibration shocks averaged with weights ``w_k``
-proportional to the expected purchases of each step. Each step's multiplier is
+effect: by default one measured by refits on simulated shocked cohorts (below), where
+no model can be refitted so (a Bayesian or grouped fit whose maximum-likelihood version
+does not fit, or refits that fail) and with ``n_refits=0`` a level-only multiplier.
+*Level-only multipliers.* A draw's shock path over the horizon is
+``s_h = e_{K+h} - sum_k w_k e_k + d`` with the path ``e`` simulated over the calibration
+steps and the horizon: the fitted model matched the calibration purchases, so its level
+carries the calibration shocks averaged with weights ``w_k`` proportional to the
+expected purchases of each step. Each step's multiplier is
 ``exp(s_h - Var(s_h) / 2)``, so that ``E[multiplier] = 1``: shocks widen intervals but
 never move the expected total (mean-preserving). A forecast period's multiplier is the
 average over the steps it covers. Each draw's portfolio total (expected and simulated)
@@ -618,24 +619,17 @@ def shock_estimate_refusal(model: Any) -> str | None:
 
 def shock_refit_refusal(model: Any) -> str | None:
     """Why :func:`simulated_shock_effects` cannot refit ``model`` on simulated shocked
-    cohorts (None where it can); :func:`shocked_total` then uses the level-only
-    multipliers.
+    cohorts (None where it can): Bayesian and grouped fits, which
+    :func:`shocked_total` refits through their maximum-likelihood version, or else
+    applies the level-only multipliers.
 
     Examples
     --------
     >>> from clvmodels import BetaGeo, BetaGeoCNBD
-    >>> shock_refit_refusal(BetaGeo()) is None
-    True
-    >>> shock_refit_refusal(BetaGeoCNBD()).split(",")[0]
-    "BetaGeoCNBD reads 'log_interpurchase_sum'"
+    >>> shock_refit_refusal(BetaGeo()) is None, shock_refit_refusal(BetaGeoCNBD(k=2)) is None
+    (True, True)
     """
-    reason = _simulation_refusal(model)
-    if reason is None and LITT_COLUMN in getattr(model, "data_columns", ()):
-        reason = (
-            f"{type(model).__name__} reads {LITT_COLUMN!r}, which depends on the purchase "
-            "times the simulation moves; use n_refits=0 (the level-only approximation)"
-        )
-    return reason
+    return _simulation_refusal(model)
 
 
 def _refit_model(model: Any, data: Any, fit_kwargs: Mapping[str, Any]) -> tuple[Any, str | None]:
@@ -1012,19 +1006,35 @@ def shock_clock(log_multipliers: np.ndarray, step: float) -> np.ndarray:
 def _summaries(
     acquired: np.ndarray, owner: np.ndarray, when: np.ndarray, end: float,
     period_ends: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Frequency, recency (calibration up to ``end``) and holdout purchases per period of
-    customers acquired at ``acquired`` with repeat purchases at calendar times ``when``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Frequency, recency, the sum of the logs of the inter-purchase times (calibration
+    up to ``end``) and holdout purchases per period of customers acquired at
+    ``acquired`` with repeat purchases at calendar times ``when``.
+
+    Examples
+    --------
+    >>> f, r, litt, holdout = _summaries(np.array([0.0, 2.0]), np.array([0, 0, 1, 0]),
+    ...                                  np.array([3.0, 1.0, 4.0, 6.0]), 5.0, np.array([2.0]))
+    >>> f.tolist(), r.tolist(), litt.round(4).tolist(), holdout.tolist()
+    ([2.0, 1.0], [3.0, 2.0], [0.6931, 0.6931], [1.0])
+    """
     n = acquired.size
     calibration = when <= end
-    frequency = np.bincount(owner[calibration], minlength=n).astype(float)
+    o, w = owner[calibration], when[calibration]
+    frequency = np.bincount(o, minlength=n).astype(float)
     recency = np.zeros(n)
-    np.maximum.at(recency, owner[calibration], when[calibration] - acquired[owner[calibration]])
+    np.maximum.at(recency, o, w - acquired[o])
+    # Each purchase's gap to the one before it (to the acquisition for the first).
+    order = np.lexsort((w, o))
+    o, w = o[order], w[order]
+    same = np.r_[False, o[1:] == o[:-1]]
+    previous = np.where(same, np.r_[0.0, w[:-1]], acquired[o])
+    litt = np.bincount(o, weights=np.log(w - previous), minlength=n)
     edges = end + np.r_[0.0, period_ends]
     period = np.searchsorted(edges, when[~calibration], side="left") - 1
     keep = (period >= 0) & (period < period_ends.size)
     holdout = np.bincount(period[keep], minlength=period_ends.size).astype(float)
-    return frequency, recency, holdout
+    return frequency, recency, litt, holdout
 
 
 def _refit_error(
@@ -1148,6 +1158,9 @@ def _shock_effects(
     if len(frame) > _MAX_REFIT_CUSTOMERS:
         frame = frame.iloc[np.sort(rng.choice(len(frame), _MAX_REFIT_CUSTOMERS, replace=False))]
     unit = model.time_unit_
+    # The regularity models' statistic, from the simulated purchase times, wherever a
+    # refit may read it (one that profiles k reads it even if the fit chose k = 1).
+    with_litt = LITT_COLUMN in model.data_columns or LITT_COLUMN in frame.columns
     columns = list(dict.fromkeys(["frequency", "recency", "T", *model.data_columns]))
     frame = frame[columns].reset_index(drop=True)
     ages = frame["T"].to_numpy(dtype=float)
@@ -1162,6 +1175,8 @@ def _shock_effects(
     params = common_shocks.sample(int(n_refits), rng)
     new = frame.copy()
     new[["frequency", "recency", "T"]] = 0.0
+    if with_litt:
+        new[LITT_COLUMN] = 0.0
     new.attrs["time_unit"] = unit
     point = _point_draws(model, 1)
     effects: list[float] = []
@@ -1186,10 +1201,11 @@ def _shock_effects(
             (acquired[owner] + u, acquired[owner] + u <= stop),
             (np.interp(operational, clock, edges), operational <= np.interp(stop, edges, clock)),
         ):
-            frequency, recency, holdout = _summaries(
+            frequency, recency, litt, holdout = _summaries(
                 acquired, owner[inside], when[inside], end, period_ends
             )
-            sample = frame.assign(frequency=frequency, recency=recency)
+            sample = frame.assign(frequency=frequency, recency=recency,
+                                  **({LITT_COLUMN: litt} if with_litt else {}))  # fmt: skip
             sample.attrs["time_unit"] = unit
             try:
                 errors.append(
@@ -1439,8 +1455,8 @@ def shock_factors(
         Simulated shocked cohorts (two refits of the transaction model each) behind the
         shocks' effect, at least 10; 0 for the level-only approximation, which refits
         nothing. By default :data:`DEFAULT_REFITS` where the transaction model can be
-        refitted, otherwise 0 (BG/CNBD-k: its inter-purchase sums depend on the purchase
-        times the simulation moves; see :func:`shock_refit_refusal`). A Bayesian or
+        refitted, otherwise 0 (see :func:`shock_refit_refusal`; the regularity models
+        read the inter-purchase sums of the simulated purchase times). A Bayesian or
         grouped fit is refitted through its maximum-likelihood version
         (``maximum_likelihood_model()``, fitted on ``data``): MCMC would take hours.
     fit_kwargs : mapping, optional
