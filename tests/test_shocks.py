@@ -129,6 +129,23 @@ def test_estimate_recovers_the_shock_size():
     assert shocks.tracking["used"].sum() >= 30
 
 
+def test_a_large_cohort_from_the_model_reads_no_shocks_in_its_first_weeks():
+    # A log of days cannot show a repeat purchase on a customer's first day, where the
+    # model (its clock starting at the start of that day) expects some. 100,000
+    # customers make that visible: without it in the simulated noise, the first week
+    # lay 3.5 noise sds below the curve, the residuals scattered twice as much as
+    # noise, and the posterior mean of sigma read 0.026 into a log without shocks.
+    log = simulate_transactions(100_000, BGNBD, SPEND, start=START, weeks=39, random_state=1)
+    summary = rfm_summary(log, "customer_id", "date", observation_end=log.attrs["observation_end"])
+    shocks = estimate_common_shocks(BetaGeo().fit(summary), log, "customer_id", "date",
+                                    n_backtests=0, random_state=0)  # fmt: skip
+    used = shocks.tracking[shocks.tracking["used"]]
+    noise = used["noise_var"] ** 0.5
+    assert abs(used["residual"].iloc[0] / noise.iloc[0]) < 2.5
+    assert used["residual"].std() < 1.25 * noise.mean()
+    assert shocks.summary().loc["sigma", "mean"] < 0.015
+
+
 def test_cdnow_calibration_weeks_scatter_beyond_purchase_noise():
     # Issue 13: weekly repeat purchases in calibration scatter around the BG/NBD curve
     # with a log-ratio sd near 0.22-0.25, against about 0.12-0.14 from purchase noise.
