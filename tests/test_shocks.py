@@ -146,6 +146,26 @@ def test_a_large_cohort_from_the_model_reads_no_shocks_in_its_first_weeks():
     assert shocks.summary().loc["sigma", "mean"] < 0.015
 
 
+def test_a_large_log_is_measured_on_a_sample_of_its_customers():
+    # Half of CDNOW's customers: the purchase noise the estimate simulates is that of
+    # the sample (its sd about sqrt(2) times the whole cohort's), the shocks the same.
+    log = load_cdnow()
+    split = calibration_holdout_split(log, "customer_id", "date", calibration_end="1997-09-30")
+    model = BetaGeo().fit(split)
+    whole = estimate_common_shocks(model, log, "customer_id", "date", n_backtests=0,
+                                   calibration_end="1997-09-30", random_state=0)  # fmt: skip
+    half = estimate_common_shocks(model, log, "customer_id", "date", n_backtests=0,
+                                  calibration_end="1997-09-30", max_customers=1200,
+                                  random_state=0)  # fmt: skip
+    assert whole.settings["n_customers"] == whole.settings["n_customers_measured"] == 2357
+    assert (half.settings["n_customers"], half.settings["n_customers_measured"]) == (2357, 1200)
+    ratio = half.settings["noise_sd"] / whole.settings["noise_sd"]
+    assert 1.2 < ratio < 1.65, ratio
+    assert abs(half.summary().loc["sigma", "mean"] - whole.summary().loc["sigma", "mean"]) < 0.1
+    with pytest.raises(ValueError, match="max_customers must be a positive integer or None"):
+        estimate_common_shocks(model, log, "customer_id", "date", max_customers=0)
+
+
 def test_cdnow_calibration_weeks_scatter_beyond_purchase_noise():
     # Issue 13: weekly repeat purchases in calibration scatter around the BG/NBD curve
     # with a log-ratio sd near 0.22-0.25, against about 0.12-0.14 from purchase noise.

@@ -377,7 +377,8 @@ class PipelineSettings:
         intervals of the portfolio total and of the tiers' totals: measured on the
         log up to ``observation_end`` against the forecasting model
         (:func:`clvmodels.shocks.estimate_common_shocks`; the log's customer and date
-        columns are read into memory for it) and carried into every draw
+        columns are read into memory for it, and a log of more than a million customers
+        is measured on a random sample of them) and carried into every draw
         (:func:`clvmodels.shocks.shock_factors`). Per-customer intervals and tier
         membership do not change. Not for the model average, which has no single model
         to refit. Where the data or the model cannot support it (models with customer
@@ -975,9 +976,12 @@ def _common_shocks(
     refusal = shock_estimate_refusal(transaction_model)
     if refusal is not None:  # the model's kind, not the data: a note, as for the backtest
         return {"common_shocks_note": refusal}
+    from clvmodels.data import read_transactions
+
     try:
+        log = read_transactions(s.source, s.customer_col, s.date_col, date_format=s.date_format)
         shocks = estimate_common_shocks(
-            transaction_model, _read_log(s), s.customer_col, s.date_col,
+            transaction_model, log, s.customer_col, s.date_col,
             calibration_end=summary.attrs["observation_end"], random_state=s.random_state,
         )  # fmt: skip
         factors = shock_factors(forecast, summary, shocks, random_state=s.random_state)
