@@ -33,23 +33,23 @@ purchase on a customer's first day is part of its first purchase), which gives t
 (the small Jensen bias of a log, and the first days' purchases that the model counts and
 the log cannot show) and the variance ``u_k`` of ``z_k`` that the model alone explains,
 heterogeneity and dropout included; their covariance across steps is a level common to
-all steps, which the restricted likelihood below ignores. (3) ``z_k = b + e_k +
-noise_k`` is fitted by restricted maximum likelihood (REML: the level ``b``, which the
-fit absorbs, is integrated out) on a grid of ``(sigma, phi)``. (4) Rolling-origin
-backtests inside the window: the model is refitted at cut points ``n_backtests`` blocks
-of ``backtest_length`` before the end, forecasts the next block, and ``log(actual /
-forecast)`` of the block's purchases is compared with what purchase noise and parameter
-error (simulated from the refitted model's parameter draws), the AR(1) shocks and the
-level error ``tau`` explain. (5) The posterior over the grid of ``(sigma, phi, tau)``
-combines both likelihoods with weakly informative priors (half-Cauchy on ``sigma``,
-half-normal on ``tau``, and on ``phi`` in [-0.5, 0.95] the reference prior of a
-stationary AR(1), proportional to ``(1 - phi^2)^(-1/2)`` (Berger and Yang 1994; a
-uniform prior leaves the posterior mean 0.07 below a true 0.7 on 27 weekly steps of
-shocks and purchase noise, this one 0.03 below): a few backtests cannot tell a level
-error apart from shocks, so a large one needs strong evidence, while shocks are seen in
-every step); few periods leave ``sigma`` and ``tau`` uncertain, and every forecast draw
-takes its own ``(sigma, phi, tau)`` from the posterior, so that this uncertainty widens
-the interval (the role of a degrees-of-freedom correction).
+all steps, which the restricted likelihood below ignores. (3)
+``z_k = b + e_k + noise_k`` is fitted by restricted maximum likelihood (REML: the level
+``b``, which the fit absorbs, is integrated out) on a grid of ``(sigma, phi)``. (4)
+Rolling-origin backtests inside the window: the model is refitted at cut points
+``n_backtests`` blocks of ``backtest_length`` before the end, forecasts the next block,
+and ``log(actual / forecast)`` of the block's purchases is compared with what purchase
+noise and parameter error (simulated from the refitted model's parameter draws), the
+AR(1) shocks and the level error ``tau`` explain. (5) The posterior over the grid of
+``(sigma, phi, tau)`` combines both likelihoods with weakly informative priors
+(half-Cauchy on ``sigma``, half-normal on ``tau``, and on ``phi`` in [-0.5, 0.95] the
+reference prior of a stationary AR(1), proportional to ``(1 - phi^2)^(-1/2)`` (Berger
+and Yang 1994; a uniform prior leaves the posterior mean 0.07 below a true 0.7 on 27
+weekly steps of shocks and purchase noise, this one 0.03 below): a few backtests cannot
+tell a level error apart from shocks, so a large one needs strong evidence, while shocks
+are seen in every step); few periods leave ``sigma`` and ``tau`` uncertain, and every
+forecast draw takes its own ``(sigma, phi, tau)`` from the posterior, so that this
+uncertainty widens the interval (the role of a degrees-of-freedom correction).
 
 *Applying.* :func:`shocked_total` multiplies every forecast draw's total by a shock
 effect: by default one measured by refits on simulated shocked cohorts (below), where
@@ -93,8 +93,8 @@ cohorts, and 0.158 from the level-only multipliers. Each draw's total is multipl
 the spread of the replicates' effects as a prediction interval of one more effect
 (:func:`predictive_log_spread`; resampling 50 effects, whose empirical 5% and 95%
 quantiles hold a new one only about 86% of the time, covered 83.3% of 360 shocked
-cohorts below, this 87.5% at the time) and ``tau`` a level error drawn from the posterior. It costs
-two refits per replicate.
+cohorts below, this 87.5% at the time) and ``tau`` a level error drawn from the
+posterior. It costs two refits per replicate.
 
 *Coverage* (``benchmarks/bench_coverage.py``; simulated cohorts of 2,357 customers, 39 +
 39 weeks, 360 per shocked setting, binomial se 1.6%, and 180 without shocks, se 2.2%):
