@@ -162,8 +162,9 @@ def test_a_large_log_is_measured_on_a_sample_of_its_customers():
     ratio = half.settings["noise_sd"] / whole.settings["noise_sd"]
     assert 1.2 < ratio < 1.65, ratio
     assert abs(half.summary().loc["sigma", "mean"] - whole.summary().loc["sigma", "mean"]) < 0.1
-    with pytest.raises(ValueError, match="max_customers must be a positive integer or None"):
-        estimate_common_shocks(model, log, "customer_id", "date", max_customers=0)
+    for bad in (0, 2.5, "many", True):
+        with pytest.raises(ValueError, match="max_customers must be a positive integer or None"):
+            estimate_common_shocks(model, log, "customer_id", "date", max_customers=bad)
 
 
 def test_cdnow_calibration_weeks_scatter_beyond_purchase_noise():

@@ -891,7 +891,11 @@ def estimate_common_shocks(
     if isinstance(n_simulations, bool) or int(n_simulations) < 20:
         raise ValueError(f"n_simulations must be an integer of at least 20, got {n_simulations!r}")
     n_simulations = int(n_simulations)
-    if max_customers is not None and (isinstance(max_customers, bool) or int(max_customers) < 1):
+    if max_customers is not None and (
+        isinstance(max_customers, bool)
+        or not isinstance(max_customers, int | np.integer)
+        or max_customers < 1
+    ):  # 2.5 would be cut to 2 silently, "many" fail without naming the option
         raise ValueError(f"max_customers must be a positive integer or None, got {max_customers!r}")
     rng = np.random.default_rng(random_state)
     frame = _as_frame(transactions, customer_col, date_col)
