@@ -383,6 +383,34 @@ def test_discounted_value_bins_purchases_into_periods():
         discounted_value(sims, values[:-1], 2.0, discount)
 
 
+@pytest.mark.parametrize("n_draws", [1, 2, 37, 400])
+def test_summarised_futures_are_the_dense_summaries(n_draws):
+    # Customers who never buy, always buy, sometimes buy several times in one period,
+    # tied values and a purchase worth exactly 0: the compiled summaries equal
+    # discounted_value followed by predictive_interval, per-draw sums and a histogram.
+    rng = np.random.default_rng(n_draws)
+    n_units = 9
+    buys = rng.random((n_draws, n_units)) < np.linspace(0.0, 1.0, n_units)
+    pairs = np.flatnonzero(buys)
+    owner = np.repeat(pairs, rng.integers(1, 4, pairs.size))
+    owner = owner[rng.permutation(owner.size)]  # purchases in no particular order
+    time = rng.uniform(0.0, 6.0, owner.size)
+    values = rng.choice([0.0, 5.0, 12.5, 30.0], owner.size, p=[0.05, 0.35, 0.3, 0.3])
+    sims = SimulatedPurchases(owner=owner, time=time, shape=(n_draws, n_units))
+    discount = np.array([1.0, 0.9, 0.8])
+    dense = discounted_value(sims, values, 2.0, discount)
+    futures = clv_module._summarised_futures(sims, values, 2.0, discount, 0.8)
+    for got, expected in zip(futures.interval, predictive_interval(dense, 0.8), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(futures.totals, dense.sum(axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(futures.dense(), dense, rtol=1e-12, atol=0)
+    grid = clv_module._realised_grid(np.full(n_units, 10.0), np.ones(n_units), 0.8)
+    hist_sparse, hist_dense = (np.zeros((n_draws, grid.n_bins)) for _ in range(2))
+    grid.add_pairs(hist_sparse, futures.draw, futures.value, n_units)
+    grid.add(hist_dense, dense, np.ones(n_units))
+    np.testing.assert_array_equal(hist_sparse, hist_dense)
+
+
 def test_predictive_interval_handles_the_atom_at_zero():
     rng = np.random.default_rng(0)
     continuous = rng.exponential(size=(20_000, 1)) + 1.0

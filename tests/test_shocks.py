@@ -124,7 +124,9 @@ def test_estimate_recovers_the_shock_size():
                                     calibration_end=CAL_END, random_state=0)  # fmt: skip
     table = shocks.summary()
     assert abs(table.loc["sigma", "mean"] - 0.25) < 0.07
-    assert table.loc["phi", "lower"] < 0.5 < table.loc["phi", "upper"]
+    # The bounds are cells of the posterior's grid, each inside the interval: the truth
+    # may be one of them.
+    assert table.loc["phi", "lower"] <= 0.5 <= table.loc["phi", "upper"]
     assert np.isclose(shocks.posterior.sum(), 1.0)
     assert shocks.tracking["used"].sum() >= 30
 

@@ -74,6 +74,15 @@ class LogGrid:
     def bins(self, values: np.ndarray) -> np.ndarray:
         """The bin of each value; zeros, negative values and NaN (never expected) go to
         bin 0."""
+        if self.zero_bin:
+            # The compiled loop that fills these grids' histograms places the values:
+            # NumPy's vectorised log may differ from it in the last bit, which on a bin
+            # edge would put one value in two bins.
+            from clvmodels._histogram_loops import realised_bins
+
+            values = np.asarray(values, dtype=float)
+            flat = np.ascontiguousarray(values).reshape(-1)
+            return realised_bins(flat, self.log_low, self.step, self.n).reshape(values.shape)
         positive = values > 0
         if positive.all():
             return self._positive_bins(values)
@@ -83,36 +92,50 @@ class LogGrid:
 
     def _positive_bins(self, values: np.ndarray) -> np.ndarray:
         position = np.floor((np.log(values) - self.log_low) / self.step) + 1
-        return np.clip(position, 0, self.n + 1, out=position).astype(np.int64) + self.zero_bin
+        return np.clip(position, 0, self.n + 1, out=position).astype(np.int64)
 
     def add(self, hist: np.ndarray, values: np.ndarray, weights: np.ndarray) -> None:
         """Add ``values`` (draws x units, each unit standing for ``weights``) to the
         per-draw histogram ``hist`` (draws x :attr:`n_bins`)."""
         n_bins = hist.shape[1]
         weights = np.broadcast_to(np.asarray(weights, dtype=float), values.shape[1:])
-        # Counting is cheaper than summing weights, and distinct rows mostly stand for
-        # one customer each.
+        if self.zero_bin:
+            # Realised values, mostly zeros: a compiled loop adds each positive value's
+            # weight to its bin in place and the rest of each draw's weight to bin 0.
+            # Counting with bincount would pass over all of ``hist`` per call, which on
+            # a block of a thousand customers costs more than the values themselves.
+            from clvmodels._histogram_loops import add_realised
+
+            add_realised(
+                hist, np.ascontiguousarray(values, dtype=float),
+                np.ascontiguousarray(weights, dtype=float), self.log_low, self.step, self.n,
+            )
+            return
+        # Expected values, all positive: bin every value, a few draws at a time so that
+        # the counts of one call stay small (~8 MB). Counting is cheaper than summing
+        # weights, and distinct rows mostly stand for one customer each.
         unit = bool(np.all(weights == 1))
-        total = values.shape[1] if unit else weights.sum()
-        # A few draws at a time, so that the counts of one call stay small (~8 MB).
         step = max(1, _CALL_CELLS // n_bins)
         for d0 in range(0, values.shape[0], step):
             part = values[d0 : d0 + step]
-            positive = part > 0
-            sparse = np.count_nonzero(positive) <= positive.size // 2
-            if not sparse:
-                # mostly positive (expected values): bin every value
-                cells = self.bins(part) + n_bins * np.arange(part.shape[0])[:, None]
-                cell_weights = None if unit else np.broadcast_to(weights, part.shape).ravel()
-            else:
-                # mostly zeros (realised values): bin the positive ones only, and give
-                # the rest of each draw's weight to bin 0
-                draw, unit_of = np.nonzero(positive)
-                cells = draw * n_bins + self._positive_bins(part[draw, unit_of])
-                cell_weights = None if unit else weights[unit_of]
+            cells = self.bins(part) + n_bins * np.arange(part.shape[0])[:, None]
+            cell_weights = None if unit else np.broadcast_to(weights, part.shape).ravel()
             counts = np.bincount(
                 cells.ravel(), weights=cell_weights, minlength=part.shape[0] * n_bins
-            ).reshape(part.shape[0], n_bins)
-            if sparse:
-                counts[:, 0] += total - counts.sum(axis=1)
-            hist[d0 : d0 + step] += counts
+            )
+            hist[d0 : d0 + step] += counts.reshape(part.shape[0], n_bins)
+
+    def add_pairs(
+        self, hist: np.ndarray, draw: np.ndarray, values: np.ndarray, total: float
+    ) -> None:
+        """:meth:`add` of ``total`` units of weight one per draw, given sparsely: the
+        ``values`` of the (``draw``, unit) pairs that are not zero; the rest are zeros.
+        Only for grids with a bin for zeros."""
+        if not self.zero_bin:
+            raise ValueError("add_pairs needs a grid with a bin of its own for zeros")
+        from clvmodels._histogram_loops import add_realised_pairs
+
+        add_realised_pairs(
+            hist, np.asarray(draw, dtype=np.int64), np.asarray(values, dtype=float),
+            float(total), self.log_low, self.step, self.n,
+        )

@@ -32,7 +32,10 @@ factor as ``P(alive | history) * E[Y(t) | those columns, alive]``: the costly se
 factor is evaluated once per distinct value of those columns (a few thousand rows for
 a million customers summarised by day) and per draw, and kept for later passes; the
 factorisation is checked against the model's own ``expected_purchases``. Other models
-are evaluated on every distinct row. Blocks are scored on ``n_jobs`` threads (NumPy
+are evaluated on every distinct row. Simulated futures are summarised as they come,
+a thousand customers at a time, from their purchases: most futures buy nothing, so no
+array of every draw's value is held unless the draws are kept
+(:mod:`clvmodels._predictive_loops`). Blocks are scored on ``n_jobs`` threads (NumPy
 and the compiled loops release the GIL); each block draws its futures from its own
 seed and the blocks' totals are added in block order, so the numbers do not depend on
 the number of threads.
@@ -86,8 +89,11 @@ _CACHE_VALUES = 16_000_000
 # keeps about ten such arrays alive; blocks are scored on several threads at once.
 _BLOCK_ELEMENTS = 2_000_000
 # Simulated futures (draws x customers) per piece of a block: a piece's purchases and
-# their spends are a few times this many values.
-_PIECE_ELEMENTS = 1_000_000
+# their spends are about this many values. Small pieces keep the peak low: the
+# allocator of a process with threads keeps freed memory of large arrays for reuse, and
+# at 1M futures per piece it kept about 0.4 GB more (100k customers x 1000 draws)
+# with no gain in time.
+_PIECE_ELEMENTS = 250_000
 
 
 # --------------------------------------------------------------------------------------
@@ -151,8 +157,17 @@ def predictive_interval(values: np.ndarray, interval: float) -> tuple[np.ndarray
     [0.0, 40.1...]
     """
     low_p, high_p = interval_probabilities(interval)
-    low, high, at_level = _quantiles(values, [low_p, high_p, float(interval)])
-    atom = np.mean(values <= 0, axis=0) > low_p
+    quantiles = _quantiles(values, [low_p, high_p, float(interval)])
+    return _interval_at_atom(quantiles, np.mean(values <= 0, axis=0), low_p)
+
+
+def _interval_at_atom(
+    quantiles: np.ndarray, zero_share: np.ndarray, low_p: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`predictive_interval` from the quantiles at ``(low_p, high_p, interval)``
+    and the share of values at zero."""
+    low, high, at_level = quantiles
+    atom = zero_share > low_p
     return np.where(atom, 0.0, low), np.where(atom, at_level, high)
 
 
@@ -191,12 +206,7 @@ def discounted_value(
     >>> discounted_value(sims, np.array([10.0, 10.0, 4.0]), 1.0, np.array([1.0, 0.5])).tolist()
     [[15.0, 0.0], [0.0, 2.0]]
     """
-    values = np.asarray(values, dtype=float)
-    if values.shape != np.shape(purchases.time):
-        raise ValueError(
-            f"values must have one entry per simulated purchase ({purchases.n_purchases}), "
-            f"got shape {values.shape}"
-        )
+    values = _purchase_values(purchases, values)
     discount = np.asarray(discount, dtype=float)
     # Times are positive, so truncation is the floor.
     period = np.minimum(
@@ -206,6 +216,17 @@ def discounted_value(
     size = int(np.prod(purchases.shape))
     total = np.bincount(purchases.owner, weights=values * discount[period], minlength=size)
     return total.reshape(purchases.shape)
+
+
+def _purchase_values(purchases: SimulatedPurchases, values: Any) -> np.ndarray:
+    """A spend model's values as floats, checked to be one per simulated purchase."""
+    values = np.asarray(values, dtype=float)
+    if values.shape != np.shape(purchases.time):
+        raise ValueError(
+            f"values must have one entry per simulated purchase ({purchases.n_purchases}), "
+            f"got shape {values.shape}"
+        )
+    return values
 
 
 def _discounted_purchases(
@@ -222,6 +243,54 @@ def _discounted_purchases(
         discounted = discounted + (cumulative - previous) * factor
         previous = cumulative
     return np.asarray(discounted), np.asarray(previous)
+
+
+@dataclass(frozen=True)
+class _Futures:
+    """Simulated futures of a piece of customers, summarised: each customer's predictive
+    interval, each draw's total, and the (draw, customer) futures that buy with their
+    values."""
+
+    interval: tuple[np.ndarray, np.ndarray]
+    totals: np.ndarray
+    draw: np.ndarray
+    value: np.ndarray
+    pair_start: np.ndarray
+    shape: tuple[int, int]
+
+    def dense(self) -> np.ndarray:
+        """The values of all futures, (n_draws, n_customers), zero where none bought."""
+        out = np.zeros(self.shape)
+        unit = np.repeat(np.arange(self.shape[1]), np.diff(self.pair_start))
+        out[self.draw, unit] = self.value
+        return out
+
+
+def _summarised_futures(
+    purchases: SimulatedPurchases,
+    values: np.ndarray,
+    period_length: float,
+    discount: np.ndarray,
+    interval: float,
+) -> _Futures:
+    """:func:`discounted_value` of simulated purchases and, from it,
+    :func:`predictive_interval` and the totals per draw, without the dense array of
+    values (compiled: :func:`clvmodels._predictive_loops.summarise_futures`)."""
+    from clvmodels._predictive_loops import summarise_futures
+
+    values = _purchase_values(purchases, values)
+    n_draws, n_units = purchases.shape
+    low_p, high_p = interval_probabilities(interval)
+    positions = (n_draws - 1) * np.array([low_p, high_p, float(interval)])
+    quantiles, zero_share, totals, pair_start, draw, value = summarise_futures(
+        np.asarray(purchases.owner, dtype=np.int64), np.asarray(purchases.time, dtype=float),
+        values, float(period_length), np.asarray(discount, dtype=float), n_draws, n_units,
+        positions,
+    )
+    return _Futures(
+        interval=_interval_at_atom(quantiles, zero_share, low_p), totals=totals, draw=draw,
+        value=value, pair_start=pair_start, shape=purchases.shape,
+    )
 
 
 def _array(values: Any) -> np.ndarray:
@@ -763,6 +832,17 @@ class CLVScorer:
         positions ``local``, one future per parameter draw. ``alive``, when known, holds
         P(alive) per draw of the block's distinct transaction rows and the position of
         each of ``rows`` among them; a model that takes them gets them."""
+        purchases, values = self._simulated_purchases(rows, local, rng, alive)
+        return discounted_value(purchases, values, self.period_length, self.discount)
+
+    def _simulated_purchases(
+        self,
+        rows: pd.DataFrame,
+        local: np.ndarray,
+        rng: np.random.Generator,
+        alive: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[SimulatedPurchases, np.ndarray]:
+        """The purchases behind :meth:`_simulate`, and their values."""
         frame = rows.iloc[local].reset_index(drop=True)
         known = {}
         if alive is not None and self._simulation_takes_alive:
@@ -778,7 +858,7 @@ class CLVScorer:
         values = self.spend_model.simulate_spend(
             purchases, frame, draws=self.spend_draws, random_state=rng
         )
-        return discounted_value(purchases, values, self.period_length, self.discount)
+        return purchases, values
 
     def _prepare(self, data: Any, context: str) -> pd.DataFrame:
         frame = validate_summary(data, require_monetary=True, context=context)
@@ -890,16 +970,21 @@ class CLVScorer:
             for j, piece in enumerate(self._pieces(customers)):
                 local = layout.row_of_customer[piece] - start
                 rng = np.random.default_rng([*seed_words, 1, i, j])
-                sims = self._simulate(rows, local, rng, alive)
-                low, high = predictive_interval(sims, self.interval)
+                futures = _summarised_futures(
+                    *self._simulated_purchases(rows, local, rng, alive),
+                    self.period_length, self.discount, self.interval,
+                )
+                low, high = futures.interval
                 pred_lower[sl] += np.bincount(local, low, minlength=stop - start)
                 pred_upper[sl] += np.bincount(local, high, minlength=stop - start)
-                block_pred_totals += sims.sum(axis=1)
+                block_pred_totals += futures.totals
                 if realised_grid is not None:
                     with histogram_lock:
-                        realised_grid.add(realised_hist, sims, np.ones(sims.shape[1]))
+                        realised_grid.add_pairs(
+                            realised_hist, futures.draw, futures.value, piece.size
+                        )
                 if pred_draws is not None:
-                    pred_draws[:, piece] = sims
+                    pred_draws[:, piece] = futures.dense()
             return block_totals, block_pred_totals, drawn.n_invalid_spend
 
         n_invalid = 0

@@ -17,40 +17,12 @@ from clvmodels.models.base import SimulatedPurchases
 
 __all__ = [
     "alive_probabilities",
-    "at_pairs",
     "check_horizon",
     "n_draws",
     "pair_purchase_times",
-    "positive_negative_binomial",
     "purchase_times",
     "shaped",
 ]
-
-
-def at_pairs(values: Any, pairs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Entries at flat (draw, row) positions ``pairs`` of an array that broadcasts to
-    ``shape = (n_draws, n_rows)``: a scalar, one value per row ``(n_rows,)``, per draw
-    ``(n_draws, 1)``, or per draw and row. Nothing is broadcast to the full shape.
-
-    Examples
-    --------
-    >>> pairs = np.array([1, 4])  # (draw 0, row 1) and (draw 1, row 1) of shape (2, 3)
-    >>> at_pairs(np.array([[10.0], [20.0]]), pairs, (2, 3)).tolist()
-    [10.0, 20.0]
-    >>> at_pairs(np.array([1.0, 2.0, 3.0]), pairs, (2, 3)).tolist()
-    [2.0, 2.0]
-    """
-    values = np.asarray(values, dtype=float)
-    if values.size == 1:
-        return np.full(pairs.shape, values.item())
-    if values.shape == shape:
-        return values.reshape(-1)[pairs]
-    matrix = values.reshape((1,) * (2 - values.ndim) + values.shape)
-    if matrix.shape == (1, shape[1]):
-        return matrix[0][pairs % shape[1]]
-    if matrix.shape == (shape[0], 1):
-        return matrix[:, 0][pairs // shape[1]]
-    raise ValueError(f"values of shape {values.shape} do not broadcast to {shape}")
 
 
 def check_horizon(t: Any) -> np.ndarray:
@@ -94,46 +66,6 @@ def shaped(values: Any, index: pd.Index | None, draws: Any, name: str) -> Any:
     if index is not None and draws is None:
         return pd.Series(np.broadcast_to(values, (len(index),)), index=index, name=name)
     return float(values) if values.ndim == 0 else values
-
-
-def positive_negative_binomial(
-    rng: np.random.Generator, shape: np.ndarray, odds: np.ndarray, log_zero: np.ndarray
-) -> np.ndarray:
-    """Draws of a negative binomial count ``N`` given ``N >= 1``, by inverting its tail.
-
-    ``P(N = n) = Gamma(shape + n) / (Gamma(shape) n!) (1 - odds)^shape odds^n``: the
-    arrivals over a window of a Poisson process whose rate is Gamma distributed.
-    ``log_zero`` is ``log P(N = 0) = shape log(1 - odds)``, which the caller has (its
-    complement decided that ``N >= 1``). The probabilities of successive counts are
-    accumulated in log space, so a customer expected to buy hundreds of times is not
-    cut short by an underflowing first term.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> shape, odds = np.full(100_000, 2.0), np.full(100_000, 0.5)
-    >>> n = positive_negative_binomial(rng, shape, odds, shape * np.log1p(-odds))
-    >>> int(n.min()), round(float(n.mean()), 1)  # E[N | N >= 1] = 2 / (1 - 0.25)
-    (1, 2.7)
-    """
-    n = np.ones(shape.shape, dtype=np.int64)
-    log_positive = np.log(-np.expm1(log_zero))  # log P(N >= 1)
-    log_pmf = log_zero + np.log(shape * odds) - log_positive  # log P(N = 1 | N >= 1)
-    # The conditional tail P(N > n | N >= 1) is followed down until it falls to a
-    # uniform; at 1e-12 (rounding noise aside) the mass left out is negligible.
-    uniform = np.maximum(rng.random(shape.shape), 1e-12)
-    tail = -np.expm1(log_pmf)
-    # Past the mode the terms only shrink: where one has underflowed, stop.
-    mode = np.floor(np.maximum(shape - 1.0, 0.0) * odds / (1.0 - odds))
-    todo = np.flatnonzero(tail > uniform)
-    while todo.size:
-        n[todo] += 1
-        k = n[todo]
-        log_pmf[todo] += np.log((shape[todo] + k - 1) * odds[todo] / k)
-        pmf = np.exp(log_pmf[todo])
-        tail[todo] -= pmf
-        todo = todo[(tail[todo] > uniform[todo]) & ((pmf > 0) | (k <= mode[todo]))]
-    return n
 
 
 def purchase_times(

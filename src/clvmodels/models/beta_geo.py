@@ -30,12 +30,7 @@ from clvmodels.models._beta_geo_family import (
     xbg_probability_alive,
 )
 from clvmodels.models._beta_geo_family import purchases_while_alive as _purchases_while_alive
-from clvmodels.models._shared import (
-    alive_probabilities,
-    pair_purchase_times,
-    positive_negative_binomial,
-)
-from clvmodels.models._shared import at_pairs as _at_pairs
+from clvmodels.models._shared import alive_probabilities
 from clvmodels.models._shared import check_horizon as _check_horizon
 from clvmodels.models._shared import n_draws as _n_draws
 from clvmodels.models._shared import shaped as _shaped
@@ -322,11 +317,13 @@ class BetaGeoPredictions:
         It then buys at Poisson times and drops out after each purchase with
         probability ``p``: ``K = min(N, D)`` purchases, ``N ~ Poisson(lambda t)``,
         ``D ~ Geometric(p)``. ``K > 0`` exactly when the customer is alive and ``N > 0``,
-        whose probability ``P(alive) (1 - (1 + t / (alpha + T))^-(r + x))`` is closed,
-        so one uniform per pair decides it; only the pairs that buy draw ``N`` (negative
-        binomial given ``N > 0``, by inversion) and ``D``. The time of the ``K``-th of
-        ``N`` uniform arrivals is ``t Beta(K, N - K + 1)`` and the first ``K - 1`` are
-        uniform below it, so the cost follows the number of purchases, not of arrivals.
+        whose probability ``P(alive) (1 - (1 + t / (alpha + T))^-(r + x))`` is closed;
+        a compiled loop visits only the pairs that may buy (thinning) and draws for
+        those that do ``N`` (negative binomial given ``N > 0``, ``lambda`` integrated
+        out) and ``D`` (beta-geometric, ``p`` integrated out). The time of the ``K``-th
+        of ``N`` uniform arrivals is ``t Beta(K, N - K + 1)`` and the first ``K - 1``
+        are uniform below it, so the cost follows the number of purchases, not of
+        arrivals or of pairs that buy nothing.
 
         Parameters
         ----------
@@ -364,27 +361,18 @@ class BetaGeoPredictions:
             probability_alive, shape, lambda: self._probability_alive_given(params, data)
         )
 
-        # Given alive, the purchase rate is Gamma(r + x, alpha + T) and the number of
-        # arrivals over the horizon negative binomial, none with probability
-        # (1 + t / (alpha + T))^-(r + x). K = 0 unless alive with an arrival: one uniform
-        # decides that for every pair, and only the pairs that buy (a few percent to a
-        # third, typically) draw their arrivals and dropout.
-        rate_shape = np.asarray(params["r"] + x, dtype=float)
-        rate_scale = np.asarray(params["alpha"] + T, dtype=float)
-        log_none = -rate_shape * np.log1p(horizon / rate_scale)
-        pair = np.flatnonzero(rng.random(shape) < p_alive * -np.expm1(log_none))
-        shape_p, scale_p = (_at_pairs(v, pair, shape) for v in (rate_shape, rate_scale))
-        arrivals = positive_negative_binomial(
-            rng, shape_p, horizon / (scale_p + horizon), _at_pairs(log_none, pair, shape)
+        from clvmodels.models._simulation import beta_geo_purchases, compact
+
+        # Compiled: only the pairs that can buy are visited (see beta_geo_purchases).
+        owner, times = beta_geo_purchases(
+            np.ascontiguousarray(np.broadcast_to(np.asarray(p_alive, dtype=float), shape)),
+            compact(params["r"], shape), np.asarray(x, dtype=float),
+            compact(params["alpha"], shape), np.asarray(T, dtype=float),
+            compact(params["a"], shape), compact(params["b"], shape),
+            np.asarray(self._dropout_b_shift(x), dtype=float),
+            horizon, rng,
         )
-        a_post, b_post = self._alive_dropout_shapes(
-            {k: _at_pairs(v, pair, shape) for k, v in params.items()}, x[pair % shape[1]]
-        )
-        # Beta draws with a small first shape can underflow to 0; Geometric needs p > 0.
-        p_drop = np.clip(rng.beta(a_post, b_post), 1e-12, 1.0)
-        # Every such pair buys at least once (N >= 1 and D >= 1).
-        kept = np.minimum(arrivals, rng.geometric(p_drop))
-        return pair_purchase_times(rng, pair, kept, arrivals, horizon, shape)
+        return SimulatedPurchases(owner=owner, time=times, shape=shape)
 
     def _new_customer_params(
         self, data: pd.DataFrame | None, draws: pd.DataFrame | None, t: np.ndarray
@@ -461,11 +449,11 @@ class BetaGeoPredictions:
         return bgnbd_probability_of_purchases(n, t, **params)
 
     @staticmethod
-    def _alive_dropout_shapes(
-        params: Mapping[str, np.ndarray], frequency: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Shapes of the Beta posterior of ``p`` of a customer known to be alive."""
-        return params["a"], params["b"] + frequency
+    def _dropout_b_shift(frequency: np.ndarray) -> np.ndarray:
+        """What a customer's history adds to ``b`` in the Beta posterior of its dropout
+        probability ``p`` once it is known to be alive: ``p ~ Beta(a, b + shift)``, the
+        repeat purchases it survived."""
+        return np.asarray(frequency, dtype=float)
 
     def _population_params(self) -> dict[str, np.ndarray]:
         """Parameters that describe a new customer; grouped models override this."""

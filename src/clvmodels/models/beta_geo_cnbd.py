@@ -944,8 +944,8 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
     def _probability_of_purchases_given(self, n, t, params):
         return bgcnbd_probability_of_purchases(n, t, **params, **self._shape())
 
-    def _alive_dropout_shapes(self, params, frequency):
-        return params["a"], params["b"] + frequency + float(self.modified)
+    def _dropout_b_shift(self, frequency):
+        return np.asarray(frequency, dtype=float) + float(self.modified)
 
     def simulate_purchases(
         self,
@@ -1003,8 +1003,8 @@ class BetaGeoCNBD(BetaGeoPredictions, BetaGeoFamilyFit, MaximumLikelihoodModel):
         phase = (rng.random(shape)[..., None] > np.cumsum(np.stack(weights, -1), -1)).sum(-1)
         phase = np.minimum(phase, k - 1)
         lam = rng.gamma(s + phase) / full(params["alpha"] + T)
-        a_post, b_post = self._alive_dropout_shapes(params, x)
-        p_drop = np.clip(rng.beta(full(a_post), full(b_post)), 1e-12, 1.0)
+        b_post = params["b"] + self._dropout_b_shift(x)
+        p_drop = np.clip(rng.beta(full(params["a"]), full(b_post)), 1e-12, 1.0)
         n_events = rng.poisson(lam * horizon)
         slots = (n_events + phase) // k
         n_kept = np.where(alive, np.minimum(slots, rng.geometric(p_drop)), 0)

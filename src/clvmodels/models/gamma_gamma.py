@@ -23,7 +23,6 @@ from scipy.special import digamma, gammaln
 
 from clvmodels.data import validate_summary
 from clvmodels.errors import DataValidationError, ModelFileError
-from clvmodels.models._shared import at_pairs
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.covariates import CovariateEffects
 from clvmodels.models.mle import MaximumLikelihoodModel
@@ -278,17 +277,19 @@ class GammaGammaPredictions:
             raise ValueError(
                 f"purchases cover {purchases.shape[1]} customers but data has {len(data)} rows"
             )
+        from clvmodels.models._simulation import compact, gamma_gamma_spends
+
         rng = np.random.default_rng(random_state)
         params = self._params_for(data, draws)
-        pairs, slot = purchases.buyers()
-        row_of = pairs % purchases.shape[1]
         x, m = usable_spend_history(
-            data["frequency"].to_numpy(dtype=float)[row_of],
-            data["monetary_value"].to_numpy(dtype=float)[row_of],
+            data["frequency"].to_numpy(dtype=float), data["monetary_value"].to_numpy(dtype=float)
         )
-        p, q, gamma = (at_pairs(params[k], pairs, purchases.shape) for k in ("p", "q", "gamma"))
-        nu = rng.gamma(p * x + q) / (gamma + x * m)
-        return rng.gamma(p[slot]) / nu[slot]
+        shape = purchases.shape
+        return gamma_gamma_spends(
+            np.asarray(purchases.owner, dtype=np.int64), shape[1], shape[0] * shape[1],
+            *(compact(params[k], shape) for k in ("p", "q", "gamma")),
+            np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(m, dtype=float), rng,
+        )
 
     @staticmethod
     def _expected_spend_given(params: Mapping[str, np.ndarray], data: pd.DataFrame) -> np.ndarray:

@@ -309,8 +309,6 @@ class ModifiedBetaGeo(BetaGeoPredictions, BetaGeoFamilyFit, PurchaseDropoutModel
         return mbgnbd_probability_of_purchases(n, t, **params)
 
     @staticmethod
-    def _alive_dropout_shapes(
-        params: Mapping[str, np.ndarray], frequency: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _dropout_b_shift(frequency: np.ndarray) -> np.ndarray:
         # alive: survived the dropout at time 0 and after each of the x repeat purchases
-        return params["a"], params["b"] + frequency + 1.0
+        return np.asarray(frequency, dtype=float) + 1.0
