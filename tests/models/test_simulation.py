@@ -101,3 +101,15 @@ def test_spends_of_simulated_purchases_average_to_the_expected_spend():
 def test_compact_refuses_what_does_not_broadcast():
     with pytest.raises(ValueError, match="do not broadcast"):
         compact(np.ones(3), (2, 4))
+
+
+@pytest.mark.parametrize("n_rows", [1, 7, 1000, 123_457])
+def test_split_pair_is_divmod(n_rows):
+    # Pairs of the largest flat indices a piece can have and far beyond (2^40), where
+    # the product by the inverse rounds: still exact after the correction.
+    from clvmodels.models._simulation import split_pair
+
+    pairs = np.r_[np.arange(0, 3 * n_rows + 5), 2**40 + np.arange(-3 * n_rows, 3 * n_rows)]
+    inverse = 1.0 / n_rows
+    got = [split_pair(int(p), n_rows, inverse) for p in pairs]
+    assert got == [divmod(int(p), n_rows) for p in pairs]

@@ -54,9 +54,9 @@ def _at(values: np.ndarray, draw: int, row: int) -> float:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def split_pair(pair: int, n_rows: int, inverse: float) -> tuple[int, int]:
-    """``divmod(pair, n_rows)`` given ``inverse = 1 / n_rows``: a 64-bit integer division
-    costs tens of cycles, more than everything else a loop over purchases does with
-    them, while the rounded product is off by at most one and is corrected."""
+    """``divmod(pair, n_rows)`` given ``inverse = 1 / n_rows``, for loops over every
+    purchase: a 64-bit integer division costs tens of cycles, a product a few; the
+    rounded product is off by at most one and is corrected."""
     draw = int(pair * inverse)
     row = pair - draw * n_rows
     if row < 0:
