@@ -518,7 +518,8 @@ def test_bad_input_is_refused_by_name():
     forecast = customer_lifetime_value(model, GammaGamma().fit(valued), valued, horizon=3,
                                        period="13W", n_draws=20, random_state=0,
                                        progressbar=False)  # fmt: skip
-    for n_refits in (5, -1, True):
+    # 12.5 was once cut to 12, and "many" failed without naming the option.
+    for n_refits in (5, -1, True, 12.5, 20.0, "many", np.nan):
         with pytest.raises(ValueError, match=r"n_refits must be 0 .* or at least 10"):
             shocked_total(forecast, valued, CommonShocks.fixed(0.2, 0.5), n_refits=n_refits)
 

@@ -149,6 +149,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -1460,7 +1461,9 @@ def _check_refits(n_refits: Any) -> int | None:
     """``n_refits`` as asked: None (the default), 0, or at least :data:`_MIN_REFITS`."""
     if n_refits is None:
         return None
-    if isinstance(n_refits, bool) or not (int(n_refits) == 0 or int(n_refits) >= _MIN_REFITS):
+    # 12.5 or "many" is refused by name, not cut to a number nobody asked for.
+    whole = not isinstance(n_refits, bool) and isinstance(n_refits, numbers.Integral)
+    if not whole or not (n_refits == 0 or n_refits >= _MIN_REFITS):
         raise ValueError(
             f"n_refits must be 0 (level-only multipliers) or at least {_MIN_REFITS} (the "
             f"spread of the shocks' effects needs that many replicates), got {n_refits!r}"
