@@ -29,7 +29,10 @@ Four parts, each coverage with its binomial standard error:
    calibration of ``--tier-column`` pooled over cohorts, where the model is right.
 
 ``--workers`` runs the cohorts in parallel processes, ``--shocks`` and ``--parts``
-choose what runs.
+choose what runs, and ``--transaction-model`` the purchase model fitted in every part
+(``bgnbd`` by default; ``mbgnbd``, or ``bgcnbd`` for BG/CNBD-k with ``k`` chosen by
+profile likelihood, are fitted to the same BG/NBD cohorts and refitted by the shocks'
+refits).
 
 Examples
 --------
@@ -53,7 +56,9 @@ import pandas as pd
 
 from clvmodels import (
     BetaGeo,
+    BetaGeoCNBD,
     GammaGamma,
+    ModifiedBetaGeo,
     calibration_holdout_split,
     customer_lifetime_value,
     load_cdnow,
@@ -69,6 +74,13 @@ HERE = Path(__file__).resolve().parent
 BGNBD = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
 SPEND = {"p": 6.25, "q": 3.74, "gamma": 15.44}
 LEVEL = 0.9
+# The purchase models ``--transaction-model`` offers: each is fitted to the cohorts
+# (simulated from the BG/NBD), and refitted by the shocks' default refits.
+TRANSACTION_MODELS = {
+    "bgnbd": ("BG/NBD", BetaGeo),
+    "mbgnbd": ("MBG/NBD", ModifiedBetaGeo),
+    "bgcnbd": ("BG/CNBD-k (k by profile likelihood)", BetaGeoCNBD),
+}
 
 
 def _se(share: float, n: int, nominal: float = LEVEL) -> float:
@@ -79,12 +91,14 @@ def _se(share: float, n: int, nominal: float = LEVEL) -> float:
 def _one_forecast(log, cut, end, weeks, args, seed, *, shocks=True, recalibrate=False):
     """Fit on the log up to ``cut``, forecast to ``end``: calibration, plain and shocked
     totals and the shocks' posterior means."""
+    model = TRANSACTION_MODELS[args.transaction_model][1]
     split = calibration_holdout_split(
-        log, "customer_id", "date", "amount", calibration_end=cut, observation_end=end
+        log, "customer_id", "date", "amount", calibration_end=cut, observation_end=end,
+        regularity=model is BetaGeoCNBD,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        tx, spend = BetaGeo().fit(split), GammaGamma().fit(split)
+        tx, spend = model().fit(split), GammaGamma().fit(split)
     forecast = customer_lifetime_value(
         tx, spend, split, horizon=weeks, period="W", discount_rate=0, interval=LEVEL,
         n_draws=args.n_draws, predictive=True, random_state=seed, progressbar=False,
@@ -281,7 +295,8 @@ def _run_jobs(function, jobs: list, workers: int) -> list:
 def simulated(args) -> list[str]:
     lines = [
         f"### Simulated cohorts: {args.replications} replications of {args.customers:,} "
-        "customers, 39 + 39 weeks, BG/NBD + Gamma-Gamma (CDNOW estimates)",
+        "customers, 39 + 39 weeks, simulated from the BG/NBD + Gamma-Gamma (CDNOW "
+        f"estimates), fitted by {TRANSACTION_MODELS[args.transaction_model][0]}",
         "",
         "| weekly log shocks (sd, lag-one) | total, customers independent | total, with "
         "shocks (refits, default) | total, with shocks, level-only | binomial se | width "
@@ -378,6 +393,8 @@ def main() -> None:
     parser.add_argument("--tier-customers", type=int, default=2357)
     parser.add_argument("--tier-shocks", default="0.0:0.0,0.3:0.5",
                         help="weekly log shocks of the tier part's cohorts, sd:lag-one pairs")
+    parser.add_argument("--transaction-model", choices=sorted(TRANSACTION_MODELS),
+                        default="bgnbd", help="purchase model fitted (and refitted)")
     parser.add_argument("--out", type=Path, default=HERE / "output" / "coverage.md")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -399,7 +416,8 @@ def main() -> None:
     head = [
         "## Coverage (`bench_coverage.py`)",
         "",
-        f"BG/NBD + Gamma-Gamma, 90% intervals from {args.n_draws} draws; shocks from "
+        f"{TRANSACTION_MODELS[args.transaction_model][0]} + Gamma-Gamma, 90% intervals "
+        f"from {args.n_draws} draws; shocks from "
         f"{args.n_simulations} simulated cohorts per estimate and "
         f"{args.n_refits or DEFAULT_REFITS} refits on simulated shocked cohorts per total. "
         f"{time.perf_counter() - t0:.0f} s on this machine, load average {load:.1f}.",
