@@ -98,10 +98,10 @@ posterior. It costs two refits per replicate.
 
 *Coverage* (``benchmarks/bench_coverage.py``; simulated cohorts of 2,357 customers, 39 +
 39 weeks, 360 per shocked setting, binomial se 1.6%, and 180 without shocks, se 2.2%):
-the 90% interval of the 39-week total covers 89.2% with weekly shocks (0.2, 0.5) and
-85.8% with (0.3, 0.7) by the default refits, 85.6% and 80.8% by the level-only
-multipliers, against 64.7% and 45.8% plain. Without shocks the default interval is 7.8%
-wider than the plain one and covers 90.6% (plain 90.0%). The level-only multipliers
+the 90% interval of the 39-week total covers 89.7% with weekly shocks (0.2, 0.5) and
+86.7% with (0.3, 0.7) by the default refits, 85.0% and 82.8% by the level-only
+multipliers, against 63.6% and 45.6% plain. Without shocks the default interval is 7.7%
+wider than the plain one and covers 91.7% (plain 87.8%). The level-only multipliers
 fall short even with the true ``(sigma, phi)`` (81.7% of 120 cohorts with (0.3, 0.7)):
 a refitted model responds to the late calibration shocks more, and to the early ones
 less, than their level says. With persistent shocks the posterior of ``(sigma, phi)``
