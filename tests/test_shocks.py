@@ -291,6 +291,9 @@ def test_shock_factors_are_the_shocked_total_and_the_tiers_multipliers():
     assert (by_object["clv_total_upper"] > segment(fc).tiers["clv_total_upper"]).all()
     level_only = shock_factors(fc, split, shocks, n_refits=0, random_state=1)
     assert level_only.method == "level-only" and level_only.n_refits == 0
+    # A whole number given as a float is that number, as n_draws and chunk_size take it.
+    as_float = shock_factors(fc, split, shocks, n_refits=0.0, random_state=1)
+    np.testing.assert_array_equal(as_float.factors, level_only.factors)
     # Made for one forecast, refused for another.
     other = customer_lifetime_value(tx, spend, split, horizon=3, period="13W", n_draws=50,
                                     random_state=0, progressbar=False)  # fmt: skip
@@ -519,9 +522,12 @@ def test_bad_input_is_refused_by_name():
                                        period="13W", n_draws=20, random_state=0,
                                        progressbar=False)  # fmt: skip
     # 12.5 was once cut to 12, and "many" failed without naming the option.
-    for n_refits in (5, -1, True, 12.5, 20.0, "many", np.nan):
+    for n_refits in (5, -1, True, 12.5, "many", np.nan):
         with pytest.raises(ValueError, match=r"n_refits must be 0 .* or at least 10"):
             shocked_total(forecast, valued, CommonShocks.fixed(0.2, 0.5), n_refits=n_refits)
+    with pytest.raises(ValueError, match=r"n_refits must be a whole number >= 1, got 2\.5"):
+        simulated_shock_effects(model, valued, CommonShocks.fixed(0.2, 0.5), np.array([13.0]),
+                                np.ones(1), n_refits=2.5)  # fmt: skip
 
 
 def test_large_cohorts_simulate_a_sample_with_the_same_noise(monkeypatch):

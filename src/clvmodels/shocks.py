@@ -149,7 +149,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -160,6 +159,7 @@ import pandas as pd
 from scipy import stats
 
 from clvmodels._summary_options import summary_options_for
+from clvmodels._validation import whole_number
 from clvmodels.backtest import backtest_cuts, backtest_purchases
 from clvmodels.clv import CLVForecast, interval_probabilities
 from clvmodels.data import compress, rfm_summary, validate_summary
@@ -1171,6 +1171,7 @@ def simulated_shock_effects(
     >>> bool(effects.size >= 15), bool(0.03 < effects.std() < 0.3)  # refits that converged
     (True, True)
     """
+    n_refits = whole_number(n_refits, "n_refits", 1)
     effects, failures = _shock_effects(
         transaction_model, data, common_shocks, period_ends, discount, n_refits=n_refits,
         fit_kwargs=fit_kwargs, random_state=random_state,
@@ -1461,14 +1462,18 @@ def _check_refits(n_refits: Any) -> int | None:
     """``n_refits`` as asked: None (the default), 0, or at least :data:`_MIN_REFITS`."""
     if n_refits is None:
         return None
+    refused = ValueError(
+        f"n_refits must be 0 (level-only multipliers) or at least {_MIN_REFITS} (the "
+        f"spread of the shocks' effects needs that many replicates), got {n_refits!r}"
+    )
     # 12.5 or "many" is refused by name, not cut to a number nobody asked for.
-    whole = not isinstance(n_refits, bool) and isinstance(n_refits, numbers.Integral)
-    if not whole or not (n_refits == 0 or n_refits >= _MIN_REFITS):
-        raise ValueError(
-            f"n_refits must be 0 (level-only multipliers) or at least {_MIN_REFITS} (the "
-            f"spread of the shocks' effects needs that many replicates), got {n_refits!r}"
-        )
-    return int(n_refits)
+    try:
+        number = whole_number(n_refits, "n_refits", 0)
+    except ValueError:
+        raise refused from None
+    if 0 < number < _MIN_REFITS:
+        raise refused
+    return number
 
 
 def shock_factors(
