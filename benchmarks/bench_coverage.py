@@ -22,7 +22,12 @@ Four parts, each coverage with its binomial standard error:
    coverage of the total's 90% interval without and with the estimated shocks (by
    ``--n-refits`` refits on simulated shocked cohorts, by default ``shocked_total``'s,
    and by the level-only multipliers), the mean width ratio (default / plain) and the
-   customers' coverage. The CDNOW parts use the default.
+   customers' coverage. The CDNOW parts use the default. With ``--true-shocks`` the
+   default interval is made a second time with the shocks' true ``(sd, lag-one)`` in
+   place of their estimate, and a second table shows where coverage is lost: the
+   misses below and above, and the spread of the intervals' log half-widths across
+   cohorts (estimated and true), with the coverage that every cohort would have had
+   with the mean half-width of the estimated intervals around its own centre.
 4. **Tier probabilities on simulated cohorts.** ``--tier-replications`` cohorts of
    ``--tier-customers`` from the same model, fitted to 1997-09-30 and forecast for
    ``--cdnow-holdout`` weeks, without and with weekly shocks (``--tier-shocks``): the
@@ -67,7 +72,12 @@ from clvmodels.backtest import TOP_TIER_COLUMNS, backtest_tier_probability
 from clvmodels.calibration import tier_calibration, tier_reach_shares
 from clvmodels.evaluation import forecast_calibration
 from clvmodels.segmentation import DEFAULT_TIERS, segment
-from clvmodels.shocks import DEFAULT_REFITS, estimate_common_shocks, shocked_total
+from clvmodels.shocks import (
+    DEFAULT_REFITS,
+    CommonShocks,
+    estimate_common_shocks,
+    shocked_total,
+)
 from clvmodels.simulate import simulate_transactions
 
 HERE = Path(__file__).resolve().parent
@@ -88,9 +98,12 @@ def _se(share: float, n: int, nominal: float = LEVEL) -> float:
     return float(np.sqrt(nominal * (1 - nominal) / n)) if n else float("nan")
 
 
-def _one_forecast(log, cut, end, weeks, args, seed, *, shocks=True, recalibrate=False):
+def _one_forecast(
+    log, cut, end, weeks, args, seed, *, shocks=True, recalibrate=False, true_shocks=None
+):
     """Fit on the log up to ``cut``, forecast to ``end``: calibration, plain and shocked
-    totals and the shocks' posterior means."""
+    totals and the shocks' posterior means; with ``true_shocks`` (sd, lag-one) also the
+    default shocked total made with them instead of the estimate."""
     model = TRANSACTION_MODELS[args.transaction_model][1]
     split = calibration_holdout_split(
         log, "customer_id", "date", "amount", calibration_end=cut, observation_end=end,
@@ -139,6 +152,14 @@ def _one_forecast(log, cut, end, weeks, args, seed, *, shocks=True, recalibrate=
             level_only=(float(level_only["clv_pred_lower"]), float(level_only["clv_pred_upper"])),
             estimates=est.summary()["mean"].to_dict(),
         )
+        if true_shocks is not None:
+            known = CommonShocks.fixed(
+                *true_shocks, step=est.step, time_unit=est.time_unit,
+                calibration_weights=est.calibration_weights,
+            )  # fmt: skip
+            made = shocked_total(forecast, split, known, n_refits=args.n_refits,
+                                 random_state=seed)  # fmt: skip
+            out["true_shocked"] = (float(made["clv_pred_lower"]), float(made["clv_pred_upper"]))
     return out
 
 
@@ -303,6 +324,7 @@ def simulated(args) -> list[str]:
         "ratio (default / plain, mean) | customers' coverage |",
         "|---|---|---|---|---|---|---|",
     ]
+    diagnosis = []
     for sd, phi in _shock_settings(args.shocks):
         jobs = [(args, sd, phi, 1000 + rep) for rep in range(args.replications)]
         table = pd.DataFrame(_run_jobs(_simulated_replication, jobs, args.workers))
@@ -314,7 +336,46 @@ def simulated(args) -> list[str]:
             f"{table['width_ratio'].mean():.3f} | {table['customers_inside'].mean():.1%} |"
         )
         print("  " + lines[-1], flush=True)
+        if args.true_shocks:
+            diagnosis.append(_loss_line(sd, phi, table))
+    if diagnosis:
+        lines += [
+            "",
+            "Where the default interval's coverage is lost: the same cohorts with the "
+            "interval made from the shocks' true (sd, lag-one) instead of their estimate; "
+            "misses below / above the estimated interval; the log half-width "
+            "(log(upper / lower) / 2) of both intervals across cohorts, mean (sd); and the "
+            "coverage if every estimated interval had had the mean log half-width around "
+            "its own centre.",
+            "",
+            "| weekly log shocks (sd, lag-one) | estimated | true | misses below / above "
+            "(estimated) | log half-width, estimated | log half-width, true | estimated, "
+            "mean half-width |",
+            "|---|---|---|---|---|---|---|",
+            *diagnosis,
+        ]
     return lines
+
+
+def _loss_line(sd: float, phi: float, table: pd.DataFrame) -> str:
+    """A row of the table of where the default interval's coverage is lost."""
+    realised = np.log(table["realised"].to_numpy())
+
+    def logs(name):
+        bounds = np.array(table[name].tolist())
+        return np.log(bounds[:, 0]), np.log(bounds[:, 1])
+
+    low, high = logs("shocked")
+    true_low, true_high = logs("true_shocked")
+    half, true_half = (high - low) / 2, (true_high - true_low) / 2
+    centre = (high + low) / 2
+    return (
+        f"| {sd:.1f}, {phi:.1f} | {table['shocked_inside'].mean():.1%} | "
+        f"{table['true_shocked_inside'].mean():.1%} | {np.mean(realised < low):.1%} / "
+        f"{np.mean(realised > high):.1%} | {half.mean():.3f} ({half.std():.3f}) | "
+        f"{true_half.mean():.3f} ({true_half.std():.3f}) | "
+        f"{np.mean(np.abs(realised - centre) <= half.mean()):.1%} |"
+    )
 
 
 def _simulated_replication(job) -> dict:
@@ -323,16 +384,23 @@ def _simulated_replication(job) -> dict:
     log = simulate_transactions(args.customers, BGNBD, SPEND, start="1997-01-01",
                                 shock_sd=sd, shock_persistence=phi,
                                 random_state=seed)  # fmt: skip
-    r = _one_forecast(log, "1997-09-30", "1998-06-29", 39, args, seed=seed)
+    r = _one_forecast(log, "1997-09-30", "1998-06-29", 39, args, seed=seed,
+                      true_shocks=(sd, phi) if args.true_shocks else None)  # fmt: skip
     total = r["cal"].total
     plain = (total["lower"], total["upper"])
-    return {
+    out = {
         "plain_inside": _inside(total["realised"], plain),
         "shocked_inside": _inside(total["realised"], r["shocked"]),
         "level_only_inside": _inside(total["realised"], r["level_only"]),
         "width_ratio": (r["shocked"][1] - r["shocked"][0]) / (plain[1] - plain[0]),
         "customers_inside": r["inside_customers"],
+        "realised": total["realised"],
+        "shocked": r["shocked"],
     }
+    if "true_shocked" in r:
+        out["true_shocked"] = r["true_shocked"]
+        out["true_shocked_inside"] = _inside(total["realised"], r["true_shocked"])
+    return out
 
 
 def _tier_replication(job) -> pd.DataFrame:
@@ -387,6 +455,9 @@ def main() -> None:
                         help="processes for the simulated cohorts")
     parser.add_argument("--shocks", default="0.0:0.0,0.2:0.5,0.3:0.7",
                         help="simulated weekly log shocks, sd:lag-one pairs")
+    parser.add_argument("--true-shocks", action="store_true",
+                        help="simulated cohorts: also the default interval made with the "
+                             "shocks' true (sd, lag-one), and where coverage is lost")
     parser.add_argument("--parts", default="rolling,issue,simulated,tiers",
                         help="comma-separated parts to run")
     parser.add_argument("--tier-replications", type=int, default=60)
