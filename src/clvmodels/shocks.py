@@ -237,12 +237,18 @@ def ar1_correlation(steps: np.ndarray, phi: float) -> np.ndarray:
 
 
 def reml_log_likelihood(
-    residuals: np.ndarray, noise_var: np.ndarray, sigma: np.ndarray, correlation: np.ndarray
+    residuals: np.ndarray,
+    noise_var: np.ndarray,
+    sigma: np.ndarray,
+    correlation: np.ndarray,
+    design: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Restricted log-likelihood of ``z = b + e + noise`` with ``b`` integrated out.
+    """Restricted log-likelihood of ``z = X b + e + noise`` with ``b`` integrated out.
 
     ``e ~ N(0, sigma^2 correlation)``, ``noise ~ N(0, diag(noise_var))``; one value per
-    entry of ``sigma`` (up to a constant shared by all).
+    entry of ``sigma`` (up to a constant shared by all). ``design`` is ``X``, the
+    ``(n, p)`` effects that a fit has absorbed (Patterson and Thompson 1971,
+    *Biometrika* 58: 545-554): by default a level alone, a column of ones.
 
     Examples
     --------
@@ -257,19 +263,22 @@ def reml_log_likelihood(
     """
     r = np.asarray(residuals, dtype=float)
     n = r.size
+    X = np.ones((n, 1)) if design is None else np.asarray(design, dtype=float).reshape(n, -1)
     sigma = np.atleast_1d(np.asarray(sigma, dtype=float))
     cov = (
         np.diag(np.asarray(noise_var, dtype=float))[None]
         + (sigma**2)[:, None, None] * (np.asarray(correlation, dtype=float)[None])
     )
     chol = np.linalg.cholesky(cov)
-    rhs = np.broadcast_to(np.stack([np.ones(n), r], axis=1), (sigma.size, n, 2))
-    half = np.linalg.solve(chol, rhs)  # L^-1 [1, r]
+    rhs = np.broadcast_to(np.column_stack([X, r]), (sigma.size, n, X.shape[1] + 1))
+    half = np.linalg.solve(chol, rhs)  # L^-1 [X, r]
+    hx, hr = half[..., :-1], half[..., -1]
     log_det = 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    one_one = np.einsum("si,si->s", half[..., 0], half[..., 0])
-    one_r = np.einsum("si,si->s", half[..., 0], half[..., 1])
-    r_r = np.einsum("si,si->s", half[..., 1], half[..., 1])
-    return -0.5 * (log_det + np.log(one_one) + r_r - one_r**2 / one_one)
+    x_x = np.einsum("sia,sib->sab", hx, hx)  # X' V^-1 X
+    x_r = np.einsum("sia,si->sa", hx, hr)
+    r_r = np.einsum("si,si->s", hr, hr)
+    fitted = np.einsum("sa,sa->s", x_r, np.linalg.solve(x_x, x_r[..., None])[..., 0])
+    return -0.5 * (log_det + np.linalg.slogdet(x_x)[1] + r_r - fitted)
 
 
 def log_phi_prior(phi: np.ndarray) -> np.ndarray:
@@ -294,13 +303,19 @@ def tracking_log_posterior(
     sigma: np.ndarray,
     phi: np.ndarray,
     sigma_prior_scale: float = SIGMA_PRIOR_SCALE,
+    *,
+    trend: bool = True,
 ) -> np.ndarray:
     """Log posterior, up to a constant, of the shock sd and persistence on the grid
     ``sigma`` x ``phi`` from the tracking residuals alone.
 
-    The residuals ``z_k`` at ``steps`` are ``b + e_k + noise_k`` (see
-    :func:`reml_log_likelihood`); the priors are a half-Cauchy on ``sigma`` (times the
-    widths of its grid cells, which need not be equal) and :func:`log_phi_prior`.
+    The residuals ``z_k`` at ``steps`` are ``b_0 + b_1 k + e_k + noise_k`` (see
+    :func:`reml_log_likelihood`), the level and the trend integrated out: a model
+    fitted to the calibration window bends its curve towards a drift of the shocks,
+    so its residuals keep only part of the shocks' slow variation (with ``trend=False``
+    the level alone, for residuals that nothing was fitted to). The priors are a
+    half-Cauchy on ``sigma`` (times the widths of its grid cells, which need not be
+    equal) and :func:`log_phi_prior`.
 
     Examples
     --------
@@ -320,10 +335,16 @@ def tracking_log_posterior(
     (True, True)
     """
     sigma, phi = np.asarray(sigma, dtype=float), np.asarray(phi, dtype=float)
+    steps = np.asarray(steps, dtype=float)
+    design = np.ones((steps.size, 1))
+    if trend:
+        span = max(float(np.ptp(steps)), 1.0)
+        design = np.column_stack([design, (steps - steps.mean()) / span])
     out = (_log_half_cauchy(sigma, sigma_prior_scale) + np.log(_cell_widths(sigma)))[:, None]
     out = out + log_phi_prior(phi)[None, :]
     for j, p in enumerate(phi):
-        out[:, j] += reml_log_likelihood(residuals, noise_var, sigma, ar1_correlation(steps, p))
+        correlation = ar1_correlation(steps, p)
+        out[:, j] += reml_log_likelihood(residuals, noise_var, sigma, correlation, design)
     return out
 
 
