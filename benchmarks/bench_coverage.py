@@ -28,6 +28,7 @@ Four parts, each coverage with its binomial standard error:
    misses below and above, and the spread of the intervals' log half-widths across
    cohorts (estimated and true), with the coverage that every cohort would have had
    with the mean half-width of the estimated intervals around its own centre.
+   ``--shock-trend`` estimates the shocks with ``trend=True`` in every part.
 4. **Tier probabilities on simulated cohorts.** ``--tier-replications`` cohorts of
    ``--tier-customers`` from the same model, fitted to 1997-09-30 and forecast for
    ``--cdnow-holdout`` weeks, without and with weekly shocks (``--tier-shocks``): the
@@ -142,7 +143,7 @@ def _one_forecast(
     if shocks:
         est = estimate_common_shocks(
             tx, log, "customer_id", "date", calibration_end=cut,
-            n_simulations=args.n_simulations, random_state=seed,
+            n_simulations=args.n_simulations, trend=args.shock_trend, random_state=seed,
         )  # fmt: skip
         # The default (refits on simulated shocked cohorts) and the level-only multipliers.
         wide = shocked_total(forecast, split, est, n_refits=args.n_refits, random_state=seed)
@@ -455,6 +456,9 @@ def main() -> None:
                         help="processes for the simulated cohorts")
     parser.add_argument("--shocks", default="0.0:0.0,0.2:0.5,0.3:0.7",
                         help="simulated weekly log shocks, sd:lag-one pairs")
+    parser.add_argument("--shock-trend", action="store_true",
+                        help="estimate the shocks with the trend integrated out of the "
+                             "tracking residuals (estimate_common_shocks(trend=True))")
     parser.add_argument("--true-shocks", action="store_true",
                         help="simulated cohorts: also the default interval made with the "
                              "shocks' true (sd, lag-one), and where coverage is lost")

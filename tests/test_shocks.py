@@ -508,6 +508,8 @@ def test_bad_input_is_refused_by_name():
         estimate_common_shocks(model, log, "customer_id", "date", n_simulations=5)
     with pytest.raises(ValueError, match="step"):
         estimate_common_shocks(model, log, "customer_id", "date", step=0)
+    with pytest.raises(ValueError, match="trend must be True or False, got 'yes'"):
+        estimate_common_shocks(model, log, "customer_id", "date", trend="yes")
     with pytest.raises(ValueError, match="missing column"):
         estimate_common_shocks(model, log, "customer", "date")
     with pytest.raises(ValueError, match="phi"):
@@ -566,7 +568,7 @@ def test_persistence_prior_corrects_the_pull_of_short_series_towards_zero():
             e[k] = 0.7 * e[k - 1] + np.sqrt(1 - 0.49) * rng.standard_normal()
         z = 0.1 + 0.3 * e + 0.12 * rng.standard_normal(n_steps)
         log_post = tracking_log_posterior(
-            z, np.full(n_steps, 0.12**2), np.arange(n_steps), sigma, PHI_GRID, 1.0, trend=False
+            z, np.full(n_steps, 0.12**2), np.arange(n_steps), sigma, PHI_GRID, 1.0
         )
         for name, shift in (("reference", 0.0), ("flat", -log_phi_prior(PHI_GRID))):
             post = np.exp(log_post + shift - (log_post + shift).max())
@@ -615,3 +617,23 @@ def test_a_trend_the_fit_absorbed_is_integrated_out_of_the_shock_size():
     assert abs(with_trend - 0.3) < 0.025, with_trend
     assert level_only < with_trend - 0.01, (level_only, with_trend)
     assert np.mean(holds) > 0.84, np.mean(holds)
+
+
+def test_the_trend_option_changes_the_likelihood_and_nothing_else():
+    log = load_cdnow()
+    split = calibration_holdout_split(log, "customer_id", "date", calibration_end="1997-09-30")
+    model = BetaGeo().fit(split)
+    kwargs = {"calibration_end": "1997-09-30", "n_simulations": 20, "n_backtests": 0,
+              "random_state": 0}  # fmt: skip
+    level, trend = (estimate_common_shocks(model, log, "customer_id", "date", trend=t, **kwargs)
+                    for t in (False, True))  # fmt: skip
+    assert (level.settings["trend"], trend.settings["trend"]) == (False, True)
+    pd.testing.assert_frame_equal(level.tracking, trend.tracking)
+    used = trend.tracking["used"].to_numpy()
+    rows = trend.tracking[used]
+    residual, noise = rows["residual"].to_numpy(), rows["noise_var"].to_numpy()
+    log_post = tracking_log_posterior(residual, noise, np.flatnonzero(used), trend.sigma,
+                                      trend.phi, trend=True)  # fmt: skip
+    expected = np.exp(log_post - log_post.max())
+    np.testing.assert_allclose(trend.posterior[:, :, 0], expected / expected.sum(), atol=1e-12)
+    assert not np.allclose(level.posterior, trend.posterior, atol=1e-4)
