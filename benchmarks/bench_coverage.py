@@ -28,7 +28,8 @@ Four parts, each coverage with its binomial standard error:
    misses below and above, and the spread of the intervals' log half-widths across
    cohorts (estimated and true), with the coverage that every cohort would have had
    with the mean half-width of the estimated intervals around its own centre.
-   ``--shock-trend`` estimates the shocks with ``trend=True`` in every part.
+   ``--trend-absorbed`` gives ``estimate_common_shocks`` the share of a trend the model
+   absorbs in every part (by default it is measured by refits).
 4. **Tier probabilities on simulated cohorts.** ``--tier-replications`` cohorts of
    ``--tier-customers`` from the same model, fitted to 1997-09-30 and forecast for
    ``--cdnow-holdout`` weeks, without and with weekly shocks (``--tier-shocks``): the
@@ -143,7 +144,8 @@ def _one_forecast(
     if shocks:
         est = estimate_common_shocks(
             tx, log, "customer_id", "date", calibration_end=cut,
-            n_simulations=args.n_simulations, trend=args.shock_trend, random_state=seed,
+            n_simulations=args.n_simulations, trend_absorbed=args.trend_absorbed,
+            random_state=seed,
         )  # fmt: skip
         # The default (refits on simulated shocked cohorts) and the level-only multipliers.
         wide = shocked_total(forecast, split, est, n_refits=args.n_refits, random_state=seed)
@@ -151,7 +153,8 @@ def _one_forecast(
         out.update(
             shocked=(float(wide["clv_pred_lower"]), float(wide["clv_pred_upper"])),
             level_only=(float(level_only["clv_pred_lower"]), float(level_only["clv_pred_upper"])),
-            estimates=est.summary()["mean"].to_dict(),
+            estimates={**est.summary()["mean"].to_dict(),
+                       "trend_absorbed": est.settings["trend_absorbed"]},
         )
         if true_shocks is not None:
             known = CommonShocks.fixed(
@@ -217,7 +220,7 @@ def cdnow_rolling(args) -> tuple[list[str], pd.DataFrame]:
             "shocked_widths_outside": _widths_outside(total["realised"], r["shocked"]),
             "customers_inside": r["inside_customers"], "customers": r["customers"],
             "sigma": r["estimates"]["sigma"], "phi": r["estimates"]["phi"],
-            "tau": r["estimates"]["tau"],
+            "tau": r["estimates"]["tau"], "trend_absorbed": r["estimates"]["trend_absorbed"],
         })  # fmt: skip
         tiers.append(r["cal"].tiers)
         if "recalibrated_tiers" in r:
@@ -245,15 +248,17 @@ def cdnow_rolling(args) -> tuple[list[str], pd.DataFrame]:
         "",
         "Per cut (realised total against the 90% intervals; shocks' posterior means):",
         "",
-        "| cut | realised | plain interval | with shocks | widths outside | sigma | phi | tau |",
-        "|---|---|---|---|---|---|---|---|",
+        "| cut | realised | plain interval | with shocks | widths outside | sigma | phi | tau "
+        "| trend absorbed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['cut']} | {row['realised']:,.0f} | {row['plain_lower']:,.0f} – "
             f"{row['plain_upper']:,.0f} | {row['shocked_lower']:,.0f} – "
             f"{row['shocked_upper']:,.0f} | {row['shocked_widths_outside']:+.2f} | "
-            f"{row['sigma']:.2f} | {row['phi']:.2f} | {row['tau']:.3f} |"
+            f"{row['sigma']:.2f} | {row['phi']:.2f} | {row['tau']:.3f} | "
+            f"{row['trend_absorbed']:.2f} |"
         )
     lines += [
         "",
@@ -296,7 +301,8 @@ def cdnow_issue_holdout(args) -> list[str]:
         f"{_widths_outside(total['realised'], r['shocked']):+.2f} |",
         "",
         f"Shocks estimated on the calibration log (posterior means): weekly sd "
-        f"{e['sigma']:.3f}, lag-one correlation {e['phi']:.2f}, level error sd {e['tau']:.3f}. "
+        f"{e['sigma']:.3f}, lag-one correlation {e['phi']:.2f}, level error sd {e['tau']:.3f}, "
+        f"share of a trend the fit absorbs {e['trend_absorbed']:.2f}. "
         f"Customers' 90% coverage: {r['inside_customers']:.1%}.",
     ]
 
@@ -322,8 +328,9 @@ def simulated(args) -> list[str]:
         "",
         "| weekly log shocks (sd, lag-one) | total, customers independent | total, with "
         "shocks (refits, default) | total, with shocks, level-only | binomial se | width "
-        "ratio (default / plain, mean) | customers' coverage |",
-        "|---|---|---|---|---|---|---|",
+        "ratio (default / plain, mean) | customers' coverage | share of a trend the fit "
+        "absorbs, mean (sd) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     diagnosis = []
     for sd, phi in _shock_settings(args.shocks):
@@ -334,7 +341,8 @@ def simulated(args) -> list[str]:
             f"| {sd:.1f}, {phi:.1f} | {table['plain_inside'].mean():.1%} | "
             f"{table['shocked_inside'].mean():.1%} | {table['level_only_inside'].mean():.1%} | "
             f"{_se(LEVEL, n):.1%} | "
-            f"{table['width_ratio'].mean():.3f} | {table['customers_inside'].mean():.1%} |"
+            f"{table['width_ratio'].mean():.3f} | {table['customers_inside'].mean():.1%} | "
+            f"{table['trend_absorbed'].mean():.2f} ({table['trend_absorbed'].std():.2f}) |"
         )
         print("  " + lines[-1], flush=True)
         if args.true_shocks:
@@ -397,6 +405,7 @@ def _simulated_replication(job) -> dict:
         "customers_inside": r["inside_customers"],
         "realised": total["realised"],
         "shocked": r["shocked"],
+        "trend_absorbed": r["estimates"]["trend_absorbed"],
     }
     if "true_shocked" in r:
         out["true_shocked"] = r["true_shocked"]
@@ -456,9 +465,11 @@ def main() -> None:
                         help="processes for the simulated cohorts")
     parser.add_argument("--shocks", default="0.0:0.0,0.2:0.5,0.3:0.7",
                         help="simulated weekly log shocks, sd:lag-one pairs")
-    parser.add_argument("--shock-trend", action="store_true",
-                        help="estimate the shocks with the trend integrated out of the "
-                             "tracking residuals (estimate_common_shocks(trend=True))")
+    parser.add_argument("--trend-absorbed", type=float, default=None,
+                        help="share of a linear trend in the shocks that the fit absorbs "
+                             "(estimate_common_shocks(trend_absorbed=); default: measured; "
+                             "0 integrates the level alone out of the residuals, 1 the "
+                             "trend as well)")
     parser.add_argument("--true-shocks", action="store_true",
                         help="simulated cohorts: also the default interval made with the "
                              "shocks' true (sd, lag-one), and where coverage is lost")

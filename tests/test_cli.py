@@ -85,14 +85,15 @@ def test_forecast_with_common_shocks_widens_the_totals(transactions_csv, tmp_pat
                       result.output)  # fmt: skip
     shocked = re.search(
         rf"With shocks common to all customers \(per-week shock sd ([0-9.]+), lag-one "
-        rf"correlation (-?[0-9.]+), level error sd ([0-9.]+): posterior means, \d backtests; "
-        rf"refits\): {interval}; the tiers' totals "
+        rf"correlation (-?[0-9.]+), level error sd ([0-9.]+): posterior means, \d backtests, "
+        rf"(\d+)% of a trend taken in by the fit; refits\): {interval}; the tiers' totals "
         "include them", result.output,
     )  # fmt: skip
     assert plain and shocked, result.output
     plain_values = [float(v.replace(",", "")) for v in plain.groups()]
-    shocked_values = [float(v.replace(",", "")) for v in shocked.groups()[3:]]
+    shocked_values = [float(v.replace(",", "")) for v in shocked.groups()[4:]]
     assert 0.15 < float(shocked.group(1)) < 0.3  # CDNOW's weekly scatter beyond noise
+    assert 30 < int(shocked.group(4)) < 70  # BG/NBD's curve takes about half of a trend
     assert shocked_values[0] == plain_values[0]  # the shocks are mean-preserving
     for low, high in ((1, 2), (3, 4)):
         assert shocked_values[high] - shocked_values[low] > 1.5 * (
