@@ -523,6 +523,9 @@ def test_bad_input_is_refused_by_name():
         absorbed_trend_share(model, np.zeros(5), 39, 1.0, np.array([0, 39]))
     with pytest.raises(ValueError, match="n_cohorts must be a whole number >= 1, got 0"):
         absorbed_trend_share(model, np.zeros(5), 39, 1.0, np.arange(39), n_cohorts=0)
+    for acquired in (np.array([]), np.array([1.0, np.nan]), np.array([-1.0])):
+        with pytest.raises(ValueError, match="acquired must hold one finite, non-negative"):
+            absorbed_trend_share(model, acquired, 39, 1.0, np.arange(39))
     with pytest.raises(ValueError, match="missing column"):
         estimate_common_shocks(model, log, "customer", "date")
     with pytest.raises(ValueError, match="phi"):
