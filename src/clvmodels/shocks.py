@@ -813,6 +813,15 @@ def _scaled_to_cohort(counts: np.ndarray, sample_size: int, cohort_size: int) ->
     return ratio * mean + (counts - mean) * math.sqrt(ratio)
 
 
+def _new_customers(model: Any, n: int) -> pd.DataFrame:
+    """A summary of ``n`` customers who have just been acquired (every column the model
+    reads at 0), the ``data`` of ``simulate_purchases`` for a simulated cohort."""
+    columns = dict.fromkeys(["frequency", "recency", "T", *model.data_columns])
+    new = pd.DataFrame(0.0, index=pd.RangeIndex(n), columns=list(columns))
+    new.attrs["time_unit"] = model.time_unit_
+    return new
+
+
 def _simulated_tracking(
     model: Any,
     acquired: np.ndarray,
@@ -838,9 +847,7 @@ def _simulated_tracking(
         acquired = rng.choice(acquired, _MAX_SIMULATED_CUSTOMERS, replace=False)
     end = n_steps * step
     exposure = end - acquired
-    columns = dict.fromkeys(["frequency", "recency", "T", *model.data_columns])
-    new = pd.DataFrame(0.0, index=pd.RangeIndex(acquired.size), columns=list(columns))
-    new.attrs["time_unit"] = model.time_unit_
+    new = _new_customers(model, acquired.size)
     counts = np.zeros((n_simulations, n_steps))
     block = max(1, _BLOCK_PAIRS // max(1, acquired.size))
     for first in range(0, n_simulations, block):
@@ -1508,11 +1515,8 @@ def absorbed_trend_share(
     edges = np.arange(n_steps + 1) * float(step)
     unit = model.time_unit_
     with_litt = LITT_COLUMN in model.data_columns
-    columns = list(dict.fromkeys(["frequency", "recency", "T", *model.data_columns]))
-    frame = pd.DataFrame(0.0, index=pd.RangeIndex(cohort.size), columns=columns)
-    frame["T"] = end - cohort
-    new = frame.assign(T=0.0)
-    new.attrs["time_unit"] = unit
+    new = _new_customers(model, cohort.size)
+    frame = new.assign(T=end - cohort)
     point = _point_draws(model, 1)
     # The probe: a log-rate trend rising by _TREND_PROBE across the steps read.
     k = np.arange(n_steps, dtype=float)
