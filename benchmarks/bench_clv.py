@@ -17,7 +17,8 @@ transaction log gives. Then, each in a fresh process so that its memory is its o
   histogram that lets ``segment`` pass over the draws once instead of twice);
 * optionally (``--predictive``) the same forecast with predictive intervals, and
   ``segment`` on it (tiers with both the parameter and the realised-value
-  probabilities);
+  probabilities); with ``--n-futures 100`` also both again with 100 simulated futures
+  per customer instead of one per draw;
 * optionally (``--pareto``) Pareto/NBD + Gamma-Gamma predictive CLV of CDNOW's 2,357
   customers;
 * pymc-marketing's ``expected_customer_lifetime_value`` with a posterior of the same
@@ -34,6 +35,7 @@ Usage::
 
     python benchmarks/bench_clv.py                           # 10k, 100k, 1M x 1000 draws
     python benchmarks/bench_clv.py --sizes 100000 --predictive
+    python benchmarks/bench_clv.py --sizes 1000000 --predictive --n-futures 100 --no-pmm
 """
 
 from __future__ import annotations
@@ -130,7 +132,13 @@ def _fitted_models(data: pd.DataFrame) -> tuple[Any, Any]:
 # Workers (each in its own process)
 # --------------------------------------------------------------------------------------
 def _ours(
-    n: int, draws: int, predictive: bool, tier_histogram: bool, n_jobs: int, queue: mp.Queue
+    n: int,
+    draws: int,
+    predictive: bool,
+    tier_histogram: bool,
+    n_jobs: int,
+    futures: list[int | None],
+    queue: mp.Queue,
 ) -> None:
     from clvmodels.clv import customer_lifetime_value
     from clvmodels.segmentation import segment
@@ -155,21 +163,28 @@ def _ours(
     out["segment_s"], out["segment_cpu_s"] = took.wall, took.cpu
     out["segment_peak_gb"], out["segment_rss_gb"] = mem.extra_gb, mem.peak_gb
     out["segment_boundaries"] = seg.settings["boundaries"]
-    if predictive:
+    # One future per draw (None), then each number of futures per customer asked for.
+    for n_futures in futures if predictive else []:
         del fc, seg
+        if n_futures is not None:
+            extra["n_futures"] = n_futures
+        tag = "" if n_futures is None else f"_{n_futures}_futures"
         with PeakMemory() as mem, Timed() as took:
             fc = customer_lifetime_value(
                 bg, gg, data, n_draws=draws, predictive=True, random_state=1, progressbar=False,
                 **extra,
             )
-        out["predictive_s"], out["predictive_cpu_s"] = took.wall, took.cpu
-        out["predictive_peak_gb"], out["predictive_rss_gb"] = mem.extra_gb, mem.peak_gb
+        out[f"predictive{tag}_s"], out[f"predictive{tag}_cpu_s"] = took.wall, took.cpu
+        out[f"predictive{tag}_peak_gb"] = mem.extra_gb
+        out[f"predictive{tag}_rss_gb"] = mem.peak_gb
+        out[f"predictive{tag}_total"] = fc.total().to_dict()
         # Tiers with both probabilities (realised ones where the package has them).
         with PeakMemory() as mem, Timed() as took:
             seg = segment(fc, progressbar=False)
-        out["segment_predictive_s"], out["segment_predictive_cpu_s"] = took.wall, took.cpu
-        out["segment_predictive_peak_gb"] = mem.extra_gb
-        out["segment_predictive_rss_gb"] = mem.peak_gb
+        out[f"segment_predictive{tag}_s"] = took.wall
+        out[f"segment_predictive{tag}_cpu_s"] = took.cpu
+        out[f"segment_predictive{tag}_peak_gb"] = mem.extra_gb
+        out[f"segment_predictive{tag}_rss_gb"] = mem.peak_gb
         out["realised_tier_probability"] = "tier_probability_realised" in seg.customers
     queue.put(out)
 
@@ -287,6 +302,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--predictive", action="store_true")
+    parser.add_argument("--n-futures", type=int, nargs="+", default=[],
+                        help="with --predictive: also with this many futures per customer "
+                        "(n_futures), after the forecast with one future per draw")  # fmt: skip
     parser.add_argument("--tier-histogram", action="store_true",
                         help="CLV keeps the histogram that tiers need (one pass in segment)")
     parser.add_argument("--pmm-max", type=int, default=100_000)
@@ -309,7 +327,8 @@ def main() -> None:
     results: dict[str, Any] = {"clvmodels": [], "pymc_marketing": []}
     for n in args.sizes:
         row = _in_process(
-            _ours, n, args.draws, args.predictive, args.tier_histogram, args.n_jobs
+            _ours, n, args.draws, args.predictive, args.tier_histogram, args.n_jobs,
+            [None, *args.n_futures],
         )
         results["clvmodels"].append(row)
         print(json.dumps(row, default=float))

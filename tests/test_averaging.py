@@ -120,6 +120,31 @@ def test_mixture_intervals_lie_within_the_components(forecasts):
     assert np.all((upper >= 0.95 * lo) & (upper <= 1.05 * hi))
 
 
+def test_a_mixture_shares_out_the_fewest_futures_by_the_weights(forecasts, cdnow_split):
+    # A member simulated 100 futures per customer, the other 400: the mixture has the
+    # members' 400 draws and 100 futures, 50 from each, the first of each member's.
+    from clvmodels import segment
+
+    spend = GammaGamma().fit(cdnow_split)
+    few = customer_lifetime_value(
+        ParetoNBD().fit(cdnow_split), spend, cdnow_split, horizon=39, period="W",
+        discount_rate=0, n_draws=400, predictive=True, n_futures=100, random_state=0,
+    )  # fmt: skip
+    members = {"bgnbd": forecasts["bgnbd"], "pareto": few}
+    mix = average_forecasts(members, {"bgnbd": 0.5, "pareto": 0.5})
+    assert (mix.n_draws, mix.n_futures, mix.settings["n_futures"]) == (400, 100, 100)
+    np.testing.assert_array_equal(
+        mix.predictive_totals,
+        np.r_[forecasts["bgnbd"].predictive_totals[:50], few.predictive_totals[:50]],
+    )
+    sims = sum(values.sum(axis=1) for _, values in mix.iter_draws("predictive"))
+    np.testing.assert_allclose(sims, mix.predictive_totals, rtol=1e-12)
+    realised = segment(mix).customers["top_tier_probability_realised"].to_numpy()
+    np.testing.assert_allclose(realised * 100, np.round(realised * 100), atol=1e-9)
+    # Only members with weight count: all of it on the 400-future model keeps 400.
+    assert average_forecasts(members, {"bgnbd": 1.0, "pareto": 0.0}).n_futures == 400
+
+
 def test_average_forecasts_bad_input(forecasts):
     with pytest.raises(ValueError, match="non-empty"):
         average_forecasts({})

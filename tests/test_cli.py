@@ -51,7 +51,7 @@ def test_forecast_with_both_tier_probabilities_recalibrates_the_top_tier(
 ):
     out = tmp_path / "forecast.csv"
     args = _forecast_args(transactions_csv, out, "--segments", "--predictive",
-                          "--horizon-months", "6")
+                          "--horizon-months", "6", "--draws", "80", "--n-futures", "40")
     args.remove("--quiet")
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -61,6 +61,8 @@ def test_forecast_with_both_tier_probabilities_recalibrates_the_top_tier(
     assert found, result.output
     table = pd.read_csv(out, index_col=0)
     raw = table["top_tier_probability_realised"].to_numpy()
+    # 40 futures per customer (of 80 draws): shares of 40 (the top tier holds no zeros).
+    np.testing.assert_allclose(raw * 40, np.round(raw * 40), atol=1e-6)
     np.testing.assert_allclose(
         table["top_tier_probability_realised_recalibrated"],
         recalibrated(raw, float(found.group(2)), float(found.group(1))), atol=0.01,
@@ -146,6 +148,8 @@ def test_bad_input_is_one_line_without_output(transactions_csv, tmp_path, flag, 
         (["--spend-model", "BetaGeo"], "BetaGeo is not a spend model"),
         (["--period", "W", "--horizon-months", "6"], "--horizon-months counts months"),
         (["--discount-rate", "-1"], "discount_rate"),
+        (["--n-futures", "20"], "n_futures needs predictive=True"),
+        (["--predictive", "--n-futures", "80"], "n_futures must be"),
     ],
 )
 def test_bad_settings_are_one_line_without_output(transactions_csv, tmp_path, extra, message):

@@ -544,19 +544,76 @@ def test_a_given_probability_alive_is_the_one_the_simulator_computes(
         fitted.simulate_purchases(26, rows, draws=draws, probability_alive=alive[:, :10])
 
 
+def test_fewer_futures_sample_the_first_draws_and_keep_the_expected_forecast(
+    models, cdnow_summary, monkeypatch
+):
+    bg, gg = models
+    kw = dict(n_draws=300, predictive=True, random_state=4)  # fmt: skip
+    full = customer_lifetime_value(bg, gg, cdnow_summary, **kw)
+    handed = []
+    simulate = bg.simulate_purchases
+
+    def recording(t, data, *, draws, random_state=None, probability_alive=None):
+        handed.append((draws, probability_alive))
+        return simulate(t, data, draws=draws, random_state=random_state,
+                        probability_alive=probability_alive)
+
+    monkeypatch.setattr(bg, "simulate_purchases", recording)
+    few = customer_lifetime_value(bg, gg, cdnow_summary, n_futures=60, **kw)
+    first = few.scorer.transaction_draws.iloc[:60]
+    assert handed and all(d.equals(first) and p.shape[0] == 60 for d, p in handed)
+    assert (few.n_futures, few.settings["n_futures"], full.settings["n_futures"]) == (60, 60, 300)
+    # The expected CLV and its parameter interval keep every draw.
+    expected = ["expected_purchases", "probability_alive", "expected_spend", "clv",
+                "clv_lower", "clv_upper"]  # fmt: skip
+    pd.testing.assert_frame_equal(few.table[expected], full.table[expected])
+    np.testing.assert_array_equal(few.draw_totals, full.draw_totals)
+    # The futures: 60 per customer, their totals those of the customers' values, and
+    # centred on the expected totals of the same 60 draws.
+    assert few.predictive_totals.shape == (60,)
+    sims = np.zeros(60)
+    for _, values in few.iter_draws("predictive"):
+        assert values.shape[0] == 60
+        sims += values.sum(axis=1)
+    np.testing.assert_allclose(sims, few.predictive_totals, rtol=1e-12)
+    residual = few.predictive_totals - few.draw_totals[:60]
+    assert abs(residual.mean()) < 4 * residual.std(ddof=1) / np.sqrt(60)
+    # Each customer's 90% interval from 60 futures: wider or narrower by chance, not
+    # on the whole (mean width within 10% of the one from 300).
+    widths = [(t["clv_pred_upper"] - t["clv_pred_lower"]).mean() for t in (few.table, full.table)]
+    assert 0.9 < widths[0] / widths[1] < 1.1
+    plain = customer_lifetime_value(bg, gg, cdnow_summary, n_draws=300, random_state=4)
+    assert plain.settings["n_futures"] is None
+
+
+def test_prediction_bounds_hold_a_new_value_at_their_level_from_few_values():
+    # 20,000 sets of 20 exchangeable values and one more value: the 90% interval holds
+    # the new one 90% of the time (binomial sd 0.002). NumPy's default quantile rule
+    # would give (19.05 - 1.95) / 21 = 81.4% from 20 values.
+    rng = np.random.default_rng(3)
+    values = rng.exponential(size=(20, 20_000))
+    new = rng.exponential(size=20_000)
+    lower, upper = predictive_interval(values, 0.9)
+    assert abs(float(np.mean((new >= lower) & (new <= upper))) - 0.9) < 0.008
+    low, high = np.quantile(values, [0.05, 0.95], axis=0)
+    assert float(np.mean((new >= low) & (new <= high))) < 0.83
+
+
 @pytest.mark.slow
-def test_predictive_intervals_cover_90_percent_of_simulated_futures():
+@pytest.mark.parametrize("n_futures", [None, 40])
+def test_predictive_intervals_cover_90_percent_of_simulated_futures(n_futures):
     # 6 simulated customer bases of 3,000 (CDNOW parameters, 27-39 weeks of history at
     # daily resolution), each fitted and forecast over a 39-week holdout without
     # discounting; realised value = holdout purchases x their mean value. Pooled over
     # 18,000 customers the share inside the 90% predictive interval has a Monte Carlo
-    # sd near 0.003 (more with the shared parameter error): accept 0.87-0.93.
+    # sd near 0.003 (more with the shared parameter error): accept 0.87-0.93. From 40
+    # futures per customer the intervals are noisier, not shorter of their level.
     inside = []
     for rep in range(6):
         data, bg, gg, _ = fitted_base(200 + rep)
         fc = customer_lifetime_value(
             bg, gg, data, horizon=1, period="39W", discount_rate=0.0, n_draws=500,
-            predictive=True, random_state=rep,
+            predictive=True, n_futures=n_futures, random_state=rep,
         )  # fmt: skip
         realised = holdout_value(data)
         t = fc.table
@@ -598,6 +655,10 @@ def test_cdnow_holdout_value_falls_in_the_predictive_interval(cdnow_split):
         ({"period": "0D"}, "multiple"),
         ({"period": "month"}, "period"),
         ({"n_draws": 1}, "n_draws"),
+        ({"n_futures": 1, "predictive": True, "n_draws": 100}, "n_futures"),
+        ({"n_futures": 101, "predictive": True, "n_draws": 100}, "n_futures"),
+        ({"n_futures": 20.5, "predictive": True, "n_draws": 100}, "n_futures"),
+        ({"n_futures": 50, "n_draws": 100}, "needs predictive=True"),
     ],
 )
 def test_impossible_settings_are_refused(models, cdnow_summary, kwargs, message):

@@ -36,6 +36,7 @@ from clvmodels.evaluation import (
     expected_cumulative_purchases,
     family_models,
 )
+from clvmodels.models.base import leading_draws
 from clvmodels.models.mle import MaximumLikelihoodModel
 from clvmodels.pipeline import available_models
 
@@ -390,6 +391,21 @@ def test_bayesian_versions_clv_segments_and_files(name, group, bayesian_fits, co
     assert total["clv_pred_lower"] < total["clv"] < total["clv_pred_upper"]
     tiers = segment(forecast, progressbar=False).tiers
     assert tiers["customers"].sum() == 500
+    # The first draws of a (long, for groups) frame of draws are the model's first
+    # draws: predictions under them are the first rows of predictions under all.
+    draws = model.param_draws(12, random_state=1)
+    np.testing.assert_array_equal(
+        model.probability_alive(cohorts, draws=leading_draws(draws, 5)),
+        model.probability_alive(cohorts, draws=draws)[:5],
+    )
+    # 50 futures per customer, under the first 50 of the 200 draws.
+    few = customer_lifetime_value(model, spend, cohorts, horizon=12, period="M",
+                                  n_draws=200, predictive=True, n_futures=50, random_state=0,
+                                  progressbar=False)  # fmt: skip
+    pd.testing.assert_frame_equal(few.table[["clv", "clv_lower", "clv_upper"]],
+                                  table[["clv", "clv_lower", "clv_upper"]])
+    assert few.predictive_totals.shape == (50,)
+    assert (few.table["clv_pred_lower"] <= few.table["clv_pred_upper"]).all()
     path = model.save(tmp_path / "model.nc")
     loaded = load(path)
     assert type(loaded) is type(model) and loaded.group_col == group

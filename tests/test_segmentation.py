@@ -364,11 +364,13 @@ def random_tie_tiers(values, cuts, rng):
     return np.searchsorted(np.ceil(cuts * n - 1e-9), rank, side="right")
 
 
-@pytest.fixture(scope="module")
-def predictive_forecast(cdnow_summary):
+@pytest.fixture(scope="module", params=[None, 50], ids=["futures-all-draws", "futures-50"])
+def predictive_forecast(cdnow_summary, request):
+    # One future per draw, or 50 per customer under the first 50 of the 200 draws.
     bg, gg = BetaGeo().fit(cdnow_summary), GammaGamma().fit(cdnow_summary)
     return customer_lifetime_value(
-        bg, gg, cdnow_summary, n_draws=200, predictive=True, random_state=5
+        bg, gg, cdnow_summary, n_draws=200, predictive=True, n_futures=request.param,
+        random_state=5,
     )
 
 
@@ -391,7 +393,7 @@ def test_realised_tier_probabilities_match_a_recount(predictive_forecast):
         same += np.where(zero, share[point], tier == point)
         top += np.where(zero, share[0], tier == 0)
     got = seg.customers
-    # Sums of at most 200 shares: agreement to rounding.
+    # Sums of at most 200 shares (one per future): agreement to rounding.
     np.testing.assert_allclose(got["tier_probability_realised"], same / len(draws), atol=1e-9)
     np.testing.assert_allclose(got["top_tier_probability_realised"], top / len(draws), atol=1e-9)
     # Every draw fills each tier with its share of the customers (ties at zero split).
@@ -402,6 +404,7 @@ def test_realised_tier_probabilities_match_a_recount(predictive_forecast):
     assert got["tier_probability"].mean() > 0.9
     assert got["tier_probability_realised"].mean() < 0.6
     assert seg.settings["realised"] is True
+    assert len(draws) == seg.settings["n_futures"] == fc.n_futures
     # The histogram route settles every boundary to the same tiers, from the histogram
     # the forecast filled while simulating or, without it, from a pass of its own.
     assert fc.realised_histogram is not None

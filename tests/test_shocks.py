@@ -287,7 +287,18 @@ def test_shock_factors_are_the_shocked_total_and_the_tiers_multipliers():
                            "level_only_reason": None}  # fmt: skip
     np.testing.assert_allclose(
         [total["clv_pred_lower"], total["clv_pred_upper"]],
-        np.quantile(fc.predictive_totals * factors.factors, [0.05, 0.95]), rtol=1e-12,
+        np.quantile(fc.predictive_totals * factors.factors, [0.05, 0.95], method="weibull"),
+        rtol=1e-12,
+    )  # fmt: skip
+    # Futures under the first 100 draws take the first 100 factors.
+    few = customer_lifetime_value(tx, spend, split, horizon=3, period="13W", discount_rate=0,
+                                  n_draws=400, predictive=True, n_futures=100,
+                                  random_state=0)  # fmt: skip
+    np.testing.assert_allclose(
+        factors.total(few)[["clv_pred_lower", "clv_pred_upper"]],
+        np.quantile(few.predictive_totals * factors.factors[:100], [0.05, 0.95],
+                    method="weibull"),
+        rtol=1e-12,
     )  # fmt: skip
     by_object = segment(fc, common_multipliers=factors).tiers
     pd.testing.assert_frame_equal(

@@ -311,6 +311,24 @@ def test_scores_match_the_single_machine_forecast(spark, cdnow_summary, fitted):
     assert counts["top value"] >= 0.1 * len(actual)  # ties can only add customers
 
 
+def test_predictive_scores_simulate_the_futures_asked_for(spark, cdnow_summary, fitted):
+    # Each partition simulates with its own seed, so the bounds are not the single
+    # machine's; the number of futures reaches the executors all the same. Two futures
+    # per customer bound a new value with probability 1/3 only (their minimum and
+    # maximum), so those intervals are far narrower than from 200.
+    bgnbd, spend = fitted
+    summary = spark.createDataFrame(cdnow_summary.reset_index()).repartition(2)
+    settings = {"n_draws": 200, "random_state": 3, "tiers": False, "time_unit": "W",
+                "predictive": True}  # fmt: skip
+    widths = []
+    for n_futures in (None, 2):
+        scores = score_spark(bgnbd, spend, summary, n_futures=n_futures, **settings)
+        table = scores.toPandas()
+        assert (table["clv_pred_lower"] <= table["clv_pred_upper"]).all()
+        widths.append((table["clv_pred_upper"] - table["clv_pred_lower"]).mean())
+    assert widths[1] < 0.6 * widths[0]
+
+
 def test_scores_of_a_spark_summary(cdnow_transactions, cdnow_summary, cdnow_spark, fitted):
     bgnbd, spend = fitted
     summary = rfm_summary_spark(

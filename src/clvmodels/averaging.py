@@ -384,8 +384,8 @@ class AveragedForecast(CLVForecast):
         draws.
     weights : Series
         Weight of each model.
-    draw_totals, predictive_totals : ndarray (n_draws,)
-        Portfolio totals of the mixture's draws (expected, simulated).
+    draw_totals, predictive_totals : ndarray (n_draws,), ndarray (n_futures,)
+        Portfolio totals of the mixture's draws (expected) and futures (simulated).
     model_of_draw : ndarray of str (n_draws,)
         The model behind each draw.
     settings : dict
@@ -422,6 +422,7 @@ class AveragedForecast(CLVForecast):
             **dict(settings or {}),
             "interval": self._level,
             "n_draws": int(draw_totals.size),
+            "n_futures": None if predictive_totals is None else int(predictive_totals.size),
             "n_customers": len(table),
             "n_distinct_customers": len(table),
             "weights": {str(k): float(v) for k, v in weights.items()},
@@ -434,6 +435,11 @@ class AveragedForecast(CLVForecast):
     @property
     def n_draws(self) -> int:
         return int(self.draw_totals.size)
+
+    @property
+    def n_futures(self) -> int:
+        """Simulated futures per customer of the mixture (``n_draws`` when it has none)."""
+        return self.n_draws if self.predictive_totals is None else int(self.predictive_totals.size)
 
     @property
     def row_weights(self) -> np.ndarray:
@@ -533,6 +539,9 @@ def average_forecasts(
         Default: equal weights.
     n_draws : int, optional
         Draws of the mixture; by default the fewest draws of any forecast with weight.
+        Its simulated futures (predictive) are as many, or the fewest futures of any
+        forecast with weight where that is less (``n_futures`` of
+        :func:`clvmodels.customer_lifetime_value`), shared out by the same weights.
     interval : float, optional
         Interval level; defaults to the first forecast's.
     per_customer : bool, default True
@@ -597,8 +606,14 @@ def average_forecasts(
                 wk * t[col].to_numpy(dtype=float) for wk, t in zip(w, tables, strict=True)
             )
     draw_totals = np.concatenate([fc.draw_totals[:c] for fc, c in zip(fcs, counts, strict=True)])
+    future_counts = counts
+    if predictive:
+        n_futures = min(fc.n_futures for fc, u in zip(fcs, used, strict=True) if u)
+        future_counts = counts if n_futures >= n else mixture_allocation(w, n_futures)
     pred_totals = (
-        np.concatenate([fc.predictive_totals[:c] for fc, c in zip(fcs, counts, strict=True) if c])
+        np.concatenate(
+            [fc.predictive_totals[:c] for fc, c in zip(fcs, future_counts, strict=True) if c]
+        )
         if predictive
         else None
     )
@@ -607,7 +622,7 @@ def average_forecasts(
         expected = _mixture_columns(fcs, counts, "expected", index)
         table["clv_lower"], table["clv_upper"] = np.quantile(expected, [low_p, high_p], axis=0)
         if predictive:
-            predicted = _mixture_columns(fcs, counts, "predictive", index)
+            predicted = _mixture_columns(fcs, future_counts, "predictive", index)
             table["clv_pred_lower"], table["clv_pred_upper"] = predictive_interval(
                 predicted, level
             )

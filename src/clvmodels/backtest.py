@@ -366,10 +366,12 @@ def backtest_tier_probability(
         warnings.simplefilter("ignore", UserWarning)
         refits = [copy.deepcopy(m).fit(split) for m in models]
     settings = scorer.settings
+    predictive = column.endswith("_realised")
     check = customer_lifetime_value(
         *refits, split, horizon=settings["horizon"], period=settings["period"],
         discount_rate=settings["discount_rate"], interval=settings["interval"],
-        n_draws=settings["n_draws"], predictive=column.endswith("_realised"),
+        n_draws=settings["n_draws"], predictive=predictive,
+        n_futures=settings.get("n_futures") if predictive else None,
         random_state=random_state, progressbar=False,
     )  # fmt: skip
     segmentation = segment(check, tiers, progressbar=False)

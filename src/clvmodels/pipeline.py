@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._summary_options import summary_options_for
+from clvmodels._validation import whole_number
 from clvmodels.errors import ConvergenceError, DataValidationError
 from clvmodels.evaluation import AVERAGE_NAME, family_models
 from clvmodels.models.base import check_summary_model
@@ -361,6 +362,10 @@ class PipelineSettings:
         Parameter draws behind the intervals.
     predictive : bool, default False
         Also predictive intervals of the realised value.
+    n_futures : int, optional
+        With ``predictive``: simulated futures per customer, under the first
+        ``n_futures`` draws (default: one under every draw); fewer are faster and
+        noisier (see :func:`clvmodels.customer_lifetime_value`).
     segments : bool, default True
         Add value tiers with membership probabilities.
     tier_backtest : bool, default True
@@ -428,6 +433,7 @@ class PipelineSettings:
     interval: float = 0.9
     n_draws: int = 1000
     predictive: bool = False
+    n_futures: int | None = None
     segments: bool = True
     tier_backtest: bool = True
     common_shocks: bool = False
@@ -456,6 +462,10 @@ class PipelineSettings:
         n_draws = self.n_draws
         if isinstance(n_draws, bool) or not isinstance(n_draws, int | np.integer) or n_draws < 1:
             raise ValueError(f"n_draws must be a positive whole number, got {n_draws!r}")
+        if self.n_futures is not None:
+            if not self.predictive:
+                raise ValueError("n_futures needs predictive=True: it counts simulated futures")
+            whole_number(self.n_futures, "n_futures", 2, int(n_draws))
         object.__setattr__(self, "models", MappingProxyType(self._model_pairs()))
         if self.forecast_model in (AVERAGE_NAME, "average"):
             object.__setattr__(self, "forecast_model", AVERAGE_NAME)
@@ -930,7 +940,8 @@ def _run(s: PipelineSettings, step: _Steps, progressbar: bool) -> dict[str, Any]
             n: customer_lifetime_value(
                 tx, spend, summary, horizon=s.horizon, period=s.period,
                 discount_rate=s.discount_rate, interval=s.interval, n_draws=s.n_draws,
-                predictive=s.predictive, random_state=s.random_state, progressbar=progressbar,
+                predictive=s.predictive, n_futures=s.n_futures, random_state=s.random_state,
+                progressbar=progressbar,
                 tier_histogram=bool(s.segments) and n == name,  # tiers follow: one pass
             )
             for n, (tx, spend) in pairs.items()

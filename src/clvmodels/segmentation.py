@@ -447,7 +447,7 @@ def _zero_tier_shares(zeros: np.ndarray, total: float, cuts: np.ndarray) -> np.n
 def _realised_tier_shares(
     forecast: CLVForecast,
     point_tier: np.ndarray,
-    n_draws: int,
+    n_futures: int,
     cuts: np.ndarray | None,
     bounds: np.ndarray | None,
     point_bounds: np.ndarray,
@@ -485,7 +485,7 @@ def _realised_tier_shares(
     same, top, _ = _drawn_tier_shares(
         passes,
         np.ones(index.size),
-        n_draws,
+        n_futures,
         cuts,
         bounds,
         grid,
@@ -684,7 +684,7 @@ def segment(
     n_realised_passes = 0
     if realised:
         n_customers = len(row_of_customer)
-        big = cuts is not None and n_customers * n_draws > exact_limit
+        big = cuts is not None and n_customers * forecast.n_futures > exact_limit
         n_realised_passes = 2 if big and forecast.realised_histogram is None else 1
     steps = forecast.n_row_blocks * n_passes + n_realised_passes
     show = steps > 1 if progressbar is None else bool(progressbar)
@@ -695,8 +695,8 @@ def segment(
         )  # fmt: skip
         if realised:
             same_real, top_real = _realised_tier_shares(
-                forecast, point_tier, n_draws, cuts, bounds, point_bounds, exact_limit,
-                bar.advance,
+                forecast, point_tier, forecast.n_futures, cuts, bounds, point_bounds,
+                exact_limit, bar.advance,
             )  # fmt: skip
 
     tier_cat = pd.Categorical.from_codes(point_tier, categories=names, ordered=True)
@@ -742,6 +742,7 @@ def segment(
         "boundaries": method,
         "realised": realised,
         "n_draws": n_draws,
+        "n_futures": forecast.n_futures if realised else None,
         "common_multipliers": multipliers is not None,
     }
     return Segmentation(customers=customers, tiers=summary, grid=grid, settings=settings)

@@ -1720,8 +1720,9 @@ class ShockFactors:
 
     def total(self, forecast: CLVForecast) -> pd.Series:
         """``forecast.total(interval)`` with every draw's total (expected, and simulated
-        when the forecast is predictive) multiplied by its factor; ``clv`` and
-        ``clv_mean`` are unchanged (the factors are mean-preserving)."""
+        when the forecast is predictive, under the first ``n_futures`` draws) multiplied
+        by its factor; ``clv`` and ``clv_mean`` are unchanged (the factors are
+        mean-preserving)."""
         if forecast.n_draws != self.factors.size:
             raise ValueError(
                 f"the forecast has {forecast.n_draws} draws and the shock factors "
@@ -1732,9 +1733,10 @@ class ShockFactors:
         out["clv_lower"], out["clv_upper"] = np.quantile(
             forecast.draw_totals * self.factors, [low_p, high_p]
         )
-        if forecast.predictive_totals is not None:
+        futures = forecast.predictive_totals
+        if futures is not None:  # simulated under the first draws, one per future
             out["clv_pred_lower"], out["clv_pred_upper"] = np.quantile(
-                forecast.predictive_totals * self.factors, [low_p, high_p]
+                futures * self.factors[: futures.size], [low_p, high_p], method="weibull"
             )
         out.attrs.update(self.attrs())
         return out

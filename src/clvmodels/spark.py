@@ -1000,6 +1000,7 @@ class _ScoringJob:
             interval=s["interval"],
             n_draws=n_draws or s["n_draws"],
             predictive=s["predictive"] and shared,
+            n_futures=s["n_futures"] if s["predictive"] and shared else None,
             random_state=s["random_state"],
             transaction_draws=self.transaction_draws if shared else None,
             spend_draws=self.spend_draws if shared else None,
@@ -1139,6 +1140,7 @@ def score_spark(
     interval: float = 0.9,
     n_draws: int = 1000,
     predictive: bool = False,
+    n_futures: int | None = None,
     random_state: Any = None,
     tiers: Any = None,
     thresholds: Any = None,
@@ -1173,7 +1175,7 @@ def score_spark(
         From :func:`rfm_summary_spark` (customer id column, ``frequency``,
         ``recency``, ``T``, ``monetary_value`` and the models' group and data columns). It is
         read once per tier pass and once for the scores: persist it first.
-    horizon, period, discount_rate, interval, n_draws, random_state
+    horizon, period, discount_rate, interval, n_draws, n_futures, random_state
         As in :func:`clvmodels.customer_lifetime_value`.
     predictive : bool, default False
         Also simulate the realised value's interval. Each partition simulates with its
@@ -1228,6 +1230,7 @@ def score_spark(
         interval=interval,
         n_draws=n_draws,
         predictive=predictive,
+        n_futures=n_futures,
         random_state=random_state,
     )
     needed = list(

@@ -94,6 +94,7 @@ __all__ = [
     "check_payload_keys",
     "check_summary_model",
     "find_model_class",
+    "leading_draws",
     "load",
     "register_model_factory",
     "registered_models",
@@ -240,6 +241,42 @@ class SpendModel(Model, Protocol):
         draws: pd.DataFrame,
         random_state: Any = None,
     ) -> np.ndarray: ...
+
+
+def leading_draws(draws: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The first ``n`` draws of a ``param_draws`` frame, in the same layout.
+
+    A frame holds one row per draw, or (grouped models) one row per draw and group with
+    a ``draw`` column, and then ``attrs["population"]``, one row per draw of the
+    parameters of a group not fitted; each is cut to the first ``n`` draws in the
+    order they come. A frame of ``n`` draws or fewer is returned as it is.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"draw": [0, 0, 1, 1, 2, 2], "g": list("ababab"),
+    ...                       "r": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    >>> frame.attrs["population"] = pd.DataFrame({"draw": [0, 1, 2], "r": [9.0, 8.0, 7.0]})
+    >>> cut = leading_draws(frame, 2)
+    >>> cut["r"].tolist(), cut.attrs["population"]["r"].tolist()
+    ([1.0, 2.0, 3.0, 4.0], [9.0, 8.0])
+    """
+    if "draw" not in draws.columns:
+        return draws if len(draws) <= n else draws.iloc[:n]
+    kept = pd.unique(draws["draw"])
+    if len(kept) <= n:
+        return draws
+    kept = kept[:n]
+    out = draws[draws["draw"].isin(kept)]
+    attrs = dict(draws.attrs)
+    population = attrs.get("population")
+    if isinstance(population, pd.DataFrame):
+        attrs["population"] = (
+            population[population["draw"].isin(kept)]
+            if "draw" in population.columns
+            else population.iloc[:n]
+        )
+    out.attrs = attrs
+    return out
 
 
 def registered_models() -> dict[str, type]:
