@@ -78,6 +78,7 @@ __all__ = [
     "customer_lifetime_value",
     "discounted_value",
     "interval_probabilities",
+    "prediction_bounds",
     "prediction_positions",
     "predictive_interval",
 ]
@@ -144,6 +145,21 @@ def prediction_positions(n: int, probs: Sequence[float]) -> np.ndarray:
     [4.05, 94.95]
     """
     return np.clip(np.asarray(probs, dtype=float) * (n + 1) - 1.0, 0.0, n - 1.0)
+
+
+def prediction_bounds(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
+    """Where a new value falls below each of ``probs``, from simulated ``values`` (1-d):
+    the order statistics at :func:`prediction_positions`, e.g. the bounds of a
+    predictive total from its per-future totals.
+
+    Examples
+    --------
+    >>> prediction_bounds(np.arange(1.0, 100.0), [0.05, 0.95]).tolist()
+    [5.0, 95.0]
+    """
+    values = np.asarray(values, dtype=float)
+    positions = prediction_positions(values.size, probs)
+    return _order_values(values[:, None], positions)[:, 0]
 
 
 def _order_values(values: np.ndarray, positions: Sequence[float]) -> np.ndarray:
@@ -1337,10 +1353,7 @@ class CLVForecast:
             "clv_upper": float(upper),
         }
         if self.predictive_totals is not None:
-            # Where a new realised total falls: the rule of a prediction from samples.
-            p_lower, p_upper = np.quantile(
-                self.predictive_totals, [low_p, high_p], method="weibull"
-            )
+            p_lower, p_upper = prediction_bounds(self.predictive_totals, [low_p, high_p])
             out["clv_pred_lower"] = float(p_lower)
             out["clv_pred_upper"] = float(p_upper)
         return pd.Series(out, name="total")

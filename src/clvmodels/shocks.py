@@ -189,7 +189,7 @@ from scipy import stats
 from clvmodels._summary_options import summary_options_for
 from clvmodels._validation import whole_number
 from clvmodels.backtest import backtest_cuts, backtest_purchases
-from clvmodels.clv import CLVForecast, interval_probabilities
+from clvmodels.clv import CLVForecast, interval_probabilities, prediction_bounds
 from clvmodels.data import compress, rfm_summary, validate_summary
 from clvmodels.errors import ConvergenceError
 from clvmodels.evaluation import expected_cumulative_purchases
@@ -1735,8 +1735,8 @@ class ShockFactors:
         )
         futures = forecast.predictive_totals
         if futures is not None:  # simulated under the first draws, one per future
-            out["clv_pred_lower"], out["clv_pred_upper"] = np.quantile(
-                futures * self.factors[: futures.size], [low_p, high_p], method="weibull"
+            out["clv_pred_lower"], out["clv_pred_upper"] = prediction_bounds(
+                futures * self.factors[: futures.size], [low_p, high_p]
             )
         out.attrs.update(self.attrs())
         return out
