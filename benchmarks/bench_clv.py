@@ -36,6 +36,8 @@ Usage::
     python benchmarks/bench_clv.py                           # 10k, 100k, 1M x 1000 draws
     python benchmarks/bench_clv.py --sizes 100000 --predictive
     python benchmarks/bench_clv.py --sizes 1000000 --predictive --n-futures 100 --no-pmm
+    python benchmarks/bench_clv.py --sizes 1000000 --predictive --n-futures 100 50 \
+        --without-one-per-draw --no-pmm
 """
 
 from __future__ import annotations
@@ -305,6 +307,9 @@ def main() -> None:
     parser.add_argument("--n-futures", type=int, nargs="+", default=[],
                         help="with --predictive: also with this many futures per customer "
                         "(n_futures), after the forecast with one future per draw")  # fmt: skip
+    parser.add_argument("--without-one-per-draw", action="store_true",
+                        help="with --n-futures: skip the predictive forecast with one future "
+                        "per draw (the slowest)")  # fmt: skip
     parser.add_argument("--tier-histogram", action="store_true",
                         help="CLV keeps the histogram that tiers need (one pass in segment)")
     parser.add_argument("--pmm-max", type=int, default=100_000)
@@ -328,7 +333,8 @@ def main() -> None:
     for n in args.sizes:
         row = _in_process(
             _ours, n, args.draws, args.predictive, args.tier_histogram, args.n_jobs,
-            [None, *args.n_futures],
+            [*([] if args.without_one_per_draw and args.n_futures else [None]),
+             *args.n_futures],
         )
         results["clvmodels"].append(row)
         print(json.dumps(row, default=float))

@@ -18,8 +18,6 @@ import numpy as np
 # Bins 0.15% wide in value, at most this many.
 BIN_WIDTH = 0.0015
 MAX_BINS = 20_000
-# Histogram cells counted per call of np.bincount.
-_CALL_CELLS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -73,31 +71,32 @@ class LogGrid:
 
     def bins(self, values: np.ndarray) -> np.ndarray:
         """The bin of each value; zeros, negative values and NaN (never expected) go to
-        bin 0."""
-        if self.zero_bin:
-            # The compiled loop that fills these grids' histograms places the values:
-            # NumPy's vectorised log may differ from it in the last bit, which on a bin
-            # edge would put one value in two bins.
-            from clvmodels._histogram_loops import realised_bins
+        bin 0.
 
-            values = np.asarray(values, dtype=float)
-            flat = np.ascontiguousarray(values).reshape(-1)
-            return realised_bins(flat, self.log_low, self.step, self.n).reshape(values.shape)
-        positive = values > 0
-        if positive.all():
-            return self._positive_bins(values)
-        bins = np.zeros(values.shape, dtype=np.int64)
-        bins[positive] = self._positive_bins(values[positive])
-        return bins
+        Every bin is placed by the compiled loops that fill the histograms: NumPy's
+        vectorised log may differ from theirs in the last bit, which on a bin edge would
+        put one value in two bins.
+        """
+        from clvmodels._histogram_loops import grid_bins, realised_bins
 
-    def _positive_bins(self, values: np.ndarray) -> np.ndarray:
-        position = np.floor((np.log(values) - self.log_low) / self.step) + 1
-        return np.clip(position, 0, self.n + 1, out=position).astype(np.int64)
+        values = np.asarray(values, dtype=float)
+        flat = np.ascontiguousarray(values).reshape(-1)
+        place = realised_bins if self.zero_bin else grid_bins
+        return place(flat, self.log_low, self.step, self.n).reshape(values.shape)
+
+    def add_bins(self, hist: np.ndarray, bins: np.ndarray, weights: np.ndarray) -> None:
+        """:meth:`add` of values already placed by :meth:`bins` (draws x units); the
+        costly part, the bins, can then be found outside a lock that guards ``hist``."""
+        from clvmodels._histogram_loops import add_bins
+
+        add_bins(
+            hist, np.ascontiguousarray(bins),
+            np.ascontiguousarray(np.broadcast_to(weights, bins.shape[1:]), dtype=float),
+        )
 
     def add(self, hist: np.ndarray, values: np.ndarray, weights: np.ndarray) -> None:
         """Add ``values`` (draws x units, each unit standing for ``weights``) to the
         per-draw histogram ``hist`` (draws x :attr:`n_bins`)."""
-        n_bins = hist.shape[1]
         weights = np.broadcast_to(np.asarray(weights, dtype=float), values.shape[1:])
         if self.zero_bin:
             # Realised values, mostly zeros: a compiled loop adds each positive value's
@@ -111,19 +110,7 @@ class LogGrid:
                 np.ascontiguousarray(weights, dtype=float), self.log_low, self.step, self.n,
             )
             return
-        # Expected values, all positive: bin every value, a few draws at a time so that
-        # the counts of one call stay small (~8 MB). Counting is cheaper than summing
-        # weights, and distinct rows mostly stand for one customer each.
-        unit = bool(np.all(weights == 1))
-        step = max(1, _CALL_CELLS // n_bins)
-        for d0 in range(0, values.shape[0], step):
-            part = values[d0 : d0 + step]
-            cells = self.bins(part) + n_bins * np.arange(part.shape[0])[:, None]
-            cell_weights = None if unit else np.broadcast_to(weights, part.shape).ravel()
-            counts = np.bincount(
-                cells.ravel(), weights=cell_weights, minlength=part.shape[0] * n_bins
-            )
-            hist[d0 : d0 + step] += counts.reshape(part.shape[0], n_bins)
+        self.add_bins(hist, self.bins(values), weights)
 
     def add_pairs(
         self, hist: np.ndarray, draw: np.ndarray, values: np.ndarray, total: float

@@ -1,6 +1,7 @@
-"""Compiled loops behind the histograms of realised values
-(:class:`clvmodels._histogram.LogGrid` with a bin of its own for zeros). Imported on
-first use, so that importing clvmodels does not load Numba."""
+"""Compiled loops behind the per-draw histograms of
+:class:`clvmodels._histogram.LogGrid`: realised values (a bin of its own for zeros) and
+expected values. Imported on first use, so that importing clvmodels does not load
+Numba."""
 
 from __future__ import annotations
 
@@ -9,26 +10,54 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["add_realised", "add_realised_pairs", "realised_bins"]
+__all__ = ["add_bins", "add_realised", "add_realised_pairs", "grid_bins", "realised_bins"]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _grid_bin(value: float, log_low: float, step: float, n: int) -> int:
+    """Bin of one positive value: ``0`` below the grid, ``1..n`` inside it, ``n + 1``
+    from its top up."""
+    position = math.floor((math.log(value) - log_low) / step) + 1.0
+    return int(min(max(position, 0.0), n + 1.0))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _bin(value: float, log_low: float, step: float, n: int) -> int:
-    """Bin of one value: 0 for zeros, negative values and NaN, ``1`` below the grid,
-    ``2..n+1`` inside it, ``n + 2`` from its top up."""
+    """Bin of one value on a grid with a bin for zeros: 0 for zeros, negative values
+    and NaN, ``1`` below the grid, ``2..n+1`` inside it, ``n + 2`` from its top up."""
     if not value > 0.0:
         return 0
-    position = math.floor((math.log(value) - log_low) / step) + 1.0
-    return int(min(max(position, 0.0), n + 1.0)) + 1
+    return _grid_bin(value, log_low, step, n) + 1
 
 
 @numba.njit(cache=True, nogil=True)
 def realised_bins(values: np.ndarray, log_low: float, step: float, n: int) -> np.ndarray:
-    """The bin of every value of a flat array."""
+    """The bin of every value of a flat array (grid with a bin for zeros)."""
     out = np.empty(values.size, dtype=np.int64)
     for i in range(values.size):
         out[i] = _bin(values[i], log_low, step, n)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def grid_bins(values: np.ndarray, log_low: float, step: float, n: int) -> np.ndarray:
+    """The bin of every value of a flat array (grid without a bin for zeros): zeros,
+    negative values and NaN in bin 0 with the values below the grid."""
+    out = np.empty(values.size, dtype=np.int32)
+    for i in range(values.size):
+        value = values[i]
+        out[i] = _grid_bin(value, log_low, step, n) if value > 0.0 else 0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def add_bins(hist: np.ndarray, bins: np.ndarray, weights: np.ndarray) -> None:
+    """Add ``weights[j]`` to ``hist[d, bins[d, j]]`` for every draw ``d`` and unit
+    ``j``, in place."""
+    n_draws, n_units = bins.shape
+    for draw in range(n_draws):
+        for unit in range(n_units):
+            hist[draw, bins[draw, unit]] += weights[unit]
 
 
 @numba.njit(cache=True, nogil=True)

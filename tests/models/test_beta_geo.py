@@ -178,6 +178,28 @@ def test_log_likelihood_finite_on_extreme_valid_input(customer, params):
     assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 
+@pytest.mark.parametrize("alive_fn", [bgnbd_probability_alive, mbgnbd_probability_alive])
+def test_probability_alive_under_draws_is_the_point_formula_per_draw(alive_fn):
+    # Draws (n_draws, 1) against customers take a compiled route; each draw's row must
+    # be the point formula's, also at the extremes: no repeat purchase, a heavy buyer
+    # long gone (odds beyond the float range: 0), a purchase just now, T near 0.
+    rng = np.random.default_rng(11)
+    n_draws = 40
+    params = [rng.uniform(0.05, 3.0, n_draws), rng.uniform(0.1, 60.0, n_draws),
+              rng.uniform(0.05, 3.0, n_draws), rng.uniform(0.05, 5.0, n_draws)]
+    x = np.r_[0.0, 0.0, 500.0, 3.0, 1.0, rng.integers(0, 60, 200).astype(float)]
+    T = np.r_[40.0, 1e-9, 1e5, 40.0, 1e-6, rng.uniform(1.0, 80.0, 200)]
+    t_x = np.r_[0.0, 0.0, 1.0, 40.0, 1e-6, np.where(x[5:] > 0, T[5:] * rng.random(200), 0.0)]
+    got = alive_fn(*(v[:, None] for v in params), x, t_x, T)
+    assert got.shape == (n_draws, x.size)
+    for d in range(n_draws):
+        expected = alive_fn(*(float(v[d]) for v in params), x, t_x, T)
+        np.testing.assert_allclose(got[d], expected, rtol=1e-11, atol=1e-300)
+    assert got[:, 2].max() == 0.0
+    if alive_fn is bgnbd_probability_alive:
+        assert (got[:, :2] == 1.0).all()
+
+
 @settings(max_examples=200, deadline=None)
 @given(valid_customer, valid_params)
 def test_probability_alive_is_a_probability(customer, params):

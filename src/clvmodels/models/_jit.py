@@ -1,8 +1,10 @@
 """Numba compilation deferred to a function's first call.
 
 Importing Numba loads LLVM: about 60 MB of resident memory and a few tenths of a second.
-Only the Pareto/NBD's series need compiled loops, so a job that never evaluates one (a
-BG/NBD forecast of ten million customers, say) should not pay for Numba at import.
+Importing clvmodels, or fitting a BG/NBD and predicting with its estimates, needs no
+compiled loop, so neither should pay for Numba; the loops (the Pareto/NBD's series,
+P(alive) of the beta-geometric family under parameter draws, the CLV's summaries of
+draws) load it when they first run.
 """
 
 from __future__ import annotations

@@ -192,7 +192,9 @@ def gamma_gamma_expected_spend(p, q, gamma, frequency, monetary_value):
     35.22
     """
     x, m = usable_spend_history(frequency, monetary_value)
-    return p * (gamma + x * m) / (p * x + q - 1)
+    # Written as (gamma + x m) / (x + (q - 1) / p): under draws, three passes over the
+    # (n_draws, n_rows) values instead of six.
+    return (gamma + x * m) / (x + (q - 1) / p)
 
 
 def usable_spend_history(frequency: Any, monetary_value: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +237,10 @@ class GammaGammaPredictions:
         )
         params = self._params_for(data, draws)
         if draws is not None:
-            values = np.asarray(self._expected_spend_given(params, data), dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = np.asarray(self._expected_spend_given(params, data), dtype=float)
+            if np.all(np.asarray(params["q"]) > 1):
+                return values  # p x + q - 1 > 0 for every row: finite and positive
             return np.where((values > 0) & np.isfinite(values), values, np.inf)
         if np.any(np.asarray(params["q"]) <= 1):
             raise ValueError(
