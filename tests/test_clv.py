@@ -233,6 +233,25 @@ def test_without_the_alive_cache_the_result_is_identical(
     np.testing.assert_allclose(again.draw_totals, forecast.draw_totals, rtol=1e-12)
 
 
+class _PerHorizonBetaGeo(BetaGeo):
+    """BG/NBD without ``expected_purchases_while_alive``: the CLV then asks for expected
+    purchases and P(alive) at each period end in turn, as for any factorising model."""
+
+    expected_purchases_while_alive = None
+
+
+def test_horizons_at_once_give_the_clv_of_each_period_end_in_turn(
+    cdnow_summary, forecast
+):
+    bg, gg = forecast.scorer.transaction_model, forecast.scorer.spend_model
+    per_horizon = _PerHorizonBetaGeo().fit(cdnow_summary)
+    np.testing.assert_allclose(per_horizon.params_, bg.params_, rtol=1e-12)
+    again = customer_lifetime_value(per_horizon, gg, cdnow_summary, n_draws=400,
+                                    random_state=11)
+    pd.testing.assert_frame_equal(again.table, forecast.table, rtol=1e-10)
+    np.testing.assert_allclose(again.draw_totals, forecast.draw_totals, rtol=1e-10)
+
+
 def test_score_chunk_partitions_add_up_to_the_forecast(forecast, cdnow_summary):
     scorer = forecast.scorer
     parts = [cdnow_summary.iloc[:1000], cdnow_summary.iloc[1000:]]

@@ -41,3 +41,52 @@ def test_bins_are_uniform_in_log_value(zero_bin):
     np.testing.assert_array_equal(grid.bins(values), expected)
     np.testing.assert_array_equal(grid.bins(values.reshape(2, -1)), expected.reshape(2, -1))
     assert grid.bins(np.array([0.0, -1.0, np.nan])).tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("zero_bin", [False, True])
+@pytest.mark.parametrize("count_zeros", [False, True])
+def test_tiers_count_the_draws_above_each_boundary_bin(zero_bin, count_zeros):
+    # Reference: a cell's tier is the number of boundaries whose bin lies above its
+    # own; cells in a boundary's bin (not the bin of zeros) wait to be settled. The
+    # compiled pass compares values with the bins' bounds instead of placing them.
+    grid = LogGrid.spanning(0.5, 500.0, zero_bin=zero_bin, max_bins=40)
+    rng = np.random.default_rng(5)
+    values = rng.lognormal(2.0, 1.5, (60, 400))
+    values[rng.random(values.shape) < 0.3] = 0.0
+    bins = grid.bins(values)
+    cuts = np.sort(rng.choice(np.unique(bins), (60, 3)), axis=1)[:, ::-1]
+    cuts[:4, 2] = 0  # boundaries in the lowest bin (the bin of zeros with zero_bin)
+    cuts[:2, 1] = cuts[:2, 0]  # two boundaries in one bin
+    unit_tier = rng.integers(0, 4, 400).astype(np.int8)
+    same, top = np.full(400, 0.5), np.zeros(400)
+    d, u, c, tier = grid.tiers(values, grid.bin_bounds(cuts), unit_tier, same, top,
+                               count_zeros=count_zeros)
+
+    expected_tier = (bins[:, :, None] < cuts[:, None, :]).sum(axis=2)
+    counted = np.ones(values.shape, bool) if count_zeros else values > 0
+    np.testing.assert_array_equal(
+        same, 0.5 + ((expected_tier == unit_tier) & counted).sum(axis=0))
+    np.testing.assert_array_equal(top, ((expected_tier == 0) & counted).sum(axis=0))
+    on_edge = bins[:, :, None] == cuts[:, None, :]
+    if zero_bin:
+        on_edge &= cuts[:, None, :] > 0
+    want_d, want_u, want_c = np.nonzero(on_edge)
+    got = sorted(zip(d.tolist(), u.tolist(), c.tolist(), tier.tolist(), strict=True))
+    want = sorted(zip(want_d.tolist(), want_u.tolist(), want_c.tolist(),
+                      expected_tier[want_d, want_u].tolist(), strict=True))
+    assert got == want and len(got) > 1024  # beyond the first buffers: they grow
+
+
+@pytest.mark.parametrize("zero_bin", [False, True])
+def test_lowest_values_are_the_bin_edges_to_the_last_bit(zero_bin):
+    from clvmodels._histogram_loops import lowest_values
+
+    grid = LogGrid.spanning(0.01, 1e4, zero_bin=zero_bin)
+    bins = np.arange(grid.n_bins + 1, dtype=np.int64)
+    edges = lowest_values(bins, grid.log_low, grid.step, grid.n, zero_bin)
+    assert edges[0] == -np.inf and edges[-1] == np.inf
+    inside = edges[1:-1]
+    # The edge itself is in bin k (or higher); the float just below it is not.
+    np.testing.assert_array_equal(grid.bins(inside), bins[1:-1])
+    np.testing.assert_array_equal(grid.bins(np.nextafter(inside, -np.inf)), bins[1:-1] - 1)
+    assert np.all(np.diff(edges) > 0)

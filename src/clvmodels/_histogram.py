@@ -84,6 +84,57 @@ class LogGrid:
         place = realised_bins if self.zero_bin else grid_bins
         return place(flat, self.log_low, self.step, self.n).reshape(values.shape)
 
+    def bin_bounds(self, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The values ``[lower, upper)`` that fall in each of ``bins``, exact to the last
+        bit of the placement (a grid with a bin for zeros: ``upper = -inf`` for that
+        bin, whose cells lie above any boundary in it), shaped like ``bins``."""
+        from clvmodels._histogram_loops import lowest_values
+
+        bins = np.asarray(bins, dtype=np.int64)
+        flat = np.ascontiguousarray(bins).reshape(-1)
+        lower = lowest_values(flat, self.log_low, self.step, self.n, self.zero_bin)
+        upper = lowest_values(flat + 1, self.log_low, self.step, self.n, self.zero_bin)
+        if self.zero_bin:
+            upper[flat == 0] = -np.inf
+        return lower.reshape(bins.shape), upper.reshape(bins.shape)
+
+    def tiers(
+        self,
+        values: np.ndarray,
+        bounds: tuple[np.ndarray, np.ndarray],
+        unit_tier: np.ndarray,
+        same: np.ndarray,
+        top: np.ndarray,
+        *,
+        count_zeros: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Tiers of ``values`` (draws x units) by the :meth:`bin_bounds` of the bins that
+        hold each draw's boundaries (draws x cuts), in one compiled pass that compares
+        values with those bounds (no logarithm per value): ``same`` and ``top`` (one
+        per unit, added to in place) gain the draws that put each unit in ``unit_tier``
+        and in the top tier (values at or below zero left out unless ``count_zeros``);
+        the cells in a boundary's bin come back as (draw, unit, cut, tier) to be settled
+        once every cell has been seen.
+
+        Examples
+        --------
+        >>> grid = LogGrid.spanning(1.0, 100.0)
+        >>> values = np.array([[2.0, 50.0, 10.0]])       # one draw, three units
+        >>> bounds = grid.bin_bounds(grid.bins(np.array([[20.0]])))  # a cut at 20's bin
+        >>> same, top = np.zeros(3), np.zeros(3)
+        >>> cells = grid.tiers(values, bounds, np.array([1, 0, 0], np.int8), same, top)
+        >>> same.tolist(), top.tolist(), cells[0].size
+        ([1.0, 1.0, 0.0], [0.0, 1.0, 0.0], 0)
+        """
+        from clvmodels._histogram_loops import tiers_by_value
+
+        lower, upper = bounds
+        return tiers_by_value(
+            np.ascontiguousarray(values, dtype=float), np.ascontiguousarray(lower),
+            np.ascontiguousarray(upper), np.ascontiguousarray(unit_tier, dtype=np.int8),
+            count_zeros, same, top,
+        )
+
     def add_bins(self, hist: np.ndarray, bins: np.ndarray, weights: np.ndarray) -> None:
         """:meth:`add` of values already placed by :meth:`bins` (draws x units); the
         costly part, the bins, can then be found outside a lock that guards ``hist``."""

@@ -10,7 +10,10 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["add_bins", "add_realised", "add_realised_pairs", "grid_bins", "realised_bins"]
+__all__ = [
+    "add_bins", "add_realised", "add_realised_pairs", "grid_bins", "lowest_values",
+    "realised_bins", "tiers_by_value",
+]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -108,3 +111,121 @@ def add_realised_pairs(
                 hist[draw, bin_j] += 1.0
                 placed += 1.0
         hist[draw, 0] += total - placed
+
+
+@numba.njit(cache=True, nogil=True)
+def lowest_values(bins: np.ndarray, log_low: float, step: float, n: int, zero_bin: bool
+                  ) -> np.ndarray:
+    """For each bin index ``k``, the smallest value that the loops above place in bin
+    ``k`` or higher (``-inf`` for bin 0, ``inf`` beyond the top bin): found by bisection
+    over floats with the placement itself, so that comparing a value with it agrees
+    with the value's bin to the last bit."""
+    out = np.empty(bins.size)
+    top = n + 2 if zero_bin else n + 1
+    for i in range(bins.size):
+        k = bins[i]
+        if k <= 0:
+            out[i] = -np.inf
+            continue
+        if k > top:
+            out[i] = np.inf
+            continue
+        if zero_bin:
+            if k == 1:  # every positive value
+                out[i] = 5e-324
+                continue
+            k -= 1
+        # _grid_bin(v) >= k from exp(log_low + (k - 1) step) on (log is monotone).
+        guess = math.exp(log_low + (k - 1) * step)
+        spread = 1e-12
+        low, high = guess * (1.0 - spread), guess * (1.0 + spread)
+        while _grid_bin(low, log_low, step, n) >= k or _grid_bin(high, log_low, step, n) < k:
+            spread *= 16.0
+            low, high = guess * max(1.0 - spread, 1e-300), guess * (1.0 + spread)
+        while True:
+            middle = low + (high - low) / 2.0
+            if middle <= low or middle >= high:
+                break
+            if _grid_bin(middle, log_low, step, n) >= k:
+                high = middle
+            else:
+                low = middle
+        out[i] = high
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def tiers_by_value(
+    values: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    unit_tier: np.ndarray,
+    count_zeros: bool,
+    same: np.ndarray,
+    top: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each cell's tier, the draws agreeing with each unit's tier counted.
+
+    ``values`` is draws x units; ``lower`` and ``upper`` (draws x cuts) bound the bin
+    that holds each draw's boundary at each cut (:func:`lowest_values` of that bin and
+    the next; ``upper = -inf`` where the bin's cells are all above the boundary). A
+    cell's tier is the number of cuts whose bin lies above it (0 is the top tier);
+    NaN counts as below every bin. ``same[u]`` and ``top[u]`` gain the draws in which
+    unit ``u`` is in ``unit_tier[u]`` and in tier 0; values at or below zero are left
+    out of both when not ``count_zeros``. Cells inside a boundary's bin, whose side of
+    it is not yet known, are returned as (draw, unit, cut, tier) with their tier
+    counted as above that boundary. No logarithm: bins are compared by their bounds.
+    """
+    n_draws, n_units = values.shape
+    room = n_units * lower.shape[1]  # the most cells one draw can hold
+    cells = np.empty((4, max(1024, 2 * room)), dtype=np.int64)
+    count, draw = 0, 0
+    while draw < n_draws:
+        if count + room > cells.shape[1]:
+            grown = np.empty((4, 2 * cells.shape[1]), dtype=np.int64)
+            grown[:, :count] = cells[:, :count]
+            cells = grown
+        # As many draws as the buffer has room for; it grows out here, not in the loop
+        # over cells (a buffer replaced inside that loop slows every cell down).
+        stop = min(n_draws, draw + (cells.shape[1] - count) // room)
+        count = _tiers_of_draws(
+            values, lower, upper, unit_tier, count_zeros, same, top, draw, stop, cells, count
+        )
+        draw = stop
+    return (
+        cells[0, :count].astype(np.int32), cells[1, :count].copy(),
+        cells[2, :count].astype(np.int8), cells[3, :count].astype(np.int8),
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _tiers_of_draws(
+    values, lower, upper, unit_tier, count_zeros, same, top, first, stop, cells, count
+) -> int:
+    """:func:`tiers_by_value` for draws ``first:stop``, their boundary cells written to
+    ``cells`` from column ``count`` on (it has room); returns the new count."""
+    n_units = values.shape[1]
+    n_cuts = lower.shape[1]
+    for draw in range(first, stop):
+        lows, highs = lower[draw], upper[draw]
+        for unit in range(n_units):
+            value = values[draw, unit]
+            value = value if value == value else -np.inf
+            # Branch-free: which side of a boundary a cell falls on is unpredictable.
+            tier = 0
+            on_edge = False
+            for cut in range(n_cuts):
+                tier += value < lows[cut]
+                on_edge |= (value >= lows[cut]) & (value < highs[cut])
+            if on_edge:
+                for cut in range(n_cuts):
+                    if lows[cut] <= value < highs[cut]:
+                        cells[0, count] = draw
+                        cells[1, count] = unit
+                        cells[2, count] = cut
+                        cells[3, count] = tier
+                        count += 1
+            counted = count_zeros or value > 0.0
+            same[unit] += counted & (tier == unit_tier[unit])
+            top[unit] += counted & (tier == 0)
+    return count

@@ -31,7 +31,10 @@ blocks of bounded memory. Where the transaction model declares
 factor as ``P(alive | history) * E[Y(t) | those columns, alive]``: the costly second
 factor is evaluated once per distinct value of those columns (a few thousand rows for
 a million customers summarised by day) and per draw, and kept for later passes; the
-factorisation is checked against the model's own ``expected_purchases``. Other models
+factorisation is checked against the model's own ``expected_purchases``. A model that
+also offers ``expected_purchases_while_alive`` (the beta-geometric family) gives the
+discounted sum over the period ends and the value at the horizon in one call, its
+series for all period ends sharing their coefficients. Other models
 are evaluated on every distinct row. A block's CLVs under the draws are formed, added
 up and ordered for their quantiles a few rows at a time in one compiled loop
 (:mod:`clvmodels._expected_loops`). Simulated futures are summarised as they come,
@@ -281,6 +284,16 @@ def _discounted_purchases(
         discounted = discounted + (cumulative - previous) * factor
         previous = cumulative
     return np.asarray(discounted), np.asarray(previous)
+
+
+def _purchase_weights(discount: np.ndarray) -> np.ndarray:
+    """Weights on cumulative expected purchases at the period ends that give the
+    discounted purchases (row 0: ``sum_j (C_j - C_{j-1}) f_j = sum_j C_j (f_j -
+    f_{j+1})``) and the cumulative value at the horizon (row 1)."""
+    weights = np.zeros((2, discount.size))
+    weights[0] = discount - np.append(discount[1:], 0.0)
+    weights[1, -1] = 1.0
+    return weights
 
 
 @dataclass(frozen=True)
@@ -726,6 +739,7 @@ class CLVScorer:
         self.period_length = self.calendar.period_length(self.time_unit)
         self.period_ends = self.calendar.period_ends(self.time_unit)
         self.discount = self.calendar.discount_factors()
+        self._purchase_weights = _purchase_weights(self.discount)
         if not isinstance(predictive, bool | np.bool_):
             raise ValueError(f"predictive must be True or False, got {predictive!r}")
         self.predictive = bool(predictive)
@@ -810,6 +824,12 @@ class CLVScorer:
         tx_draws = self.transaction_draws if draws else None
         alive = None
         if self._key_columns is not None:
+            while_alive = getattr(tx, "expected_purchases_while_alive", None)
+            if while_alive is not None:
+                sums = _array(while_alive(
+                    self.period_ends, self._purchase_weights, data=key_rows, draws=tx_draws
+                ))
+                return sums[0], sums[1]
             alive = _array(tx.probability_alive(data=key_rows, draws=tx_draws))
 
         def cumulative_at(t: float) -> np.ndarray:

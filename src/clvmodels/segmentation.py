@@ -364,17 +364,22 @@ def _drawn_tier_shares(
 
     zero_share: np.ndarray | None = None  # per draw, the zeros' share of each tier
 
-    def assign(units: slice, drawn_tier: np.ndarray, values: np.ndarray) -> None:
+    def start_counts(units: slice, values: np.ndarray) -> None:
+        """Zero the units' counts, or, with zeros split across tiers, start them at the
+        zeros' shares (their cells are then not counted again)."""
         if zero_share is not None:
-            zero = values <= 0
-            drawn_tier = np.where(zero, -1, drawn_tier)  # counted below, in shares
-            shares = zero.T.astype(float) @ zero_share  # units x tiers
+            shares = (values <= 0).T.astype(float) @ zero_share  # units x tiers
             tier = unit_tier[units].astype(np.int64)
             same[units] = shares[np.arange(tier.size), tier]
             top[units] = shares[:, 0]
         else:
             same[units] = 0.0
             top[units] = 0.0
+
+    def assign(units: slice, drawn_tier: np.ndarray, values: np.ndarray) -> None:
+        start_counts(units, values)
+        if zero_share is not None:
+            drawn_tier = np.where(values <= 0, -1, drawn_tier)  # counted in the shares
         same[units] += np.count_nonzero(drawn_tier == unit_tier[units], axis=0)
         top[units] += np.count_nonzero(drawn_tier == 0, axis=0)
 
@@ -402,22 +407,22 @@ def _drawn_tier_shares(
         if split_zeros:
             zero_share = _zero_tier_shares(hist[:, 0], float(weights.sum()), cuts)
         pending = _PendingCells()
+        bounds = grid.bin_bounds(target_bin)
         for units, w, values, tier in passes():
             unit_tier[units] = tier
             if on_values is not None and not first_pass:
                 on_values(units, w, values)
-            bins = grid.bins(values)
-            drawn_tier = np.zeros(bins.shape, dtype=np.int8)
-            cells = []
+            # Tiers, counts and the cells in a boundary's bin in one compiled pass (a
+            # boundary in the bin of zeros is zero: its cells are all above it).
+            start_counts(units, values)
+            d, r, cut, cell_tier = grid.tiers(
+                values, bounds, unit_tier[units], same[units], top[units],
+                count_zeros=zero_share is None,
+            )
             for c in range(cuts.size):
-                edge = target_bin[:, c][:, None]
-                drawn_tier += bins < edge
-                # A boundary in the bin of zeros is zero: its cells are all above it.
-                on_edge = (bins == edge) & (edge > 0) if grid.zero_bin else bins == edge
-                cells.append(np.nonzero(on_edge))
-            for c, (d, r) in enumerate(cells):
-                pending.add(d, r + units.start, c, values[d, r], w[r], drawn_tier[d, r])
-            assign(units, drawn_tier, values)
+                on = cut == c
+                pending.add(d[on], r[on] + units.start, c, values[d[on], r[on]], w[r[on]],
+                            cell_tier[on])
             advance()
         pending.settle(above, targets, unit_tier, same, top)
     method = "fixed" if fixed else ("exact" if exact else "histogram")

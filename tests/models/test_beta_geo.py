@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from given_alive import weighted_given_alive
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chi2_contingency, ks_2samp
@@ -475,3 +476,51 @@ def test_simulated_purchases_follow_the_generative_story(model_name):
         for summary in ("min", "max", "mean"):
             pvalue = ks_2samp(ours.agg(summary), story_i.agg(summary)).pvalue
             assert pvalue > 1e-4, (i, summary, pvalue)
+
+
+# -- expected purchases while alive, at several horizons at once ------------------------
+def _with_k1(model_class):
+    from clvmodels import BetaGeoCNBD
+
+    if model_class == "cnbd1":
+        return lambda params, **kw: BetaGeoCNBD.from_params(params, k=1, **kw)
+    if model_class == "mcnbd1":
+        return lambda params, **kw: BetaGeoCNBD.from_params(params, k=1, modified=True, **kw)
+    return model_class.from_params
+
+
+@pytest.mark.parametrize("model_class", [BetaGeo, ModifiedBetaGeo, "cnbd1", "mcnbd1"])
+def test_purchases_while_alive_at_horizons_are_expected_over_alive(model_class, cdnow_summary):
+    # The CLV's weighted sums over horizons equal the contract's expected purchases
+    # divided by P(alive), per horizon, at the point estimate and under draws.
+    make = _with_k1(model_class)
+    params = {"r": 0.243, "alpha": 4.41, "a": 0.793, "b": 2.426}
+    model = make(params, covariance=np.diag([1e-3, 0.1, 0.01, 0.1]), time_unit="W")
+    rows = cdnow_summary.iloc[::7]
+    # a heavy buyer seen a moment ago and a new customer (z near 1 at t = 300: the
+    # per-horizon fallback)
+    extra = pd.DataFrame({"frequency": [60.0, 0.0], "recency": [38.0, 0.0],
+                          "T": [39.0, 0.01]}, index=[-1, -2])
+    rows = pd.concat([rows[["frequency", "recency", "T"]], extra])
+    t = np.array([1.0, 4.0, 13.0, 39.0, 300.0])
+    weights = np.vstack([np.eye(5), np.linspace(-1.0, 2.0, 5)])
+    draws = model.param_draws(20, random_state=1)
+    for d in (None, draws):
+        got = model.expected_purchases_while_alive(t, weights, rows, draws=d)
+        expected = weighted_given_alive(model, t, weights, rows, d)
+        assert got.shape == expected.shape == ((6, len(rows)) if d is None else (6, 20, len(rows)))
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_purchases_while_alive_input_is_checked(cdnow_summary):
+    from clvmodels import BetaGeoCNBD
+
+    model = BetaGeo.from_params({"r": 0.243, "alpha": 4.41, "a": 0.793, "b": 2.426})
+    rows = cdnow_summary.iloc[:5]
+    with pytest.raises(ValueError, match="non-negative horizons"):
+        model.expected_purchases_while_alive([1.0, -2.0], np.eye(2), rows)
+    with pytest.raises(ValueError, match=r"shape \(n_sums, 2\)"):
+        model.expected_purchases_while_alive([1.0, 2.0], np.eye(3), rows)
+    erlang = BetaGeoCNBD.from_params({"r": 0.85, "alpha": 1.45, "a": 0.79, "b": 2.42}, k=2)
+    with pytest.raises(ValueError, match="depends on more than frequency and T"):
+        erlang.expected_purchases_while_alive([1.0], np.eye(1), rows)

@@ -11,6 +11,7 @@ import mpmath
 import numpy as np
 import pandas as pd
 import pytest
+from given_alive import weighted_given_alive
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -770,3 +771,19 @@ def test_fit_on_all_78_weeks_matches_btyd_dert_example(cdnow_transactions):
     expected = {"r": 0.5629966, "alpha": 12.5590370, "s": 0.4081095, "beta": 10.5148048}
     for name, value in expected.items():
         assert model.params_[name] == pytest.approx(value, rel=1e-4)
+
+
+def test_purchases_while_alive_at_horizons_are_expected_over_alive(cdnow_summary):
+    # The CLV's weighted sums over horizons equal expected purchases over P(alive), per
+    # horizon, at the point estimate and under draws (s near 1 among them).
+    model = ParetoNBD.from_params(BTYD, time_unit="W",
+                                  covariance=np.diag([0.01, 1.0, 0.2, 1.0]))
+    rows = cdnow_summary.iloc[::9]
+    t = np.array([1.0, 13.0, 39.0, 104.0])
+    weights = np.vstack([np.eye(4), [0.5, -1.0, 2.0, 0.25]])
+    draws = model.param_draws(15, random_state=2)
+    for d in (None, draws):
+        got = model.expected_purchases_while_alive(t, weights, rows, draws=d)
+        assert got.shape == ((5, len(rows)) if d is None else (5, 15, len(rows)))
+        np.testing.assert_allclose(got, weighted_given_alive(model, t, weights, rows, d),
+                                   rtol=1e-10)

@@ -60,6 +60,12 @@ Transaction models (:class:`TransactionModel`)
     these are ``frequency`` and ``T`` (and any covariates): recency enters only through
     P(alive). CLV then evaluates the costly part once per distinct value of these
     columns and per draw, and keeps it for later passes.
+``expected_purchases_while_alive(t, weights, data, *, draws=None)``
+    Optional speed-up beside ``alive_future_columns``: weighted sums over the horizons
+    ``t`` of ``E[Y(t_j) | alive, history]``, shape ``(n_sums[, n_draws], n_rows)``.
+    CLV asks for its discounted purchases over the period ends and the cumulative
+    purchases at the horizon in one call; without it, it divides ``expected_purchases``
+    by ``probability_alive`` at each period end.
 
 Spend models (:class:`SpendModel`)
 ----------------------------------

@@ -794,6 +794,15 @@ class ParetoNBDPredictions(BetaGeoPredictions):
     every formula is the Pareto/NBD's.
     """
 
+    def _purchases_while_alive_sums(self, t, weights, params, x, T):
+        """Weighted sums over horizons of the closed form given alive (see
+        :meth:`BetaGeoPredictions.expected_purchases_while_alive`)."""
+        r_x, alpha_T = params["r"] + x, params["alpha"] + T
+        per_time = np.stack([
+            _purchases_while_alive(ti, r_x, alpha_T, params["s"], params["beta"] + T) for ti in t
+        ])
+        return np.tensordot(weights, per_time, axes=1)
+
     @property
     def alive_future_columns(self) -> tuple[str, ...] | None:
         """Given alive, a Pareto/NBD customer has ``lambda ~ Gamma(r+x, alpha+T)`` and
