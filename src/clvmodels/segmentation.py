@@ -256,16 +256,18 @@ class _PendingCells:
     """
 
     def __init__(self) -> None:
-        # One list per column: (draw, row, cut, value, weight, tier), in small dtypes
-        # where they fit, since millions of cells may wait here.
-        self.columns: tuple[list[np.ndarray], ...] = tuple([] for _ in range(6))
+        # One list per column: (draw, row, cut, value, tier), in small dtypes where they
+        # fit, since millions of cells may wait here (18 bytes a cell with fewer than
+        # 32,768 draws; a cell's weight is its row's, looked up when settling).
+        self.columns: tuple[list[np.ndarray], ...] = tuple([] for _ in range(5))
 
-    def add(self, draw, row, cut, value, weight, tier) -> None:
+    def add(self, draw, row, cut, value, tier) -> None:
         if draw.size:
-            row_type = np.int32 if row.size and row.max() < 2**31 else np.int64
+            draw_type = np.int16 if draw.max() < 2**15 else np.int32
+            row_type = np.int32 if row.max() < 2**31 else np.int64
             parts = (
-                draw.astype(np.int32), row.astype(row_type), np.full(draw.size, cut, np.int8),
-                value, weight, tier,
+                draw.astype(draw_type), row.astype(row_type), np.full(draw.size, cut, np.int8),
+                value, np.asarray(tier, dtype=np.int8),
             )  # fmt: skip
             for column, part in zip(self.columns, parts, strict=True):
                 column.append(part)
@@ -277,6 +279,7 @@ class _PendingCells:
         point_tier: np.ndarray,
         same: np.ndarray,
         top: np.ndarray,
+        weights: np.ndarray,
     ) -> None:
         if not self.columns[0]:
             return
@@ -285,7 +288,7 @@ class _PendingCells:
         for column in self.columns:
             joined.append(np.concatenate(column))
             column.clear()
-        draw, row, cut, value, weight, tier = joined
+        draw, row, cut, value, tier = joined
         moves = np.zeros(draw.size, dtype=bool)
         for c, target in enumerate(targets):
             idx = np.flatnonzero(cut == c)
@@ -294,8 +297,9 @@ class _PendingCells:
             idx = idx[np.lexsort((-value[idx], draw[idx]))]
             d = draw[idx]
             start = np.flatnonzero(np.diff(d, prepend=-1))
-            cum = np.cumsum(weight[idx])
-            before = (cum - weight[idx])[start]
+            weight = weights[row[idx]]
+            cum = np.cumsum(weight)
+            before = (cum - weight)[start]
             within = cum - np.repeat(before, np.diff(np.append(start, d.size)))
             reached = np.flatnonzero(above[d, c] + within >= target - 1e-9)
             first = reached[np.unique(d[reached], return_index=True)[1]]
@@ -421,10 +425,9 @@ def _drawn_tier_shares(
             )
             for c in range(cuts.size):
                 on = cut == c
-                pending.add(d[on], r[on] + units.start, c, values[d[on], r[on]], w[r[on]],
-                            cell_tier[on])
+                pending.add(d[on], r[on] + units.start, c, values[d[on], r[on]], cell_tier[on])
             advance()
-        pending.settle(above, targets, unit_tier, same, top)
+        pending.settle(above, targets, unit_tier, same, top, weights)
     method = "fixed" if fixed else ("exact" if exact else "histogram")
     return same / n_draws, top / n_draws, method
 
