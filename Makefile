@@ -31,8 +31,13 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks tools
 
+# One worker per core (at most four: each holds its own PyMC, Spark and Numba state);
+# the tests of one module share a worker, so module fixtures are built once. The
+# slowest tests are listed at the end, to keep the suite's time in view.
+PYTEST_ARGS := -q -n auto --maxprocesses=4 --dist loadscope --durations=10
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(OLDEST)/bin/python:
 	$(PYTHON) -m venv $(OLDEST)
@@ -44,7 +49,7 @@ $(OLDEST)/.installed: pyproject.toml tools/lowest_pins.py | $(OLDEST)/bin/python
 	touch $@
 
 test-oldest: $(OLDEST)/.installed
-	$(OLDEST)/bin/python -m pytest -q
+	$(OLDEST)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py
