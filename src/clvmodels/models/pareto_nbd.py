@@ -144,48 +144,82 @@ def _log_k_quadrature(p, q, log_rho, ops=NUMPY, n_nodes=_QUAD_NODES):
     return ops.log(b) + ops.log(h) + ops.logaddexp(body, ops.logaddexp(left, right))
 
 
+@njit_on_first_call
 def _log_k_quadrature_grad(p, q, log_rho, n_nodes):
-    """The rule of :func:`_log_k_quadrature` (NumPy) with the partial derivatives of
-    ``log K`` in ``p``, ``q`` and ``log_rho``: sums of the same terms times the
-    integrand's log-derivatives, the nodes held fixed (the integral does not depend on
-    where they sit), and the tails' geometric sums differentiated in closed form."""
-    b, (a0, a1), w_lo, span, h, w = _quadrature_grid(p, q, log_rho, NUMPY, n_nodes)
-    w_hi = w_lo + span
-    soft_rho = np.logaddexp(0.0, log_rho[:, None] + w)
-    soft_one = np.logaddexp(0.0, w)
-    log_f = w - p[:, None] * soft_rho - q[:, None] * soft_one
-    top = log_f.max(axis=1)
-    f = np.exp(log_f - top[:, None])
-    total = f.sum(axis=1)
-    d_p = -(f * soft_rho).sum(axis=1)
-    d_q = -(f * soft_one).sum(axis=1)
-    d_rho = -p * (f * expit(log_rho[:, None] + w)).sum(axis=1)
-    # left tail, f(w) = e^w (1 - e^(a0 + w)) below w_lo: sum over w_lo - j h, j >= 1
-    g1, g2 = np.exp(-h), np.exp(-2.0 * h)
-    e_lo = np.exp(w_lo - top)
-    second = np.exp(2.0 * w_lo - top) * g2 / (1.0 - g2)
-    total += e_lo * g1 / (1.0 - g1) - np.exp(a0) * second
-    rho = np.exp(log_rho)
-    d_p -= rho * second
-    d_q -= second
-    d_rho -= p * rho * second
-    # right tail, f(w) = rho^-p e^(-b w) (1 - e^(a1 - w)) above w_hi: sum over w_hi + j h
-    log_scale = -p * log_rho - top
-    sums, moments = [], []
-    for k in (0.0, 1.0):
-        g = np.exp(-(b + k) * h)
-        base = np.exp(log_scale - (b + k) * w_hi)
-        sums.append(base * g / (1.0 - g))
-        moments.append(base * (w_hi * g / (1.0 - g) + h * g / (1.0 - g) ** 2))
-    e_a1 = np.exp(a1)
-    right = sums[0] - e_a1 * sums[1]
-    shared = -moments[0] + e_a1 * moments[1]
-    total += right
-    d_p += -log_rho * right + shared - sums[1] / rho
-    d_q += shared - sums[1]
-    d_rho += -p * right + p / rho * sums[1]
-    value = np.log(b) + np.log(h) + top + np.log(total)
-    return value, 1.0 / b + d_p / total, 1.0 / b + d_q / total, d_rho / total
+    """The rule of :func:`_log_k_quadrature` with the partial derivatives of ``log K`` in
+    ``p``, ``q`` and ``log_rho``: sums of the same terms times the integrand's
+    log-derivatives, the nodes held fixed (the integral does not depend on where they
+    sit), and the tails' geometric sums differentiated in closed form.
+
+    One entry at a time in Numba, its nodes in a buffer: with NumPy's temporaries and
+    ``logaddexp`` a node cost some 90 ns, and a refit that strays far from ``rho = 1``
+    spent most of its time here. Returns ``(4, n)``: ``log K`` and the three partials.
+    """
+    out = np.empty((4, p.size))
+    log_f = np.empty(n_nodes + 1)
+    soft_rho = np.empty(n_nodes + 1)
+    soft_one = np.empty(n_nodes + 1)
+    sigmoid = np.empty(n_nodes + 1)
+    for i in range(p.size):
+        p_i, q_i, lr = p[i], q[i], log_rho[i]
+        # the bends of _quadrature_grid: logaddexp by hand (a compiled loop)
+        u, v = math.log(p_i) + lr, math.log(q_i)
+        a0 = max(u, v) + math.log1p(math.exp(-abs(u - v)))
+        u = math.log(p_i) - lr
+        a1 = max(u, v) + math.log1p(math.exp(-abs(u - v)))
+        b = p_i + q_i - 1.0
+        w_lo = -a0 - _QUAD_TAIL
+        span = a0 + a1 + 2.0 * _QUAD_TAIL
+        h = span / n_nodes
+        w_hi = w_lo + span
+        top = -math.inf
+        for j in range(n_nodes + 1):
+            w = w_lo + h * j
+            x = lr + w
+            e = math.exp(-abs(x))
+            soft_rho[j] = max(x, 0.0) + math.log1p(e)
+            sigmoid[j] = 1.0 / (1.0 + e) if x >= 0.0 else e / (1.0 + e)
+            soft_one[j] = max(w, 0.0) + math.log1p(math.exp(-abs(w)))
+            log_f[j] = w - p_i * soft_rho[j] - q_i * soft_one[j]
+            top = max(top, log_f[j])
+        total = d_p = d_q = d_rho = 0.0
+        for j in range(n_nodes + 1):
+            f = math.exp(log_f[j] - top)
+            total += f
+            d_p -= f * soft_rho[j]
+            d_q -= f * soft_one[j]
+            d_rho -= f * sigmoid[j]
+        d_rho *= p_i
+        # left tail, f(w) = e^w (1 - e^(a0 + w)) below w_lo: sum over w_lo - j h, j >= 1
+        g1, g2 = math.exp(-h), math.exp(-2.0 * h)
+        second = math.exp(2.0 * w_lo - top) * g2 / (1.0 - g2)
+        total += math.exp(w_lo - top) * g1 / (1.0 - g1) - math.exp(a0) * second
+        rho = math.exp(lr)
+        d_p -= rho * second
+        d_q -= second
+        d_rho -= p_i * rho * second
+        # right tail, f(w) = rho^-p e^(-b w) (1 - e^(a1 - w)) above w_hi: over w_hi + j h
+        log_scale = -p_i * lr - top
+        g = math.exp(-b * h)
+        base = math.exp(log_scale - b * w_hi)
+        sum0 = base * g / (1.0 - g)
+        moment0 = base * (w_hi * g / (1.0 - g) + h * g / (1.0 - g) ** 2)
+        g = math.exp(-(b + 1.0) * h)
+        base = math.exp(log_scale - (b + 1.0) * w_hi)
+        sum1 = base * g / (1.0 - g)
+        moment1 = base * (w_hi * g / (1.0 - g) + h * g / (1.0 - g) ** 2)
+        e_a1 = math.exp(a1)
+        right = sum0 - e_a1 * sum1
+        shared = -moment0 + e_a1 * moment1
+        total += right
+        d_p += -lr * right + shared - sum1 / rho
+        d_q += shared - sum1
+        d_rho += -p_i * right + p_i / rho * sum1
+        out[0, i] = math.log(b) + math.log(h) + top + math.log(total)
+        out[1, i] = 1.0 / b + d_p / total
+        out[2, i] = 1.0 / b + d_q / total
+        out[3, i] = d_rho / total
+    return out
 
 
 @njit_on_first_call
@@ -285,7 +319,7 @@ def pnbd_log_hyp2f1(p, q, log_rho, derivatives: bool = False):
             args = (p[idx], q[idx], log_rho[idx])
             with np.errstate(over="ignore", under="ignore"):
                 if derivatives:
-                    out[:, idx] = _log_k_quadrature_grad(*args, n_nodes=nodes)
+                    out[:, idx] = _log_k_quadrature_grad(*args, nodes)
                 else:
                     out[0, idx] = _log_k_quadrature(*args, ops=NUMPY, n_nodes=nodes)
     if derivatives:
