@@ -17,59 +17,12 @@ import math
 import numba
 import numpy as np
 
+from clvmodels._selection import select, select_all
+
 __all__ = ["summarise_draws"]
 
 # Rows formed together: the draws of a few rows fill whole cache lines of each factor.
 _TILE = 64
-
-
-@numba.njit(cache=True, nogil=True)
-def _less(a: float, b: float) -> bool:
-    """``a < b`` with NaN above everything, as NumPy orders values."""
-    return a < b or (b != b and a == a)
-
-
-@numba.njit(cache=True, nogil=True)
-def _select(values: np.ndarray, lo: int, hi: int, k: int) -> None:
-    """Reorder ``values[lo:hi]`` so that ``values[k]`` holds the value it would hold
-    sorted, with no larger value before it and no smaller one after (quickselect with
-    a median-of-three pivot)."""
-    hi -= 1
-    while hi > lo:
-        mid = (lo + hi) // 2
-        if _less(values[mid], values[lo]):
-            values[mid], values[lo] = values[lo], values[mid]
-        if _less(values[hi], values[lo]):
-            values[hi], values[lo] = values[lo], values[hi]
-        if _less(values[hi], values[mid]):
-            values[hi], values[mid] = values[mid], values[hi]
-        pivot = values[mid]
-        i, j = lo, hi
-        while i <= j:
-            while _less(values[i], pivot):
-                i += 1
-            while _less(pivot, values[j]):
-                j -= 1
-            if i <= j:
-                values[i], values[j] = values[j], values[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            return
-
-
-@numba.njit(cache=True, nogil=True)
-def _move_largest_last(values: np.ndarray, hi: int) -> None:
-    """Swap the largest of ``values[:hi]`` into ``values[hi - 1]``."""
-    best = hi - 1
-    for i in range(hi - 1):
-        if _less(values[best], values[i]):
-            best = i
-    values[best], values[hi - 1] = values[hi - 1], values[best]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -82,23 +35,10 @@ def _index_of(kth: np.ndarray, k: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _select_all(values: np.ndarray, hi: int, kth: np.ndarray) -> None:
-    """Place each of the ascending positions ``kth`` of ``values[:hi]``, from the
-    largest down, each selection within the values below the last one placed (one just
-    below it is their largest)."""
-    for m in range(kth.size - 1, -1, -1):
-        if kth[m] == hi - 1:
-            _move_largest_last(values, hi)
-        else:
-            _select(values, 0, hi, kth[m])
-        hi = kth[m]
-
-
-@numba.njit(cache=True, nogil=True)
 def _sample_threshold(sample: np.ndarray, n_sample: int, rank: float) -> float:
     """The sample's value at ``rank`` (clipped to the sample)."""
     k = min(max(int(rank), 0), n_sample - 1)
-    _select(sample, 0, n_sample, k)
+    select(sample, 0, n_sample, k)
     return sample[k]
 
 
@@ -161,19 +101,19 @@ def _order_statistics(
         if (need_low and n_low < need_low) or (need_high and n_high < need_high):
             fallback = True
     if fallback:
-        _select_all(values, n, kth)
+        select_all(values, n, kth)
         for m in range(kth.size):
             at_kth[m] = values[kth[m]]
         return
     # The values kept on the low side are the n_low smallest, those on the high side
     # the n_high largest: position k of all is position k - (n - n_high) among them.
     if n_low_kth > 0:
-        _select_all(low_side, n_low, kth[:n_low_kth])
+        select_all(low_side, n_low, kth[:n_low_kth])
         for m in range(n_low_kth):
             at_kth[m] = low_side[kth[m]]
     if n_low_kth < kth.size:
         shifted = kth[n_low_kth:] - (n - n_high)
-        _select_all(high_side, n_high, shifted)
+        select_all(high_side, n_high, shifted)
         for m in range(n_low_kth, kth.size):
             at_kth[m] = high_side[shifted[m - n_low_kth]]
 

@@ -183,7 +183,9 @@ def tiers_by_value(
     while draw < n_draws:
         if count + room > cells.shape[1]:
             grown = np.empty((4, 2 * cells.shape[1]), dtype=np.int64)
-            grown[:, :count] = cells[:, :count]
+            for field in range(4):  # a loop: a slice assignment's checks compile slowly
+                for k in range(count):
+                    grown[field, k] = cells[field, k]
             cells = grown
         # As many draws as the buffer has room for; it grows out here, not in the loop
         # over cells (a buffer replaced inside that loop slows every cell down).

@@ -16,6 +16,7 @@ import math
 import numba
 import numpy as np
 
+from clvmodels._selection import ascending_distinct, select_all
 from clvmodels.models._simulation import split_pair
 
 __all__ = ["summarise_futures"]
@@ -109,7 +110,7 @@ def summarise_futures(
         pair_start[unit + 1] = n_pairs + n_touched
         # The unit's values in order are the draws without purchases (zeros), then
         # the touched ones in order: only the order statistics at the positions are
-        # needed, found by one partition of the touched values.
+        # needed, placed among the touched values in place.
         n_none = n_draws - n_touched
         n_zero = n_none
         for t in range(n_touched):
@@ -123,9 +124,10 @@ def summarise_futures(
                 if k >= n_none:
                     kth[n_kth] = k - n_none
                     n_kth += 1
-        ordered = buffer[:n_touched]
+        n_kth = ascending_distinct(kth, n_kth)
         if n_kth:
-            ordered = np.partition(buffer[:n_touched], kth[:n_kth])
+            select_all(buffer, n_touched, kth[:n_kth])
+        ordered = buffer
         for i in range(positions.size):
             low = math.floor(positions[i])
             high = min(low + 1, n_draws - 1)

@@ -122,7 +122,9 @@ def _grown(values: np.ndarray, needed: int) -> np.ndarray:
     while size < needed:
         size *= 2
     out = np.empty(size, dtype=values.dtype)
-    out[: values.size] = values
+    # A loop, not a slice assignment: that one's shape checks cost seconds to compile.
+    for i in range(values.size):
+        out[i] = values[i]
     return out
 
 
