@@ -204,10 +204,16 @@ def _sample_in_processes(
 
     A log density evaluated from Python holds the interpreter lock, so threads
     cannot run chains in parallel; processes forked after compilation inherit the
-    model for free. Falls back to one process where fork is unavailable.
+    model for free. Falls back to one process where fork is unavailable, and, with a
+    warning, where a sampling process dies: a process forked from one that runs other
+    threads (Spark, Polars, a Rust runtime) inherits their locks but not the threads,
+    and may not live. A ``concurrent.futures`` pool reports such a death;
+    ``multiprocessing.Pool`` waited for its result for ever.
     """
     import multiprocessing
     import sys
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     n_proc = max(1, min(chains, cores))
     if n_proc == 1 or not sys.platform.startswith("linux"):
@@ -220,24 +226,35 @@ def _sample_in_processes(
     ]
     _FORK_STATE.update(compiled=compiled, kwargs={**kwargs, "cores": 1})
     try:
-        pool = multiprocessing.get_context("fork").Pool(n_proc)
-    except OSError:
-        _FORK_STATE.clear()
+        try:
+            pool = ProcessPoolExecutor(
+                n_proc, mp_context=multiprocessing.get_context("fork"),
+                initializer=_default_termination,
+            )
+        except OSError:
+            return _sample_part_direct(compiled, chains, seed, progressbar, **kwargs)
+        # Leaving the block ends the workers on the pool's own sentinels.
+        with pool:
+            results = list(pool.map(_sample_part, parts))
+    except BrokenProcessPool as err:
+        warnings.warn(
+            f"a process sampling chains in parallel ended abruptly ({err}); all {chains} "
+            "chains ran again in this process, one after the other",
+            RuntimeWarning,
+            stacklevel=4,
+        )
         return _sample_part_direct(compiled, chains, seed, progressbar, **kwargs)
-    try:
-        results = pool.map(_sample_part, parts)
-        # The workers end on the pool's own sentinels. Terminating them (what leaving a
-        # `with Pool` does) sends SIGTERM: in one test run a worker of a CLI forecast
-        # (whose SIGTERM handler the workers inherit) outlived it, and the join that
-        # follows waited for ever.
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
     finally:
-        pool.join()
         _FORK_STATE.clear()
     return _concat_chains(results)
+
+
+def _default_termination() -> None:
+    """In a forked worker: SIGTERM ends the process, whatever handler the parent had
+    (a command-line forecast's handler, inherited, once kept a worker alive)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _sample_part_direct(
