@@ -227,6 +227,19 @@ def test_hypergeometric_derivatives_in_both_regions():
         np.testing.assert_allclose(got, dual.grad[i], rtol=1e-7, atol=1e-10)
 
 
+def test_degenerate_arguments_give_nan_rather_than_an_exception():
+    # p + q - 1 below 1e-16 (a sampler's draw of r and s near 0): a tail's geometric
+    # sum divides by zero. The value must come back NaN, as the vectorised form gave,
+    # so that a sampler rejects the step: a ZeroDivisionError from the compiled loop
+    # ended nutpie's chains with a panic.
+    for log_rho in (np.log(100.0), -np.log(100.0), 5.0):
+        for derivatives in (True, False):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                got = pnbd_log_hyp2f1(np.array([1e-17]), np.array([1.0]), np.array([log_rho]),
+                                      derivatives=derivatives)  # fmt: skip
+            assert np.all(np.isnan(np.array(got))), (log_rho, derivatives, got)
+
+
 EXTREME_CUSTOMERS = [
     # x, t_x, T: long histories, recency == T, recency 0, tiny T, t_x just below T
     (10_000, 99_000.0, 100_000.0),

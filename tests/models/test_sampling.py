@@ -9,6 +9,7 @@ import threading
 import warnings
 
 import numpy as np
+import pytest
 
 from clvmodels.models import _sampling
 from clvmodels.models._sampling import sample_density
@@ -32,6 +33,19 @@ def _dies_in_a_worker(part):
     """The chains' work, except in a forked worker, which ends at once."""
     if os.getpid() != _PARENT["pid"]:
         os._exit(3)
+    return _REAL_SAMPLE_PART(part)
+
+
+class _Unpicklable(BaseException):
+    """Like a Rust panic raised through PyO3: not an Exception, and not picklable."""
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle")
+
+
+def _fails_in_a_worker(part):
+    if os.getpid() != _PARENT["pid"]:
+        raise _Unpicklable("the density raised ZeroDivisionError")
     return _REAL_SAMPLE_PART(part)
 
 
@@ -74,3 +88,10 @@ def test_a_worker_that_dies_is_reported_and_its_chains_run_here(monkeypatch):
     assert any("ended abruptly" in w and "ran again in this process" in w
                for w in outcome["warnings"]), outcome["warnings"]
     _check_standard_normal(outcome["idata"])
+
+
+def test_an_error_in_a_worker_comes_back_with_its_message(monkeypatch):
+    _PARENT["pid"] = os.getpid()
+    monkeypatch.setattr(_sampling, "_sample_part", _fails_in_a_worker)
+    with pytest.raises(RuntimeError, match="_Unpicklable: the density raised ZeroDivisionError"):
+        _sample()

@@ -17,8 +17,14 @@ from typing import Any
 _lock = threading.Lock()
 
 
-def njit_on_first_call(func: Callable[..., Any]) -> Callable[..., Any]:
+def njit_on_first_call(
+    func: Callable[..., Any] | None = None, *, error_model: str = "python"
+) -> Callable[..., Any]:
     """``numba.njit(cache=True, nogil=True)(func)``, made when the function is first called.
+
+    ``error_model="numpy"`` (as ``@njit_on_first_call(error_model="numpy")``): a float
+    division by zero gives an infinity or NaN, as NumPy's arrays do, instead of raising
+    ``ZeroDivisionError``.
 
     The compiled function is cached on disk under ``func``'s own name and line, as if
     it had been decorated at import. Only for functions called from Python: a compiled
@@ -33,6 +39,8 @@ def njit_on_first_call(func: Callable[..., Any]) -> Callable[..., Any]:
     >>> round(float(hyp_series_value(np.ones(1), np.full(1, 2.0), np.full(1, 0.5), 600)[0]), 6)
     1.386294
     """
+    if func is None:
+        return functools.partial(njit_on_first_call, error_model=error_model)
     compiled: list[Callable[..., Any]] = []
 
     @functools.wraps(func)
@@ -42,7 +50,9 @@ def njit_on_first_call(func: Callable[..., Any]) -> Callable[..., Any]:
                 if not compiled:
                     import numba
 
-                    compiled.append(numba.njit(cache=True, nogil=True)(func))
+                    compiled.append(
+                        numba.njit(cache=True, nogil=True, error_model=error_model)(func)
+                    )
         return compiled[0](*args)
 
     return call

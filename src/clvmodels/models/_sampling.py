@@ -235,7 +235,7 @@ def _sample_in_processes(
             return _sample_part_direct(compiled, chains, seed, progressbar, **kwargs)
         # Leaving the block ends the workers on the pool's own sentinels.
         with pool:
-            results = list(pool.map(_sample_part, parts))
+            results = list(pool.map(_sample_part_in_worker, parts))
     except BrokenProcessPool as err:
         warnings.warn(
             f"a process sampling chains in parallel ended abruptly ({err}); all {chains} "
@@ -247,6 +247,20 @@ def _sample_in_processes(
     finally:
         _FORK_STATE.clear()
     return _concat_chains(results)
+
+
+def _sample_part_in_worker(part: tuple[int, int | None, bool]) -> az.InferenceData:
+    """:func:`_sample_part` in a forked worker. An error comes back as a RuntimeError
+    naming its type and message: the sampler's own (a Rust panic, when the density
+    raised) cannot be pickled, and the parent would see only a PicklingError."""
+    try:
+        return _sample_part(part)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:
+        raise RuntimeError(
+            f"sampling in a worker process failed: {type(err).__name__}: {err}"
+        ) from None
 
 
 def _default_termination() -> None:

@@ -144,7 +144,10 @@ def _log_k_quadrature(p, q, log_rho, ops=NUMPY, n_nodes=_QUAD_NODES):
     return ops.log(b) + ops.log(h) + ops.logaddexp(body, ops.logaddexp(left, right))
 
 
-@njit_on_first_call
+# NumPy's error model, as the vectorised form had: at the extremes a sampler visits
+# (p + q - 1 below 1e-16) a tail's sum divides by zero, and the density must come out
+# infinite or NaN (a rejected step), not as an exception that ends the sampler.
+@njit_on_first_call(error_model="numpy")
 def _log_k_quadrature_grad(p, q, log_rho, n_nodes):
     """The rule of :func:`_log_k_quadrature` with the partial derivatives of ``log K`` in
     ``p``, ``q`` and ``log_rho``: sums of the same terms times the integrand's
