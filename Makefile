@@ -32,10 +32,9 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks tools
 
 # One worker per core (at most four: each holds its own PyMC, Spark and Numba state).
-# A worker that runs out of tests takes some of another's (worksteal): on two cores
-# that ended the suite two minutes sooner than keeping each module on one worker, even
-# though a module's fixtures may then be built twice. The slowest tests are listed at
-# the end, to keep the suite's time in view.
+# A worker that runs out of tests takes some of another's (worksteal), so neither
+# idles while the other finishes a long module; a module's fixtures may then be built
+# twice. The slowest tests are listed at the end, to keep the suite's time in view.
 PYTEST_ARGS := -q -n auto --maxprocesses=4 --dist worksteal --durations=10
 
 test: lint

@@ -4,8 +4,11 @@ this process, where a ``multiprocessing.Pool`` waited for the lost result for ev
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -46,6 +49,12 @@ class _Unpicklable(BaseException):
 def _fails_in_a_worker(part):
     if os.getpid() != _PARENT["pid"]:
         raise _Unpicklable("the density raised ZeroDivisionError")
+    return _REAL_SAMPLE_PART(part)
+
+
+def _sleeps_in_a_worker(part):
+    if os.getpid() != _PARENT["pid"]:
+        time.sleep(60)
     return _REAL_SAMPLE_PART(part)
 
 
@@ -95,3 +104,24 @@ def test_an_error_in_a_worker_comes_back_with_its_message(monkeypatch):
     monkeypatch.setattr(_sampling, "_sample_part", _fails_in_a_worker)
     with pytest.raises(RuntimeError, match="_Unpicklable: the density raised ZeroDivisionError"):
         _sample()
+
+
+def test_an_interrupt_ends_the_workers_at_once(monkeypatch):
+    # Chains that would run for minutes: Ctrl-C (SIGINT to this process only, as a
+    # notebook's stop sends it) raises at once and leaves no worker behind.
+    _PARENT["pid"] = os.getpid()
+    monkeypatch.setattr(_sampling, "_sample_part", _sleeps_in_a_worker)
+    before = set(multiprocessing.active_children())
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _sample()
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 30
+    deadline = time.monotonic() + 10
+    while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not set(multiprocessing.active_children()) - before

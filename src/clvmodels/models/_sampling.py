@@ -225,6 +225,7 @@ def _sample_in_processes(
         for i, (size, s) in enumerate(zip(sizes, seeds, strict=True))
     ]
     _FORK_STATE.update(compiled=compiled, kwargs={**kwargs, "cores": 1})
+    others = set(multiprocessing.active_children())
     try:
         try:
             pool = ProcessPoolExecutor(
@@ -235,7 +236,16 @@ def _sample_in_processes(
             return _sample_part_direct(compiled, chains, seed, progressbar, **kwargs)
         # Leaving the block ends the workers on the pool's own sentinels.
         with pool:
-            results = list(pool.map(_sample_part_in_worker, parts))
+            try:
+                results = list(pool.map(_sample_part_in_worker, parts))
+            except BrokenProcessPool:
+                raise
+            except BaseException:
+                # An interrupt (Ctrl-C, a notebook's stop) must not wait for the chains
+                # to finish: the pool's workers are ended here.
+                for process in set(multiprocessing.active_children()) - others:
+                    process.terminate()
+                raise
     except BrokenProcessPool as err:
         warnings.warn(
             f"a process sampling chains in parallel ended abruptly ({err}); all {chains} "
