@@ -18,7 +18,7 @@ from clvmodels.models import _sampling
 from clvmodels.models._sampling import sample_density
 
 _REAL_SAMPLE_PART = _sampling._sample_part
-_PARENT = {"pid": -1}
+_PARENT = {"pid": -1, "flag": ""}
 
 
 def _standard_normal():
@@ -52,8 +52,15 @@ def _fails_in_a_worker(part):
     return _REAL_SAMPLE_PART(part)
 
 
-def _sleeps_in_a_worker(part):
+def _interrupts_and_sleeps_in_a_worker(part):
+    """In a worker: the first to start sends the parent SIGINT (so that it arrives
+    while the parent waits for the pool), then each sleeps as a long chain would."""
     if os.getpid() != _PARENT["pid"]:
+        try:
+            os.close(os.open(_PARENT["flag"], os.O_CREAT | os.O_EXCL))
+            os.kill(_PARENT["pid"], signal.SIGINT)
+        except FileExistsError:
+            pass
         time.sleep(60)
     return _REAL_SAMPLE_PART(part)
 
@@ -106,20 +113,22 @@ def test_an_error_in_a_worker_comes_back_with_its_message(monkeypatch):
         _sample()
 
 
-def test_an_interrupt_ends_the_workers_at_once(monkeypatch):
-    # Chains that would run for minutes: Ctrl-C (SIGINT to this process only, as a
-    # notebook's stop sends it) raises at once and leaves no worker behind.
-    _PARENT["pid"] = os.getpid()
-    monkeypatch.setattr(_sampling, "_sample_part", _sleeps_in_a_worker)
+def test_an_interrupt_ends_the_workers_at_once(monkeypatch, tmp_path):
+    # Chains that would run for a minute: Ctrl-C (SIGINT to this process only, as a
+    # notebook's stop sends it) raises at once and leaves no worker behind. Python's
+    # own handler for the test's length: libraries loaded by other tests (Spark) set
+    # theirs.
+    _PARENT.update(pid=os.getpid(), flag=str(tmp_path / "interrupted"))
+    monkeypatch.setattr(_sampling, "_sample_part", _interrupts_and_sleeps_in_a_worker)
     before = set(multiprocessing.active_children())
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     start = time.monotonic()
-    timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             _sample()
     finally:
-        timer.cancel()
+        signal.signal(signal.SIGINT, handler)
+    assert (tmp_path / "interrupted").exists()  # the signal came from a running worker
     assert time.monotonic() - start < 30
     deadline = time.monotonic() + 10
     while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
