@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from clvmodels._expected_loops import summarise_draws
+from clvmodels._histogram import LogGrid
+
+_NO_BINS = (np.empty((0, 0), dtype=np.int32), np.zeros(3), np.zeros(1, dtype=np.int32), 0, 0)
 
 
 def _positions(n_draws, probs):
@@ -49,14 +52,24 @@ def test_quantiles_totals_and_values_are_numpy_s(n_draws, probs):
         clv = tx_value[:, tx_local] * spend  # 0 * inf: NaN, ordered last
     positions, kth = _positions(n_draws, probs)
     kept = np.empty_like(spend)
-    quantiles, totals = summarise_draws(tx_value, tx_local, spend, weights, positions, kth, kept)
+    quantiles, totals = summarise_draws(
+        tx_value, tx_local, spend, weights, positions, kth, kept, *_NO_BINS
+    )
     np.testing.assert_array_equal(kept, clv)
     np.testing.assert_array_equal(quantiles, _sorted_quantiles(clv, positions))
     with np.errstate(invalid="ignore"):
         np.testing.assert_allclose(totals, clv @ weights, rtol=1e-12)
-    none = np.empty((0, 0))
-    again, _ = summarise_draws(tx_value, tx_local, spend, weights, positions, kth, none)
+    # Without the values kept, and with their bins on a grid placed instead: the bins
+    # are the grid's own (zeros, NaN and infinities included), the quantiles unchanged.
+    grid = LogGrid.spanning(0.5, 40.0, max_bins=500)
+    bins = np.empty(spend.shape, dtype=np.int32)
+    again, _ = summarise_draws(
+        tx_value, tx_local, spend, weights, positions, kth, np.empty((0, 0)), bins,
+        *grid.placement,
+    )
     np.testing.assert_array_equal(again, quantiles)
+    np.testing.assert_array_equal(bins, grid.bins(clv))
+    assert ((bins > 0) & (bins <= grid.n)).mean() > 0.5
 
 
 def test_rows_whose_sample_misleads_the_thresholds_are_ordered_in_full():
@@ -70,7 +83,7 @@ def test_rows_whose_sample_misleads_the_thresholds_are_ordered_in_full():
     clv = tx_value[:, tx_local] * spend
     positions, kth = _positions(n_draws, (0.05, 0.95))
     quantiles, _ = summarise_draws(
-        tx_value, tx_local, spend, weights, positions, kth, np.empty((0, 0))
+        tx_value, tx_local, spend, weights, positions, kth, np.empty((0, 0)), *_NO_BINS
     )
     np.testing.assert_array_equal(quantiles, _sorted_quantiles(clv, positions))
     np.testing.assert_allclose(quantiles, np.quantile(clv, [0.05, 0.95], axis=0), rtol=1e-12)

@@ -90,3 +90,52 @@ def test_lowest_values_are_the_bin_edges_to_the_last_bit(zero_bin):
     np.testing.assert_array_equal(grid.bins(inside), bins[1:-1])
     np.testing.assert_array_equal(grid.bins(np.nextafter(inside, -np.inf)), bins[1:-1] - 1)
     assert np.all(np.diff(edges) > 0)
+
+
+def _bins_by_log(values, log_low, step, n):
+    import numba
+
+    from clvmodels._histogram_loops import _grid_bin
+
+    @numba.njit
+    def place(values, log_low, step, n):
+        out = np.zeros(values.size, dtype=np.int64)
+        for i in range(values.size):
+            if values[i] > 0.0:
+                out[i] = _grid_bin(values[i], log_low, step, n)
+        return out
+
+    return place(values, log_low, step, n)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "step"),
+    [
+        (0.01, 1e4, None),  # a grid in use: bins wider than a table entry
+        (1.0, 1.01, 1e-5),  # bins far narrower than a table entry: several comparisons
+        (1e-250, 1e250, 0.5),  # a span too wide for the finest table: coarser entries
+    ],
+)
+def test_placing_by_bits_agrees_with_the_logarithm(low, high, step):
+    # The loops place values by a table indexed with their bits; the definition is
+    # _grid_bin's logarithm. Both agree on random values, on every edge and the floats
+    # beside it, and on the values outside the grid (zeros, negatives, NaN, infinities).
+    if step is None:
+        grid = LogGrid.spanning(low, high)
+    else:
+        grid = LogGrid(np.log(low), step, int(np.ceil((np.log(high) - np.log(low)) / step)))
+    edges, table, _, shift = grid.placement
+    assert table.size <= 1 << 17 and np.all(np.diff(table) >= 0)
+    assert (shift > 42) == (high / low > 1e100)  # coarser entries only for the widest
+    rng = np.random.default_rng(11)
+    random = np.exp(rng.uniform(np.log(low) - 2.0, np.log(high) + 2.0, 200_000))
+    inside = edges[1:-1]
+    special = np.array([0.0, -0.0, -1.0, np.nan, -np.nan, np.inf, -np.inf, 5e-324, 1e308])
+    values = np.r_[random, inside, np.nextafter(inside, 0.0), np.nextafter(inside, np.inf),
+                   special]
+
+    by_log = _bins_by_log(values, grid.log_low, grid.step, grid.n)
+    np.testing.assert_array_equal(grid.bins(values), by_log)
+    zero = LogGrid(grid.log_low, grid.step, grid.n, zero_bin=True)
+    np.testing.assert_array_equal(zero.bins(values), np.where(values > 0, by_log + 1, 0))
+    np.testing.assert_array_equal(grid.bins(inside), np.arange(1, grid.n + 2))

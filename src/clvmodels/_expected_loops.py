@@ -17,6 +17,7 @@ import math
 import numba
 import numpy as np
 
+from clvmodels._histogram_loops import placed_bin
 from clvmodels._selection import select, select_all
 
 __all__ = ["summarise_draws"]
@@ -127,6 +128,11 @@ def summarise_draws(
     positions: np.ndarray,
     kth: np.ndarray,
     clv_out: np.ndarray,
+    bins_out: np.ndarray,
+    edges: np.ndarray,
+    table: np.ndarray,
+    first: int,
+    shift: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-draw CLVs of a block of rows, ``tx_value[d, tx_local[i]] * spend[d, i]``,
     summarised.
@@ -149,6 +155,11 @@ def summarise_draws(
         position after it (within ``n_draws``).
     clv_out : (n_draws, n_rows) or (0, 0)
         Where the per-draw CLVs are also written, unless it is empty.
+    bins_out : (n_draws, n_rows) int32 or (0, 0)
+        Where the bins of the per-draw CLVs on a histogram's grid are written, unless it
+        is empty (placed while each value is at hand: no pass over them later).
+    edges, table, first, shift
+        That grid's :attr:`clvmodels._histogram.LogGrid.placement`.
 
     Returns
     -------
@@ -160,9 +171,12 @@ def summarise_draws(
     """
     n_draws, n_rows = spend.shape
     keep = clv_out.shape[0] > 0
+    place = bins_out.shape[0] > 0
     quantiles = np.empty((positions.size, n_rows))
     totals = np.zeros(n_draws)
     buffer = np.empty((_TILE, n_draws))
+    row = np.empty(_TILE)  # the tile's values under one draw
+    row_bits = row.view(np.int64)
     at_kth = np.empty(kth.size)
     sample = np.empty(n_draws)
     low_side = np.empty(n_draws)
@@ -174,10 +188,17 @@ def summarise_draws(
             for i in range(start, stop):
                 value = tx_value[d, tx_local[i]] * spend[d, i]
                 buffer[i - start, d] = value
+                row[i - start] = value
                 total += value * weights[i]
-                if keep:
-                    clv_out[d, i] = value
             totals[d] += total
+            if keep:
+                for i in range(start, stop):
+                    clv_out[d, i] = row[i - start]
+            if place:  # a loop of its own: the one above stays free of branches
+                for i in range(start, stop):
+                    bins_out[d, i] = placed_bin(
+                        row[i - start], row_bits[i - start], edges, table, first, shift
+                    )
         for i in range(start, stop):
             _order_statistics(buffer[i - start], kth, at_kth, sample, low_side, high_side)
             for q in range(positions.size):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -69,6 +70,29 @@ class LogGrid:
             and math.log(high) <= self.log_low + self.n * self.step
         )
 
+    @cached_property
+    def placement(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """What the compiled loops place values with, without a logarithm per value:
+        ``edges`` (``-inf``, the lowest value of bins ``1..n + 1`` of the grid without a
+        bin for zeros, ``inf``) and the table of
+        :func:`clvmodels._histogram_loops.placement_table` (``table``, ``first``,
+        ``shift``). Computed once per grid.
+
+        Examples
+        --------
+        >>> edges, table, first, shift = LogGrid.spanning(1.0, 100.0, max_bins=2).placement
+        >>> edges.round(6).tolist()
+        [-inf, 1.0, 10.0, 100.0, inf]
+        """
+        from clvmodels._histogram_loops import lowest_values, placement_table
+
+        edges = np.empty(self.n + 3)
+        edges[0], edges[-1] = -np.inf, np.inf
+        edges[1:-1] = lowest_values(
+            np.arange(1, self.n + 2, dtype=np.int64), self.log_low, self.step, self.n, False
+        )
+        return (edges, *placement_table(edges))
+
     def bins(self, values: np.ndarray) -> np.ndarray:
         """The bin of each value; zeros, negative values and NaN (never expected) go to
         bin 0.
@@ -82,7 +106,7 @@ class LogGrid:
         values = np.asarray(values, dtype=float)
         flat = np.ascontiguousarray(values).reshape(-1)
         place = realised_bins if self.zero_bin else grid_bins
-        return place(flat, self.log_low, self.step, self.n).reshape(values.shape)
+        return place(flat, *self.placement).reshape(values.shape)
 
     def bin_bounds(self, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The values ``[lower, upper)`` that fall in each of ``bins``, exact to the last
@@ -158,7 +182,7 @@ class LogGrid:
 
             add_realised(
                 hist, np.ascontiguousarray(values, dtype=float),
-                np.ascontiguousarray(weights, dtype=float), self.log_low, self.step, self.n,
+                np.ascontiguousarray(weights, dtype=float), *self.placement,
             )
             return
         self.add_bins(hist, self.bins(values), weights)
@@ -174,6 +198,6 @@ class LogGrid:
         from clvmodels._histogram_loops import add_realised_pairs
 
         add_realised_pairs(
-            hist, np.asarray(draw, dtype=np.int64), np.asarray(values, dtype=float),
-            float(total), self.log_low, self.step, self.n,
+            hist, np.asarray(draw, dtype=np.int64),
+            np.ascontiguousarray(values, dtype=float), float(total), *self.placement,
         )

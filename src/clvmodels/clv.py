@@ -345,11 +345,15 @@ def _summarised_futures(
 
 
 def _summarised_draws(
-    block: _Block, weights: np.ndarray, probs: Sequence[float], keep: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    block: _Block,
+    weights: np.ndarray,
+    probs: Sequence[float],
+    keep: bool,
+    grid: LogGrid | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Quantiles ``probs`` of a drawn block's rows over the draws (NumPy's default
-    rule), its per-draw totals and, when ``keep``, its per-draw CLVs (compiled:
-    :func:`clvmodels._expected_loops.summarise_draws`)."""
+    rule), its per-draw totals, when ``keep`` its per-draw CLVs and, given a ``grid``,
+    their bins on it (compiled: :func:`clvmodels._expected_loops.summarise_draws`)."""
     from clvmodels._expected_loops import summarise_draws
 
     spend = np.ascontiguousarray(block.spend, dtype=float)
@@ -358,6 +362,12 @@ def _summarised_draws(
     lows = np.floor(positions).astype(np.int64)
     kth = np.unique(np.r_[lows, np.minimum(lows + 1, n_draws - 1)])
     clv = np.empty(spend.shape) if keep else np.empty((0, 0))
+    if grid is None:
+        bins = np.empty((0, 0), dtype=np.int32)
+        placement = (np.zeros(3), np.zeros(1, dtype=np.int32), 0, 0)
+    else:
+        bins = np.empty(spend.shape, dtype=np.int32)
+        placement = grid.placement
     quantiles, totals = summarise_draws(
         np.ascontiguousarray(block.tx_value, dtype=float),
         np.asarray(block.tx_local, dtype=np.int64),
@@ -366,8 +376,10 @@ def _summarised_draws(
         positions,
         kth,
         clv,
+        bins,
+        *placement,
     )
-    return quantiles, totals, clv if keep else None
+    return quantiles, totals, clv if keep else None, None if grid is None else bins
 
 
 def _array(values: Any) -> np.ndarray:
@@ -1065,12 +1077,13 @@ class CLVScorer:
             per_row["probability_alive"][sl] = point.probability_alive[point.tx_local]
             per_row["expected_spend"][sl] = point.spend
             per_row["clv"][sl] = point.clv
-            keep = expected_grid is not None or draws is not None
-            (per_row["clv_lower"][sl], per_row["clv_upper"][sl]), block_totals, clv = (
-                _summarised_draws(drawn, layout.weights[sl], [low_p, high_p], keep)
+            (per_row["clv_lower"][sl], per_row["clv_upper"][sl]), block_totals, clv, bins = (
+                _summarised_draws(
+                    drawn, layout.weights[sl], [low_p, high_p], draws is not None,
+                    expected_grid,
+                )
             )
             if expected_grid is not None:
-                bins = expected_grid.bins(clv)
                 with histogram_lock:  # counts of whole customers: exact in any order
                     expected_grid.add_bins(expected_hist, bins, layout.weights[sl])
             if draws is not None:
