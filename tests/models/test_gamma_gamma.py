@@ -111,6 +111,28 @@ def test_expected_spend_shrinks_between_population_and_observed(x, m, params):
     assert low * (1 - 1e-9) <= spend <= high * (1 + 1e-9)
 
 
+def test_expected_spend_under_draws_is_the_formula_per_draw_and_row():
+    # Draws (n_draws, 1) against rows: a compiled pass instead of NumPy's broadcast,
+    # the same values, with rows without usable history at the population mean and a
+    # draw with q = 1 (no finite mean) infinite for them.
+    rng = np.random.default_rng(4)
+    p, q, gamma = rng.uniform(1, 10, (3, 50, 1))
+    q[0] = 1.0
+    x = rng.integers(0, 20, 300).astype(float)
+    m = rng.gamma(2.0, 20.0, 300) * (rng.random(300) > 0.1) - 5.0 * (rng.random(300) < 0.05)
+    with np.errstate(divide="ignore"):
+        spend = gamma_gamma_expected_spend(p, q, gamma, x, m)
+        usable = (x > 0) & (m > 0)
+        xu, mu = np.where(usable, x, 0.0), np.where(usable, m, 0.0)
+        want = p * (gamma + xu * mu) / (p * xu + q - 1)
+    assert spend.shape == (50, 300)
+    np.testing.assert_allclose(spend, want, rtol=1e-13)
+    assert np.all(np.isinf(spend[0, ~usable])) and np.all(np.isfinite(spend[1:]))
+    population = p[1:] * gamma[1:] / (q[1:] - 1)
+    np.testing.assert_allclose(spend[1:, ~usable], np.broadcast_to(population, (49, 1))
+                               .repeat((~usable).sum(), axis=1), rtol=1e-13)
+
+
 def test_correlated_spend_warns_with_figure():
     rng = np.random.default_rng(0)
     x = rng.integers(1, 30, 500)

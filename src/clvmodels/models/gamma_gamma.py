@@ -23,6 +23,7 @@ from scipy.special import digamma, gammaln
 
 from clvmodels.data import validate_summary
 from clvmodels.errors import DataValidationError, ModelFileError
+from clvmodels.models._jit import njit_on_first_call
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.covariates import CovariateEffects
 from clvmodels.models.mle import MaximumLikelihoodModel
@@ -192,9 +193,26 @@ def gamma_gamma_expected_spend(p, q, gamma, frequency, monetary_value):
     35.22
     """
     x, m = usable_spend_history(frequency, monetary_value)
-    # Written as (gamma + x m) / (x + (q - 1) / p): under draws, three passes over the
-    # (n_draws, n_rows) values instead of six.
+    per_draw = [np.asarray(v, dtype=float) for v in (p, q, gamma)]
+    if x.ndim == 1 and all(v.ndim == 2 and v.shape == (per_draw[0].shape[0], 1)
+                           for v in per_draw):
+        # Parameter draws against customers, the case of every forecast: one compiled
+        # pass over the (n_draws, n_rows) values, the same operations in the same order.
+        p, q, gamma = (np.ascontiguousarray(v[:, 0]) for v in per_draw)
+        return _expected_spend_per_draw(gamma, (q - 1) / p, x, x * m)
+    # Written as (gamma + x m) / (x + (q - 1) / p): three passes over the values
+    # instead of six.
     return (gamma + x * m) / (x + (q - 1) / p)
+
+
+@njit_on_first_call(error_model="numpy")
+def _expected_spend_per_draw(gamma, shrink, x, total):  # pragma: no cover
+    """``(gamma[d] + total[i]) / (x[i] + shrink[d])`` as ``(n_draws, n_rows)``."""
+    out = np.empty((gamma.size, x.size))
+    for d in range(gamma.size):
+        for i in range(x.size):
+            out[d, i] = (gamma[d] + total[i]) / (x[i] + shrink[d])
+    return out
 
 
 def usable_spend_history(frequency: Any, monetary_value: Any) -> tuple[np.ndarray, np.ndarray]:
