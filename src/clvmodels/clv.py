@@ -895,20 +895,21 @@ class CLVScorer:
         if known is None:
             key_pos, key_local = np.unique(keys, return_inverse=True)
             disc, cumulative = self._purchases(layout.key_rows.iloc[key_pos], draws=draws)
-            disc, cumulative = disc[..., key_local], cumulative[..., key_local]
+            disc, cumulative = (np.take(v, key_local, axis=-1) for v in (disc, cumulative))
         else:
-            disc = known[0][..., keys]
-            cumulative = None if known[1] is None else known[1][..., keys]
+            # np.take: indexing the last axis with [..., keys] is twice as slow on draws.
+            disc = np.take(known[0], keys, axis=-1)
+            cumulative = None if known[1] is None else np.take(known[1], keys, axis=-1)
         tx_rows = layout.tx_rows.iloc[tx_pos]
         tx_draws = self.transaction_draws if draws else None
         p_alive = _array(tx.probability_alive(data=tx_rows, draws=tx_draws))
         rows = layout.rows.iloc[start:stop]
         spend = _array(sp.expected_spend(data=rows, draws=self.spend_draws if draws else None))
         # A draw whose spend distribution has no finite mean gives an infinite CLV.
-        invalid = ~np.isfinite(spend)
-        n_invalid = int(invalid.sum())
+        finite = np.isfinite(spend)
+        n_invalid = 0 if finite.all() else int(finite.size - np.count_nonzero(finite))
         if n_invalid:
-            spend = np.where(invalid, np.inf, spend)
+            spend = np.where(finite, spend, np.inf)
         if self._key_columns is not None:
             disc = p_alive * disc
             cumulative = None if cumulative is None else p_alive * cumulative
