@@ -30,8 +30,6 @@ __all__ = [
 # take coarser entries (and a few more comparisons).
 _TABLE_SHIFT = 42
 _MAX_TABLE = 1 << 17
-# (The placing functions are left to LLVM to inline: inlined by Numba itself, with
-# their early returns, the loops that call them ran ten times slower.)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -73,6 +71,8 @@ def placement_table(edges: np.ndarray) -> tuple[np.ndarray, int, int]:
     return table, first, shift
 
 
+# Left to LLVM to inline (not inline="always"): inlined by Numba itself, with their
+# early returns, this and _bin made the loops that call them ten times slower.
 @numba.njit(cache=True, nogil=True)
 def placed_bin(
     value: float, bits: int, edges: np.ndarray, table: np.ndarray, first: int, shift: int
