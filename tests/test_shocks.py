@@ -371,9 +371,12 @@ def test_default_refits_where_the_model_allows_else_level_only_and_why():
                                  "refit_model": "BetaGeoCNBD", "level_only_reason": None}
         assert _width(shocked) > 1.2 * _width(forecast.total())
     # Refits that all fail: the default reports it and falls back to level-only
-    # multipliers; refits asked for are refused.
+    # multipliers; refits asked for are refused. The widening is read from 1,000
+    # futures: from 100, the plain interval's own Monte Carlo noise put the ratio
+    # anywhere in 1.14-1.49 over six seeds (and at 0.97 under another random stream),
+    # from 1,000 in 1.23-1.32.
     failing = _RefitsFail().fit(split)
-    forecast = customer_lifetime_value(failing, spend, split, **settings)
+    forecast = customer_lifetime_value(failing, spend, split, **{**settings, "n_draws": 1000})
     fallback = shocked_total(forecast, split, shocks, random_state=1)
     why = fallback.attrs["level_only_reason"]
     assert fallback.attrs["shock_method"] == "level-only", fallback.attrs
