@@ -89,7 +89,7 @@ class LogGrid:
         edges = np.empty(self.n + 3)
         edges[0], edges[-1] = -np.inf, np.inf
         edges[1:-1] = lowest_values(
-            np.arange(1, self.n + 2, dtype=np.int64), self.log_low, self.step, self.n, False
+            np.arange(1, self.n + 2, dtype=np.int64), self.log_low, self.step, self.n
         )
         return (edges, *placement_table(edges))
 
@@ -111,16 +111,19 @@ class LogGrid:
     def bin_bounds(self, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The values ``[lower, upper)`` that fall in each of ``bins``, exact to the last
         bit of the placement (a grid with a bin for zeros: ``upper = -inf`` for that
-        bin, whose cells lie above any boundary in it), shaped like ``bins``."""
-        from clvmodels._histogram_loops import lowest_values
-
-        bins = np.asarray(bins, dtype=np.int64)
-        flat = np.ascontiguousarray(bins).reshape(-1)
-        lower = lowest_values(flat, self.log_low, self.step, self.n, self.zero_bin)
-        upper = lowest_values(flat + 1, self.log_low, self.step, self.n, self.zero_bin)
+        bin, whose cells lie above any boundary in it), shaped like ``bins``: read from
+        the :attr:`placement`'s edges."""
+        edges = self.placement[0]
         if self.zero_bin:
-            upper[flat == 0] = -np.inf
-        return lower.reshape(bins.shape), upper.reshape(bins.shape)
+            # Bin 0 holds zeros, bin 1 every positive value below the grid, bin k >= 2
+            # the grid's bin k - 1.
+            edges = np.r_[-np.inf, 5e-324, edges[1:]]
+        bins = np.asarray(bins, dtype=np.int64)
+        lower = edges[np.clip(bins, 0, edges.size - 1)]
+        upper = edges[np.clip(bins + 1, 0, edges.size - 1)]
+        if self.zero_bin:
+            upper = np.where(bins == 0, -np.inf, upper)
+        return lower, upper
 
     def tiers(
         self,

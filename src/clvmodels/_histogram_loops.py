@@ -194,27 +194,20 @@ def add_realised_pairs(
 
 
 @numba.njit(cache=True, nogil=True)
-def lowest_values(bins: np.ndarray, log_low: float, step: float, n: int, zero_bin: bool
-                  ) -> np.ndarray:
-    """For each bin index ``k``, the smallest value that the loops above place in bin
-    ``k`` or higher (``-inf`` for bin 0, ``inf`` beyond the top bin): found by bisection
-    over floats with the placement itself, so that comparing a value with it agrees
-    with the value's bin to the last bit."""
+def lowest_values(bins: np.ndarray, log_low: float, step: float, n: int) -> np.ndarray:
+    """For each bin index ``k`` of a grid without a bin for zeros, the smallest value
+    that :func:`_grid_bin` places in bin ``k`` or higher (``-inf`` for bin 0, ``inf``
+    beyond the top bin): found by bisection over floats with the placement itself, so
+    that comparing a value with it agrees with the value's bin to the last bit."""
     out = np.empty(bins.size)
-    top = n + 2 if zero_bin else n + 1
     for i in range(bins.size):
         k = bins[i]
         if k <= 0:
             out[i] = -np.inf
             continue
-        if k > top:
+        if k > n + 1:
             out[i] = np.inf
             continue
-        if zero_bin:
-            if k == 1:  # every positive value
-                out[i] = 5e-324
-                continue
-            k -= 1
         # _grid_bin(v) >= k from exp(log_low + (k - 1) step) on (log is monotone).
         guess = math.exp(log_low + (k - 1) * step)
         spread = 1e-12
@@ -247,8 +240,9 @@ def tiers_by_value(
     """Each cell's tier, the draws agreeing with each unit's tier counted.
 
     ``values`` is draws x units; ``lower`` and ``upper`` (draws x cuts) bound the bin
-    that holds each draw's boundary at each cut (:func:`lowest_values` of that bin and
-    the next; ``upper = -inf`` where the bin's cells are all above the boundary). A
+    that holds each draw's boundary at each cut (the lowest values of that bin and the
+    next, ``LogGrid.bin_bounds``; ``upper = -inf`` where the bin's cells are all above
+    the boundary). A
     cell's tier is the number of cuts whose bin lies above it (0 is the top tier);
     NaN counts as below every bin. ``same[u]`` and ``top[u]`` gain the draws in which
     unit ``u`` is in ``unit_tier[u]`` and in tier 0; values at or below zero are left
