@@ -72,10 +72,10 @@ def test_quantiles_totals_and_values_are_numpy_s(n_draws, probs):
     assert ((bins > 0) & (bins <= grid.n)).mean() > 0.5
 
 
-def test_rows_whose_sample_misleads_the_thresholds_are_ordered_in_full():
-    # Every 7th draw (the evenly spaced sample of 1,000) holds a row's largest values,
-    # so the threshold read from the sample keeps too few values above it; the row is
-    # then ordered in full, with the same result.
+def test_rows_whose_range_is_set_by_far_outliers_give_numpy_s_quantiles():
+    # Every 7th draw holds a row's far largest values: the buckets between a row's
+    # smallest and largest value then put all the others in the lowest bucket, which is
+    # ordered by quickselect, with the same result.
     rng = np.random.default_rng(3)
     n_draws = 1000
     tx_value, tx_local, spend, weights = _block(n_draws, rng, n_rows=30)

@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clvmodels._selection import ascending_distinct, select_all
+from clvmodels._selection import (
+    ascending_distinct,
+    place_positions,
+    position_scratch,
+    select_all,
+)
 
 
 def test_ascending_distinct_sorts_and_drops_repeats_in_place():
@@ -31,3 +36,40 @@ def test_select_all_places_every_position_as_a_sort_would(n):
     select_all(work, n, kth[:m])
     np.testing.assert_array_equal(work[positions], ordered[positions])
     np.testing.assert_array_equal(np.sort(work), ordered)  # a permutation of the values
+
+
+def _rows(rng, n):
+    """Rows of n values shaped to stress the buckets: a bell, a long right tail, a few
+    far outliers, ties, few distinct values, negatives, a range too narrow to scale
+    (subnormal) and one too wide (overflowing), NaN, infinities, all equal."""
+    yield rng.normal(100.0, 5.0, n)
+    yield rng.lognormal(0.0, 2.5, n)
+    spiky = rng.normal(1.0, 0.01, n)
+    spiky[rng.integers(0, n, 3)] = 1e12
+    yield spiky
+    yield np.round(rng.normal(0.0, 2.0, n))
+    yield rng.choice([3.0, 7.0], n)
+    yield -rng.gamma(0.3, 1.0, n)
+    yield rng.integers(0, 5, n) * 5e-324
+    yield rng.choice([-1.7e308, 1.7e308, 0.0], n)
+    for special in (np.nan, np.inf, -np.inf):
+        row = rng.normal(size=n)
+        row[rng.integers(0, n)] = special
+        yield row
+    yield np.full(n, 2.5)
+
+
+@pytest.mark.parametrize("n", [1, 3, 127, 128, 1000, 4000])
+def test_place_positions_gives_the_sorted_values_at_the_positions(n):
+    rng = np.random.default_rng(n)
+    floats, ints = position_scratch(n, 6)
+    for row in _rows(rng, n):
+        ordered = np.sort(row)
+        for kth in (
+            np.unique(np.minimum([49, 50, 949, 950], n - 1) * n // 1000),
+            np.unique(rng.integers(0, n, 6)),
+            np.array([0, n - 1]) if n > 1 else np.array([0]),
+        ):
+            at_kth = np.empty(kth.size)
+            place_positions(row.copy(), kth, at_kth, floats, ints)
+            np.testing.assert_array_equal(at_kth, ordered[kth])

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from clvmodels._histogram_loops import placed_bin
-from clvmodels._selection import select, select_all
+from clvmodels._selection import place_positions, position_scratch
 
 __all__ = ["summarise_draws"]
 
@@ -33,90 +33,6 @@ def _index_of(kth: np.ndarray, k: int) -> int:
         if kth[m] == k:
             return m
     return -1
-
-
-@numba.njit(cache=True, nogil=True)
-def _sample_threshold(sample: np.ndarray, n_sample: int, rank: float) -> float:
-    """The sample's value at ``rank`` (clipped to the sample)."""
-    k = min(max(int(rank), 0), n_sample - 1)
-    select(sample, 0, n_sample, k)
-    return sample[k]
-
-
-@numba.njit(cache=True, nogil=True)
-def _order_statistics(
-    values: np.ndarray,
-    kth: np.ndarray,
-    at_kth: np.ndarray,
-    sample: np.ndarray,
-    low_side: np.ndarray,
-    high_side: np.ndarray,
-) -> None:
-    """``at_kth[m]`` = the value at 0-based position ``kth[m]`` of ``values`` sorted
-    (NaN last); ``values`` is reordered.
-
-    The positions of a parameter interval lie near the ends (50 and 950 of 1,000), so
-    rather than partitioning every value twice, the values beyond a threshold on each
-    side are copied out (without branches) and only those are ordered. The thresholds
-    are order statistics of an evenly spaced sample, placed a few standard errors
-    beyond the wanted share so that they almost always keep enough values; where they
-    do not (or a value is NaN, or there are few values), every value is ordered.
-    """
-    n = values.size
-    # Positions below the middle are read among the lowest values, the others among
-    # the highest: enough of each side is the lowest needed + 1 and n - the first high.
-    n_low_kth = 0
-    while n_low_kth < kth.size and 2 * kth[n_low_kth] < n:
-        n_low_kth += 1
-    need_low = kth[n_low_kth - 1] + 1 if n_low_kth > 0 else 0
-    need_high = n - kth[n_low_kth] if n_low_kth < kth.size else 0
-    step = max(1, n // 128)
-    n_sample = 0
-    has_nan = False
-    for j in range(0, n, step):
-        sample[n_sample] = values[j]
-        n_sample += 1
-    for j in range(n):
-        if values[j] != values[j]:
-            has_nan = True
-    fallback = has_nan or n < 256
-    if not fallback:
-        low_threshold = high_threshold = 0.0
-        if need_low:
-            share = need_low / n
-            margin = 3.0 * math.sqrt(n_sample * share * (1.0 - share)) + 1.0
-            low_threshold = _sample_threshold(sample, n_sample, n_sample * share + margin)
-        if need_high:
-            share = need_high / n
-            margin = 3.0 * math.sqrt(n_sample * share * (1.0 - share)) + 1.0
-            high_threshold = _sample_threshold(
-                sample, n_sample, n_sample * (1.0 - share) - margin
-            )
-        n_low = n_high = 0
-        for j in range(n):
-            value = values[j]
-            low_side[n_low] = value
-            n_low += value <= low_threshold
-            high_side[n_high] = value
-            n_high += value >= high_threshold
-        if (need_low and n_low < need_low) or (need_high and n_high < need_high):
-            fallback = True
-    if fallback:
-        select_all(values, n, kth)
-        for m in range(kth.size):
-            at_kth[m] = values[kth[m]]
-        return
-    # The values kept on the low side are the n_low smallest, those on the high side
-    # the n_high largest: position k of all is position k - (n - n_high) among them.
-    if n_low_kth > 0:
-        select_all(low_side, n_low, kth[:n_low_kth])
-        for m in range(n_low_kth):
-            at_kth[m] = low_side[kth[m]]
-    if n_low_kth < kth.size:
-        shifted = kth[n_low_kth:] - (n - n_high)
-        select_all(high_side, n_high, shifted)
-        for m in range(n_low_kth, kth.size):
-            at_kth[m] = high_side[shifted[m - n_low_kth]]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -178,9 +94,7 @@ def summarise_draws(
     row = np.empty(_TILE)  # the tile's values under one draw
     row_bits = row.view(np.int64)
     at_kth = np.empty(kth.size)
-    sample = np.empty(n_draws)
-    low_side = np.empty(n_draws)
-    high_side = np.empty(n_draws)
+    floats, ints = position_scratch(n_draws, kth.size)
     for start in range(0, n_rows, _TILE):
         stop = min(start + _TILE, n_rows)
         for d in range(n_draws):
@@ -200,7 +114,7 @@ def summarise_draws(
                         row[i - start], row_bits[i - start], edges, table, first, shift
                     )
         for i in range(start, stop):
-            _order_statistics(buffer[i - start], kth, at_kth, sample, low_side, high_side)
+            place_positions(buffer[i - start], kth, at_kth, floats, ints)
             for q in range(positions.size):
                 low = math.floor(positions[q])
                 a = at_kth[_index_of(kth, low)]
