@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from clvmodels.data import (
     DataValidationError,
     calibration_holdout_split,
+    column_arrays,
     compress,
     count_distinct,
     rfm_summary,
@@ -611,6 +612,24 @@ def test_valid_summary_passes_and_keeps_attrs(summary):
     out = validate_summary(summary, require_monetary=True, context="fit")
     assert out is summary
     assert out.attrs["time_unit"] == "W"
+
+
+def test_frames_of_plain_numbers_large_frames_and_labelled_frames_read_alike(summary):
+    # A small frame of plain numbers is read in one conversion, a large one or one with
+    # other columns column by column: the same arrays, and the same refusals.
+    labelled = summary.assign(segment="a")
+    large = pd.concat([summary] * 10_000)  # 280,000 values
+    for frame, expected in ((summary, summary), (labelled, summary), (large, large)):
+        arrays = column_arrays(frame, ["T", "frequency", "monetary_value"])
+        assert list(arrays) == ["T", "frequency", "monetary_value"]
+        for col, values in arrays.items():
+            assert values.dtype == np.float64 and values.flags.c_contiguous
+            np.testing.assert_array_equal(values, expected[col].to_numpy(dtype=float))
+    for frame in (summary, labelled):
+        with pytest.raises(DataValidationError, match="column 'frequency' must be numeric"):
+            validate_summary(frame.assign(frequency=frame["frequency"] > 0))
+        with pytest.raises(DataValidationError, match=r"column 'T': 1 of 7 rows .*\[104\]"):
+            validate_summary(frame.assign(T=frame["T"].where(frame.index != 104, np.inf)))
 
 
 def test_polars_summary_is_converted(summary):

@@ -89,6 +89,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from clvmodels.data import column_arrays
 from clvmodels.errors import ModelFileError, NotFittedError
 
 __all__ = [
@@ -400,7 +401,7 @@ class BaseModel:
             estimates = dict(zip(self.params_.index, self.params_.to_numpy(dtype=float),
                                  strict=True))
             return {k: np.asarray(estimates[k]) for k in self.param_names}
-        return {k: draws[k].to_numpy(dtype=float)[:, None] for k in self.param_names}
+        return {k: v[:, None] for k, v in column_arrays(draws, self.param_names).items()}
 
     # -- contract -----------------------------------------------------------------
     def param_draws(self, n: int, random_state: Any = None) -> pd.DataFrame:
