@@ -26,7 +26,10 @@ def _split(params, n, seed):
 
 def test_a_dominating_model_gets_almost_all_the_weight():
     # Holdout from the CDNOW BG/NBD; the rival is a BG/NBD of a population that buys
-    # five times as often and rarely drops out: the true model takes >= 95%.
+    # five times as often and rarely drops out: the true model takes >= 90%. (Over
+    # eight simulated populations and two streams of parameter draws its weight was
+    # 0.92-1.00: the densities' Monte Carlo noise from 300 draws lets the rival take a
+    # few per cent of customers with unusual holdouts.)
     split = _split(CDNOW_BGNBD, 4000, seed=1)
     truth = BetaGeo().fit(split)
     rival = BetaGeo().fit(_split({"r": 1.2, "alpha": 4.4, "a": 0.3, "b": 5.0}, 4000, seed=2))
@@ -36,7 +39,7 @@ def test_a_dominating_model_gets_almost_all_the_weight():
     })  # fmt: skip
     weights = stacking_weights(lp)
     assert weights.sum() == pytest.approx(1.0)
-    assert weights["truth"] >= 0.95
+    assert weights["truth"] >= 0.9
     # The same from the models (pairs, as compare takes them).
     pairs = {"truth": (truth, None), "rival": (rival, None)}
     again = holdout_weights(pairs, split, n_draws=300, random_state=0)

@@ -551,10 +551,19 @@ def test_family_comparison_pairs_customers_against_the_best(family, cdnow_split)
     mse = {n: np.mean((value[n] - realised) ** 2) for n in models}
     assert table.attrs["best"] == min(mse, key=mse.get) == "ModifiedBetaGeo + GammaGamma"
     assert table.attrs["best_purchases"] == "ParetoNBD + GammaGamma"
-    # The model average ranks with them: second on value and on purchases.
-    # (The (M)BG/CNBD-k at k = 1 forecasts as the (M)BG/NBD: equal ranks.)
-    assert with_average["value_rank"].tolist() == [5, 5, 1, 1, 4, 3]
-    assert with_average["purchases_rank"].tolist() == [5, 5, 3, 3, 1, 2]
+    # Ranks follow the errors, ties sharing the better rank. The members' order is
+    # that of their closed-form forecasts (the (M)BG/CNBD-k at k = 1 forecasts as the
+    # (M)BG/NBD: equal ranks); the model average, whose weights come from simulated
+    # predictive densities, lies between its best and worst member: where exactly
+    # among them moves with the random stream (its value error is within 0.2% of the
+    # Pareto/NBD's).
+    for target in ("value", "purchases"):
+        errors, ranks = with_average[f"{target}_rmse"], with_average[f"{target}_rank"]
+        assert ranks.tolist() == errors.rank(method="min").astype(int).tolist()
+        members = errors.loc[FAMILY]
+        assert members.min() < errors["model average"] < members.max()
+    assert table["value_rmse"].rank(method="min").tolist() == [4, 4, 1, 1, 3]
+    assert table["purchases_rmse"].rank(method="min").tolist() == [4, 4, 2, 2, 1]
     np.testing.assert_allclose(table["value_rmse"], np.sqrt(list(mse.values())), rtol=1e-6)
     # The paired difference and its 95% interval, computed directly.
     best = value["ModifiedBetaGeo + GammaGamma"]
