@@ -402,17 +402,22 @@ def test_discounted_value_bins_purchases_into_periods():
         discounted_value(sims, values[:-1], 2.0, discount)
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("n_draws", [1, 2, 37, 400])
-def test_summarised_futures_are_the_dense_summaries(n_draws):
+def test_summarised_futures_are_the_dense_summaries(n_draws, grouped):
     # Customers who never buy, always buy, sometimes buy several times in one period,
     # tied values and a purchase worth exactly 0: the compiled summaries equal
-    # discounted_value followed by predictive_interval, per-draw sums and a histogram.
+    # discounted_value followed by predictive_interval, per-draw sums and a histogram,
+    # whether the purchases come in no particular order or grouped by customer (as the
+    # simulators emit them, which skips the sort).
     rng = np.random.default_rng(n_draws)
     n_units = 9
     buys = rng.random((n_draws, n_units)) < np.linspace(0.0, 1.0, n_units)
     pairs = np.flatnonzero(buys)
     owner = np.repeat(pairs, rng.integers(1, 4, pairs.size))
-    owner = owner[rng.permutation(owner.size)]  # purchases in no particular order
+    owner = owner[rng.permutation(owner.size)]
+    if grouped:
+        owner = owner[np.argsort(owner % n_units, kind="stable")]
     time = rng.uniform(0.0, 6.0, owner.size)
     values = rng.choice([0.0, 5.0, 12.5, 30.0], owner.size, p=[0.05, 0.35, 0.3, 0.3])
     sims = SimulatedPurchases(owner=owner, time=time, shape=(n_draws, n_units))

@@ -61,22 +61,33 @@ def summarise_futures(
     """
     horizon = discount.size
     inverse = 1.0 / n_units
-    # Purchases grouped by unit (a counting sort), each with its draw and discounted
-    # value.
+    # Purchases grouped by unit: as they come where they already are (the simulators
+    # emit them so), else by a counting sort.
     start = np.zeros(n_units + 1, dtype=np.int64)
-    for k in range(owner.size):
-        start[split_pair(owner[k], n_units, inverse)[1] + 1] += 1
-    for unit in range(n_units):
-        start[unit + 1] += start[unit]
-    cursor = start[:-1].copy()
     draw_of = np.empty(owner.size, dtype=np.int64)
     worth = np.empty(owner.size)
+    grouped = True
+    previous = 0
     for k in range(owner.size):
         draw, unit = split_pair(owner[k], n_units, inverse)
+        start[unit + 1] += 1
+        grouped &= unit >= previous
+        previous = unit
         period = min(int(time[k] / period_length), horizon - 1)
-        draw_of[cursor[unit]] = draw
-        worth[cursor[unit]] = values[k] * discount[period]
-        cursor[unit] += 1
+        draw_of[k] = draw
+        worth[k] = values[k] * discount[period]
+    for unit in range(n_units):
+        start[unit + 1] += start[unit]
+    if not grouped:
+        cursor = start[:-1].copy()
+        draws_in_order = np.empty(owner.size, dtype=np.int64)
+        worth_in_order = np.empty(owner.size)
+        for k in range(owner.size):
+            unit = split_pair(owner[k], n_units, inverse)[1]
+            draws_in_order[cursor[unit]] = draw_of[k]
+            worth_in_order[cursor[unit]] = worth[k]
+            cursor[unit] += 1
+        draw_of, worth = draws_in_order, worth_in_order
 
     quantiles = np.empty((positions.size, n_units))
     zero_share = np.empty(n_units)
