@@ -905,11 +905,15 @@ class CLVScorer:
         p_alive = _array(tx.probability_alive(data=tx_rows, draws=tx_draws))
         rows = layout.rows.iloc[start:stop]
         spend = _array(sp.expected_spend(data=rows, draws=self.spend_draws if draws else None))
-        # A draw whose spend distribution has no finite mean gives an infinite CLV.
-        finite = np.isfinite(spend)
-        n_invalid = 0 if finite.all() else int(finite.size - np.count_nonzero(finite))
-        if n_invalid:
-            spend = np.where(finite, spend, np.inf)
+        # A draw whose spend distribution has no finite mean gives an infinite CLV. The
+        # sum is finite exactly when every value is, unless it overflows: one pass where
+        # the mask is two.
+        n_invalid = 0
+        if not np.isfinite(spend.sum()):
+            finite = np.isfinite(spend)
+            n_invalid = int(finite.size - np.count_nonzero(finite))
+            if n_invalid:
+                spend = np.where(finite, spend, np.inf)
         if self._key_columns is not None:
             disc = p_alive * disc
             cumulative = None if cumulative is None else p_alive * cumulative
