@@ -258,6 +258,14 @@ def test_value_by_activity_grid(segmentation, forecast):
     assert grid["clv_total"].sum() == pytest.approx(forecast.table["clv"].sum())
     assert {"top value, active", "high value, at risk", "low value, lapsed"} <= set(grid["segment"])
     cust = segmentation.customers
+    # Each cell's figures, tier-major, are those of a group-by of the customers.
+    cells = cust.groupby(["tier", "activity"], observed=False)
+    np.testing.assert_array_equal(grid["customers"], cells.size())
+    np.testing.assert_allclose(grid["clv_total"], cells["clv"].sum(), rtol=1e-12)
+    np.testing.assert_allclose(grid["mean_probability_alive"],
+                               cells["probability_alive"].mean(), rtol=1e-12)  # fmt: skip
+    assert grid[["tier", "activity"]].astype(str).agg(", ".join, axis=1).tolist() \
+        == grid["segment"].tolist()
     active = cust["probability_alive"] >= 0.7
     lapsed = cust["probability_alive"] < 0.3
     assert (cust.loc[active, "activity"] == "active").all()
