@@ -155,6 +155,40 @@ def _place_group(
 
 
 @numba.njit(cache=True, nogil=True)
+def _locate(
+    counts: np.ndarray, kth: np.ndarray, n: int, bucket_of: np.ndarray, below: np.ndarray
+) -> None:
+    """The bucket of each position given the buckets' ``counts`` of ``n`` values, and
+    how many values lie in lower buckets: positions in the lower half counted from the
+    lowest bucket, the others from the highest."""
+    m = 0
+    n_below = 0
+    b = 0
+    while m < kth.size and 2 * kth[m] < n:
+        while kth[m] >= n_below + counts[b]:
+            n_below += counts[b]
+            b += 1
+        bucket_of[m], below[m] = b, n_below
+        m += 1
+    n_up_to = n  # values in buckets up to b
+    b = counts.size - 1
+    for k in range(kth.size - 1, m - 1, -1):
+        while kth[k] < n_up_to - counts[b]:
+            n_up_to -= counts[b]
+            b -= 1
+        bucket_of[k], below[k] = b, n_up_to - counts[b]
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_end(bucket_of: np.ndarray, first: int) -> int:
+    """End of the run of positions from ``first`` whose buckets neighbour."""
+    stop = first + 1
+    while stop < bucket_of.size and bucket_of[stop] - bucket_of[stop - 1] <= 1:
+        stop += 1
+    return stop
+
+
+@numba.njit(cache=True, nogil=True)
 def place_positions(
     values: np.ndarray, kth: np.ndarray, at_kth: np.ndarray, floats: np.ndarray,
     ints: np.ndarray,
@@ -192,42 +226,21 @@ def place_positions(
     for b in range(BUCKETS):
         counts[b] = 0
     top = BUCKETS - 1
-    for j in range(n):
+    for j in range(n):  # a monotone map of values to buckets
         b = min(int((values[j] - low) * scale), top)
         bucket[j] = b
         counts[b] += 1
-    # Each position's bucket: those in the lower half counted from the lowest bucket,
-    # the others from the highest.
-    m = 0
-    n_below = 0
-    b = 0
-    while m < n_kth and 2 * kth[m] < n:
-        while kth[m] >= n_below + counts[b]:
-            n_below += counts[b]
-            b += 1
-        bucket_of[m], below[m] = b, n_below
-        m += 1
-    n_up_to = n  # values in buckets up to b
-    b = top
-    for k in range(n_kth - 1, m - 1, -1):
-        while kth[k] < n_up_to - counts[b]:
-            n_up_to -= counts[b]
-            b -= 1
-        bucket_of[k], below[k] = b, n_up_to - counts[b]
+    _locate(counts, kth, n, bucket_of, below)
     # Positions whose buckets neighbour form a group; two groups are gathered per pass
     # over the values (without branches: whether a value belongs is unpredictable).
     group_a, group_b = floats[0], floats[1]
     m = 0
     while m < n_kth:
-        stop_a = m + 1
-        while stop_a < n_kth and bucket_of[stop_a] - bucket_of[stop_a - 1] <= 1:
-            stop_a += 1
+        stop_a = _group_end(bucket_of, m)
         stop_b = stop_a
         low_b = high_b = -1
         if stop_a < n_kth:
-            stop_b += 1
-            while stop_b < n_kth and bucket_of[stop_b] - bucket_of[stop_b - 1] <= 1:
-                stop_b += 1
+            stop_b = _group_end(bucket_of, stop_a)
             low_b, high_b = bucket_of[stop_a], bucket_of[stop_b - 1]
         low_a, high_a = bucket_of[m], bucket_of[stop_a - 1]
         n_a = n_b = 0
