@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from clvmodels import BetaGeo, GammaGamma, ModifiedBetaGeo
-from clvmodels.models._simulation import compact, gamma_gamma_spends
+from clvmodels.models._simulation import compact, gamma_gamma_spends, standard_gamma
 
 # Three very different parameter sets, interleaved over 999 draws: a customer's chance
 # to buy changes from draw to draw, so the simulator's thinning (candidates at the
@@ -113,3 +113,34 @@ def test_split_pair_is_divmod(n_rows):
     inverse = 1.0 / n_rows
     got = [split_pair(int(p), n_rows, inverse) for p in pairs]
     assert got == [divmod(int(p), n_rows) for p in pairs]
+
+
+@pytest.mark.parametrize("shape", [0.0, 0.05, 0.2426, 0.5, 1.0, 2.5, 6.25, 180.0])
+def test_standard_gamma_draws_numpy_s_variates(shape):
+    # The same variates as NumPy's Generator.standard_gamma from the same seed (so a
+    # seed's futures do not depend on which sampler drew them), and with them NumPy's
+    # Beta of two gammas where a parameter exceeds 1, as the BG/NBD simulator uses it.
+    import numba
+
+    @numba.njit
+    def draw(rng, shape, n):
+        out = np.empty(n)
+        for i in range(n):
+            out[i] = standard_gamma(rng, shape)
+        return out
+
+    @numba.njit
+    def beta_of_gammas(rng, a, b, n):
+        out = np.empty(n)
+        for i in range(n):
+            before = standard_gamma(rng, a)
+            out[i] = before / (before + standard_gamma(rng, b))
+        return out
+
+    n = 20_000
+    np.testing.assert_allclose(draw(np.random.default_rng(8), shape, n),
+                               np.random.default_rng(8).standard_gamma(shape, n),
+                               rtol=1e-12)  # fmt: skip
+    a, b = 1.0 + 3.0 * shape, 2.0 + shape
+    np.testing.assert_allclose(beta_of_gammas(np.random.default_rng(9), a, b, n),
+                               np.random.default_rng(9).beta(a, b, n), rtol=1e-12)  # fmt: skip
