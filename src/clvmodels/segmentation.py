@@ -712,7 +712,8 @@ def segment(
     activity = band_index(p_alive, band_bounds)
     activity_cat = pd.Categorical.from_codes(activity, categories=band_names, ordered=True)
     labels = [f"{t}, {a}" for t in names for a in band_names]
-    # The cell of each customer, tier-major: fits 16 bits (labels are a few dozen).
+    # The cell of each customer, tier-major: tiers and bands have 8-bit codes, so a cell
+    # fits 16 bits.
     segment_codes = tier_cat.codes[row_of_customer].astype(np.int16)
     segment_codes *= len(band_names)
     segment_codes += activity
