@@ -67,7 +67,7 @@ WILD = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-3, 5),
-    st.sampled_from([2**31, 2**64, 10**6, 10**20, -(2**63)]),
+    st.sampled_from([2**31, 2**64, 10**6, 10**20, -(2**63), 10**400]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0.5, 1.5, -0.0, 1e-300, math.nan, math.inf, -math.inf]),
     st.text(max_size=5),
@@ -85,8 +85,10 @@ WILD = st.one_of(
 def _is_large(value) -> bool:
     """A size-like value that may be valid but would make a fuzz example slow (or ask for
     more memory than there is)."""
-    number = isinstance(value, int | float | np.integer | np.floating)
-    return number and not isinstance(value, bool) and math.isfinite(value) and value > 300
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return False
+    # An int may lie beyond the float range, where math.isfinite would raise.
+    return value > 300 and (isinstance(value, int | np.integer) or math.isfinite(value))
 
 
 def _names_it(message: str, settings_given: dict) -> bool:
@@ -497,6 +499,8 @@ def test_random_and_truncated_files_are_refused_naming_the_file(
         ({"format_version": 99}, "format_version"),
         ({"time_unit": "fortnight"}, "time_unit"),
         ({"surprise": 1}, "unknown field(s) ['surprise']"),
+        # An integer beyond the float range (JSON allows it): found by the fuzzer.
+        ({"settings": {"penalizer": 10**400}}, "penalizer must be a finite number"),
     ],
 )
 def test_tampered_model_files_name_the_file_and_the_field(

@@ -117,7 +117,7 @@ def interval_probabilities(interval: float) -> tuple[float, float]:
     """
     try:
         level = float(interval)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         level = float("nan")
     if not 0 < level < 1:
         raise ValueError(f"interval must lie strictly between 0 and 1, got {interval!r}")

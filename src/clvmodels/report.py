@@ -162,7 +162,7 @@ def _fmt(value: Any, kind: str = "num") -> str:
         return "yes" if value else "no"
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return str(value)
     if not np.isfinite(v):
         return "–"

@@ -198,7 +198,7 @@ class Calendar:
         _parse_period(self.period)
         try:
             rate = float(self.discount_rate)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             rate = float("nan")
         if not math.isfinite(rate) or rate < 0:
             raise ValueError(

@@ -790,7 +790,7 @@ class BayesianModel(BaseModel, register=False):
             try:
                 mu = float(spec.get("mu", default_mu))
                 sigma = float(spec.get("sigma", default_sigma))
-            except (TypeError, ValueError) as err:
+            except (TypeError, ValueError, OverflowError) as err:
                 raise ValueError(f"prior for {name!r} needs numbers, got {spec!r}") from err
             if not np.isfinite(mu) or not np.isfinite(sigma) or sigma <= 0:
                 raise ValueError(f"prior for {name!r} needs finite mu and sigma > 0, got {spec}")
@@ -812,7 +812,7 @@ class BayesianModel(BaseModel, register=False):
             resolved["group_sigma"] = {
                 name: float(group_sigma.get(name, DEFAULT_GROUP_SIGMA)) for name in names
             }
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:
             raise ValueError(f"group_sigma must be numbers, got {group_sigma!r}") from err
         if any(not (v > 0 and math.isfinite(v)) for v in resolved["group_sigma"].values()):
             raise ValueError(f"group_sigma must be positive, got {resolved['group_sigma']}")
@@ -1652,7 +1652,7 @@ class BayesianModel(BaseModel, register=False):
                 )
             try:
                 values = np.asarray(var.to_numpy(), dtype=float)
-            except (TypeError, ValueError) as err:
+            except (TypeError, ValueError, OverflowError) as err:
                 raise ModelFileError(f"{source}: field 'posterior.{name}' is not numeric") from err
             if not np.all(np.isfinite(values)):
                 raise ModelFileError(

@@ -120,7 +120,7 @@ def _column_list(value: Any, name: str) -> tuple[str, ...]:
 def _penalty(value: Any) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         number = float("nan")
     if isinstance(value, bool) or not (math.isfinite(number) and number >= 0):
         raise ValueError(f"covariate_penalty must be a finite number >= 0, got {value!r}")

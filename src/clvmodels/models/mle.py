@@ -169,7 +169,7 @@ def check_penalizer(penalizer: Any) -> float:
     """A finite, non-negative ridge penalty."""
     try:
         value = float(penalizer)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an integer beyond the float range
         value = float("nan")
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"penalizer must be a finite number >= 0, got {penalizer!r}")

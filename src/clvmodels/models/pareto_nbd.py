@@ -988,7 +988,7 @@ class ParetoNBDPredictions(BetaGeoPredictions):
         """
         try:
             delta = float(continuous_discount_rate)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             delta = float("nan")
         if not (math.isfinite(delta) and delta > 0):
             raise ValueError(
