@@ -274,6 +274,13 @@ def test_value_by_activity_grid(segmentation, forecast):
     assert (labels == cust["segment"].astype(str)).all()
     pivot = segmentation.pivot("customers")
     assert pivot.shape == (4, 3) and pivot.to_numpy().sum() == len(cust)
+    # The customers' frame shares no memory a write could reach the forecast through.
+    again = segment(forecast)
+    first = again.customers.index[0]
+    value = forecast.table.loc[first, "clv"]
+    again.customers.loc[first, ["clv", "probability_alive"]] = -1.0
+    assert forecast.table.loc[first, "clv"] == value
+    assert forecast.table.loc[first, "probability_alive"] != -1.0
     custom = segment(forecast, activity_bands=[("engaged", 0.5), ("dormant", 0.0)])
     assert set(custom.customers["activity"].astype(str)) == {"engaged", "dormant"}
     assert ((custom.customers["activity"] == "engaged") == (cust["probability_alive"] >= 0.5)).all()

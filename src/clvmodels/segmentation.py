@@ -718,12 +718,12 @@ def segment(
     segment_codes *= len(band_names)
     segment_codes += activity
     # copy=False: the columns as they are, without a consolidated copy of them all at
-    # once (with ten million customers, hundreds of MB); the forecast's own columns go
-    # in as Series, so that writing to one copies it instead of changing the forecast.
+    # once (with ten million customers, hundreds of MB); the forecast's own columns are
+    # shared only where pandas copies a column on its first write.
     customers = pd.DataFrame(
         {
-            "clv": table["clv"],
-            "probability_alive": table["probability_alive"],
+            "clv": _unshared(table["clv"]),
+            "probability_alive": _unshared(table["probability_alive"]),
             "tier": tier_cat[row_of_customer],
             "tier_probability": same[row_of_customer],
             "top_tier_probability": top[row_of_customer],
@@ -762,6 +762,16 @@ def segment(
         "common_multipliers": multipliers is not None,
     }
     return Segmentation(customers=customers, tiers=summary, grid=grid, settings=settings)
+
+
+# pandas 3 always copies a shared column on its first write (copy-on-write); in older
+# pandas a frame built on another's column would write through to it.
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
+
+def _unshared(column: pd.Series) -> pd.Series | np.ndarray:
+    """A column to build a new frame on, which writes to the new frame cannot change."""
+    return column if _COPY_ON_WRITE else column.to_numpy(copy=True)
 
 
 def _check_multipliers(multipliers: Any, n_draws: int, thresholds: bool) -> np.ndarray | None:
