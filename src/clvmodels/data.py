@@ -1435,6 +1435,22 @@ def validate_summary(
     return frame
 
 
+def is_real_dtype(dtype: Any) -> bool:
+    """Whether a column of this dtype holds real numbers: numeric, not boolean or complex.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_real_dtype(np.dtype("int64")), is_real_dtype(np.dtype(bool))
+    (True, False)
+    """
+    return (
+        pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+        and not pd.api.types.is_complex_dtype(dtype)
+    )
+
+
 def _checked_columns(
     frame: pd.DataFrame, required: Sequence[str], pre: str, fail: Callable[..., None]
 ) -> dict[str, np.ndarray]:
@@ -1443,11 +1459,7 @@ def _checked_columns(
     plain = without_attrs(frame)
     for col in required:
         series = plain[col]
-        if (
-            pd.api.types.is_bool_dtype(series.dtype)
-            or pd.api.types.is_complex_dtype(series.dtype)
-            or not pd.api.types.is_numeric_dtype(series.dtype)
-        ):
+        if not is_real_dtype(series.dtype):
             raise DataValidationError(
                 f"{pre}column '{col}' must be numeric (real numbers), got dtype {series.dtype}"
             )

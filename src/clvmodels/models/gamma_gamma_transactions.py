@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, gammaln
 
-from clvmodels.data import LOG_SPEND_COLUMN, validate_summary
+from clvmodels.data import LOG_SPEND_COLUMN, is_real_dtype, validate_summary
 from clvmodels.errors import DataValidationError
 from clvmodels.models.base import SimulatedPurchases
 from clvmodels.models.gamma_gamma import (
@@ -187,11 +187,7 @@ def _log_spend_column(data: pd.DataFrame, context: str) -> np.ndarray:
             "log_spend=True)"
         )
     column = data[LOG_SPEND_COLUMN]
-    if (
-        pd.api.types.is_bool_dtype(column.dtype)
-        or pd.api.types.is_complex_dtype(column.dtype)
-        or not pd.api.types.is_numeric_dtype(column.dtype)
-    ):
+    if not is_real_dtype(column.dtype):
         raise DataValidationError(
             f"{context}: column '{LOG_SPEND_COLUMN}' must be numeric (real numbers), got dtype "
             f"{column.dtype}"
