@@ -1153,7 +1153,10 @@ class MaximumLikelihoodModel(BaseModel, register=False):
             )
         rng = np.random.default_rng(random_state)
         theta = rng.multivariate_normal(self._theta, cov, size=int(n), method="eigh")
-        values = self._to_params(theta.T, _ops.NUMPY)
+        # One contiguous row per parameter: NumPy 2.0 maps a strided row through np.exp
+        # by one of two loops that differ in the last bit, and which one it takes varied
+        # within a process, so the same seed could give draws an ulp apart.
+        values = self._to_params(np.ascontiguousarray(theta.T), _ops.NUMPY)
         return pd.DataFrame({k: np.asarray(values[k], dtype=float) for k in self.param_names})
 
     # -- persistence ----------------------------------------------------------------

@@ -904,7 +904,9 @@ class ParetoNBDDynamicCovariates(BaseModel):
             raise ValueError(f"{type(self).__name__} has no finite covariance, so no draws")
         rng = np.random.default_rng(random_state)
         theta = rng.multivariate_normal(self._theta, cov, size=int(n), method="eigh")
-        theta[:, :4] = np.exp(theta[:, :4])
+        # From a contiguous copy, as MaximumLikelihoodModel.param_draws does (NumPy 2.0's
+        # np.exp of a strided array could differ in the last bit from one call to the next).
+        theta[:, :4] = np.exp(np.ascontiguousarray(theta[:, :4]))
         return pd.DataFrame(theta, columns=list(self.param_names))
 
     def log_likelihood(self, data: DynamicCovariateData) -> pd.Series:
