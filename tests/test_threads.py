@@ -46,6 +46,26 @@ def test_no_more_than_n_jobs_run_at_once_and_few_wait_ahead():
     assert consumed == list(range(12)) and peak[0] == 2
 
 
+@pytest.mark.parametrize("window", [None, 8])
+def test_a_wider_window_keeps_the_threads_busy_past_a_long_task(window):
+    # Task 0 lasts until task 6 has started (or a second has passed). With the default
+    # window only tasks 1 and 2 are submitted meanwhile; with 8, the second thread goes
+    # on to task 6, and no more than the window is started ahead of what is consumed.
+    sixth = threading.Event()
+    started, consumed = [], []
+
+    def task(i: int) -> bool:
+        started.append(i)
+        if i == 6:
+            sixth.set()
+        return sixth.wait(timeout=1.0) if i == 0 else True
+
+    for value in in_order((lambda i=i: task(i) for i in range(12)), n_jobs=2, window=window):
+        consumed.append(value)
+        assert len(started) - len(consumed) <= (3 if window is None else 8)
+    assert consumed == [window is not None] + [True] * 11
+
+
 def test_an_error_in_a_task_is_raised_at_its_turn_and_later_tasks_are_not_started():
     started = []
 

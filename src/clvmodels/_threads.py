@@ -76,29 +76,35 @@ def resolve_n_jobs(n_jobs: Any) -> int:
     raise ValueError(f"n_jobs must be a positive int, or -1 for every CPU; got {n_jobs!r}")
 
 
-def in_order(tasks: Iterable[Callable[[], T]], n_jobs: int) -> Iterator[T]:
+def in_order(
+    tasks: Iterable[Callable[[], T]], n_jobs: int, *, window: int | None = None
+) -> Iterator[T]:
     """Run ``tasks`` on up to ``n_jobs`` threads and yield their results in order.
 
-    At most ``n_jobs + 1`` tasks are submitted ahead of the result being consumed
-    (``n_jobs`` running, one waiting), so the memory held is that of at most
-    ``n_jobs + 2`` results. An exception in a task is raised here, at its turn, and
-    the tasks not yet started are cancelled.
+    At most ``window`` tasks (by default ``n_jobs + 1``: ``n_jobs`` running, one
+    waiting) are submitted and not yet consumed, so the memory held is that of at most
+    ``window + 1`` results. A wider window keeps the threads busy past a task that
+    takes much longer than the others, where results are small. An exception in a
+    task is raised here, at its turn, and the tasks not yet started are cancelled.
 
     Examples
     --------
     >>> list(in_order((lambda i=i: i * i for i in range(5)), n_jobs=2))
+    [0, 1, 4, 9, 16]
+    >>> list(in_order((lambda i=i: i * i for i in range(5)), n_jobs=2, window=8))
     [0, 1, 4, 9, 16]
     """
     if n_jobs <= 1:
         for task in tasks:
             yield task()
         return
+    window = n_jobs + 1 if window is None else max(int(window), n_jobs + 1)
     pending: deque[Future[T]] = deque()
     with ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="clvmodels") as pool:
         try:
             for task in tasks:
                 pending.append(pool.submit(task))
-                if len(pending) > n_jobs:
+                if len(pending) >= window:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

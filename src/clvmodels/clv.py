@@ -102,6 +102,12 @@ _BLOCK_ELEMENTS = 2_000_000
 # at 1M futures per piece it kept about 0.4 GB more (100k customers x 1000 draws)
 # with no gain in time.
 _PIECE_ELEMENTS = 250_000
+# Blocks scored ahead of the one whose totals are added next. A block's results are a
+# few per-draw totals, but its cost follows its customers: the distinct rows of those
+# who never bought again hold hundreds of thousands of customers to simulate in one
+# block, which takes as long as dozens of others; a short window would idle the other
+# threads meanwhile.
+_BLOCKS_AHEAD = 64
 
 
 # --------------------------------------------------------------------------------------
@@ -1123,7 +1129,9 @@ class CLVScorer:
             point_known = self._purchases(layout.key_rows, draws=False)
             cache = self._purchase_cache(layout, advance)
             blocks = (partial(score, i) for i in range(layout.n_blocks))
-            for block_totals, block_pred_totals, block_invalid in in_order(blocks, self.n_jobs):
+            for block_totals, block_pred_totals, block_invalid in in_order(
+                blocks, self.n_jobs, window=_BLOCKS_AHEAD
+            ):
                 totals += block_totals
                 if block_pred_totals is not None:
                     pred_totals += block_pred_totals
