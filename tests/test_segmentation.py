@@ -142,9 +142,13 @@ def test_a_forecast_that_kept_the_tier_histogram_segments_in_one_pass(
         fc.iter_row_draws = counted
         return passes
 
-    for fc, n_passes in [(kept, 1), (copy.copy(forecast), 2)]:
+    # With the histogram kept, segment takes that route at any size (without it, the
+    # small forecast here would be sorted draw by draw: the `segmentation` compared to).
+    for fc, n_passes, limit in [
+        (kept, 1, 0), (kept, 1, segmentation_module.EXACT_LIMIT), (copy.copy(forecast), 2, 0),
+    ]:
         passes = counting(fc)
-        streamed = segment(fc, exact_limit=0)
+        streamed = segment(fc, exact_limit=limit)
         assert len(passes) == n_passes
         assert streamed.settings["boundaries"] == "histogram"
         pd.testing.assert_frame_equal(streamed.customers, segmentation.customers)
@@ -420,15 +424,19 @@ def test_realised_tier_probabilities_match_a_recount(predictive_forecast):
     assert got["tier_probability_realised"].mean() < 0.6
     assert seg.settings["realised"] is True
     assert len(draws) == seg.settings["n_futures"] == fc.n_futures
-    # The histogram route settles every boundary to the same tiers, from the histogram
-    # the forecast filled while simulating or, without it, from a pass of its own.
+    # Above, the histogram the forecast filled while simulating settled every boundary
+    # (at any size). Without it, the same tiers come from a sort of every draw (small
+    # forecasts) or from a histogram pass of segment's own.
     assert fc.realised_histogram is not None
     streamed = segment(fc, exact_limit=0)
     cols = ["tier_probability_realised", "top_tier_probability_realised"]
     np.testing.assert_allclose(streamed.customers[cols], got[cols], atol=1e-12)
     bare = copy.copy(fc)
     bare.realised_histogram = None
-    np.testing.assert_allclose(segment(bare, exact_limit=0).customers[cols], got[cols], atol=1e-12)
+    for limit in (0, segmentation_module.EXACT_LIMIT):
+        np.testing.assert_allclose(
+            segment(bare, exact_limit=limit).customers[cols], got[cols], atol=1e-12
+        )
 
 
 def test_realised_tier_probabilities_need_a_predictive_forecast(segmentation):

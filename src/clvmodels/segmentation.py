@@ -32,7 +32,10 @@ draws fit in ``exact_limit`` values. Beyond that, a first pass fills per-draw
 histograms with log-spaced bins 0.15% wide around the point boundaries, which locate
 each draw's boundary to one bin; a second pass places the customers, and the few
 customer-draw cells inside a boundary's bin are kept aside and settled once the bin is
-complete. Both routes give the same tiers; memory stays bounded at any number of
+complete. A forecast that filled such a histogram while it computed the values (the
+expected ones with ``tier_histogram=True``, the realised ones of every predictive
+forecast) is segmented by that second pass alone, at any size: it costs less than the
+sort. Both routes give the same tiers; memory stays bounded at any number of
 customers.
 """
 
@@ -339,10 +342,10 @@ def _drawn_tier_shares(
     the same values every time: ``(units, weights, values, point_tier)`` with values
     draws x units. Tiers are by value bounds (``bounds``, the same in every draw) or by
     rank share (``cuts``): then each draw's boundaries come from all its values, by a
-    full sort when units x draws fit in ``exact_limit``, else from histograms on
-    ``grid`` and a second pass (see the module notes). ``on_values`` sees every block
-    of the first pass. Returns the two shares and the method ("fixed", "exact",
-    "histogram").
+    full sort when units x draws fit in ``exact_limit`` and no ``histogram`` is given,
+    else from histograms on ``grid`` and a second pass (see the module notes).
+    ``on_values`` sees every block of the first pass. Returns the two shares and the
+    method ("fixed", "exact", "histogram").
 
     With ``split_zeros`` (rank-share tiers of realised values, where many customers
     realise exactly zero), the customers tied at zero are not all put in the highest
@@ -356,7 +359,9 @@ def _drawn_tier_shares(
     """
     n_units = weights.size
     fixed = cuts is None
-    exact = not fixed and n_units * n_draws <= exact_limit
+    # A histogram already filled spares the first pass, and the second costs less than
+    # the sort of every draw that the exact route makes.
+    exact = not fixed and histogram is None and n_units * n_draws <= exact_limit
     cached = np.empty((n_draws, n_units)) if exact else None
     unit_tier = np.empty(n_units, dtype=np.int8)
     hist = np.zeros((n_draws, grid.n_bins)) if not (fixed or exact) else None
@@ -573,8 +578,9 @@ def segment(
     Every customer gets ``tier_probability`` (parameter uncertainty of its expected
     CLV) and, when the forecast was made with ``predictive=True``,
     ``tier_probability_realised`` (the chance that its realised value lands in the
-    tier, from the forecast's simulated futures, which are run again here: once when
-    customers x draws fit in ``exact_limit``, else twice).
+    tier, from the forecast's simulated futures, which are run again here: once, or
+    twice for a forecast that kept no histogram of them when customers x draws exceed
+    ``exact_limit``).
 
     Parameters
     ----------
@@ -597,8 +603,9 @@ def segment(
         Level of the tier-summary intervals; defaults to the forecast's.
     exact_limit : int
         Largest number of distinct customers x draws (customers x draws for realised
-        values) for which per-draw boundaries are computed exactly (beyond it: fine
-        histograms, see the module notes).
+        values) for which per-draw boundaries come from a sort of every draw (beyond
+        it, or where the forecast kept a histogram of the values: fine histograms, see
+        the module notes; both give the same tiers).
     common_multipliers : array (n_draws,) or ShockFactors, optional
         One multiplier per draw of every customer's value alike: shocks common to all
         customers, from :func:`clvmodels.shocks.shock_factors`. Ranks do not move,
