@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvmodels import BetaGeo, GammaGamma, ModifiedBetaGeo
-from clvmodels.models._simulation import compact, gamma_gamma_spends, standard_gamma
+from clvmodels import BetaGeo, GammaGamma, ModifiedBetaGeo, customer_lifetime_value, segment
+from clvmodels.models._simulation import (
+    beta_geo_purchases,
+    compact,
+    gamma_gamma_spends,
+    read_only,
+    standard_gamma,
+)
 
 # Three very different parameter sets, interleaved over 999 draws: a customer's chance
 # to buy changes from draw to draw, so the simulator's thinning (candidates at the
@@ -65,7 +71,8 @@ def test_purchases_of_one_future_share_its_spend_rate():
     n_pairs = 200_000
     owner = np.repeat(np.arange(n_pairs), 2)
     values = gamma_gamma_spends(
-        owner, 2, n_pairs, *(compact(v, (n_pairs // 2, 2)) for v in (p, q, gamma)), x, m,
+        read_only(owner, np.int64), 2, n_pairs,
+        *(compact(v, (n_pairs // 2, 2)) for v in (p, q, gamma)), read_only(x), read_only(m),
         np.random.default_rng(3),
     ).reshape(n_pairs, 2)
     for row in range(2):
@@ -144,3 +151,17 @@ def test_standard_gamma_draws_numpy_s_variates(shape):
     a, b = 1.0 + 3.0 * shape, 2.0 + shape
     np.testing.assert_allclose(beta_of_gammas(np.random.default_rng(9), a, b, n),
                                np.random.default_rng(9).beta(a, b, n), rtol=1e-12)  # fmt: skip
+
+
+def test_a_forecast_and_its_tiers_compile_each_simulator_once(cdnow_summary):
+    # The forecast hands BG/NBD's simulator the P(alive) it computed (a writable array);
+    # segment simulates again and lets the model compute it (a read-only view). The
+    # simulators take every array read-only, so Numba compiles one version of each, not
+    # one per mix (a second or so on a first forecast).
+    summary = cdnow_summary.iloc[:300]
+    bg, gg = BetaGeo().fit(cdnow_summary), GammaGamma().fit(cdnow_summary)
+    forecast = customer_lifetime_value(bg, gg, summary, n_draws=40, predictive=True,
+                                       random_state=1)  # fmt: skip
+    assert "tier_probability_realised" in segment(forecast).customers
+    assert len(beta_geo_purchases.signatures) == 1
+    assert len(gamma_gamma_spends.signatures) == 1

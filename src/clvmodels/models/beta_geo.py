@@ -468,15 +468,15 @@ class BetaGeoPredictions:
             probability_alive, shape, lambda: self._probability_alive_given(params, data)
         )
 
-        from clvmodels.models._simulation import beta_geo_purchases, compact
+        from clvmodels.models._simulation import beta_geo_purchases, compact, read_only
 
         # Compiled: only the pairs that can buy are visited (see beta_geo_purchases).
         owner, times = beta_geo_purchases(
-            np.ascontiguousarray(np.broadcast_to(np.asarray(p_alive, dtype=float), shape)),
-            compact(params["r"], shape), np.asarray(x, dtype=float),
-            compact(params["alpha"], shape), np.asarray(T, dtype=float),
+            read_only(np.broadcast_to(np.asarray(p_alive, dtype=float), shape)),
+            compact(params["r"], shape), read_only(x),
+            compact(params["alpha"], shape), read_only(T),
             compact(params["a"], shape), compact(params["b"], shape),
-            np.asarray(self._dropout_b_shift(x), dtype=float),
+            read_only(self._dropout_b_shift(x)),
             horizon, rng,
         )
         return SimulatedPurchases(owner=owner, time=times, shape=shape)

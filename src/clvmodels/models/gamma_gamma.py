@@ -300,7 +300,7 @@ class GammaGammaPredictions:
             raise ValueError(
                 f"purchases cover {purchases.shape[1]} customers but data has {len(data)} rows"
             )
-        from clvmodels.models._simulation import compact, gamma_gamma_spends
+        from clvmodels.models._simulation import compact, gamma_gamma_spends, read_only
 
         rng = np.random.default_rng(random_state)
         params = self._params_for(data, draws)
@@ -309,9 +309,9 @@ class GammaGammaPredictions:
         )
         shape = purchases.shape
         return gamma_gamma_spends(
-            np.asarray(purchases.owner, dtype=np.int64), shape[1], shape[0] * shape[1],
+            read_only(purchases.owner, np.int64), shape[1], shape[0] * shape[1],
             *(compact(params[k], shape) for k in ("p", "q", "gamma")),
-            np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(m, dtype=float), rng,
+            read_only(x), read_only(m), rng,
         )
 
     @staticmethod
