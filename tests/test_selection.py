@@ -3,9 +3,12 @@ sorted values (NaN last, as NumPy sorts), whatever the order of the positions.""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
+import clvmodels._selection as selection
+from clvmodels._predictive_loops import summarise_futures
 from clvmodels._selection import (
     ascending_distinct,
     place_positions,
@@ -73,3 +76,30 @@ def test_place_positions_gives_the_sorted_values_at_the_positions(n):
             at_kth = np.empty(kth.size)
             place_positions(row.copy(), kth, at_kth, floats, ints)
             np.testing.assert_array_equal(at_kth, ordered[kth])
+
+
+
+def test_counters_reach_the_other_loops_as_int64_not_as_a_literal_zero():
+    # A counter that starts at a literal 0 made Numba compile its callee once for the
+    # constant and once for int64 (seconds on a first forecast); they start as
+    # np.int64(0). The callers are compiled afresh here, not loaded from the cache, so
+    # that their direct callees are typed again whatever the cache holds.
+    rng = np.random.default_rng(0)
+    values, kth = rng.gamma(2.0, 3.0, 1000), np.array([49, 50, 949, 950])
+    numba.njit(place_positions.py_func)(
+        values.copy(), kth, np.empty(4), *position_scratch(values.size, kth.size)
+    )
+    numba.njit(select_all.py_func)(values, values.size, kth)
+    owner, time = np.array([0, 0, 3]), np.array([0.5, 1.5, 2.0])
+    numba.njit(summarise_futures.py_func)(
+        owner, time, np.array([10.0, 10.0, 4.0]), 1.0, np.array([1.0, 0.5]), 2, 2,
+        np.array([0.05, 0.95, 0.9]),
+    )
+    loops = [selection.select, selection.select_all, selection.ascending_distinct,
+             selection._place_group, selection._group_end]  # fmt: skip
+    literal = [
+        (loop.__name__, signature) for loop in loops for signature in loop.signatures
+        if any(isinstance(arg, numba.types.Literal) for arg in signature)
+    ]  # fmt: skip
+    assert literal == []
+    assert all(loop.signatures for loop in loops)  # every one was typed

@@ -99,7 +99,7 @@ def summarise_futures(
     buffer = np.empty(n_draws)
     kth = np.empty(2 * positions.size, dtype=np.int64)
     for unit in range(n_units):
-        n_touched = 0
+        n_touched = np.int64(0)  # not 0: see clvmodels._selection on literal zeros
         for j in range(start[unit], start[unit + 1]):
             draw = draw_of[j]
             if not seen[draw]:
@@ -128,7 +128,7 @@ def summarise_futures(
             if not buffer[t] > 0.0:
                 n_zero += 1
         zero_share[unit] = n_zero / n_draws
-        n_kth = 0
+        n_kth = np.int64(0)
         for i in range(positions.size):
             low = math.floor(positions[i])
             for k in (low, min(low + 1, n_draws - 1)):

@@ -29,6 +29,10 @@ BUCKETS = 256
 # Fewer values than this are ordered by quickselect alone.
 _MIN_BUCKETED = 128
 
+# Counters handed to another compiled function start as np.int64(0), not 0: Numba types
+# a literal 0 as a constant of its own while it infers a loop, and compiles the callee
+# once for that constant and once more for int64 (seconds on a first forecast).
+
 
 @numba.njit(cache=True, nogil=True)
 def less(a: float, b: float) -> bool:
@@ -88,7 +92,7 @@ def select_all(values: np.ndarray, hi: int, kth: np.ndarray) -> None:
         if kth[m] == hi - 1:
             move_largest_last(values, hi)
         else:
-            select(values, 0, hi, kth[m])
+            select(values, np.int64(0), hi, kth[m])
         hi = kth[m]
 
 
@@ -234,7 +238,7 @@ def place_positions(
     # Positions whose buckets neighbour form a group; two groups are gathered per pass
     # over the values (without branches: whether a value belongs is unpredictable).
     group_a, group_b = floats[0], floats[1]
-    m = 0
+    m = np.int64(0)
     while m < n_kth:
         stop_a = _group_end(bucket_of, m)
         stop_b = stop_a
@@ -243,7 +247,7 @@ def place_positions(
             stop_b = _group_end(bucket_of, stop_a)
             low_b, high_b = bucket_of[stop_a], bucket_of[stop_b - 1]
         low_a, high_a = bucket_of[m], bucket_of[stop_a - 1]
-        n_a = n_b = 0
+        n_a = n_b = np.int64(0)
         for j in range(n):
             value, b = values[j], bucket[j]
             group_a[n_a] = value
