@@ -11,7 +11,23 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["whole_number"]
+__all__ = ["float_or_nan", "whole_number"]
+
+
+def float_or_nan(value: Any) -> float:
+    """``float(value)``, or NaN where that fails: not a number, a string that is not one,
+    an integer beyond the float range. Checks of real-valued settings then test the
+    result alone (``math.isfinite``, bounds) and repeat the value as given.
+
+    Examples
+    --------
+    >>> float_or_nan("0.5"), float_or_nan(10**400), float_or_nan([1])
+    (0.5, nan, nan)
+    """
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
 
 
 def whole_number(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:

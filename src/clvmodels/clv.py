@@ -62,7 +62,7 @@ import pandas as pd
 
 from clvmodels._histogram import LogGrid
 from clvmodels._threads import in_order, resolve_n_jobs
-from clvmodels._validation import whole_number
+from clvmodels._validation import float_or_nan, whole_number
 from clvmodels.data import compress, compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError, NotFittedError
 from clvmodels.models.base import (
@@ -121,10 +121,7 @@ def interval_probabilities(interval: float) -> tuple[float, float]:
     >>> [round(p, 6) for p in interval_probabilities(0.9)]
     [0.05, 0.95]
     """
-    try:
-        level = float(interval)
-    except (TypeError, ValueError, OverflowError):
-        level = float("nan")
+    level = float_or_nan(interval)
     if not 0 < level < 1:
         raise ValueError(f"interval must lie strictly between 0 and 1, got {interval!r}")
     return (1.0 - level) / 2.0, (1.0 + level) / 2.0

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._validation import float_or_nan
+
 __all__ = [
     "PERIOD_DAYS",
     "TIME_UNIT_DAYS",
@@ -196,10 +198,7 @@ class Calendar:
             )
         object.__setattr__(self, "horizon", int(horizon))
         _parse_period(self.period)
-        try:
-            rate = float(self.discount_rate)
-        except (TypeError, ValueError, OverflowError):
-            rate = float("nan")
+        rate = float_or_nan(self.discount_rate)
         if not math.isfinite(rate) or rate < 0:
             raise ValueError(
                 "discount_rate must be a finite non-negative rate per period, got "

@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._validation import float_or_nan
 from clvmodels.errors import DataValidationError, ModelFileError
 
 __all__ = [
@@ -118,10 +119,7 @@ def _column_list(value: Any, name: str) -> tuple[str, ...]:
 
 
 def _penalty(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        number = float("nan")
+    number = float_or_nan(value)
     if isinstance(value, bool) or not (math.isfinite(number) and number >= 0):
         raise ValueError(f"covariate_penalty must be a finite number >= 0, got {value!r}")
     return number

@@ -77,6 +77,7 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import ThreadpoolController
 
+from clvmodels._validation import float_or_nan
 from clvmodels.data import count_distinct, validate_summary, without_attrs
 from clvmodels.errors import ConvergenceError, DataValidationError, ModelFileError
 from clvmodels.models import ops as _ops
@@ -167,10 +168,7 @@ def checked_weights(weights: Any, data: pd.DataFrame) -> np.ndarray:
 
 def check_penalizer(penalizer: Any) -> float:
     """A finite, non-negative ridge penalty."""
-    try:
-        value = float(penalizer)
-    except (TypeError, ValueError, OverflowError):  # an integer beyond the float range
-        value = float("nan")
+    value = float_or_nan(penalizer)
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"penalizer must be a finite number >= 0, got {penalizer!r}")
     return value

@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, expit, exprel, gammaln, logsumexp, roots_legendre, xlogy
 
+from clvmodels._validation import float_or_nan
 from clvmodels.data import column_arrays, compress_arrays, validate_summary
 from clvmodels.errors import DataValidationError
 from clvmodels.models._hypergeometric import hyp_series_value
@@ -986,10 +987,7 @@ class ParetoNBDPredictions(BetaGeoPredictions):
         ...     one, continuous_discount_rate=0.0027).iloc[0]), 4)
         1.8642
         """
-        try:
-            delta = float(continuous_discount_rate)
-        except (TypeError, ValueError, OverflowError):
-            delta = float("nan")
+        delta = float_or_nan(continuous_discount_rate)
         if not (math.isfinite(delta) and delta > 0):
             raise ValueError(
                 "continuous_discount_rate must be a finite rate > 0 per time unit, got "
