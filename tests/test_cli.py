@@ -59,6 +59,11 @@ def test_forecast_with_both_tier_probabilities_recalibrates_the_top_tier(
     found = re.search(r"Top-tier probabilities tried on 1997-12-\d\d to 1998-06-30 .*?slope "
                       r"([0-9.]+), intercept ([+-][0-9.]+)", result.output)
     assert found, result.output
+    # The tier table's short headers are defined by the line above it.
+    assert "realised = share of simulated futures" in result.output
+    header = next(line for line in result.output.splitlines() if "share of value" in line)
+    assert header.split() == ["customers", "CLV", "lower", "upper", "share", "of", "value",
+                              "tier", "probability", "realised"], header
     table = pd.read_csv(out, index_col=0)
     raw = table["top_tier_probability_realised"].to_numpy()
     # 40 futures per customer (of 80 draws): shares of 40 (the top tier holds no zeros).
@@ -277,10 +282,16 @@ def test_report_command_writes_html(transactions_csv, tmp_path):
     assert "http://" not in html.replace("http://www.w3.org", "")
 
 
-def test_demo_writes_table_models_and_report(tmp_path):
+def test_demo_writes_table_models_and_report(tmp_path, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
     result = runner.invoke(app, ["demo", "--output-dir", str(tmp_path), "--draws", "100",
                                  "--mcmc-draws", "0"])
     assert result.exit_code == 0, result.output
+    # Not a terminal: the tables are set 120 wide, so no header is cut or wrapped.
+    assert max(len(line) for line in result.output.splitlines()) <= 120
+    for header in ("share of value", "tier probability", "realised", "CLV [90% interval]"):
+        assert header in result.output, header
+    assert "…" not in result.output, result.output
     # The family is compared; the best on holdout value (MBG/NBD on CDNOW) forecasts.
     assert "ModifiedBetaGeo parameters" in result.output
     assert "Top 10 customers by CLV" in result.output

@@ -493,6 +493,7 @@ def forecast(
         if (line := _common_shocks_line(result)) is not None:
             typer.echo(line)
         if result.segmentation is not None:
+            typer.echo(_tier_title(result))
             typer.echo(_tier_table(result.segmentation.tiers).to_string())
         if (line := _tier_backtest_line(result)) is not None:
             typer.echo(line)
@@ -697,6 +698,10 @@ def demo(
         raise CLIError(f"output directory {output_dir} is a file")
     _check_folder(output_dir / "customers.csv", "output")
     console = Console(quiet=quiet)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # A log or a pipe has no width to fit, but rich assumes 80 columns there and
+        # would cut the tables' headers; the widest table needs about 110.
+        console.width = _LOG_WIDTH
     transactions = load_cdnow(sample=True)
     console.print(
         f"[bold]CDNOW sample[/bold]: {len(transactions):,} transactions of "
@@ -774,14 +779,7 @@ def _show_forecast(console: Any, result: PipelineResult) -> None:
     if (line := _common_shocks_line(result)) is not None:
         console.print(line)
     if result.segmentation is not None:
-        console.print(_rich_table(
-            _tier_table(result.segmentation.tiers),
-            f"Value tiers ({level} intervals; tier probability = share of parameter draws "
-            "that keep a customer's expected value in its tier"
-            + ("; realised = share of simulated futures in which its realised value lands "
-               "there" if "mean_tier_probability_realised" in result.segmentation.tiers
-               else "") + ")",
-        ))
+        console.print(_rich_table(_tier_table(result.segmentation.tiers), _tier_title(result)))
     if (line := _tier_backtest_line(result)) is not None:
         console.print(line)
     table = result.customers()
@@ -817,18 +815,42 @@ def _rich_table(frame: pd.DataFrame, title: str) -> Any:
     return table
 
 
-_TIER_COLUMNS = ("customers", "clv_total", "clv_total_lower", "clv_total_upper",
-                 "share_of_value", "mean_tier_probability", "mean_tier_probability_realised")
+#: Width of the demo's tables where the output is not a terminal (a log, a pipe).
+_LOG_WIDTH = 120
+
+#: The tiers' columns shown, under headers that the tables' titles define.
+_TIER_HEADERS = {
+    "customers": "customers",
+    "clv_total": "CLV",
+    "clv_total_lower": "lower",
+    "clv_total_upper": "upper",
+    "share_of_value": "share of value",
+    "mean_tier_probability": "tier probability",
+    "mean_tier_probability_realised": "realised",
+}
+
+
+def _tier_title(result: PipelineResult) -> str:
+    """What the tier table's intervals and probabilities are, in one sentence."""
+    realised = "mean_tier_probability_realised" in result.segmentation.tiers
+    return (
+        f"Value tiers ({result.settings.interval:.0%} intervals; tier probability = share of "
+        "parameter draws that keep a customer's expected value in its tier"
+        + ("; realised = share of simulated futures in which its realised value lands there"
+           if realised else "")
+        + f"; {'both' if realised else 'it is'} averaged over the tier's customers)"
+    )
 
 
 def _tier_table(tiers: pd.DataFrame) -> pd.DataFrame:
-    shown = tiers[[c for c in _TIER_COLUMNS if c in tiers.columns]].copy()
+    """The tiers' counts, totals and mean probabilities, formatted, under short headers."""
+    shown = tiers[[c for c in _TIER_HEADERS if c in tiers.columns]].copy()
     for col in shown.columns:
         if col.startswith("clv"):
             shown[col] = shown[col].map(lambda v: f"{v:,.0f}")
         elif col != "customers":
             shown[col] = shown[col].map(lambda v: f"{v:.3f}")
-    return shown
+    return shown.rename(columns=_TIER_HEADERS)
 
 
 def _fmt_total(total: Any) -> str:
