@@ -16,6 +16,7 @@ from clvmodels.clv import (
     CLVScorer,
     customer_lifetime_value,
     discounted_value,
+    piece_bounds,
     predictive_interval,
 )
 from clvmodels.errors import DataValidationError
@@ -477,6 +478,74 @@ def test_predictive_forecast_is_consistent(models, cdnow_summary):
     assert (
         total["clv_pred_lower"] < total["clv_lower"] < total["clv_upper"] < total["clv_pred_upper"]
     )
+
+
+def test_piece_bounds_cut_by_count_and_by_load():
+    load = np.array([0.5, 0.5, 0.5, 9.0, 0.2, 0.2, 0.2, 0.2, 0.2, 3.0])
+    bounds = piece_bounds(load, 3, 2.0)
+    # Consecutive, covering every item once, in order.
+    assert [a for a, _ in bounds] == [0] + [b for _, b in bounds[:-1]]
+    assert bounds[-1][1] == load.size
+    for a, b in bounds:
+        assert 1 <= b - a <= 3
+        # Within the budget, unless one item alone exceeds it.
+        assert load[a:b].sum() <= 2.0 or b - a == 1
+    assert bounds == [(0, 3), (3, 4), (4, 7), (7, 9), (9, 10)]
+    assert piece_bounds(np.zeros(0), 3, 2.0) == []
+
+
+def test_heavy_buyers_are_simulated_in_pieces_of_bounded_purchases(models, monkeypatch):
+    # Customers who buy every other day: a piece of 250 of them at 200 futures each
+    # would hold 250 x 200 x ~40 purchases. Cut by expected purchases instead, the
+    # pieces are many, and the values iter_draws recomputes are still those behind the
+    # forecast's predictive totals and intervals.
+    bg, gg = models
+    rng = np.random.default_rng(3)
+    n = 300
+    heavy = pd.DataFrame(
+        {"frequency": rng.integers(30, 40, n).astype(float), "recency": rng.uniform(70, 77, n),
+         "T": np.full(n, 78.0), "monetary_value": rng.gamma(5.0, 5.0, n)},
+        index=pd.Index([f"c{i}" for i in range(n)], name="customer_id"),
+    )  # fmt: skip
+    heavy.attrs["time_unit"] = "W"
+    monkeypatch.setattr(clv_module, "_PIECE_PURCHASES", 20_000)
+    fc = customer_lifetime_value(bg, gg, heavy, n_draws=200, predictive=True, random_state=2)
+    futures_purchases = fc.table["expected_purchases"].to_numpy() * fc.n_futures
+    assert futures_purchases.sum() > 20 * 20_000  # so there are at least 20 pieces
+    chunks = list(fc.iter_draws("predictive"))
+    assert len(chunks) >= 20
+    sims = np.zeros(fc.n_futures)
+    for _, values in chunks:
+        sims += values.sum(axis=1)
+    np.testing.assert_allclose(sims, fc.predictive_totals, rtol=1e-12)
+    ids = np.concatenate([i for i, _ in chunks])
+    values = np.hstack([v for _, v in chunks])
+    table = fc.table.loc[ids]
+    lower, upper = predictive_interval(values, fc.interval)
+    np.testing.assert_allclose(lower, table["clv_pred_lower"], rtol=1e-12)
+    np.testing.assert_allclose(upper, table["clv_pred_upper"], rtol=1e-12)
+    # Their mean is the expected CLV within Monte Carlo error, customer by customer.
+    z = (values.mean(axis=0) - table["clv"]) / (values.std(axis=0) / np.sqrt(fc.n_futures))
+    assert np.abs(z).max() < 5
+
+
+def test_a_customer_too_heavy_to_simulate_is_refused_by_name(models, cdnow_summary):
+    # A frequency counted in transactions instead of repeat purchase periods: 721,458
+    # purchases expected, 721M in 1,000 futures. Refused before any is simulated.
+    bg, gg = models
+    client = pd.DataFrame({"frequency": [1e6], "recency": [50.0], "T": [50.0],
+                           "monetary_value": [10.0]},
+                          index=pd.Index(["api-client"], name="customer_id"))  # fmt: skip
+    data = pd.concat([cdnow_summary.iloc[:3], client])
+    data.attrs["time_unit"] = "W"
+    with pytest.raises(ValueError, match=r"customer 'api-client' is expected to make 721,4\d\d "
+                                         r"purchases .* \(n_futures\)"):
+        customer_lifetime_value(bg, gg, data, predictive=True, random_state=1)
+    # Fewer futures fit, and expected values never simulate anything.
+    fc = customer_lifetime_value(bg, gg, data, n_draws=100, predictive=True, n_futures=10,
+                                 random_state=1)  # fmt: skip
+    assert np.isfinite(fc.total()["clv_pred_upper"])
+    assert customer_lifetime_value(bg, gg, data, random_state=1).table["clv"]["api-client"] > 1e6
 
 
 def test_threads_change_nothing_in_the_forecast_its_draws_or_its_tiers(models, cdnow_summary):
