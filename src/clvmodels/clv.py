@@ -105,8 +105,9 @@ _PIECE_ELEMENTS = 250_000
 # Purchases expected of a piece's futures. Light customers fill a piece with futures
 # first (0.64 purchases each on average in bench_clv.py's data); heavy buyers fill it
 # with purchases, each of which holds about _BYTES_PER_PURCHASE while its piece is
-# simulated: 8,000 customers expecting 60 purchases each peaked at 4.2 GB at 1000
-# futures before pieces were cut here, and at 0.8 GB after (in half the time).
+# simulated: 100k customers expecting 24 purchases each peaked at 4.0-4.2 GB at 1000
+# futures before pieces were cut here, and at 1.0-1.1 GB after, in 0.72 of the time
+# (bench_clv.py --frequent-buyers).
 _PIECE_PURCHASES = 2_000_000
 _BYTES_PER_PURCHASE = 32  # owner, time, value and the summaries' share
 # Purchases expected of one customer's futures beyond which simulating them is refused:
