@@ -8,12 +8,14 @@ import pytest
 
 from clvmodels import BetaGeo, GammaGamma, ParetoNBD, customer_lifetime_value, simulate_bgnbd
 from clvmodels.averaging import (
+    AveragedForecast,
     average_forecasts,
     holdout_log_density,
     holdout_weights,
     mixture_allocation,
     stacking_weights,
 )
+from clvmodels.clv import prediction_bounds
 
 CDNOW_BGNBD = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
 
@@ -142,6 +144,20 @@ def test_a_mixture_shares_out_the_fewest_futures_by_the_weights(forecasts, cdnow
     )
     sims = sum(values.sum(axis=1) for _, values in mix.iter_draws("predictive"))
     np.testing.assert_allclose(sims, mix.predictive_totals, rtol=1e-12)
+    # The total's predictive interval keeps all 400 draws: each member's realised totals
+    # for the 200 draws it gives, the 100-future member's carried from its futures.
+    np.testing.assert_array_equal(
+        mix.predictive_draw_totals,
+        np.r_[forecasts["bgnbd"].predictive_totals[:200], few.predictive_draw_totals[:200]],
+    )  # fmt: skip
+    np.testing.assert_array_equal(few.predictive_draw_totals[:100], few.predictive_totals)
+    np.testing.assert_array_equal(
+        mix.total()[["clv_pred_lower", "clv_pred_upper"]].to_numpy(dtype=float),
+        prediction_bounds(mix.predictive_draw_totals, [0.05, 0.95]),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="come together"):
+        AveragedForecast(mix.table, mix.weights, mix.draw_totals, mix.predictive_totals,
+                         mix.model_of_draw, 0.9)  # fmt: skip
     realised = segment(mix).customers["top_tier_probability_realised"].to_numpy()
     np.testing.assert_allclose(realised * 100, np.round(realised * 100), atol=1e-9)
     # Only members with weight count: all of it on the 400-future model keeps 400.

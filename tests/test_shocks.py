@@ -290,13 +290,15 @@ def test_shock_factors_are_the_shocked_total_and_the_tiers_multipliers():
         np.quantile(fc.predictive_totals * factors.factors, [0.05, 0.95], method="weibull"),
         rtol=1e-12,
     )  # fmt: skip
-    # Futures under the first 100 draws take the first 100 factors.
+    # With futures under the first 100 draws only, every draw's realised total (the
+    # futures' noise carried to the later draws) takes its own draw's factor.
     few = customer_lifetime_value(tx, spend, split, horizon=3, period="13W", discount_rate=0,
                                   n_draws=400, predictive=True, n_futures=100,
                                   random_state=0)  # fmt: skip
+    assert few.predictive_draw_totals.shape == (400,)
     np.testing.assert_allclose(
         factors.total(few)[["clv_pred_lower", "clv_pred_upper"]],
-        np.quantile(few.predictive_totals * factors.factors[:100], [0.05, 0.95],
+        np.quantile(few.predictive_draw_totals * factors.factors, [0.05, 0.95],
                     method="weibull"),
         rtol=1e-12,
     )  # fmt: skip

@@ -386,6 +386,9 @@ class AveragedForecast(CLVForecast):
         Weight of each model.
     draw_totals, predictive_totals : ndarray (n_draws,), ndarray (n_futures,)
         Portfolio totals of the mixture's draws (expected) and futures (simulated).
+    predictive_draw_totals : ndarray (n_draws,) or None
+        Realised portfolio total under each of the mixture's draws: each member's
+        :attr:`CLVForecast.predictive_draw_totals` for the draws it gives.
     model_of_draw : ndarray of str (n_draws,)
         The model behind each draw.
     settings : dict
@@ -402,6 +405,7 @@ class AveragedForecast(CLVForecast):
         model_of_draw: np.ndarray,
         interval: float,
         *,
+        predictive_draw_totals: np.ndarray | None = None,
         settings: Mapping[str, Any] | None = None,
         expected_draws: np.ndarray | None = None,
         predictive_draws: np.ndarray | None = None,
@@ -412,6 +416,12 @@ class AveragedForecast(CLVForecast):
         self.weights = weights
         self.draw_totals = draw_totals
         self.predictive_totals = predictive_totals
+        if (predictive_draw_totals is None) != (predictive_totals is None):
+            raise ValueError(
+                "predictive_totals and predictive_draw_totals come together: the futures' "
+                "totals and a realised total under every draw of the mixture"
+            )
+        self.predictive_draw_totals = predictive_draw_totals
         self.model_of_draw = model_of_draw
         self.scorer = None
         self.realised_histogram = None
@@ -617,6 +627,15 @@ def average_forecasts(
         if predictive
         else None
     )
+    # Each member's realised totals for the draws it gives: its futures carried to its
+    # own draws, so the total's predictive interval keeps all n draws of the mixture.
+    pred_draw_totals = (
+        np.concatenate(
+            [fc.predictive_draw_totals[:c] for fc, c in zip(fcs, counts, strict=True) if c]
+        )
+        if predictive
+        else None
+    )
     expected = predicted = None
     if per_customer:
         expected = _mixture_columns(fcs, counts, "expected", index)
@@ -632,6 +651,7 @@ def average_forecasts(
         weights=pd.Series(w, index=names, name="weight"),
         draw_totals=draw_totals,
         predictive_totals=pred_totals,
+        predictive_draw_totals=pred_draw_totals,
         model_of_draw=model_of_draw,
         interval=level,
         settings={k: fcs[0].settings.get(k) for k in keys},

@@ -85,6 +85,7 @@ __all__ = [
     "interval_probabilities",
     "prediction_bounds",
     "prediction_positions",
+    "predictive_draw_totals",
     "predictive_interval",
 ]
 
@@ -169,6 +170,62 @@ def prediction_bounds(values: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     positions = prediction_positions(values.size, probs)
     return _order_values(values[:, None], positions)[:, 0]
+
+
+def predictive_draw_totals(
+    draw_totals: np.ndarray, predictive_totals: np.ndarray | None
+) -> np.ndarray | None:
+    """A realised portfolio total under every parameter draw, from futures simulated
+    under the first ``len(predictive_totals)`` draws only.
+
+    Those draws keep their simulated totals. Each later draw ``d`` takes its own
+    expected total times the ratio of simulated to expected total of future
+    ``d mod n_futures``: that future's purchase noise, carried to the level of another
+    draw. The total's predictive interval then rests on every draw's parameter
+    uncertainty, not on the first ``n_futures`` only, and its bounds move less from
+    seed to seed (on CDNOW's sample with 100 futures out of 1,000 draws, a width sd of
+    4.7% of its mean against 8.6% from the futures alone; ``README.md``). It assumes
+    that the relative purchase noise of a total changes little from draw to draw, as
+    where the draws of a fitted portfolio differ by percents; there the bounds hold new
+    totals, simulated with one future per draw, at their level. Totals stay
+    non-negative, as realised values are.
+
+    Parameters
+    ----------
+    draw_totals : ndarray (n_draws,)
+        Expected total under each parameter draw.
+    predictive_totals : ndarray (n_futures,) or None
+        Simulated total of one future under each of the first ``n_futures`` draws.
+
+    Returns
+    -------
+    ndarray (n_draws,) or None
+        None without futures; the futures' totals themselves when there is one per draw.
+
+    Examples
+    --------
+    >>> predictive_draw_totals(np.array([10.0, 20.0, 40.0]), np.array([12.0, 15.0])).tolist()
+    [12.0, 15.0, 48.0]
+    """
+    if predictive_totals is None:
+        return None
+    expected = np.asarray(draw_totals, dtype=float)
+    simulated = np.asarray(predictive_totals, dtype=float)
+    n_futures = simulated.size
+    if not 0 < n_futures <= expected.size:
+        raise ValueError(
+            f"{n_futures} simulated totals for {expected.size} draws: the futures are "
+            "simulated under the first draws, between 1 and one per draw"
+        )
+    out = expected.copy()
+    out[:n_futures] = simulated
+    later = np.arange(n_futures, expected.size) % n_futures
+    # A draw whose expected total is zero holds no purchases to carry: ratio one.
+    ratio = np.divide(
+        simulated, expected[:n_futures], out=np.ones(n_futures), where=expected[:n_futures] > 0
+    )
+    out[n_futures:] *= ratio[later]
+    return out
 
 
 def _order_values(values: np.ndarray, positions: Sequence[float]) -> np.ndarray:
@@ -1358,6 +1415,11 @@ class CLVForecast:
     predictive_totals : ndarray (n_futures,) or None
         Portfolio realised value, one simulated future under each of the first
         ``n_futures`` draws (predictive only).
+    predictive_draw_totals : ndarray (n_draws,) or None
+        Portfolio realised value under every draw, behind the predictive interval of
+        :meth:`total`: ``predictive_totals``, and when there are fewer futures than
+        draws, their purchase noise carried to the later draws
+        (:func:`predictive_draw_totals`).
     scorer : CLVScorer
         The draws and settings, to score further customers consistently.
     realised_histogram : (LogGrid, ndarray (n_futures, bins)) or None
@@ -1397,6 +1459,7 @@ class CLVForecast:
         self._purchase_cache = purchase_cache
         self.draw_totals = draw_totals
         self.predictive_totals = predictive_totals
+        self.predictive_draw_totals = predictive_draw_totals(draw_totals, predictive_totals)
         self.scorer = scorer
         self._layout = layout
         self._index = index
@@ -1456,7 +1519,8 @@ class CLVForecast:
         Series
             ``customers``, ``clv`` (sum of point CLVs), ``clv_mean`` (mean of the
             per-draw totals), ``clv_lower``, ``clv_upper`` and, when predictive,
-            ``clv_pred_lower`` and ``clv_pred_upper`` (where the realised total falls).
+            ``clv_pred_lower`` and ``clv_pred_upper`` (where the realised total falls,
+            from :attr:`predictive_draw_totals`).
 
         Examples
         --------
@@ -1478,8 +1542,8 @@ class CLVForecast:
             "clv_lower": float(lower),
             "clv_upper": float(upper),
         }
-        if self.predictive_totals is not None:
-            p_lower, p_upper = prediction_bounds(self.predictive_totals, [low_p, high_p])
+        if self.predictive_draw_totals is not None:
+            p_lower, p_upper = prediction_bounds(self.predictive_draw_totals, [low_p, high_p])
             out["clv_pred_lower"] = float(p_lower)
             out["clv_pred_upper"] = float(p_upper)
         return pd.Series(out, name="total")
@@ -1638,9 +1702,12 @@ def customer_lifetime_value(
         ``predictive=True``). By default one under every draw. Simulation is most of the
         cost of a predictive forecast, so 100 futures make it several times faster; each
         customer's interval then rests on 100 values (it still holds its level on
-        average, but is noisier customer by customer), and so do the predictive total's
-        interval and the realised tier probabilities of :func:`clvmodels.segment`. The
-        expected CLV and its parameter interval keep all ``n_draws`` draws.
+        average, but is noisier customer by customer), and so are the realised tier
+        probabilities of :func:`clvmodels.segment`. The expected CLV and its parameter
+        interval keep all ``n_draws`` draws, and so does the predictive total, whose
+        later draws take the purchase noise of the futures
+        (:func:`predictive_draw_totals`); its bounds are still noisier than from one
+        future per draw.
     random_state : int, numpy Generator or SeedSequence, optional
         Seed; the seed used is recorded in ``settings["random_state"]``.
     time_unit : str, optional

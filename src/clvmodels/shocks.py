@@ -1719,8 +1719,8 @@ class ShockFactors:
         }
 
     def total(self, forecast: CLVForecast) -> pd.Series:
-        """``forecast.total(interval)`` with every draw's total (expected, and simulated
-        when the forecast is predictive, under the first ``n_futures`` draws) multiplied
+        """``forecast.total(interval)`` with every draw's total (expected, and realised
+        when the forecast is predictive: ``forecast.predictive_draw_totals``) multiplied
         by its factor; ``clv`` and ``clv_mean`` are unchanged (the factors are
         mean-preserving)."""
         if forecast.n_draws != self.factors.size:
@@ -1733,10 +1733,10 @@ class ShockFactors:
         out["clv_lower"], out["clv_upper"] = np.quantile(
             forecast.draw_totals * self.factors, [low_p, high_p]
         )
-        futures = forecast.predictive_totals
-        if futures is not None:  # simulated under the first draws, one per future
+        realised = forecast.predictive_draw_totals
+        if realised is not None:
             out["clv_pred_lower"], out["clv_pred_upper"] = prediction_bounds(
-                futures * self.factors[: futures.size], [low_p, high_p]
+                realised * self.factors, [low_p, high_p]
             )
         out.attrs.update(self.attrs())
         return out
