@@ -116,7 +116,8 @@ def _one_forecast(
         tx, spend = model().fit(split), GammaGamma().fit(split)
     forecast = customer_lifetime_value(
         tx, spend, split, horizon=weeks, period="W", discount_rate=0, interval=LEVEL,
-        n_draws=args.n_draws, predictive=True, random_state=seed, progressbar=False,
+        n_draws=args.n_draws, predictive=True, n_futures=args.n_futures, random_state=seed,
+        progressbar=False,
     )  # fmt: skip
     realised = split["frequency_holdout"] * split["monetary_value_holdout"]
     cal = forecast_calibration(
@@ -449,6 +450,8 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=100)
     parser.add_argument("--customers", type=int, default=2357)
     parser.add_argument("--n-draws", type=int, default=500)
+    parser.add_argument("--n-futures", type=int, default=None,
+                        help="simulated futures per customer (default: one per draw)")
     parser.add_argument("--n-simulations", type=int, default=100)
     parser.add_argument("--cdnow-first-cut", default="1997-06-03")
     parser.add_argument("--cdnow-step", type=int, default=4)
@@ -499,11 +502,12 @@ def main() -> None:
         print("Tier probabilities on simulated cohorts", flush=True)
         tiers = simulated_tiers(args)
     load = os.getloadavg()[0]
+    futures = "" if args.n_futures is None else f" ({args.n_futures} futures per customer)"
     head = [
         "## Coverage (`bench_coverage.py`)",
         "",
         f"{TRANSACTION_MODELS[args.transaction_model][0]} + Gamma-Gamma, 90% intervals "
-        f"from {args.n_draws} draws; shocks from "
+        f"from {args.n_draws} draws{futures}; shocks from "
         f"{args.n_simulations} simulated cohorts per estimate and "
         f"{args.n_refits or DEFAULT_REFITS} refits on simulated shocked cohorts per total. "
         f"{time.perf_counter() - t0:.0f} s on this machine, load average {load:.1f}.",
