@@ -151,9 +151,10 @@ def test_a_mixture_shares_out_the_fewest_futures_by_the_weights(forecasts, cdnow
         np.r_[forecasts["bgnbd"].predictive_totals[:200], few.predictive_draw_totals[:200]],
     )  # fmt: skip
     np.testing.assert_array_equal(few.predictive_draw_totals[:100], few.predictive_totals)
-    np.testing.assert_array_equal(
+    np.testing.assert_allclose(
         mix.total()[["clv_pred_lower", "clv_pred_upper"]].to_numpy(dtype=float),
         prediction_bounds(mix.predictive_draw_totals, [0.05, 0.95]),
+        rtol=1e-12,
     )  # fmt: skip
     with pytest.raises(ValueError, match="come together"):
         AveragedForecast(mix.table, mix.weights, mix.draw_totals, mix.predictive_totals,
